@@ -1,0 +1,164 @@
+package sqlite
+
+import (
+	"context"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+func (t *txn) InsertHSM(ctx context.Context, h *store.HSM) error {
+	_, err := t.exec(ctx, `INSERT INTO hsms(id, name, uri, state, domain_id, domain_key, admins, retention_days, purge_protection, created)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		h.ID, h.Name, h.URI, h.State, h.DomainID, h.DomainKey, toJSON(h.Admins), h.RetentionDays, boolInt(h.PurgeProtection), unix(h.Created))
+	return err
+}
+
+const hsmCols = `id, name, uri, state, domain_id, domain_key, admins, retention_days, purge_protection, created`
+
+func scanHSM(row scanner) (*store.HSM, error) {
+	var h store.HSM
+	var admins string
+	var pp int
+	var created int64
+	if err := row.Scan(&h.ID, &h.Name, &h.URI, &h.State, &h.DomainID, &h.DomainKey, &admins, &h.RetentionDays, &pp, &created); err != nil {
+		return nil, notFound(err)
+	}
+	h.PurgeProtection, h.Created = pp == 1, fromUnix(created)
+	return &h, fromJSON(admins, &h.Admins)
+}
+
+func (t *txn) GetHSM(ctx context.Context, name string) (*store.HSM, error) {
+	return scanHSM(t.tx.QueryRowContext(ctx, `SELECT `+hsmCols+` FROM hsms WHERE name = ?`, name))
+}
+
+func (t *txn) ListHSMs(ctx context.Context) ([]*store.HSM, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+hsmCols+` FROM hsms ORDER BY name`)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	defer rows.Close()
+	var out []*store.HSM
+	for rows.Next() {
+		h, err := scanHSM(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+const keyCols = `k.hsm, k.name, k.created, k.deleted, k.scheduled_purge, k.rotation_policy`
+
+func scanKey(row scanner, extra ...any) (*store.Key, error) {
+	var k store.Key
+	var created, deleted, purge int64
+	dest := append([]any{&k.HSM, &k.Name, &created, &deleted, &purge, &k.RotationPolicy}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, notFound(err)
+	}
+	k.Created, k.Deleted, k.ScheduledPurge = fromUnix(created), fromUnix(deleted), fromUnix(purge)
+	return &k, nil
+}
+
+func (t *txn) GetKey(ctx context.Context, hsm, name string) (*store.Key, error) {
+	return scanKey(t.tx.QueryRowContext(ctx, `SELECT `+keyCols+` FROM keys k WHERE k.hsm = ? AND k.name = ?`, hsm, name))
+}
+
+func (t *txn) PutKey(ctx context.Context, k *store.Key) error {
+	_, err := t.exec(ctx, `INSERT INTO keys(hsm, name, created, deleted, scheduled_purge, rotation_policy) VALUES(?, ?, ?, ?, ?, ?)
+		ON CONFLICT(hsm, name) DO UPDATE SET deleted = excluded.deleted, scheduled_purge = excluded.scheduled_purge,
+		rotation_policy = excluded.rotation_policy`,
+		k.HSM, k.Name, unix(k.Created), unix(k.Deleted), unix(k.ScheduledPurge), k.RotationPolicy)
+	return err
+}
+
+func (t *txn) PurgeKey(ctx context.Context, hsm, name string) error {
+	return mustAffect(t.exec(ctx, `DELETE FROM keys WHERE hsm = ? AND name = ?`, hsm, name))
+}
+
+const versionCols = `v.hsm, v.name, v.version, v.seq, v.kty, v.ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, v.exportable, v.public, v.sealed`
+
+func scanVersion(row scanner, prefix ...any) (*store.KeyVersion, error) {
+	var v store.KeyVersion
+	var ops, tags string
+	var enabled, exportable int
+	var nbf, exp, created, updated int64
+	dest := append(prefix, &v.HSM, &v.Name, &v.Version, &v.Seq, &v.Kty, &ops, &enabled, &nbf, &exp, &created, &updated, &tags, &exportable, &v.Public, &v.Sealed)
+	if err := row.Scan(dest...); err != nil {
+		return nil, notFound(err)
+	}
+	v.Enabled, v.Exportable = enabled == 1, exportable == 1
+	v.NotBefore, v.Expires, v.Created, v.Updated = fromUnix(nbf), fromUnix(exp), fromUnix(created), fromUnix(updated)
+	if err := fromJSON(ops, &v.Ops); err != nil {
+		return nil, err
+	}
+	return &v, fromJSON(tags, &v.Tags)
+}
+
+func (t *txn) InsertKeyVersion(ctx context.Context, v *store.KeyVersion) error {
+	_, err := t.exec(ctx, `INSERT INTO key_versions(hsm, name, version, seq, kty, ops, enabled, nbf, exp, created, updated, tags, exportable, public, sealed)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		v.HSM, v.Name, v.Version, v.Seq, v.Kty, toJSON(v.Ops), boolInt(v.Enabled), unix(v.NotBefore), unix(v.Expires),
+		unix(v.Created), unix(v.Updated), toJSON(v.Tags), boolInt(v.Exportable), v.Public, v.Sealed)
+	return err
+}
+
+// UpdateKeyVersion changes the mutable fields of a version only.
+func (t *txn) UpdateKeyVersion(ctx context.Context, v *store.KeyVersion) error {
+	return mustAffect(t.exec(ctx, `UPDATE key_versions SET ops = ?, enabled = ?, nbf = ?, exp = ?, updated = ?, tags = ?
+		WHERE hsm = ? AND name = ? AND version = ?`,
+		toJSON(v.Ops), boolInt(v.Enabled), unix(v.NotBefore), unix(v.Expires), unix(v.Updated), toJSON(v.Tags), v.HSM, v.Name, v.Version))
+}
+
+func (t *txn) GetKeyVersion(ctx context.Context, hsm, name, version string) (*store.KeyVersion, error) {
+	return scanVersion(t.tx.QueryRowContext(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? AND v.version = ?`, hsm, name, version))
+}
+
+func (t *txn) LatestKeyVersion(ctx context.Context, hsm, name string) (*store.KeyVersion, error) {
+	return scanVersion(t.tx.QueryRowContext(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? ORDER BY v.seq DESC LIMIT 1`, hsm, name))
+}
+
+func (t *txn) ListKeyVersions(ctx context.Context, hsm, name string, after int64, limit int) ([]store.KeyVersion, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`, hsm, name, after, limit)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	defer rows.Close()
+	var out []store.KeyVersion
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *v)
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) ListKeys(ctx context.Context, hsm string, deleted bool, after string, limit int) ([]store.KeyListItem, error) {
+	cond := `k.deleted = 0`
+	if deleted {
+		cond = `k.deleted <> 0`
+	}
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+keyCols+`, `+versionCols+` FROM keys k
+		JOIN key_versions v ON v.hsm = k.hsm AND v.name = k.name
+			AND v.seq = (SELECT MAX(seq) FROM key_versions WHERE hsm = k.hsm AND name = k.name)
+		WHERE k.hsm = ? AND `+cond+` AND k.name > ? ORDER BY k.name LIMIT ?`, hsm, after, limit)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	defer rows.Close()
+	var out []store.KeyListItem
+	for rows.Next() {
+		var k store.Key
+		var created, del, purge int64
+		v, err := scanVersion(rows, &k.HSM, &k.Name, &created, &del, &purge, &k.RotationPolicy)
+		if err != nil {
+			return nil, err
+		}
+		k.Created, k.Deleted, k.ScheduledPurge = fromUnix(created), fromUnix(del), fromUnix(purge)
+		out = append(out, store.KeyListItem{Key: k, Latest: *v})
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,106 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrations are applied in order; the schema version is their count.
+// A released migration never changes: add a new one instead.
+var migrations = []string{
+	// 1: directory, HSMs, keys.
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE principals (
+		id TEXT PRIMARY KEY,
+		kind TEXT NOT NULL,
+		display_name TEXT NOT NULL,
+		app_id TEXT UNIQUE,
+		upn TEXT UNIQUE COLLATE NOCASE,
+		mail_nickname TEXT NOT NULL DEFAULT '',
+		password_hash TEXT NOT NULL DEFAULT '',
+		directory_roles TEXT NOT NULL DEFAULT '[]',
+		created INTEGER NOT NULL);
+	CREATE INDEX principals_kind ON principals(kind, display_name);
+	CREATE TABLE members (
+		group_id TEXT NOT NULL REFERENCES principals(id) ON DELETE CASCADE,
+		member_id TEXT NOT NULL REFERENCES principals(id) ON DELETE CASCADE,
+		PRIMARY KEY (group_id, member_id));
+	CREATE INDEX members_member ON members(member_id);
+	CREATE TABLE credentials (
+		id TEXT PRIMARY KEY,
+		principal_id TEXT NOT NULL REFERENCES principals(id) ON DELETE CASCADE,
+		display_name TEXT NOT NULL DEFAULT '',
+		hash TEXT NOT NULL,
+		hint TEXT NOT NULL,
+		created INTEGER NOT NULL,
+		expires INTEGER NOT NULL);
+	CREATE TABLE token_keys (id TEXT PRIMARY KEY, sealed BLOB NOT NULL, created INTEGER NOT NULL);
+	CREATE TABLE hsms (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		uri TEXT NOT NULL,
+		state TEXT NOT NULL,
+		domain_id TEXT NOT NULL,
+		domain_key BLOB NOT NULL,
+		admins TEXT NOT NULL,
+		retention_days INTEGER NOT NULL,
+		purge_protection INTEGER NOT NULL,
+		created INTEGER NOT NULL);
+	CREATE TABLE keys (
+		hsm TEXT NOT NULL,
+		name TEXT NOT NULL COLLATE NOCASE,
+		created INTEGER NOT NULL,
+		deleted INTEGER NOT NULL DEFAULT 0,
+		scheduled_purge INTEGER NOT NULL DEFAULT 0,
+		rotation_policy BLOB,
+		PRIMARY KEY (hsm, name));
+	CREATE TABLE key_versions (
+		hsm TEXT NOT NULL,
+		name TEXT NOT NULL COLLATE NOCASE,
+		version TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		kty TEXT NOT NULL,
+		ops TEXT NOT NULL,
+		enabled INTEGER NOT NULL,
+		nbf INTEGER NOT NULL,
+		exp INTEGER NOT NULL,
+		created INTEGER NOT NULL,
+		updated INTEGER NOT NULL,
+		tags TEXT NOT NULL,
+		exportable INTEGER NOT NULL,
+		public BLOB NOT NULL,
+		sealed BLOB NOT NULL,
+		PRIMARY KEY (hsm, name, version),
+		UNIQUE (hsm, name, seq),
+		FOREIGN KEY (hsm, name) REFERENCES keys(hsm, name) ON DELETE CASCADE);`,
+}
+
+// migrate applies the migrations the file has not seen yet, each in its own
+// transaction together with the new user_version.
+func (db *DB) migrate(ctx context.Context) error {
+	var have int
+	if err := db.writer.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&have); err != nil {
+		return fmt.Errorf("sqlite: reading schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("sqlite: the database has schema version %d, newer than this binary (%d)", have, len(migrations))
+	}
+	for v := have; v < len(migrations); v++ {
+		tx, err := db.writer.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+		}
+	}
+	return nil
+}

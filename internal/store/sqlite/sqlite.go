@@ -1,0 +1,151 @@
+// Package sqlite implements store.Store on one SQLite file with the pure-Go
+// modernc.org/sqlite driver.
+//
+// Writes go through a single connection that opens every transaction with
+// BEGIN IMMEDIATE, so writers queue instead of failing with SQLITE_BUSY;
+// reads use a pool of connections and see WAL snapshots. synchronous=FULL
+// makes a commit durable before Update returns.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+// DB is a store.Store backed by SQLite.
+type DB struct {
+	writer *sql.DB
+	reader *sql.DB
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the database at path and brings its
+// schema up to date.
+func Open(ctx context.Context, path string) (*DB, error) {
+	dsn := func(extra string) string {
+		q := url.Values{}
+		for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		if extra != "" {
+			q.Set("_txlock", extra)
+		}
+		return "file:" + path + "?" + q.Encode()
+	}
+	w, err := sql.Open("sqlite", dsn("immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn(""))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	db := &DB{writer: w, reader: r}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.reader.Close(), db.writer.Close())
+}
+
+// Update implements store.Store.
+func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	return run(ctx, db.writer, false, fn)
+}
+
+// View implements store.Store.
+func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
+	return run(ctx, db.reader, true, fn)
+}
+
+func run(ctx context.Context, pool *sql.DB, readOnly bool, fn func(store.Tx) error) (err error) {
+	tx, err := pool.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly})
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err := fn(&txn{tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// txn implements store.Tx over one *sql.Tx.
+type txn struct{ tx *sql.Tx }
+
+var _ store.Tx = (*txn)(nil)
+
+// exec runs a statement and maps constraint violations to store.ErrConflict.
+func (t *txn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := t.tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		var se *sqlite.Error
+		if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT {
+			return nil, fmt.Errorf("%w: %v", store.ErrConflict, err)
+		}
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return res, nil
+}
+
+// mustAffect turns "no row changed" into store.ErrNotFound.
+func mustAffect(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	} else if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return fmt.Errorf("sqlite: %w", err)
+}
+
+func (t *txn) GetMeta(ctx context.Context, key string) (string, error) {
+	var v string
+	if err := t.tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v); err != nil {
+		return "", notFound(err)
+	}
+	return v, nil
+}
+
+func (t *txn) SetMeta(ctx context.Context, key, value string) error {
+	_, err := t.exec(ctx, `INSERT INTO meta(key, value) VALUES(?, ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+	return err
+}

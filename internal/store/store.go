@@ -1,0 +1,189 @@
+// Package store is the persistence boundary of Keyward.
+//
+// Every state change runs inside one transaction opened by Store.Update, so
+// a lifecycle step (a rotation, a soft delete) is applied whole or not at
+// all, and is durable once Update returns nil. Records here are plain data:
+// the domain packages own their meaning, encode their own opaque fields
+// (sealed key material, rotation policies) and never see SQL.
+//
+// The embedded implementation is store/sqlite. A PostgreSQL implementation
+// satisfies the same interfaces with the same schema.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a looked-up record does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrConflict is returned when an insert collides with an existing record.
+var ErrConflict = errors.New("store: conflict")
+
+// Store opens transactions.
+type Store interface {
+	// Update runs fn in a read-write transaction and commits it when fn
+	// returns nil. Writers are serialised.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read-only transaction that sees one snapshot.
+	View(ctx context.Context, fn func(Tx) error) error
+	Close() error
+}
+
+// Tx is one transaction. Its methods must not be used after fn returns.
+type Tx interface {
+	Meta
+	Directory
+	HSMs
+	Keys
+}
+
+// Meta holds node-wide settings such as the tenant id.
+type Meta interface {
+	GetMeta(ctx context.Context, key string) (string, error)
+	SetMeta(ctx context.Context, key, value string) error
+}
+
+// Principal kinds.
+const (
+	KindUser             = "user"
+	KindGroup            = "group"
+	KindServicePrincipal = "servicePrincipal"
+	KindManagedIdentity  = "managedIdentity"
+)
+
+// Principal is a directory object: a user, a group, a service principal or
+// a managed identity.
+type Principal struct {
+	ID           string
+	Kind         string
+	DisplayName  string
+	AppID        string // service principals and managed identities
+	UPN          string // users
+	MailNickname string // groups
+	PasswordHash string // users; an encoded salted hash
+	// DirectoryRoles are tenant-wide roles such as "Global Administrator".
+	DirectoryRoles []string
+	Created        time.Time
+}
+
+// Credential is a client secret of a service principal, kept as a hash.
+type Credential struct {
+	ID          string
+	PrincipalID string
+	DisplayName string
+	Hash        string
+	Hint        string // the first characters, as Entra shows them
+	Created     time.Time
+	Expires     time.Time
+}
+
+// TokenKey is a token-signing key, sealed by the node seal.
+type TokenKey struct {
+	ID      string
+	Sealed  []byte
+	Created time.Time
+}
+
+// Directory is the directory part of a transaction.
+type Directory interface {
+	InsertPrincipal(ctx context.Context, p *Principal) error
+	GetPrincipal(ctx context.Context, id string) (*Principal, error)
+	PrincipalByAppID(ctx context.Context, appID string) (*Principal, error)
+	PrincipalByUPN(ctx context.Context, upn string) (*Principal, error)
+	// ListPrincipals lists principals of one kind, ordered by display name.
+	ListPrincipals(ctx context.Context, kind string) ([]*Principal, error)
+	DeletePrincipal(ctx context.Context, id string) error
+
+	AddMember(ctx context.Context, groupID, memberID string) error
+	RemoveMember(ctx context.Context, groupID, memberID string) error
+	Members(ctx context.Context, groupID string) ([]string, error)
+	// GroupsOf lists the groups that list memberID directly.
+	GroupsOf(ctx context.Context, memberID string) ([]string, error)
+
+	InsertCredential(ctx context.Context, c *Credential) error
+	Credentials(ctx context.Context, principalID string) ([]*Credential, error)
+
+	InsertTokenKey(ctx context.Context, k *TokenKey) error
+	TokenKeys(ctx context.Context) ([]*TokenKey, error)
+}
+
+// HSM is one Managed HSM pool.
+type HSM struct {
+	ID       string
+	Name     string
+	URI      string
+	State    string
+	DomainID string
+	// DomainKey is the HSM's domain key, sealed by the node seal.
+	DomainKey       []byte
+	Admins          []string
+	RetentionDays   int
+	PurgeProtection bool
+	Created         time.Time
+}
+
+// HSMs is the HSM part of a transaction.
+type HSMs interface {
+	InsertHSM(ctx context.Context, h *HSM) error
+	GetHSM(ctx context.Context, name string) (*HSM, error)
+	ListHSMs(ctx context.Context) ([]*HSM, error)
+}
+
+// Key is a named key of an HSM: what is common to all its versions.
+type Key struct {
+	HSM            string
+	Name           string
+	Created        time.Time
+	Deleted        time.Time // zero while the key is live
+	ScheduledPurge time.Time
+	RotationPolicy []byte // owned by the keys package
+}
+
+// KeyVersion is one version of a key. Public and Sealed are opaque here.
+type KeyVersion struct {
+	HSM     string
+	Name    string
+	Version string
+	Seq     int64 // orders versions; the highest is the latest
+	Kty     string
+	Ops     []string
+	Enabled bool
+	// NotBefore and Expires are zero when unset.
+	NotBefore  time.Time
+	Expires    time.Time
+	Created    time.Time
+	Updated    time.Time
+	Tags       map[string]string
+	Exportable bool
+	Public     []byte
+	Sealed     []byte
+}
+
+// KeyListItem is a key with its latest version.
+type KeyListItem struct {
+	Key    Key
+	Latest KeyVersion
+}
+
+// Keys is the key part of a transaction.
+type Keys interface {
+	GetKey(ctx context.Context, hsm, name string) (*Key, error)
+	// PutKey inserts or replaces the key row.
+	PutKey(ctx context.Context, k *Key) error
+	// PurgeKey removes the key and all of its versions.
+	PurgeKey(ctx context.Context, hsm, name string) error
+	// ListKeys lists keys named after `after`, live or deleted, with their
+	// latest versions, in name order, at most limit of them.
+	ListKeys(ctx context.Context, hsm string, deleted bool, after string, limit int) ([]KeyListItem, error)
+
+	InsertKeyVersion(ctx context.Context, v *KeyVersion) error
+	UpdateKeyVersion(ctx context.Context, v *KeyVersion) error
+	GetKeyVersion(ctx context.Context, hsm, name, version string) (*KeyVersion, error)
+	LatestKeyVersion(ctx context.Context, hsm, name string) (*KeyVersion, error)
+	// ListKeyVersions lists versions in creation order, from the one after
+	// seq `after` on, at most limit of them.
+	ListKeyVersions(ctx context.Context, hsm, name string, after int64, limit int) ([]KeyVersion, error)
+}
