@@ -196,7 +196,9 @@ func (k *octKey) UnwrapKey(alg Algorithm, wrapped []byte) ([]byte, error) {
 func (k *octKey) Sign(_ io.Reader, alg Algorithm, _ []byte) ([]byte, error) {
 	return nil, unsupported(alg, Oct)
 }
-func (k *octKey) Verify(alg Algorithm, _, _ []byte) (bool, error) { return false, unsupported(alg, Oct) }
+func (k *octKey) Verify(alg Algorithm, _, _ []byte) (bool, error) {
+	return false, unsupported(alg, Oct)
+}
 
 func (k *octKey) marshalPrivate() (sealedForm, error) {
 	return sealedForm{Form: formAES, Bytes: append([]byte(nil), k.raw...)}, nil

@@ -152,4 +152,3 @@ func (t *txn) TokenKeys(ctx context.Context) ([]*store.TokenKey, error) {
 	}
 	return out, rows.Err()
 }
-

@@ -1,0 +1,141 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// HSM states. An HSM is created "provisioned" and becomes "active" once
+// its security domain is downloaded; a dev HSM starts active.
+const (
+	StateProvisioned = "provisioned"
+	StateActive      = "active"
+)
+
+// HSM is one Managed HSM pool with its opened domain key.
+type HSM struct {
+	ID   string
+	Name string
+	// DomainID names the security domain; an HSM recovered from a domain
+	// takes its id, so key material and backups move with it.
+	DomainID        string
+	Key             *Key
+	State           string
+	Admins          []string
+	RetentionDays   int
+	PurgeProtection bool
+	Created         time.Time
+}
+
+// ErrHSMNotFound is returned for an unknown HSM name.
+var ErrHSMNotFound = fault.New(fault.NotFound, "ResourceNotFound", "the managed HSM does not exist")
+
+// Registry creates HSMs and keeps the opened ones in memory.
+type Registry struct {
+	store store.Store
+	seal  Seal
+	rand  io.Reader
+	now   func() time.Time
+
+	mu     sync.RWMutex
+	opened map[string]*HSM
+}
+
+// NewRegistry returns a registry over s whose domain keys rest under seal.
+func NewRegistry(s store.Store, seal Seal, rand io.Reader, now func() time.Time) *Registry {
+	return &Registry{store: s, seal: seal, rand: rand, now: now, opened: map[string]*HSM{}}
+}
+
+// CreateParams describe a new HSM.
+type CreateParams struct {
+	Name            string
+	Admins          []string
+	RetentionDays   int // 7..90, default 90
+	PurgeProtection bool
+	// Activated creates the HSM active, as for the dev HSM; otherwise it
+	// waits for its security domain.
+	Activated bool
+}
+
+var hsmName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
+
+// Create makes a new HSM with a fresh domain key.
+func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
+	if !hsmName.MatchString(p.Name) {
+		return nil, fault.Invalidf("HSM names have 3 to 24 letters, digits and dashes, start with a letter and end with a letter or digit")
+	}
+	if p.RetentionDays == 0 {
+		p.RetentionDays = 90
+	}
+	if p.RetentionDays < 7 || p.RetentionDays > 90 {
+		return nil, fault.Invalidf("retention days must be between 7 and 90")
+	}
+	if len(p.Admins) == 0 {
+		return nil, fault.Invalidf("an HSM needs at least one initial administrator")
+	}
+	key, err := GenerateKey(r.rand)
+	if err != nil {
+		return nil, err
+	}
+	h := &HSM{ID: uuid.NewString(), Name: p.Name, DomainID: uuid.NewString(), Key: key, State: StateProvisioned,
+		Admins: p.Admins, RetentionDays: p.RetentionDays, PurgeProtection: p.PurgeProtection, Created: r.now()}
+	if p.Activated {
+		h.State = StateActive
+	}
+	sealed, err := SealKey(ctx, r.seal, key, h.DomainID)
+	if err != nil {
+		return nil, err
+	}
+	err = r.store.Update(ctx, func(tx store.Tx) error {
+		return tx.InsertHSM(ctx, &store.HSM{ID: h.ID, Name: h.Name, State: h.State, DomainID: h.DomainID, DomainKey: sealed,
+			Admins: h.Admins, RetentionDays: h.RetentionDays, PurgeProtection: h.PurgeProtection, Created: h.Created})
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil, fault.Errorf(fault.Conflict, "Conflict", "an HSM named %s already exists", p.Name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("domain: storing HSM %s: %w", p.Name, err)
+	}
+	r.mu.Lock()
+	r.opened[h.Name] = h
+	r.mu.Unlock()
+	return h, nil
+}
+
+// Get returns the HSM called name, opening its domain key on first use.
+func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
+	r.mu.RLock()
+	h, ok := r.opened[name]
+	r.mu.RUnlock()
+	if ok {
+		return h, nil
+	}
+	var rec *store.HSM
+	err := r.store.View(ctx, func(tx store.Tx) (err error) { rec, err = tx.GetHSM(ctx, name); return err })
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrHSMNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	key, err := OpenKey(ctx, r.seal, rec.DomainKey, rec.DomainID, r.rand)
+	if err != nil {
+		return nil, err
+	}
+	h = &HSM{ID: rec.ID, Name: rec.Name, DomainID: rec.DomainID, Key: key, State: rec.State, Admins: rec.Admins,
+		RetentionDays: rec.RetentionDays, PurgeProtection: rec.PurgeProtection, Created: rec.Created}
+	r.mu.Lock()
+	r.opened[name] = h
+	r.mu.Unlock()
+	return h, nil
+}

@@ -1,0 +1,351 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// GlobalAdministrator is the directory role that may change the directory.
+const GlobalAdministrator = "Global Administrator"
+
+// Directory manages the principals of one tenant.
+type Directory struct {
+	store  store.Store
+	tenant string
+	rand   io.Reader
+	now    func() time.Time
+
+	// groups caches each principal's transitive group ids. Any membership
+	// or principal change clears it; a second node would clear it on a
+	// store notification.
+	mu     sync.Mutex
+	groups map[string][]string
+}
+
+// NewDirectory returns the directory of tenant held in s.
+func NewDirectory(s store.Store, tenant string, rand io.Reader, now func() time.Time) *Directory {
+	return &Directory{store: s, tenant: tenant, rand: rand, now: now, groups: map[string][]string{}}
+}
+
+// TenantID returns the directory's tenant.
+func (d *Directory) TenantID() string { return d.tenant }
+
+func (d *Directory) invalidate() {
+	d.mu.Lock()
+	clear(d.groups)
+	d.mu.Unlock()
+}
+
+func mapErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ErrNotFound
+	case errors.Is(err, store.ErrConflict):
+		return ErrExists
+	}
+	return err
+}
+
+var upnPattern = regexp.MustCompile(`^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$`)
+
+func requireName(field, v string) error {
+	if strings.TrimSpace(v) == "" || len(v) > 256 {
+		return fault.Invalidf("%s must be 1 to 256 characters", field)
+	}
+	return nil
+}
+
+// CreateUser adds a user who signs in with upn and password.
+func (d *Directory) CreateUser(ctx context.Context, displayName, upn, password string) (*Principal, error) {
+	if err := requireName("displayName", displayName); err != nil {
+		return nil, err
+	}
+	if !upnPattern.MatchString(upn) {
+		return nil, fault.Invalidf("userPrincipalName must look like name@domain")
+	}
+	if len(password) < 8 {
+		return nil, fault.Invalidf("the password must have at least 8 characters")
+	}
+	h, err := hashSecret(d.rand, password)
+	if err != nil {
+		return nil, err
+	}
+	p := &Principal{ID: uuid.NewString(), Kind: store.KindUser, DisplayName: displayName, UPN: upn, PasswordHash: h, Created: d.now()}
+	return p, d.insert(ctx, p)
+}
+
+// CreateGroup adds a security group.
+func (d *Directory) CreateGroup(ctx context.Context, displayName, mailNickname string) (*Principal, error) {
+	if err := requireName("displayName", displayName); err != nil {
+		return nil, err
+	}
+	if err := requireName("mailNickname", mailNickname); err != nil {
+		return nil, err
+	}
+	p := &Principal{ID: uuid.NewString(), Kind: store.KindGroup, DisplayName: displayName, MailNickname: mailNickname, Created: d.now()}
+	return p, d.insert(ctx, p)
+}
+
+// CreateServicePrincipal adds an application identity of the given kind
+// (service principal or managed identity) with a new client secret, which
+// is returned once and kept only as a hash.
+func (d *Directory) CreateServicePrincipal(ctx context.Context, kind, displayName string, roles ...string) (*Principal, string, error) {
+	if kind != store.KindServicePrincipal && kind != store.KindManagedIdentity {
+		return nil, "", fmt.Errorf("identity: %q is not an application kind", kind)
+	}
+	if err := requireName("displayName", displayName); err != nil {
+		return nil, "", err
+	}
+	p := &Principal{ID: uuid.NewString(), Kind: kind, DisplayName: displayName, AppID: uuid.NewString(), DirectoryRoles: roles, Created: d.now()}
+	secret, cred, err := d.newCredential(p.ID, "rbac")
+	if err != nil {
+		return nil, "", err
+	}
+	err = d.store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertPrincipal(ctx, p); err != nil {
+			return err
+		}
+		return tx.InsertCredential(ctx, cred)
+	})
+	if err != nil {
+		return nil, "", mapErr(err)
+	}
+	return p, secret, nil
+}
+
+// AddSecret adds a client secret to an application and returns it.
+func (d *Directory) AddSecret(ctx context.Context, principalID, displayName string) (string, *store.Credential, error) {
+	secret, cred, err := d.newCredential(principalID, displayName)
+	if err != nil {
+		return "", nil, err
+	}
+	err = d.store.Update(ctx, func(tx store.Tx) error {
+		p, err := tx.GetPrincipal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		if p.AppID == "" {
+			return fault.Invalidf("only applications have client secrets")
+		}
+		return tx.InsertCredential(ctx, cred)
+	})
+	if err != nil {
+		return "", nil, mapErr(err)
+	}
+	return secret, cred, nil
+}
+
+func (d *Directory) newCredential(principalID, displayName string) (string, *store.Credential, error) {
+	secret, err := newSecret(d.rand)
+	if err != nil {
+		return "", nil, err
+	}
+	h, err := hashSecret(d.rand, secret)
+	if err != nil {
+		return "", nil, err
+	}
+	now := d.now()
+	return secret, &store.Credential{ID: uuid.NewString(), PrincipalID: principalID, DisplayName: displayName,
+		Hash: h, Hint: secret[:3], Created: now, Expires: now.AddDate(1, 0, 0)}, nil
+}
+
+func (d *Directory) insert(ctx context.Context, p *Principal) error {
+	err := d.store.Update(ctx, func(tx store.Tx) error { return tx.InsertPrincipal(ctx, p) })
+	return mapErr(err)
+}
+
+// Get returns the principal with object id id.
+func (d *Directory) Get(ctx context.Context, id string) (*Principal, error) {
+	var p *Principal
+	err := d.store.View(ctx, func(tx store.Tx) (err error) {
+		p, err = tx.GetPrincipal(ctx, id)
+		return err
+	})
+	return p, mapErr(err)
+}
+
+// GetByAppID returns the application whose client id is appID.
+func (d *Directory) GetByAppID(ctx context.Context, appID string) (*Principal, error) {
+	var p *Principal
+	err := d.store.View(ctx, func(tx store.Tx) (err error) {
+		p, err = tx.PrincipalByAppID(ctx, appID)
+		return err
+	})
+	return p, mapErr(err)
+}
+
+// List returns the principals of one kind, by display name.
+func (d *Directory) List(ctx context.Context, kind string) ([]*Principal, error) {
+	var out []*Principal
+	err := d.store.View(ctx, func(tx store.Tx) (err error) {
+		out, err = tx.ListPrincipals(ctx, kind)
+		return err
+	})
+	return out, mapErr(err)
+}
+
+// Delete removes a principal, its secrets and its memberships.
+func (d *Directory) Delete(ctx context.Context, id string) error {
+	err := d.store.Update(ctx, func(tx store.Tx) error { return tx.DeletePrincipal(ctx, id) })
+	d.invalidate()
+	return mapErr(err)
+}
+
+// AddMember adds member (any principal) to a group.
+func (d *Directory) AddMember(ctx context.Context, groupID, memberID string) error {
+	if groupID == memberID {
+		return fault.Invalidf("a group cannot be a member of itself")
+	}
+	err := d.store.Update(ctx, func(tx store.Tx) error {
+		g, err := tx.GetPrincipal(ctx, groupID)
+		if err != nil {
+			return err
+		}
+		if g.Kind != store.KindGroup {
+			return fault.Invalidf("%s is not a group", groupID)
+		}
+		if _, err := tx.GetPrincipal(ctx, memberID); err != nil {
+			return err
+		}
+		return tx.AddMember(ctx, groupID, memberID)
+	})
+	d.invalidate()
+	if errors.Is(err, store.ErrConflict) {
+		return fault.New(fault.Conflict, "Request_BadRequest", "the member is already in the group")
+	}
+	return mapErr(err)
+}
+
+// RemoveMember removes a direct member from a group.
+func (d *Directory) RemoveMember(ctx context.Context, groupID, memberID string) error {
+	err := d.store.Update(ctx, func(tx store.Tx) error { return tx.RemoveMember(ctx, groupID, memberID) })
+	d.invalidate()
+	return mapErr(err)
+}
+
+// Members returns the direct members of a group.
+func (d *Directory) Members(ctx context.Context, groupID string) ([]*Principal, error) {
+	var out []*Principal
+	err := d.store.View(ctx, func(tx store.Tx) error {
+		if _, err := tx.GetPrincipal(ctx, groupID); err != nil {
+			return err
+		}
+		ids, err := tx.Members(ctx, groupID)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			p, err := tx.GetPrincipal(ctx, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, mapErr(err)
+}
+
+// GroupsOf returns every group that principalID belongs to, directly or
+// through nested groups.
+func (d *Directory) GroupsOf(ctx context.Context, principalID string) ([]string, error) {
+	d.mu.Lock()
+	cached, ok := d.groups[principalID]
+	d.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	var out []string
+	err := d.store.View(ctx, func(tx store.Tx) error {
+		seen := map[string]bool{}
+		queue := []string{principalID}
+		for len(queue) > 0 {
+			gs, err := tx.GroupsOf(ctx, queue[0])
+			if err != nil {
+				return err
+			}
+			queue = queue[1:]
+			for _, g := range gs {
+				if !seen[g] {
+					seen[g] = true
+					out = append(out, g)
+					queue = append(queue, g)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(out)
+	d.mu.Lock()
+	d.groups[principalID] = out
+	d.mu.Unlock()
+	return out, nil
+}
+
+// IsMember reports whether principalID is in groupID, directly or not.
+func (d *Directory) IsMember(ctx context.Context, groupID, principalID string) (bool, error) {
+	gs, err := d.GroupsOf(ctx, principalID)
+	return slices.Contains(gs, groupID), err
+}
+
+// AuthenticateClient checks an application's client secret.
+func (d *Directory) AuthenticateClient(ctx context.Context, appID, secret string) (*Principal, error) {
+	var p *Principal
+	var creds []*store.Credential
+	err := d.store.View(ctx, func(tx store.Tx) (err error) {
+		if p, err = tx.PrincipalByAppID(ctx, appID); err != nil {
+			return err
+		}
+		creds, err = tx.Credentials(ctx, p.ID)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		checkSecret(dummyHash, secret)
+		return nil, ErrInvalidCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := d.now()
+	for _, c := range creds {
+		if now.Before(c.Expires) && checkSecret(c.Hash, secret) {
+			return p, nil
+		}
+	}
+	return nil, ErrInvalidCredentials
+}
+
+// AuthenticateUser checks a user's password.
+func (d *Directory) AuthenticateUser(ctx context.Context, upn, password string) (*Principal, error) {
+	var p *Principal
+	err := d.store.View(ctx, func(tx store.Tx) (err error) {
+		p, err = tx.PrincipalByUPN(ctx, upn)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		checkSecret(dummyHash, password)
+		return nil, ErrInvalidCredentials.With("the user name or password is not valid")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !checkSecret(p.PasswordHash, password) {
+		return nil, ErrInvalidCredentials.With("the user name or password is not valid")
+	}
+	return p, nil
+}

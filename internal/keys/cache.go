@@ -1,0 +1,84 @@
+package keys
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/keyward/keyward/internal/kcrypto"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// cache keeps unsealed, parsed versions of live keys in memory, so the
+// request path neither reads the database nor decrypts and re-parses key
+// material (an RSA key rebuilt per call loses its precomputed values).
+//
+// Every change to a key invalidates its name after the change commits. A
+// fill that raced with an invalidation is dropped: fills remember the
+// generation they started in.
+type cache struct {
+	mu      sync.RWMutex
+	max     int
+	gen     uint64
+	entries map[versionRef]*entry
+	latest  map[keyRef]string
+}
+
+type keyRef struct{ hsm, name string }
+
+type versionRef struct {
+	keyRef
+	version string
+}
+
+type entry struct {
+	meta store.KeyVersion
+	key  kcrypto.Key
+}
+
+func newCache(max int) *cache {
+	return &cache{max: max, entries: map[versionRef]*entry{}, latest: map[keyRef]string{}}
+}
+
+func ref(hsm, name string) keyRef { return keyRef{hsm, strings.ToLower(name)} }
+
+// get returns the entry of a version, "" meaning the latest.
+func (c *cache) get(hsm, name, version string) (*entry, uint64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	k := ref(hsm, name)
+	if version == "" {
+		version = c.latest[k]
+	}
+	return c.entries[versionRef{k, version}], c.gen
+}
+
+func (c *cache) put(gen uint64, e *entry, isLatest bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if len(c.entries) >= c.max {
+		clear(c.entries)
+		clear(c.latest)
+	}
+	k := ref(e.meta.HSM, e.meta.Name)
+	c.entries[versionRef{k, e.meta.Version}] = e
+	if isLatest {
+		c.latest[k] = e.meta.Version
+	}
+}
+
+// invalidate drops every cached version of a key.
+func (c *cache) invalidate(hsm, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	k := ref(hsm, name)
+	delete(c.latest, k)
+	for r := range c.entries {
+		if r.keyRef == k {
+			delete(c.entries, r)
+		}
+	}
+}
