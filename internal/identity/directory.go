@@ -99,30 +99,29 @@ func (d *Directory) CreateGroup(ctx context.Context, displayName, mailNickname s
 }
 
 // CreateServicePrincipal adds an application identity of the given kind
-// (service principal or managed identity) with a new client secret, which
-// is returned once and kept only as a hash.
-func (d *Directory) CreateServicePrincipal(ctx context.Context, kind, displayName string, roles ...string) (*Principal, string, error) {
+// (service principal or managed identity). It has no secret until
+// AddSecret gives it one.
+func (d *Directory) CreateServicePrincipal(ctx context.Context, kind, displayName string, roles ...string) (*Principal, error) {
 	if kind != store.KindServicePrincipal && kind != store.KindManagedIdentity {
-		return nil, "", fmt.Errorf("identity: %q is not an application kind", kind)
+		return nil, fmt.Errorf("identity: %q is not an application kind", kind)
 	}
 	if err := requireName("displayName", displayName); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	p := &Principal{ID: uuid.NewString(), Kind: kind, DisplayName: displayName, AppID: uuid.NewString(), DirectoryRoles: roles, Created: d.now()}
-	secret, cred, err := d.newCredential(p.ID, "rbac")
-	if err != nil {
-		return nil, "", err
+	return p, d.insert(ctx, p)
+}
+
+// HasRole reports whether principal id holds a directory role.
+func (d *Directory) HasRole(ctx context.Context, id, role string) (bool, error) {
+	p, err := d.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
 	}
-	err = d.store.Update(ctx, func(tx store.Tx) error {
-		if err := tx.InsertPrincipal(ctx, p); err != nil {
-			return err
-		}
-		return tx.InsertCredential(ctx, cred)
-	})
 	if err != nil {
-		return nil, "", mapErr(err)
+		return false, err
 	}
-	return p, secret, nil
+	return slices.Contains(p.DirectoryRoles, role), nil
 }
 
 // AddSecret adds a client secret to an application and returns it.

@@ -1,0 +1,195 @@
+// Package dataplane serves the Managed HSM data-plane REST API of one HSM:
+// keys, cryptographic operations and random bytes.
+//
+// Requests arrive authenticated (the server's middleware put the caller in
+// the context). Here they are matched against one operation table, which
+// names for each operation its data action and scope; the authorizer is
+// asked before the handler runs. Handlers decode the wire JSON, call the
+// keys service and encode the answer, nothing more.
+package dataplane
+
+import (
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/rbac"
+)
+
+// APIVersions are the api-version values real clients send; others are
+// refused.
+var APIVersions = map[string]bool{
+	"7.0": true, "7.1": true, "7.2": true, "7.3": true, "7.4": true, "7.5": true, "7.6": true,
+	"7.3-preview": true, "7.4-preview.1": true, "7.5-preview.1": true, "7.6-preview.2": true,
+	"2025-06-01": true, "2025-07-01": true,
+}
+
+// API serves the data plane.
+type API struct {
+	keys  *keys.Service
+	authz rbac.Authorizer
+	log   *slog.Logger
+	ops   []operation
+}
+
+// New returns the data-plane API.
+func New(k *keys.Service, authz rbac.Authorizer, log *slog.Logger) *API {
+	return &API{keys: k, authz: authz, log: log, ops: operations()}
+}
+
+// call is one matched request.
+type call struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	ctx     context.Context
+	hsm     *domain.HSM
+	name    string
+	version string
+	// base is the scheme and host the client used, for ids and links.
+	base string
+}
+
+// Info is what the data plane learned about a request, for the audit
+// record that the server writes.
+type Info struct {
+	Operation string
+	Action    rbac.Action
+	Scope     string
+}
+
+type infoKey struct{}
+
+// WithInfo returns a context in which Serve records what it matched.
+func WithInfo(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, infoKey{}, info)
+}
+
+// Serve handles one authenticated request addressed to HSM h.
+func (a *API) Serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) {
+	if err := a.serve(w, r, h); err != nil {
+		httpx.WriteError(w, r, a.log, err)
+	}
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) error {
+	v := r.URL.Query().Get("api-version")
+	if v == "" {
+		return fault.Invalidf("the api-version query parameter is required")
+	}
+	if !APIVersions[v] {
+		return fault.Invalidf("the api-version '%s' is not supported; use one of 7.2 to 7.6, 2025-06-01 or 2025-07-01", v)
+	}
+	op, c := a.match(r)
+	if op == nil {
+		return fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path)
+	}
+	c.w, c.hsm = w, h
+	scope := op.scope(c)
+	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
+		*info = Info{Operation: op.name, Action: op.action, Scope: scope}
+	}
+	caller, _ := identity.FromContext(r.Context())
+	if err := a.authz.Authorize(r.Context(), rbac.Request{HSM: h, Caller: caller, Action: op.action, Scope: scope}); err != nil {
+		return err
+	}
+	if h.State != domain.StateActive {
+		return fault.Errorf(fault.Conflict, "HSMNotActivated", "the HSM is not activated: download its security domain first")
+	}
+	return op.handle(a, c)
+}
+
+// match finds the operation for the request. Literal segments match
+// case-insensitively (older clients send "wrapKey"); the first matching
+// entry of the table wins, so literal routes come before wildcards.
+func (a *API) match(r *http.Request) (*operation, *call) {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	for i := range a.ops {
+		op := &a.ops[i]
+		if op.method != r.Method || len(op.path) != len(segs) {
+			continue
+		}
+		c := &call{r: r, ctx: r.Context(), base: "https://" + r.Host}
+		ok := true
+		for j, p := range op.path {
+			switch p {
+			case "{name}":
+				c.name = segs[j]
+			case "{version}":
+				c.version = segs[j]
+			default:
+				ok = ok && strings.EqualFold(p, segs[j])
+			}
+		}
+		if ok {
+			return op, c
+		}
+	}
+	return nil, nil
+}
+
+// kid is the versioned key id; Azure SDKs parse it as host/keys/name/version.
+func (c *call) kid(name, version string) string {
+	return c.base + "/keys/" + name + "/" + version
+}
+
+// nextLink returns the absolute link to the page after cursor, carrying
+// the api-version as Azure's pagers require.
+func (c *call) nextLink(cursor string) *string {
+	if cursor == "" {
+		return nil
+	}
+	q := url.Values{}
+	q.Set("api-version", c.r.URL.Query().Get("api-version"))
+	q.Set("$skiptoken", base64.RawURLEncoding.EncodeToString([]byte(cursor)))
+	if m := c.r.URL.Query().Get("maxresults"); m != "" {
+		q.Set("maxresults", m)
+	}
+	s := c.base + c.r.URL.Path + "?" + q.Encode()
+	return &s
+}
+
+// page reads $skiptoken and maxresults.
+func (c *call) page() (cursor string, max int, err error) {
+	q := c.r.URL.Query()
+	if t := q.Get("$skiptoken"); t != "" {
+		b, err := base64.RawURLEncoding.DecodeString(t)
+		if err != nil {
+			return "", 0, fault.Invalidf("the $skiptoken is not valid")
+		}
+		cursor = string(b)
+	}
+	if m := q.Get("maxresults"); m != "" {
+		if _, err := fmtSscan(m, &max); err != nil || max < 1 || max > keys.MaxPageSize {
+			return "", 0, fault.Invalidf("maxresults must be an integer between 1 and %d", keys.MaxPageSize)
+		}
+	}
+	return cursor, max, nil
+}
+
+func (c *call) readJSON(v any) error { return httpx.ReadJSON(c.w, c.r, v) }
+
+func (c *call) ok(v any) error {
+	httpx.WriteJSON(c.w, http.StatusOK, v)
+	return nil
+}
+
+func (c *call) bundle(v *keys.Version) keyBundle {
+	b := keyBundle{Key: publicOut(c.kid(v.Name, v.Version), v), Attributes: attributesOut(v), Tags: v.Tags}
+	if !v.Deleted.IsZero() {
+		b.deletedFields = c.deleted(v)
+	}
+	return b
+}
+
+func (c *call) deleted(v *keys.Version) deletedFields {
+	return deletedFields{RecoveryID: c.base + "/deletedkeys/" + v.Name, DeletedDate: unixPtr(v.Deleted),
+		ScheduledPurgeDate: unixPtr(v.ScheduledPurge)}
+}

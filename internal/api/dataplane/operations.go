@@ -1,0 +1,428 @@
+package dataplane
+
+import (
+	"fmt"
+	"strings"
+	"net/http"
+
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/kcrypto"
+	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/rbac"
+)
+
+// operation is one row of the data plane's table: how a request is
+// matched, what it is called in audit logs, which data action it needs on
+// which scope, and the handler.
+type operation struct {
+	name   string
+	method string
+	path   []string
+	action rbac.Action
+	scope  func(*call) string
+	handle func(*API, *call) error
+}
+
+func hsmScope(*call) string      { return "/" }
+func keysScope(*call) string     { return "/keys" }
+func oneKeyScope(c *call) string { return "/keys/" + c.name }
+
+func path(p ...string) []string { return p }
+
+// OperationInfo describes one data-plane operation.
+type OperationInfo struct {
+	Name, Method, Path string
+	Action             rbac.Action
+}
+
+// Operations lists every operation with its audit name and data action,
+// in table order; docs and role tooling read it.
+func (a *API) Operations() []OperationInfo {
+	out := make([]OperationInfo, 0, len(a.ops))
+	for _, op := range a.ops {
+		out = append(out, OperationInfo{op.name, op.method, "/" + strings.Join(op.path, "/"), op.action})
+	}
+	return out
+}
+
+// cryptoOps are the key operations with and without a version segment.
+func cryptoOp(name, verb string, action rbac.Action, h func(*API, *call) error) []operation {
+	return []operation{
+		{name, http.MethodPost, path("keys", "{name}", verb), action, oneKeyScope, h},
+		{name, http.MethodPost, path("keys", "{name}", "{version}", verb), action, oneKeyScope, h},
+	}
+}
+
+func operations() []operation {
+	ops := []operation{
+		{"KeyList", http.MethodGet, path("keys"), rbac.KeysRead, keysScope, (*API).listKeys},
+		{"KeyRestore", http.MethodPost, path("keys", "restore"), rbac.KeysRestore, keysScope, (*API).restore},
+		{"KeyCreate", http.MethodPost, path("keys", "{name}", "create"), rbac.KeysCreate, keysScope, (*API).create},
+		{"KeyImport", http.MethodPut, path("keys", "{name}"), rbac.KeysImport, keysScope, (*API).importKey},
+		{"KeyDelete", http.MethodDelete, path("keys", "{name}"), rbac.KeysDelete, oneKeyScope, (*API).deleteKey},
+		{"KeyBackup", http.MethodPost, path("keys", "{name}", "backup"), rbac.KeysBackup, oneKeyScope, (*API).backup},
+		{"KeyRotate", http.MethodPost, path("keys", "{name}", "rotate"), rbac.KeysRotate, oneKeyScope, (*API).rotate},
+		{"KeyListVersions", http.MethodGet, path("keys", "{name}", "versions"), rbac.KeysRead, oneKeyScope, (*API).listVersions},
+		{"KeyGetRotationPolicy", http.MethodGet, path("keys", "{name}", "rotationpolicy"), rbac.KeysRead, oneKeyScope, (*API).getPolicy},
+		{"KeyUpdateRotationPolicy", http.MethodPut, path("keys", "{name}", "rotationpolicy"), rbac.KeysWrite, oneKeyScope, (*API).setPolicy},
+		{"KeyGet", http.MethodGet, path("keys", "{name}"), rbac.KeysRead, oneKeyScope, (*API).get},
+		{"KeyGet", http.MethodGet, path("keys", "{name}", "{version}"), rbac.KeysRead, oneKeyScope, (*API).get},
+		{"KeyUpdate", http.MethodPatch, path("keys", "{name}"), rbac.KeysWrite, oneKeyScope, (*API).update},
+		{"KeyUpdate", http.MethodPatch, path("keys", "{name}", "{version}"), rbac.KeysWrite, oneKeyScope, (*API).update},
+		{"DeletedKeyList", http.MethodGet, path("deletedkeys"), rbac.DeletedKeysRead, keysScope, (*API).listDeleted},
+		{"DeletedKeyGet", http.MethodGet, path("deletedkeys", "{name}"), rbac.DeletedKeysRead, oneKeyScope, (*API).getDeleted},
+		{"DeletedKeyRecover", http.MethodPost, path("deletedkeys", "{name}", "recover"), rbac.DeletedKeysRecover, oneKeyScope, (*API).recoverKey},
+		{"DeletedKeyPurge", http.MethodDelete, path("deletedkeys", "{name}"), rbac.DeletedKeysPurge, oneKeyScope, (*API).purge},
+		{"RngGet", http.MethodPost, path("rng"), rbac.RNG, hsmScope, (*API).random},
+	}
+	ops = append(ops, cryptoOp("KeySign", "sign", rbac.KeysSign, (*API).sign)...)
+	ops = append(ops, cryptoOp("KeyVerify", "verify", rbac.KeysVerify, (*API).verify)...)
+	ops = append(ops, cryptoOp("KeyEncrypt", "encrypt", rbac.KeysEncrypt, (*API).encrypt)...)
+	ops = append(ops, cryptoOp("KeyDecrypt", "decrypt", rbac.KeysDecrypt, (*API).decrypt)...)
+	ops = append(ops, cryptoOp("KeyWrap", "wrapkey", rbac.KeysWrap, (*API).wrap)...)
+	ops = append(ops, cryptoOp("KeyUnwrap", "unwrapkey", rbac.KeysUnwrap, (*API).unwrap)...)
+	return ops
+}
+
+func fmtSscan(s string, n *int) (int, error) { return fmt.Sscan(s, n) }
+
+func (a *API) create(c *call) error {
+	var req createRequest
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Kty == "" {
+		return fault.Invalidf("kty is required")
+	}
+	kty, err := kcrypto.ParseKeyType(req.Kty)
+	if err != nil {
+		return err
+	}
+	if len(req.ReleasePolicy) > 0 && string(req.ReleasePolicy) != "null" {
+		return fault.Invalidf("key release policies are not supported")
+	}
+	p := keys.CreateParams{Type: kty, Curve: kcrypto.Curve(req.Crv), Ops: req.KeyOps,
+		Attributes: attributesIn(req.Attributes), Tags: req.Tags}
+	if req.KeySize != nil {
+		p.Size = *req.KeySize
+	}
+	if req.PublicExponent != nil {
+		p.PublicExponent = *req.PublicExponent
+	}
+	v, err := a.keys.Create(c.ctx, c.hsm, c.name, p)
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) importKey(c *call) error {
+	var req importRequest
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Key == nil {
+		return fault.Invalidf("key is required")
+	}
+	if len(req.Key.T) > 0 {
+		return fault.Invalidf("BYOK key transfer blobs (key_hsm) are not supported; import the JWK")
+	}
+	j, err := jwkIn(req.Key)
+	if err != nil {
+		return err
+	}
+	v, err := a.keys.Import(c.ctx, c.hsm, c.name, keys.ImportParams{Key: j, Ops: req.Key.KeyOps,
+		Attributes: attributesIn(req.Attributes), Tags: req.Tags})
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) get(c *call) error {
+	v, err := a.keys.Get(c.ctx, c.hsm, c.name, c.version)
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) update(c *call) error {
+	var req updateRequest
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	v, err := a.keys.Update(c.ctx, c.hsm, c.name, c.version, keys.UpdateParams{Ops: req.KeyOps,
+		Attributes: attributesIn(req.Attributes), Tags: req.Tags})
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) items(c *call, page *keys.Page, versioned bool) error {
+	out := listResult[keyItem]{Value: []keyItem{}, NextLink: c.nextLink(page.Next)}
+	for _, v := range page.Items {
+		kid := c.base + "/keys/" + v.Name
+		if versioned {
+			kid = c.kid(v.Name, v.Version)
+		}
+		it := keyItem{Kid: kid, Attributes: attributesOut(v), Tags: v.Tags}
+		if !v.Deleted.IsZero() {
+			it.deletedFields = c.deleted(v)
+		}
+		out.Value = append(out.Value, it)
+	}
+	return c.ok(out)
+}
+
+func (a *API) listKeys(c *call) error {
+	cursor, max, err := c.page()
+	if err != nil {
+		return err
+	}
+	page, err := a.keys.List(c.ctx, c.hsm, cursor, max)
+	if err != nil {
+		return err
+	}
+	return a.items(c, page, false)
+}
+
+func (a *API) listVersions(c *call) error {
+	cursor, max, err := c.page()
+	if err != nil {
+		return err
+	}
+	page, err := a.keys.ListVersions(c.ctx, c.hsm, c.name, cursor, max)
+	if err != nil {
+		return err
+	}
+	return a.items(c, page, true)
+}
+
+func (a *API) listDeleted(c *call) error {
+	cursor, max, err := c.page()
+	if err != nil {
+		return err
+	}
+	page, err := a.keys.ListDeleted(c.ctx, c.hsm, cursor, max)
+	if err != nil {
+		return err
+	}
+	return a.items(c, page, false)
+}
+
+func (a *API) deleteKey(c *call) error {
+	v, err := a.keys.Delete(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) getDeleted(c *call) error {
+	v, err := a.keys.GetDeleted(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) recoverKey(c *call) error {
+	v, err := a.keys.Recover(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) purge(c *call) error {
+	if err := a.keys.Purge(c.ctx, c.hsm, c.name); err != nil {
+		return err
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) backup(c *call) error {
+	b, err := a.keys.Backup(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(blob{Value: b})
+}
+
+func (a *API) restore(c *call) error {
+	var req blob
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if len(req.Value) == 0 {
+		return fault.Invalidf("value is required")
+	}
+	v, err := a.keys.Restore(c.ctx, c.hsm, req.Value)
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) rotate(c *call) error {
+	v, err := a.keys.Rotate(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+func (a *API) policyOut(c *call, p *keys.RotationPolicy) rotationPolicy {
+	out := rotationPolicy{ID: c.base + "/keys/" + c.name + "/rotationpolicy", LifetimeActions: []lifetimeAction{},
+		Attributes: &policyAttrs{ExpiryTime: p.ExpiryTime, Created: unixPtr(p.Created), Updated: unixPtr(p.Updated)}}
+	for _, la := range p.LifetimeActions {
+		var w lifetimeAction
+		w.Trigger.TimeAfterCreate, w.Trigger.TimeBeforeExpiry, w.Action.Type = la.TimeAfterCreate, la.TimeBeforeExpiry, la.Action
+		out.LifetimeActions = append(out.LifetimeActions, w)
+	}
+	return out
+}
+
+func (a *API) getPolicy(c *call) error {
+	p, err := a.keys.GetRotationPolicy(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(a.policyOut(c, p))
+}
+
+func (a *API) setPolicy(c *call) error {
+	var req rotationPolicy
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	var p keys.RotationPolicy
+	if req.Attributes != nil {
+		p.ExpiryTime = req.Attributes.ExpiryTime
+	}
+	for _, la := range req.LifetimeActions {
+		p.LifetimeActions = append(p.LifetimeActions, keys.LifetimeAction{Action: la.Action.Type,
+			TimeAfterCreate: la.Trigger.TimeAfterCreate, TimeBeforeExpiry: la.Trigger.TimeBeforeExpiry})
+	}
+	out, err := a.keys.SetRotationPolicy(c.ctx, c.hsm, c.name, p)
+	if err != nil {
+		return err
+	}
+	return c.ok(a.policyOut(c, out))
+}
+
+func (a *API) random(c *call) error {
+	var req rngRequest
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Count == nil {
+		return fault.Invalidf("count is required")
+	}
+	b, err := a.keys.RandomBytes(*req.Count)
+	if err != nil {
+		return err
+	}
+	return c.ok(blob{Value: b})
+}
+
+func readOperation(c *call) (operationRequest, error) {
+	var req operationRequest
+	if err := c.readJSON(&req); err != nil {
+		return req, err
+	}
+	if req.Alg == "" {
+		return req, fault.Invalidf("alg is required")
+	}
+	if req.Value == nil {
+		return req, fault.Invalidf("value is required")
+	}
+	return req, nil
+}
+
+func (c *call) result(alg string, r *keys.Result) error {
+	return c.ok(operationResult{Kid: c.kid(c.name, r.Version), Value: r.Value, IV: r.IV, AAD: r.AAD, Tag: r.Tag, Alg: alg})
+}
+
+func (a *API) sign(c *call) error {
+	var req signRequest
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Alg == "" || req.Value == nil {
+		return fault.Invalidf("alg and value are required")
+	}
+	r, err := a.keys.Sign(c.ctx, c.hsm, c.name, c.version, kcrypto.Algorithm(req.Alg), req.Value)
+	if err != nil {
+		return err
+	}
+	return c.result(req.Alg, r)
+}
+
+func (a *API) verify(c *call) error {
+	var req verifyRequest
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Alg == "" || req.Digest == nil || req.Value == nil {
+		return fault.Invalidf("alg, digest and value are required")
+	}
+	ok, err := a.keys.Verify(c.ctx, c.hsm, c.name, c.version, kcrypto.Algorithm(req.Alg), req.Digest, req.Value)
+	if err != nil {
+		return err
+	}
+	return c.ok(verifyResult{Value: ok})
+}
+
+func (a *API) encrypt(c *call) error {
+	req, err := readOperation(c)
+	if err != nil {
+		return err
+	}
+	r, err := a.keys.Encrypt(c.ctx, c.hsm, c.name, c.version, kcrypto.Algorithm(req.Alg),
+		kcrypto.Sealed{Value: req.Value, IV: req.IV, AAD: req.AAD, Tag: req.Tag})
+	if err != nil {
+		return err
+	}
+	return c.result(req.Alg, r)
+}
+
+func (a *API) decrypt(c *call) error {
+	req, err := readOperation(c)
+	if err != nil {
+		return err
+	}
+	r, err := a.keys.Decrypt(c.ctx, c.hsm, c.name, c.version, kcrypto.Algorithm(req.Alg),
+		kcrypto.Sealed{Value: req.Value, IV: req.IV, AAD: req.AAD, Tag: req.Tag})
+	if err != nil {
+		return err
+	}
+	return c.result(req.Alg, r)
+}
+
+func (a *API) wrap(c *call) error {
+	req, err := readOperation(c)
+	if err != nil {
+		return err
+	}
+	r, err := a.keys.WrapKey(c.ctx, c.hsm, c.name, c.version, kcrypto.Algorithm(req.Alg), req.Value)
+	if err != nil {
+		return err
+	}
+	return c.result(req.Alg, r)
+}
+
+func (a *API) unwrap(c *call) error {
+	req, err := readOperation(c)
+	if err != nil {
+		return err
+	}
+	r, err := a.keys.UnwrapKey(c.ctx, c.hsm, c.name, c.version, kcrypto.Algorithm(req.Alg), req.Value)
+	if err != nil {
+		return err
+	}
+	return c.result(req.Alg, r)
+}

@@ -1,0 +1,396 @@
+// Package graph serves the small part of Microsoft Graph (/v1.0) that the
+// directory needs: users, groups and their members, service principals and
+// their secrets. Any principal of the tenant may read; only a Global
+// Administrator may change the directory.
+package graph
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// API serves /v1.0.
+type API struct {
+	dir *identity.Directory
+	log *slog.Logger
+}
+
+// New returns the Graph API over dir.
+func New(dir *identity.Directory, log *slog.Logger) *API { return &API{dir: dir, log: log} }
+
+// Object is a directory object in Graph's shape.
+type Object struct {
+	ODataType             string   `json:"@odata.type"`
+	ID                    string   `json:"id"`
+	DisplayName           string   `json:"displayName"`
+	UserPrincipalName     string   `json:"userPrincipalName,omitempty"`
+	AccountEnabled        *bool    `json:"accountEnabled,omitempty"`
+	MailNickname          string   `json:"mailNickname,omitempty"`
+	SecurityEnabled       *bool    `json:"securityEnabled,omitempty"`
+	MailEnabled           *bool    `json:"mailEnabled,omitempty"`
+	AppID                 string   `json:"appId,omitempty"`
+	ServicePrincipalType  string   `json:"servicePrincipalType,omitempty"`
+	ServicePrincipalNames []string `json:"servicePrincipalNames,omitempty"`
+	CreatedDateTime       string   `json:"createdDateTime,omitempty"`
+}
+
+// PasswordCredential is the answer of addPassword; SecretText is shown once.
+type PasswordCredential struct {
+	KeyID         string `json:"keyId"`
+	DisplayName   string `json:"displayName"`
+	Hint          string `json:"hint"`
+	SecretText    string `json:"secretText"`
+	StartDateTime string `json:"startDateTime"`
+	EndDateTime   string `json:"endDateTime"`
+}
+
+// CreateRequest is the body of a POST to users, groups or servicePrincipals.
+type CreateRequest struct {
+	DisplayName       string `json:"displayName"`
+	UserPrincipalName string `json:"userPrincipalName"`
+	MailNickname      string `json:"mailNickname"`
+	PasswordProfile   *struct {
+		Password string `json:"password"`
+	} `json:"passwordProfile"`
+	// ServicePrincipalType "ManagedIdentity" makes a managed identity.
+	ServicePrincipalType string `json:"servicePrincipalType"`
+}
+
+// MemberRef is the body of a POST to members/$ref.
+type MemberRef struct {
+	ODataID string `json:"@odata.id"`
+}
+
+// ObjectOf renders a principal.
+func ObjectOf(p *identity.Principal) Object {
+	t, f := true, false
+	o := Object{ID: p.ID, DisplayName: p.DisplayName, CreatedDateTime: p.Created.UTC().Format(time.RFC3339)}
+	switch p.Kind {
+	case store.KindUser:
+		o.ODataType, o.UserPrincipalName, o.AccountEnabled = "#microsoft.graph.user", p.UPN, &t
+	case store.KindGroup:
+		o.ODataType, o.MailNickname, o.SecurityEnabled, o.MailEnabled = "#microsoft.graph.group", p.MailNickname, &t, &f
+	default:
+		o.ODataType, o.AppID, o.ServicePrincipalNames = "#microsoft.graph.servicePrincipal", p.AppID, []string{p.AppID}
+		o.ServicePrincipalType = "Application"
+		if p.Kind == store.KindManagedIdentity {
+			o.ServicePrincipalType = "ManagedIdentity"
+		}
+	}
+	return o
+}
+
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// Register adds the endpoints to mux under /v1.0.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, c := range []struct{ coll, kind string }{
+		{"users", store.KindUser}, {"groups", store.KindGroup}, {"servicePrincipals", store.KindServicePrincipal},
+	} {
+		mux.Handle("GET /v1.0/"+c.coll, a.read(a.list(c.kind)))
+		mux.Handle("POST /v1.0/"+c.coll, a.write(a.create(c.kind)))
+		mux.Handle("GET /v1.0/"+c.coll+"/{id}", a.read(a.get(c.kind)))
+		mux.Handle("DELETE /v1.0/"+c.coll+"/{id}", a.write(a.remove(c.kind)))
+	}
+	mux.Handle("GET /v1.0/groups/{id}/members", a.read(a.members))
+	mux.Handle("POST /v1.0/groups/{id}/members/$ref", a.write(a.addMember))
+	mux.Handle("DELETE /v1.0/groups/{id}/members/{member}/$ref", a.write(a.removeMember))
+	mux.Handle("POST /v1.0/directoryObjects/{id}/checkMemberGroups", a.read(a.checkMemberGroups))
+	mux.Handle("POST /v1.0/directoryObjects/getByIds", a.read(a.getByIDs))
+	mux.Handle("POST /v1.0/servicePrincipals/{id}/addPassword", a.write(a.addPassword))
+}
+
+func (a *API) serve(h handler, admin bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := a.authorize(r, admin)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
+			httpx.WriteError(w, r, a.log, err)
+		}
+	})
+}
+
+func (a *API) read(h handler) http.Handler  { return a.serve(h, false) }
+func (a *API) write(h handler) http.Handler { return a.serve(h, true) }
+
+// ErrForbidden is Graph's refusal for callers without a directory role.
+var ErrForbidden = fault.New(fault.Forbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+func (a *API) authorize(r *http.Request, admin bool) error {
+	c, ok := identity.FromContext(r.Context())
+	if !ok {
+		return ErrForbidden
+	}
+	if !admin {
+		return nil
+	}
+	isAdmin, err := a.dir.HasRole(r.Context(), c.ObjectID, identity.GlobalAdministrator)
+	if err != nil {
+		return err
+	}
+	if !isAdmin {
+		return ErrForbidden
+	}
+	return nil
+}
+
+type list struct {
+	Value []Object `json:"value"`
+}
+
+var filterEq = regexp.MustCompile(`^\s*(displayName|appId|userPrincipalName|mailNickname)\s+eq\s+'((?:[^']|'')*)'\s*$`)
+
+func (a *API) list(kind string) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var field, want string
+		if f := r.URL.Query().Get("$filter"); f != "" {
+			m := filterEq.FindStringSubmatch(f)
+			if m == nil {
+				return fault.Errorf(fault.Invalid, "Request_UnsupportedQuery", "only $filter=<displayName|appId|userPrincipalName|mailNickname> eq '<value>' is supported")
+			}
+			field, want = m[1], strings.ReplaceAll(m[2], "''", "'")
+		}
+		ps, err := a.dir.List(r.Context(), kind)
+		if err != nil {
+			return err
+		}
+		if kind == store.KindServicePrincipal {
+			mi, err := a.dir.List(r.Context(), store.KindManagedIdentity)
+			if err != nil {
+				return err
+			}
+			ps = append(ps, mi...)
+		}
+		out := list{Value: []Object{}}
+		for _, p := range ps {
+			o := ObjectOf(p)
+			if field != "" && !strings.EqualFold(map[string]string{"displayName": o.DisplayName, "appId": o.AppID,
+				"userPrincipalName": o.UserPrincipalName, "mailNickname": o.MailNickname}[field], want) {
+				continue
+			}
+			out.Value = append(out.Value, o)
+		}
+		httpx.WriteJSON(w, http.StatusOK, out)
+		return nil
+	}
+}
+
+// lookup finds an object of kind by id (or by appId for applications, or
+// by user principal name for users), as Graph does.
+func (a *API) lookup(r *http.Request, kind, id string) (*identity.Principal, error) {
+	p, err := a.dir.Get(r.Context(), id)
+	if errors.Is(err, identity.ErrNotFound) && kind == store.KindServicePrincipal {
+		p, err = a.dir.GetByAppID(r.Context(), id)
+	}
+	if errors.Is(err, identity.ErrNotFound) && kind == store.KindUser {
+		for _, u := range mustList(a.dir.List(r.Context(), store.KindUser)) {
+			if strings.EqualFold(u.UPN, id) {
+				return u, nil
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.Kind != kind && !(kind == store.KindServicePrincipal && p.Kind == store.KindManagedIdentity) {
+		return nil, identity.ErrNotFound.With("Resource '%s' does not exist or one of its queried reference-property objects are not present.", id)
+	}
+	return p, nil
+}
+
+func mustList(ps []*identity.Principal, err error) []*identity.Principal {
+	if err != nil {
+		return nil
+	}
+	return ps
+}
+
+func (a *API) get(kind string) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := a.lookup(r, kind, r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		httpx.WriteJSON(w, http.StatusOK, ObjectOf(p))
+		return nil
+	}
+}
+
+func (a *API) remove(kind string) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := a.lookup(r, kind, r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if err := a.dir.Delete(r.Context(), p.ID); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
+
+func (a *API) create(kind string) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var req CreateRequest
+		if err := httpx.ReadJSON(w, r, &req); err != nil {
+			return err
+		}
+		var p *identity.Principal
+		var err error
+		switch kind {
+		case store.KindUser:
+			if req.PasswordProfile == nil {
+				return fault.Invalidf("passwordProfile.password is required")
+			}
+			p, err = a.dir.CreateUser(r.Context(), req.DisplayName, req.UserPrincipalName, req.PasswordProfile.Password)
+		case store.KindGroup:
+			p, err = a.dir.CreateGroup(r.Context(), req.DisplayName, req.MailNickname)
+		default:
+			k := store.KindServicePrincipal
+			if req.ServicePrincipalType == "ManagedIdentity" {
+				k = store.KindManagedIdentity
+			}
+			p, err = a.dir.CreateServicePrincipal(r.Context(), k, req.DisplayName)
+		}
+		if err != nil {
+			return err
+		}
+		httpx.WriteJSON(w, http.StatusCreated, ObjectOf(p))
+		return nil
+	}
+}
+
+func (a *API) addPassword(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		PasswordCredential struct {
+			DisplayName string `json:"displayName"`
+		} `json:"passwordCredential"`
+	}
+	if r.ContentLength != 0 {
+		if err := httpx.ReadJSON(w, r, &req); err != nil {
+			return err
+		}
+	}
+	p, err := a.lookup(r, store.KindServicePrincipal, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	secret, cred, err := a.dir.AddSecret(r.Context(), p.ID, req.PasswordCredential.DisplayName)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, PasswordCredential{KeyID: cred.ID, DisplayName: cred.DisplayName, Hint: cred.Hint,
+		SecretText: secret, StartDateTime: cred.Created.Format(time.RFC3339), EndDateTime: cred.Expires.Format(time.RFC3339)})
+	return nil
+}
+
+func (a *API) members(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.lookup(r, store.KindGroup, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	ms, err := a.dir.Members(r.Context(), g.ID)
+	if err != nil {
+		return err
+	}
+	out := list{Value: []Object{}}
+	for _, m := range ms {
+		out.Value = append(out.Value, ObjectOf(m))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// memberID takes the object id from an @odata.id reference such as
+// "https://graph.microsoft.com/v1.0/directoryObjects/{id}".
+func memberID(ref string) string {
+	return ref[strings.LastIndex(ref, "/")+1:]
+}
+
+func (a *API) addMember(w http.ResponseWriter, r *http.Request) error {
+	var req MemberRef
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.ODataID == "" {
+		return fault.Invalidf("@odata.id is required")
+	}
+	g, err := a.lookup(r, store.KindGroup, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := a.dir.AddMember(r.Context(), g.ID, memberID(req.ODataID)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) removeMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.lookup(r, store.KindGroup, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := a.dir.RemoveMember(r.Context(), g.ID, r.PathValue("member")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) checkMemberGroups(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		GroupIDs []string `json:"groupIds"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	if _, err := a.dir.Get(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	groups, err := a.dir.GroupsOf(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Value []string `json:"value"`
+	}{Value: []string{}}
+	for _, g := range req.GroupIDs {
+		for _, have := range groups {
+			if g == have {
+				out.Value = append(out.Value, g)
+			}
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) getByIDs(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		IDs []string `json:"ids"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	out := list{Value: []Object{}}
+	for _, id := range req.IDs {
+		if p, err := a.dir.Get(r.Context(), id); err == nil {
+			out.Value = append(out.Value, ObjectOf(p))
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,232 @@
+package cli
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func newADCmd(e *env) *cobra.Command {
+	ad := &cobra.Command{Use: "ad", Short: "Manage the directory: users, groups, service principals"}
+	sp := &cobra.Command{Use: "sp", Short: "Manage service principals"}
+	sp.AddCommand(spCreateForRBAC(e), objShow(e, "servicePrincipals", "id"), objList(e, "servicePrincipals"), objDelete(e, "servicePrincipals", "id"))
+	user := &cobra.Command{Use: "user", Short: "Manage users"}
+	user.AddCommand(userCreate(e), objShow(e, "users", "id"), objList(e, "users"), objDelete(e, "users", "id"))
+	group := &cobra.Command{Use: "group", Short: "Manage groups"}
+	member := &cobra.Command{Use: "member", Short: "Manage group members"}
+	member.AddCommand(memberCmd(e, "add"), memberCmd(e, "remove"), memberCmd(e, "check"), memberList(e))
+	group.AddCommand(groupCreate(e), objShow(e, "groups", "group"), objList(e, "groups"), objDelete(e, "groups", "group"), member)
+	ad.AddCommand(sp, user, group)
+	return ad
+}
+
+// command builds a client command with -o/--query whose run returns the
+// value to print.
+func command(e *env, use, short string, setup func(*cobra.Command), run func(ctx context.Context, c *client) (any, error)) *cobra.Command {
+	var out outputFlags
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			v, err := run(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			return out.print(e.stdout, v)
+		},
+	}
+	setup(cmd)
+	out.register(cmd)
+	return cmd
+}
+
+func required(cmd *cobra.Command, names ...string) {
+	for _, n := range names {
+		cmd.MarkFlagRequired(n)
+	}
+}
+
+func spCreateForRBAC(e *env) *cobra.Command {
+	var name string
+	return command(e, "create-for-rbac", "Create a service principal with a client secret",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVarP(&name, "name", "n", "", "display name of the service principal")
+			required(cmd, "name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			var sp struct{ ID, AppID, DisplayName string }
+			if err := c.graph(ctx, http.MethodPost, "/servicePrincipals", map[string]string{"displayName": name}, &sp); err != nil {
+				return nil, err
+			}
+			var pw struct {
+				SecretText string `json:"secretText"`
+			}
+			body := map[string]any{"passwordCredential": map[string]string{"displayName": "rbac"}}
+			if err := c.graph(ctx, http.MethodPost, "/servicePrincipals/"+sp.ID+"/addPassword", body, &pw); err != nil {
+				return nil, err
+			}
+			return map[string]string{"appId": sp.AppID, "displayName": sp.DisplayName, "password": pw.SecretText, "tenant": c.prof.TenantID}, nil
+		})
+}
+
+func userCreate(e *env) *cobra.Command {
+	var name, upn, password string
+	return command(e, "create", "Create a user",
+		func(cmd *cobra.Command) {
+			f := cmd.Flags()
+			f.StringVar(&name, "display-name", "", "display name")
+			f.StringVar(&upn, "user-principal-name", "", "user principal name, e.g. alice@contoso.test")
+			f.StringVar(&password, "password", "", "the user's password")
+			required(cmd, "display-name", "user-principal-name", "password")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			var out map[string]any
+			body := map[string]any{"displayName": name, "userPrincipalName": upn, "accountEnabled": true,
+				"passwordProfile": map[string]string{"password": password}}
+			return out, c.graph(ctx, http.MethodPost, "/users", body, &out)
+		})
+}
+
+func groupCreate(e *env) *cobra.Command {
+	var name, nick string
+	return command(e, "create", "Create a security group",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&name, "display-name", "", "display name")
+			cmd.Flags().StringVar(&nick, "mail-nickname", "", "mail nickname")
+			required(cmd, "display-name", "mail-nickname")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			var out map[string]any
+			return out, c.graph(ctx, http.MethodPost, "/groups", map[string]string{"displayName": name, "mailNickname": nick}, &out)
+		})
+}
+
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// resolve returns the object id of a collection member named by id, or
+// (for groups) by display name, as az's -g NAME_OR_ID.
+func (c *client) resolve(ctx context.Context, coll, ref string) (map[string]any, error) {
+	var out map[string]any
+	if guidPattern.MatchString(ref) || coll != "groups" {
+		return out, c.graph(ctx, http.MethodGet, "/"+coll+"/"+url.PathEscape(ref), nil, &out)
+	}
+	var list struct{ Value []map[string]any }
+	filter := "displayName eq '" + strings.ReplaceAll(ref, "'", "''") + "'"
+	if err := c.graph(ctx, http.MethodGet, "/groups?$filter="+url.QueryEscape(filter), nil, &list); err != nil {
+		return nil, err
+	}
+	switch len(list.Value) {
+	case 0:
+		return nil, &apiError{404, "Request_ResourceNotFound", "no group matches the name or id '" + ref + "'"}
+	case 1:
+		return list.Value[0], nil
+	}
+	return nil, usagef("more than one group is named '%s': use its object id", ref)
+}
+
+// objShow is "show" with the flag az uses: --id for users and service
+// principals, -g/--group for groups.
+func objShow(e *env, coll, flag string) *cobra.Command {
+	var ref string
+	return command(e, "show", "Show one object",
+		func(cmd *cobra.Command) { refFlag(cmd, &ref, flag) },
+		func(ctx context.Context, c *client) (any, error) { return c.resolve(ctx, coll, ref) })
+}
+
+func objDelete(e *env, coll, flag string) *cobra.Command {
+	var ref string
+	return command(e, "delete", "Delete one object",
+		func(cmd *cobra.Command) { refFlag(cmd, &ref, flag) },
+		func(ctx context.Context, c *client) (any, error) {
+			o, err := c.resolve(ctx, coll, ref)
+			if err != nil {
+				return nil, err
+			}
+			return nil, c.graph(ctx, http.MethodDelete, "/"+coll+"/"+o["id"].(string), nil, nil)
+		})
+}
+
+func refFlag(cmd *cobra.Command, ref *string, flag string) {
+	if flag == "group" {
+		cmd.Flags().StringVarP(ref, "group", "g", "", "group's object id or display name")
+	} else {
+		cmd.Flags().StringVar(ref, "id", "", "object id (or app id / user principal name)")
+	}
+	required(cmd, flag)
+}
+
+func objList(e *env, coll string) *cobra.Command {
+	var name string
+	return command(e, "list", "List objects",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&name, "display-name", "", "only objects with this display name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			path := "/" + coll
+			if name != "" {
+				path += "?$filter=" + url.QueryEscape("displayName eq '"+strings.ReplaceAll(name, "'", "''")+"'")
+			}
+			var list struct {
+				Value []map[string]any `json:"value"`
+			}
+			return list.Value, c.graph(ctx, http.MethodGet, path, nil, &list)
+		})
+}
+
+func memberCmd(e *env, verb string) *cobra.Command {
+	var group, member string
+	return command(e, verb, verb+" a member of a group",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVarP(&group, "group", "g", "", "group's object id or display name")
+			cmd.Flags().StringVar(&member, "member-id", "", "the member's object id")
+			required(cmd, "group", "member-id")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			g, err := c.resolve(ctx, "groups", group)
+			if err != nil {
+				return nil, err
+			}
+			gid := g["id"].(string)
+			switch verb {
+			case "add":
+				ref := map[string]string{"@odata.id": strings.TrimSuffix(c.prof.Server, "/") + "/v1.0/directoryObjects/" + member}
+				return nil, c.graph(ctx, http.MethodPost, "/groups/"+gid+"/members/$ref", ref, nil)
+			case "remove":
+				return nil, c.graph(ctx, http.MethodDelete, "/groups/"+gid+"/members/"+url.PathEscape(member)+"/$ref", nil, nil)
+			}
+			var res struct{ Value []string }
+			if err := c.graph(ctx, http.MethodPost, "/directoryObjects/"+url.PathEscape(member)+"/checkMemberGroups",
+				map[string][]string{"groupIds": {gid}}, &res); err != nil {
+				return nil, err
+			}
+			return map[string]bool{"value": len(res.Value) > 0}, nil
+		})
+}
+
+func memberList(e *env) *cobra.Command {
+	var group string
+	return command(e, "list", "List the direct members of a group",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVarP(&group, "group", "g", "", "group's object id or display name")
+			required(cmd, "group")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			g, err := c.resolve(ctx, "groups", group)
+			if err != nil {
+				return nil, err
+			}
+			var list struct {
+				Value []map[string]any `json:"value"`
+			}
+			return list.Value, c.graph(ctx, http.MethodGet, "/groups/"+g["id"].(string)+"/members", nil, &list)
+		})
+}

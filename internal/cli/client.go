@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// Resource scopes the client asks tokens for.
+const (
+	graphScope = "https://graph.microsoft.com/.default"
+	hsmScope   = "https://managedhsm.azure.net/.default"
+)
+
+// client talks to one Keyward server as the logged-in principal.
+type client struct {
+	prof *profile
+	http *http.Client
+	cred azcore.TokenCredential
+}
+
+// newHTTPClient trusts the server's CA (or the system roots) and sends
+// requests for any host under the HSM DNS suffix to the server itself, so
+// https://{hsm}.mhsm.localhost:8443 works without DNS.
+func newHTTPClient(p *profile) (*http.Client, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if p.CAFile != "" {
+		pem, err := os.ReadFile(p.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("the CA file %s holds no PEM certificate", p.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	srv, err := url.Parse(p.Server)
+	if err != nil {
+		return nil, fmt.Errorf("server URL: %w", err)
+	}
+	serverAddr := srv.Host
+	if srv.Port() == "" {
+		serverAddr = net.JoinHostPort(srv.Hostname(), "443")
+	}
+	suffixHost := strings.TrimPrefix(p.MHSMDNS, ".")
+	if h, _, err := net.SplitHostPort(suffixHost); err == nil {
+		suffixHost = h
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	tr := &http.Transport{
+		TLSClientConfig:   cfg,
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if host, _, err := net.SplitHostPort(addr); err == nil && suffixHost != "" && strings.HasSuffix(host, "."+suffixHost) {
+				addr = serverAddr
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}, nil
+}
+
+func (e *env) client() (*client, error) {
+	p, err := e.loadProfile()
+	if err != nil {
+		return nil, err
+	}
+	return newClient(p)
+}
+
+func newClient(p *profile) (*client, error) {
+	hc, err := newHTTPClient(p)
+	if err != nil {
+		return nil, err
+	}
+	opts := azcore.ClientOptions{
+		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: strings.TrimSuffix(p.Server, "/") + "/"},
+		Transport: hc,
+	}
+	var cred azcore.TokenCredential
+	switch p.Kind {
+	case "servicePrincipal":
+		cred, err = azidentity.NewClientSecretCredential(p.TenantID, p.Username, p.Secret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
+	default:
+		cred, err = newPasswordCredential(hc, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &client{prof: p, http: hc, cred: cred}, nil
+}
+
+// hsmURL is the data-plane URL of an HSM, as az builds it from --hsm-name.
+func (c *client) hsmURL(name string) string {
+	return "https://" + name + c.prof.MHSMDNS
+}
+
+func (c *client) token(ctx context.Context, scope string) (string, error) {
+	t, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
+	if err != nil {
+		return "", fmt.Errorf("signing in: %w", err)
+	}
+	return t.Token, nil
+}
+
+// apiError is an error answered by the server in Azure's envelope.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("(%s) %s", e.Code, e.Message)
+}
+
+// graph sends a Microsoft Graph request and decodes the JSON answer into out.
+func (c *client) graph(ctx context.Context, method, path string, body, out any) error {
+	tok, err := c.token(ctx, graphScope)
+	if err != nil {
+		return err
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.prof.Server, "/")+"/v1.0"+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var env struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(data, &env) == nil && env.Error.Code != "" {
+			return &apiError{resp.StatusCode, env.Error.Code, env.Error.Message}
+		}
+		return &apiError{resp.StatusCode, http.StatusText(resp.StatusCode), strings.TrimSpace(string(data))}
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// passwordCredential signs a user in with the OAuth2 password grant.
+type passwordCredential struct {
+	http *http.Client
+	p    *profile
+}
+
+func newPasswordCredential(hc *http.Client, p *profile) (azcore.TokenCredential, error) {
+	return &passwordCredential{http: hc, p: p}, nil
+}
+
+func (c *passwordCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	form := url.Values{"grant_type": {"password"}, "username": {c.p.Username}, "password": {c.p.Secret},
+		"scope": {strings.Join(o.Scopes, " ")}}
+	u := strings.TrimSuffix(c.p.Server, "/") + "/" + c.p.TenantID + "/oauth2/v2.0/token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return azcore.AccessToken{}, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return azcore.AccessToken{}, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return azcore.AccessToken{}, fmt.Errorf("token response: %w", err)
+	}
+	if out.AccessToken == "" {
+		return azcore.AccessToken{}, fmt.Errorf("%s: %s", out.Error, out.Description)
+	}
+	return azcore.AccessToken{Token: out.AccessToken, ExpiresOn: time.Now().Add(time.Duration(out.ExpiresIn) * time.Second)}, nil
+}

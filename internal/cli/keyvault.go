@@ -1,0 +1,432 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/spf13/cobra"
+)
+
+func newKeyvaultCmd(e *env) *cobra.Command {
+	kv := &cobra.Command{Use: "keyvault", Short: "Manage Managed HSMs and their keys"}
+	key := &cobra.Command{Use: "key", Short: "Manage keys in a Managed HSM"}
+	key.AddCommand(keyCreate(e), keyShow(e), keyList(e, "list"), keyList(e, "list-versions"), keyList(e, "list-deleted"),
+		keyByName(e, "delete", "Delete a key (it can be recovered until it is purged)"),
+		keyByName(e, "recover", "Recover a deleted key"),
+		keyByName(e, "purge", "Purge a deleted key for good"),
+		keyByName(e, "rotate", "Rotate a key: create a new version"),
+		keyBackup(e), keyRestore(e))
+	kv.AddCommand(key)
+	return kv
+}
+
+// keyTarget is how a command names a key: --hsm-name and --name, or --id.
+type keyTarget struct {
+	hsm, name, version, id string
+}
+
+func (t *keyTarget) register(cmd *cobra.Command, withVersion bool) {
+	f := cmd.Flags()
+	f.StringVar(&t.hsm, "hsm-name", "", "name of the Managed HSM")
+	f.StringVarP(&t.name, "name", "n", "", "name of the key")
+	if withVersion {
+		f.StringVarP(&t.version, "version", "v", "", "key version (default: the latest)")
+		f.StringVar(&t.id, "id", "", "key id, https://{hsm}/keys/{name}[/{version}]")
+	}
+}
+
+// resolve returns the vault URL, key name and version the flags name.
+func (t *keyTarget) resolve(c *client, needName bool) (string, string, string, error) {
+	if t.id != "" {
+		id := azkeys.ID(t.id)
+		if id.Name() == "" {
+			return "", "", "", usagef("--id %q is not a key id", t.id)
+		}
+		u := t.id[:strings.Index(t.id, "/keys/")]
+		return u, id.Name(), id.Version(), nil
+	}
+	if t.hsm == "" {
+		return "", "", "", usagef("--hsm-name is required (or --id)")
+	}
+	if needName && t.name == "" {
+		return "", "", "", usagef("--name is required")
+	}
+	return c.hsmURL(t.hsm), t.name, t.version, nil
+}
+
+func (c *client) keys(vault string) (*azkeys.Client, error) {
+	return azkeys.NewClient(vault, c.cred, &azkeys.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: c.http},
+		// The challenge names https://managedhsm.azure.net, as Azure's does,
+		// which a local host name cannot end with.
+		DisableChallengeResourceVerification: true,
+	})
+}
+
+func keyCreate(e *env) *cobra.Command {
+	var t keyTarget
+	var kty, curve, expires, notBefore string
+	var size int
+	var ops, tags []string
+	var disabled bool
+	cmd := command(e, "create", "Create a key, or a new version of it",
+		func(cmd *cobra.Command) {
+			t.register(cmd, false)
+			f := cmd.Flags()
+			f.StringVar(&kty, "kty", "RSA-HSM", "key type: RSA-HSM, EC-HSM, oct-HSM (RSA, EC, oct accepted)")
+			f.IntVar(&size, "size", 0, "key size in bits: RSA 2048/3072/4096, oct 128/192/256")
+			f.StringVar(&curve, "curve", "", "EC curve: P-256, P-384, P-521, P-256K")
+			f.StringSliceVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey")
+			f.StringSliceVar(&tags, "tags", nil, "space-separated tags: key[=value]")
+			f.BoolVar(&disabled, "disabled", false, "create the key disabled")
+			f.StringVar(&expires, "expires", "", "expiry, UTC, e.g. 2030-01-01T00:00:00Z")
+			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			vault, name, _, err := t.resolve(c, true)
+			if err != nil {
+				return nil, err
+			}
+			p := azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyType(kty)), Tags: parseTags(tags)}
+			if size != 0 {
+				p.KeySize = to.Ptr(int32(size))
+			}
+			if curve != "" {
+				p.Curve = to.Ptr(azkeys.CurveName(curve))
+			}
+			for _, op := range ops {
+				p.KeyOps = append(p.KeyOps, to.Ptr(azkeys.KeyOperation(op)))
+			}
+			if p.KeyAttributes, err = attributes(disabled, expires, notBefore); err != nil {
+				return nil, err
+			}
+			kc, err := c.keys(vault)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := kc.CreateKey(ctx, name, p, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			return keyOut(resp.KeyBundle), nil
+		})
+	// az takes --ops and --tags as space-separated lists; the words after
+	// the first land in the positional arguments.
+	cmd.Args = cobra.ArbitraryArgs
+	inner := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			switch {
+			case cmd.Flags().Changed("ops") && !cmd.Flags().Changed("tags"):
+				ops = append(ops, args...)
+			case cmd.Flags().Changed("tags") && !cmd.Flags().Changed("ops"):
+				tags = append(tags, args...)
+			default:
+				return usagef("unexpected arguments %v: give several --ops or --tags values separated by commas or spaces", args)
+			}
+		}
+		return inner(cmd, nil)
+	}
+	return cmd
+}
+
+func parseTags(tags []string) map[string]*string {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := map[string]*string{}
+	for _, t := range tags {
+		k, v, _ := strings.Cut(t, "=")
+		out[k] = to.Ptr(v)
+	}
+	return out
+}
+
+func attributes(disabled bool, expires, notBefore string) (*azkeys.KeyAttributes, error) {
+	a := &azkeys.KeyAttributes{Enabled: to.Ptr(!disabled)}
+	for _, f := range []struct {
+		flag, v string
+		dst     **time.Time
+	}{{"--expires", expires, &a.Expires}, {"--not-before", notBefore, &a.NotBefore}} {
+		if f.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, f.v)
+		if err != nil {
+			return nil, usagef("%s must be a UTC date-time such as 2030-01-01T00:00:00Z", f.flag)
+		}
+		*f.dst = &t
+	}
+	return a, nil
+}
+
+func keyShow(e *env) *cobra.Command {
+	var t keyTarget
+	return command(e, "show", "Show a key's public part and attributes",
+		func(cmd *cobra.Command) { t.register(cmd, true) },
+		func(ctx context.Context, c *client) (any, error) {
+			vault, name, version, err := t.resolve(c, true)
+			if err != nil {
+				return nil, err
+			}
+			kc, err := c.keys(vault)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := kc.GetKey(ctx, name, version, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			return keyOut(resp.KeyBundle), nil
+		})
+}
+
+func keyList(e *env, verb string) *cobra.Command {
+	var t keyTarget
+	var max int
+	return command(e, verb, map[string]string{"list": "List keys", "list-versions": "List the versions of a key",
+		"list-deleted": "List deleted keys"}[verb],
+		func(cmd *cobra.Command) {
+			t.register(cmd, false)
+			cmd.Flags().IntVar(&max, "maxresults", 0, "return at most this many items")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			vault, name, _, err := t.resolve(c, verb == "list-versions")
+			if err != nil {
+				return nil, err
+			}
+			kc, err := c.keys(vault)
+			if err != nil {
+				return nil, err
+			}
+			out := []map[string]any{}
+			full := func() bool { return max > 0 && len(out) >= max }
+			switch verb {
+			case "list-deleted":
+				for pg := kc.NewListDeletedKeyPropertiesPager(nil); pg.More() && !full(); {
+					page, err := pg.NextPage(ctx)
+					if err != nil {
+						return nil, explain(err)
+					}
+					for _, it := range page.Value {
+						m := itemOut(it.KID, it.Attributes, it.Tags)
+						m["recoveryId"], m["deletedDate"], m["scheduledPurgeDate"] = it.RecoveryID, timeOut(it.DeletedDate), timeOut(it.ScheduledPurgeDate)
+						out = append(out, m)
+					}
+				}
+			case "list-versions":
+				for pg := kc.NewListKeyPropertiesVersionsPager(name, nil); pg.More() && !full(); {
+					page, err := pg.NextPage(ctx)
+					if err != nil {
+						return nil, explain(err)
+					}
+					for _, it := range page.Value {
+						out = append(out, itemOut(it.KID, it.Attributes, it.Tags))
+					}
+				}
+			default:
+				for pg := kc.NewListKeyPropertiesPager(nil); pg.More() && !full(); {
+					page, err := pg.NextPage(ctx)
+					if err != nil {
+						return nil, explain(err)
+					}
+					for _, it := range page.Value {
+						out = append(out, itemOut(it.KID, it.Attributes, it.Tags))
+					}
+				}
+			}
+			if full() {
+				out = out[:max]
+			}
+			return out, nil
+		})
+}
+
+func keyByName(e *env, verb, short string) *cobra.Command {
+	var t keyTarget
+	return command(e, verb, short,
+		func(cmd *cobra.Command) { t.register(cmd, false) },
+		func(ctx context.Context, c *client) (any, error) {
+			vault, name, _, err := t.resolve(c, true)
+			if err != nil {
+				return nil, err
+			}
+			kc, err := c.keys(vault)
+			if err != nil {
+				return nil, err
+			}
+			switch verb {
+			case "delete":
+				resp, err := kc.DeleteKey(ctx, name, nil)
+				if err != nil {
+					return nil, explain(err)
+				}
+				m := keyOut(azkeys.KeyBundle{Key: resp.Key, Attributes: resp.Attributes, Tags: resp.Tags})
+				m["recoveryId"], m["deletedDate"], m["scheduledPurgeDate"] = resp.RecoveryID, timeOut(resp.DeletedDate), timeOut(resp.ScheduledPurgeDate)
+				return m, nil
+			case "recover":
+				resp, err := kc.RecoverDeletedKey(ctx, name, nil)
+				if err != nil {
+					return nil, explain(err)
+				}
+				return keyOut(resp.KeyBundle), nil
+			case "purge":
+				_, err := kc.PurgeDeletedKey(ctx, name, nil)
+				return nil, explain(err)
+			}
+			resp, err := kc.RotateKey(ctx, name, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			return keyOut(resp.KeyBundle), nil
+		})
+}
+
+func keyBackup(e *env) *cobra.Command {
+	var t keyTarget
+	var file string
+	return command(e, "backup", "Back up a key to a file (usable only by an HSM with the same security domain)",
+		func(cmd *cobra.Command) {
+			t.register(cmd, false)
+			cmd.Flags().StringVarP(&file, "file", "f", "", "file to write the backup to")
+			required(cmd, "file")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			vault, name, _, err := t.resolve(c, true)
+			if err != nil {
+				return nil, err
+			}
+			kc, err := c.keys(vault)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := kc.BackupKey(ctx, name, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			if err := os.WriteFile(file, resp.Value, 0o600); err != nil {
+				return nil, fmt.Errorf("writing backup: %w", err)
+			}
+			return nil, nil
+		})
+}
+
+func keyRestore(e *env) *cobra.Command {
+	var t keyTarget
+	var file string
+	return command(e, "restore", "Restore a key from a backup file",
+		func(cmd *cobra.Command) {
+			t.register(cmd, false)
+			cmd.Flags().StringVarP(&file, "file", "f", "", "backup file to restore")
+			required(cmd, "file")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			vault, _, _, err := t.resolve(c, false)
+			if err != nil {
+				return nil, err
+			}
+			blob, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("reading backup: %w", err)
+			}
+			kc, err := c.keys(vault)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := kc.RestoreKey(ctx, azkeys.RestoreKeyParameters{KeyBackup: blob}, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			return keyOut(resp.KeyBundle), nil
+		})
+}
+
+// explain turns an SDK response error into the server's code and message.
+func explain(err error) error {
+	if re, ok := err.(*azcore.ResponseError); ok {
+		return &apiError{Status: re.StatusCode, Code: re.ErrorCode, Message: responseMessage(re)}
+	}
+	return err
+}
+
+func responseMessage(re *azcore.ResponseError) string {
+	msg := re.Error()
+	if i := strings.Index(msg, `"message": "`); i >= 0 {
+		rest := msg[i+len(`"message": "`):]
+		if j := strings.Index(rest, `"`); j >= 0 {
+			return rest[:j]
+		}
+	}
+	return fmt.Sprintf("the server answered %d", re.StatusCode)
+}
+
+// keyOut renders a key bundle as az prints it.
+func keyOut(b azkeys.KeyBundle) map[string]any {
+	k := map[string]any{}
+	if b.Key != nil {
+		enc := func(v []byte) any {
+			if v == nil {
+				return nil
+			}
+			return base64.StdEncoding.EncodeToString(v)
+		}
+		ops := []string{}
+		for _, op := range b.Key.KeyOps {
+			ops = append(ops, string(*op))
+		}
+		k = map[string]any{"kid": str(b.Key.KID), "kty": str(b.Key.Kty), "keyOps": ops, "n": enc(b.Key.N), "e": enc(b.Key.E),
+			"crv": str(b.Key.Crv), "x": enc(b.Key.X), "y": enc(b.Key.Y), "d": nil, "dp": nil, "dq": nil, "k": nil, "p": nil,
+			"q": nil, "qi": nil, "t": nil}
+	}
+	return map[string]any{"key": k, "attributes": attrsOut(b.Attributes), "tags": tagsOut(b.Tags), "managed": b.Managed,
+		"releasePolicy": nil}
+}
+
+func itemOut(kid *azkeys.ID, a *azkeys.KeyAttributes, tags map[string]*string) map[string]any {
+	name := ""
+	if kid != nil {
+		name = kid.Name()
+	}
+	return map[string]any{"kid": str(kid), "name": name, "attributes": attrsOut(a), "tags": tagsOut(tags), "managed": nil}
+}
+
+func attrsOut(a *azkeys.KeyAttributes) map[string]any {
+	if a == nil {
+		return nil
+	}
+	return map[string]any{"enabled": a.Enabled, "created": timeOut(a.Created), "updated": timeOut(a.Updated),
+		"expires": timeOut(a.Expires), "notBefore": timeOut(a.NotBefore), "recoverableDays": a.RecoverableDays,
+		"recoveryLevel": str(a.RecoveryLevel), "exportable": a.Exportable, "hsmPlatform": nil}
+}
+
+func tagsOut(t map[string]*string) map[string]string {
+	if len(t) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for k, v := range t {
+		out[k] = *v
+	}
+	return out
+}
+
+func timeOut(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UTC().Format("2006-01-02T15:04:05+00:00")
+}
+
+func str[T ~string](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return string(*p)
+}

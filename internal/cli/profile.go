@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// profile is what "keyward login" saves: where the server is, how to trust
+// it, and the credential to sign in with. It holds a secret, so the file
+// is written with mode 0600, as az keeps service_principal_entries.json.
+type profile struct {
+	Server   string `json:"server"`
+	TenantID string `json:"tenantId"`
+	CAFile   string `json:"caFile,omitempty"`
+	// MHSMDNS is the HSM DNS suffix with port, such as ".mhsm.localhost:8443".
+	MHSMDNS string `json:"mhsmDns"`
+	// Kind is "servicePrincipal" or "user".
+	Kind     string `json:"kind"`
+	Username string `json:"username"`
+	Secret   string `json:"secret"`
+}
+
+const profileFile = "profile.json"
+
+func (e *env) loadProfile() (*profile, error) {
+	b, err := os.ReadFile(filepath.Join(e.configDir, profileFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("not logged in: run 'keyward login --server URL --service-principal -u APPID -p SECRET --tenant TENANT'")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading profile: %w", err)
+	}
+	var p profile
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("reading profile %s: %w", filepath.Join(e.configDir, profileFile), err)
+	}
+	return &p, nil
+}
+
+func (e *env) saveProfile(p *profile) error {
+	if err := os.MkdirAll(e.configDir, 0o700); err != nil {
+		return fmt.Errorf("saving profile: %w", err)
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(e.configDir, profileFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("saving profile: %w", err)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Bootstrap is the content of <data-dir>/bootstrap.json: how to reach the
+// server as its first administrator. The file is written once, mode 0600,
+// and holds the only copy of the client secret.
+type Bootstrap struct {
+	TenantID      string `json:"tenantId"`
+	AuthorityHost string `json:"authorityHost"`
+	ClientID      string `json:"clientId"`
+	ClientSecret  string `json:"clientSecret"`
+	HSMName       string `json:"hsmName"`
+	HSMURI        string `json:"hsmUri"`
+	ManagementURI string `json:"managementUri"`
+	CAFile        string `json:"caFile"`
+}
+
+// BootstrapFile is the name of the bootstrap file in the data dir.
+const BootstrapFile = "bootstrap.json"
+
+// bootstrap creates the first administrator (and, in dev mode, the dev
+// HSM) on first start and writes bootstrap.json; later starts read it.
+func (s *Server) bootstrap(ctx context.Context, tenant string) (*Bootstrap, error) {
+	path := filepath.Join(s.cfg.DataDir, BootstrapFile)
+	var b Bootstrap
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &b); err != nil {
+			return nil, fmt.Errorf("server: reading %s: %w", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if err := s.createAdmin(ctx, tenant, &b); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("server: reading %s: %w", path, err)
+	}
+	if s.cfg.Dev {
+		if err := s.ensureDevHSM(ctx, &b); err != nil {
+			return nil, err
+		}
+	}
+	b.TenantID, b.AuthorityHost, b.ManagementURI, b.CAFile = tenant, s.base, s.base, s.CAFile()
+	out, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, append(out, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+func (s *Server) createAdmin(ctx context.Context, tenant string, b *Bootstrap) error {
+	// A principal marked in meta survives a crash between its creation and
+	// the writing of bootstrap.json; its secret does not, so a new one is
+	// added then.
+	var adminID string
+	err := s.store.View(ctx, func(tx store.Tx) (err error) { adminID, err = tx.GetMeta(ctx, "bootstrapAdmin"); return err })
+	var p *identity.Principal
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		p, err = s.dir.CreateServicePrincipal(ctx, store.KindServicePrincipal, "keyward-bootstrap-admin", identity.GlobalAdministrator)
+		if err != nil {
+			return err
+		}
+		if err := s.store.Update(ctx, func(tx store.Tx) error { return tx.SetMeta(ctx, "bootstrapAdmin", p.ID) }); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		if p, err = s.dir.Get(ctx, adminID); err != nil {
+			return fmt.Errorf("server: bootstrap administrator %s: %w", adminID, err)
+		}
+	}
+	secret, _, err := s.dir.AddSecret(ctx, p.ID, "bootstrap")
+	if err != nil {
+		return err
+	}
+	b.ClientID, b.ClientSecret = p.AppID, secret
+	return nil
+}
+
+func (s *Server) ensureDevHSM(ctx context.Context, b *Bootstrap) error {
+	b.HSMName, b.HSMURI = DevHSMName, strings.TrimSuffix(s.base, "/")
+	if _, err := s.registry.Get(ctx, DevHSMName); err == nil {
+		return nil
+	} else if !errors.Is(err, domain.ErrHSMNotFound) {
+		return err
+	}
+	admin, err := s.dir.GetByAppID(ctx, b.ClientID)
+	if err != nil {
+		return fmt.Errorf("server: bootstrap administrator: %w", err)
+	}
+	_, err = s.registry.Create(ctx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true})
+	return err
+}

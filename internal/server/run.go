@@ -1,0 +1,35 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+)
+
+// Run starts a server with cfg, tells the operator where it is and how to
+// sign in (never printing the secret), and serves until ctx is done.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	defer ln.Close()
+	cfg.Listen = ln.Addr().String()
+	s, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	b := s.Bootstrap()
+	boot := filepath.Join(s.cfg.DataDir, BootstrapFile)
+	fmt.Fprintf(out, "keyward is serving on %s\n", s.BaseURL())
+	fmt.Fprintf(out, "  tenant:        %s\n  CA:            %s\n  bootstrap:     %s (mode 0600; holds the admin's client secret)\n", b.TenantID, b.CAFile, boot)
+	if b.HSMURI != "" {
+		fmt.Fprintf(out, "  dev HSM:       %s\n", b.HSMURI)
+	}
+	fmt.Fprintf(out, "Sign in with:\n  keyward login --server %s --service-principal -u %s -p \"$(jq -r .clientSecret %s)\" --tenant %s --ca-file %s\n",
+		s.BaseURL(), b.ClientID, boot, b.TenantID, b.CAFile)
+	return s.Serve(ctx, ln)
+}

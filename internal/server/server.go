@@ -1,0 +1,387 @@
+// Package server runs Keyward: it opens the store and the seal, builds the
+// domain services, and serves every HTTP surface on one TLS listener.
+//
+// A request goes one way through it:
+//
+//	TLS → route (which surface, which HSM) → authenticate (bearer JWT)
+//	    → authorize (in the data plane, per operation) → handler
+//
+// Errors on every path are rendered as Azure's error envelope.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keyward/keyward/internal/api/dataplane"
+	"github.com/keyward/keyward/internal/api/graph"
+	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/api/identityapi"
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/rbac"
+	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/sqlite"
+)
+
+// Resource URIs that tokens are issued for.
+const (
+	ManagedHSMResource = "https://managedhsm.azure.net"
+	GraphResource      = "https://graph.microsoft.com"
+	ARMResource        = "https://management.azure.com"
+)
+
+// DevHSMName is the HSM that --dev creates and serves at the bare address.
+const DevHSMName = "dev"
+
+// Config configures a server.
+type Config struct {
+	// Listen is the address to listen on, such as 127.0.0.1:8443.
+	Listen string
+	// DataDir holds the database, the seal key, the CA and bootstrap.json.
+	DataDir string
+	// Dev creates an activated HSM named "dev" that answers at the bare
+	// listen address.
+	Dev bool
+	// TLSCert and TLSKey name a certificate to use instead of generating one.
+	TLSCert, TLSKey string
+	// DNSSuffix is the domain under which HSMs answer as {name}.{suffix}.
+	DNSSuffix string
+	Log       *slog.Logger
+}
+
+// Server is a running Keyward.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	registry *domain.Registry
+	dir      *identity.Directory
+	tokens   *identity.TokenService
+	data     *dataplane.API
+	mux      *http.ServeMux // identity, graph, metadata
+	tls      *tls.Config
+	base     string // authority host and management URL, ending in "/"
+	port     string
+	boot     *Bootstrap
+}
+
+// New opens the data directory (creating it on first start) and builds the
+// server. Listen must name the address the server will be reached at.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.DNSSuffix == "" {
+		cfg.DNSSuffix = "mhsm.localhost"
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	cfg.DataDir = dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: creating data dir: %w", err)
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen address %q: %w", cfg.Listen, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, port: port, base: "https://" + net.JoinHostPort(host, port) + "/"}
+
+	if s.tls, err = s.tlsConfig(host); err != nil {
+		return nil, err
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "keyward.db"))
+	if err != nil {
+		return nil, err
+	}
+	s.store = db
+	if err := s.build(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) tlsConfig(host string) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if s.cfg.TLSCert != "" {
+		cert, err = tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+	} else {
+		cert, err = ensureTLS(s.cfg.DataDir, []string{host, "localhost", "127.0.0.1", "*." + s.cfg.DNSSuffix})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: TLS certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
+}
+
+func (s *Server) build(ctx context.Context) error {
+	seal, err := domain.OpenFileSeal(filepath.Join(s.cfg.DataDir, "seal.key"), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tenant, err := s.tenant(ctx)
+	if err != nil {
+		return err
+	}
+	s.dir = identity.NewDirectory(s.store, tenant, rand.Reader, time.Now)
+	key, err := identity.LoadOrCreateSigningKey(ctx, s.store, seal, rand.Reader, time.Now())
+	if err != nil {
+		return err
+	}
+	s.tokens = identity.NewTokenService(key, s.base+tenant+"/v2.0", s.dir,
+		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, time.Now)
+	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, time.Now)
+	s.data = dataplane.New(keys.NewService(s.store, rand.Reader, time.Now), rbac.InitialAdmins{Dir: s.dir}, s.log)
+
+	s.mux = http.NewServeMux()
+	identityapi.New(s.dir, s.tokens, s.base, s.log).Register(s.mux)
+	graph.New(s.dir, s.log).Register(s.mux)
+	s.mux.HandleFunc("GET /metadata/endpoints", s.metadata)
+
+	s.boot, err = s.bootstrap(ctx, tenant)
+	return err
+}
+
+// tenant returns the tenant id, creating it on first start.
+func (s *Server) tenant(ctx context.Context) (string, error) {
+	var id string
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		v, err := tx.GetMeta(ctx, "tenant")
+		if errors.Is(err, store.ErrNotFound) {
+			id = uuid.NewString()
+			return tx.SetMeta(ctx, "tenant", id)
+		}
+		id = v
+		return err
+	})
+	return id, err
+}
+
+// Bootstrap returns what the first start created.
+func (s *Server) Bootstrap() *Bootstrap { return s.boot }
+
+// BaseURL is the authority host and management URL, ending in "/".
+func (s *Server) BaseURL() string { return s.base }
+
+// CAFile is the path of the CA certificate clients should trust.
+func (s *Server) CAFile() string { return filepath.Join(s.cfg.DataDir, caCertFile) }
+
+// Serve serves on ln until ctx is done, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	srv.TLSConfig = s.tls
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tls.NewListener(ln, s.tls)) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Close releases the store.
+func (s *Server) Close() error { return s.store.Close() }
+
+// dataPlaneRoots are the first path segments of the HSM data plane.
+var dataPlaneRoots = map[string]bool{
+	"keys": true, "deletedkeys": true, "rng": true, "providers": true, "securitydomain": true,
+	"backup": true, "restore": true, "prebackup": true, "prerestore": true, "settings": true,
+}
+
+// ServeHTTP routes a request to its surface.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
+			httpx.WriteError(w, r, s.log, fmt.Errorf("panic: %v", p))
+		}
+	}()
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	w = sw
+	info := &requestInfo{}
+	r = r.WithContext(dataplane.WithInfo(context.WithValue(r.Context(), requestInfoKey{}, info), &info.data))
+	h := w.Header()
+	h.Set("x-ms-request-id", uuid.NewString())
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Strict-Transport-Security", "max-age=31536000;includeSubDomains")
+
+	r.URL.Path = cleanPath(r.URL.Path)
+	first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	switch name, ok := s.hsmName(r.Host, first); {
+	case ok:
+		s.serveDataPlane(w, r, name)
+	case first == "v1.0":
+		if r = s.authenticate(w, r, GraphResource); r != nil {
+			s.mux.ServeHTTP(w, r)
+		}
+	default:
+		s.mux.ServeHTTP(w, r)
+	}
+	s.log.Info("request", "method", r.Method, "host", r.Host, "path", r.URL.Path, "status", sw.status,
+		"ms", time.Since(start).Milliseconds(), "oid", info.caller, "op", info.data.Operation)
+}
+
+// requestInfo collects what the layers of the pipeline learn about a
+// request, for the request log (and the audit record).
+type requestInfo struct {
+	caller string
+	data   dataplane.Info
+}
+
+type requestInfoKey struct{}
+
+// cleanPath collapses repeated slashes and drops a trailing one, without
+// redirecting: clients send "//providers/..." and "/keys/name/".
+func cleanPath(p string) string {
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return p
+}
+
+// hsmName tells whether a request is for an HSM data plane, and which: a
+// host {name}.{suffix}, or in dev mode a data-plane path at any other host.
+func (s *Server) hsmName(hostport, first string) (string, bool) {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if name, ok := strings.CutSuffix(strings.ToLower(host), "."+s.cfg.DNSSuffix); ok && name != "" && !strings.Contains(name, ".") {
+		return name, true
+	}
+	if s.cfg.Dev && dataPlaneRoots[strings.ToLower(first)] {
+		return DevHSMName, true
+	}
+	return "", false
+}
+
+func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, name string) {
+	if r = s.authenticate(w, r, ManagedHSMResource); r == nil {
+		return
+	}
+	h, err := s.registry.Get(r.Context(), name)
+	if err != nil {
+		httpx.WriteError(w, r, s.log, err)
+		return
+	}
+	s.data.Serve(w, r, h)
+}
+
+// authenticate verifies the bearer token for resource and returns r with
+// the caller in its context, or answers 401 with Azure's challenge and
+// returns nil. The token itself is never logged.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource string) *http.Request {
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s%s", resource="%s"`, s.base, s.dir.TenantID(), resource))
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusUnauthorized)
+		return nil
+	}
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok {
+		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the Authorization header must carry a Bearer token"))
+		return nil
+	}
+	c, err := s.tokens.Verify(strings.TrimSpace(tok), resource)
+	if err != nil {
+		s.log.Info("token rejected", "path", r.URL.Path, "reason", err)
+		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the access token is not valid: expired, for another audience, or not signed by this server"))
+		return nil
+	}
+	w.Header().Del("WWW-Authenticate")
+	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+		info.caller = c.ObjectID
+	}
+	return r.WithContext(identity.NewContext(r.Context(), c))
+}
+
+type metadataDoc struct {
+	Authentication struct {
+		LoginEndpoint string   `json:"loginEndpoint"`
+		Audiences     []string `json:"audiences"`
+		Tenant        string   `json:"tenant"`
+	} `json:"authentication"`
+	ResourceManager          string            `json:"resourceManager"`
+	MicrosoftGraphResourceID string            `json:"microsoftGraphResourceId"`
+	Graph                    string            `json:"graph"`
+	Suffixes                 map[string]string `json:"suffixes"`
+	DevHSMURI                string            `json:"keywardDevHsmUri,omitempty"`
+}
+
+// metadata serves cloud metadata in the shape of ARM's
+// /metadata/endpoints, so clients learn the login host, the tenant and the
+// HSM DNS suffix from the server URL alone.
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	var m metadataDoc
+	m.Authentication.LoginEndpoint = s.base
+	m.Authentication.Audiences = []string{ARMResource}
+	m.Authentication.Tenant = s.dir.TenantID()
+	m.ResourceManager, m.Graph, m.MicrosoftGraphResourceID = s.base, s.base, GraphResource
+	m.Suffixes = map[string]string{"mhsmDns": "." + s.cfg.DNSSuffix + ":" + s.port}
+	if s.cfg.Dev {
+		m.DevHSMURI = strings.TrimSuffix(s.base, "/")
+	}
+	httpx.WriteJSON(w, http.StatusOK, m)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
