@@ -1,0 +1,221 @@
+// Package servertest starts real Keyward servers for tests: a TLS listener
+// on loopback, a SQLite file in a temporary directory, and Azure SDK
+// clients (azidentity, azkeys) configured as an application would be.
+package servertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/keyward/keyward/internal/server"
+)
+
+// Env is a running server and clients for it.
+type Env struct {
+	T       testing.TB
+	Dir     string
+	Server  *server.Server
+	Boot    *server.Bootstrap
+	HTTP    *http.Client // trusts the server's CA
+	Cred    azcore.TokenCredential
+	Keys    *azkeys.Client // the dev HSM, as the bootstrap administrator
+	logs    *syncBuffer
+	stop    func()
+	stopped chan struct{}
+}
+
+// Start runs a dev-mode server on a fresh data directory.
+func Start(t testing.TB) *Env { return StartIn(t, t.TempDir()) }
+
+// StartIn runs a dev-mode server on dir, which may hold an earlier run.
+func StartIn(t testing.TB, dir string) *Env {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := server.New(ctx, server.Config{Listen: ln.Addr().String(), DataDir: dir, Dev: true,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	e := &Env{T: t, Dir: dir, Server: s, Boot: s.Bootstrap(), logs: logs, stopped: make(chan struct{})}
+	go func() {
+		defer close(e.stopped)
+		if err := s.Serve(ctx, ln); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-e.stopped
+			s.Close()
+		})
+	}
+	t.Cleanup(e.stop)
+	e.HTTP = HTTPClient(t, e.Boot.CAFile)
+	e.Cred = e.Credential(e.Boot.ClientID, e.Boot.ClientSecret)
+	e.Keys = e.KeysClient(e.Cred)
+	return e
+}
+
+// Stop shuts the server down gracefully (also done at cleanup).
+func (e *Env) Stop() { e.stop() }
+
+// Logs returns everything the server logged so far.
+func (e *Env) Logs() string { return e.logs.String() }
+
+// HTTPClient returns a client that trusts the CA in caFile.
+func HTTPClient(t testing.TB, caFile string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no CA certificate in " + caFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+}
+
+// Credential is an azidentity client-secret credential against the server.
+func (e *Env) Credential(clientID, secret string) azcore.TokenCredential {
+	e.T.Helper()
+	cred, err := azidentity.NewClientSecretCredential(e.Boot.TenantID, clientID, secret, &azidentity.ClientSecretCredentialOptions{
+		ClientOptions: azcore.ClientOptions{
+			Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: e.Boot.AuthorityHost},
+			Transport: e.HTTP,
+		},
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return cred
+}
+
+// KeysClient is an azkeys client for the dev HSM using cred.
+func (e *Env) KeysClient(cred azcore.TokenCredential) *azkeys.Client {
+	e.T.Helper()
+	c, err := azkeys.NewClient(e.Boot.HSMURI, cred, &azkeys.ClientOptions{
+		ClientOptions:                        azcore.ClientOptions{Transport: e.HTTP},
+		DisableChallengeResourceVerification: true,
+	})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return c
+}
+
+// Token returns an access token of cred for resource (without "/.default").
+func (e *Env) Token(cred azcore.TokenCredential, resource string) string {
+	e.T.Helper()
+	tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{resource + "/.default"}})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return tok.Token
+}
+
+// Response is a raw HTTP answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// ErrorCode is error.code of an Azure error envelope.
+func (r *Response) ErrorCode() string {
+	var env struct {
+		Error struct{ Code, Message string }
+	}
+	json.Unmarshal(r.Body, &env)
+	return env.Error.Code
+}
+
+// Do sends a raw request to the server with an optional bearer token and
+// JSON body (a string is sent as is).
+func (e *Env) Do(method, url, token string, body any) *Response {
+	e.T.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.T.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	if !strings.HasPrefix(url, "https://") {
+		url = e.Boot.HSMURI + url
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := e.HTTP.Do(req)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// CAFile is the CA certificate path.
+func (e *Env) CAFile() string { return filepath.Clean(e.Boot.CAFile) }
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
