@@ -59,16 +59,16 @@ func TestNoSecretsInLogs(t *testing.T) {
 		t.Fatal("the server logged nothing: the test would prove nothing")
 	}
 	secrets := map[string]string{
-		"client secret":       env.Boot.ClientSecret,
-		"wrong secret":        "wrong-secret-",
-		"access token":        tok[strings.LastIndex(tok, ".")+1:],
-		"RSA d (b64url)":      base64.RawURLEncoding.EncodeToString(priv.D.Bytes())[:40],
-		"RSA p (b64url)":      base64.RawURLEncoding.EncodeToString(priv.Primes[0].Bytes())[:40],
-		"RSA d (hex)":         hex.EncodeToString(priv.D.Bytes())[:40],
-		"AES key (b64url)":    base64.RawURLEncoding.EncodeToString(aes)[:30],
-		"AES key (hex)":       hex.EncodeToString(aes)[:40],
-		"plaintext":           string(plaintext),
-		"plaintext (b64url)":  base64.RawURLEncoding.EncodeToString(plaintext)[:30],
+		"client secret":      env.Boot.ClientSecret,
+		"wrong secret":       "wrong-secret-",
+		"access token":       tok[strings.LastIndex(tok, ".")+1:],
+		"RSA d (b64url)":     base64.RawURLEncoding.EncodeToString(priv.D.Bytes())[:40],
+		"RSA p (b64url)":     base64.RawURLEncoding.EncodeToString(priv.Primes[0].Bytes())[:40],
+		"RSA d (hex)":        hex.EncodeToString(priv.D.Bytes())[:40],
+		"AES key (b64url)":   base64.RawURLEncoding.EncodeToString(aes)[:30],
+		"AES key (hex)":      hex.EncodeToString(aes)[:40],
+		"plaintext":          string(plaintext),
+		"plaintext (b64url)": base64.RawURLEncoding.EncodeToString(plaintext)[:30],
 	}
 	for what, s := range secrets {
 		if strings.Contains(logs, s) {

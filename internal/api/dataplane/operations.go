@@ -2,8 +2,8 @@ package dataplane
 
 import (
 	"fmt"
-	"strings"
 	"net/http"
+	"strings"
 
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/kcrypto"
