@@ -99,7 +99,7 @@ func HTTPClient(t testing.TB, caFile string) *http.Client {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatal("no CA certificate in " + caFile)
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}
 }
 
 // Credential is an azidentity client-secret credential against the server.
