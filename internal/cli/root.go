@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -35,20 +36,24 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			home = "."
 		}
-		e.configDir = home + "/.keyward"
+		e.configDir = filepath.Join(home, ".keyward")
 	}
+	return run(ctx, e, args)
+}
+
+func run(ctx context.Context, e *env, args []string) int {
 	root := newRoot(e)
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetIn(e.stdin)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "ERROR: %s\n", ue.msg)
+			fmt.Fprintf(e.stderr, "ERROR: %s\n", ue.msg)
 			return 2
 		}
-		fmt.Fprintf(stderr, "ERROR: %s\n", err)
+		fmt.Fprintf(e.stderr, "ERROR: %s\n", err)
 		return 1
 	}
 	return 0
