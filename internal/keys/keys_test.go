@@ -69,10 +69,16 @@ func TestFailedWritesChangeNothing(t *testing.T) {
 	fs.fail = true
 	off := false
 	steps := map[string]func() error{
-		"disable":  func() error { _, err := s.Update(ctx, h, "k", "", UpdateParams{Attributes: Attributes{Enabled: &off}}); return err },
-		"rotate":   func() error { _, err := s.Rotate(ctx, h, "k"); return err },
-		"delete":   func() error { _, err := s.Delete(ctx, h, "k"); return err },
-		"policy":   func() error { _, err := s.SetRotationPolicy(ctx, h, "k", RotationPolicy{ExpiryTime: "P90D"}); return err },
+		"disable": func() error {
+			_, err := s.Update(ctx, h, "k", "", UpdateParams{Attributes: Attributes{Enabled: &off}})
+			return err
+		},
+		"rotate": func() error { _, err := s.Rotate(ctx, h, "k"); return err },
+		"delete": func() error { _, err := s.Delete(ctx, h, "k"); return err },
+		"policy": func() error {
+			_, err := s.SetRotationPolicy(ctx, h, "k", RotationPolicy{ExpiryTime: "P90D"})
+			return err
+		},
 		"new name": func() error { _, err := s.Create(ctx, h, "other", CreateParams{Type: kcrypto.Oct}); return err },
 	}
 	for name, step := range steps {
