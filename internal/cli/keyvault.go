@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/spf13/cobra"
@@ -206,47 +207,47 @@ func keyList(e *env, verb string) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			out := []map[string]any{}
-			full := func() bool { return max > 0 && len(out) >= max }
 			switch verb {
 			case "list-deleted":
-				for pg := kc.NewListDeletedKeyPropertiesPager(nil); pg.More() && !full(); {
-					page, err := pg.NextPage(ctx)
-					if err != nil {
-						return nil, explain(err)
-					}
-					for _, it := range page.Value {
+				return drain(ctx, kc.NewListDeletedKeyPropertiesPager(nil), max, func(p azkeys.ListDeletedKeyPropertiesResponse) (out []map[string]any) {
+					for _, it := range p.Value {
 						m := itemOut(it.KID, it.Attributes, it.Tags)
 						m["recoveryId"], m["deletedDate"], m["scheduledPurgeDate"] = it.RecoveryID, timeOut(it.DeletedDate), timeOut(it.ScheduledPurgeDate)
 						out = append(out, m)
 					}
-				}
+					return out
+				})
 			case "list-versions":
-				for pg := kc.NewListKeyPropertiesVersionsPager(name, nil); pg.More() && !full(); {
-					page, err := pg.NextPage(ctx)
-					if err != nil {
-						return nil, explain(err)
-					}
-					for _, it := range page.Value {
+				return drain(ctx, kc.NewListKeyPropertiesVersionsPager(name, nil), max, func(p azkeys.ListKeyPropertiesVersionsResponse) (out []map[string]any) {
+					for _, it := range p.Value {
 						out = append(out, itemOut(it.KID, it.Attributes, it.Tags))
 					}
-				}
-			default:
-				for pg := kc.NewListKeyPropertiesPager(nil); pg.More() && !full(); {
-					page, err := pg.NextPage(ctx)
-					if err != nil {
-						return nil, explain(err)
-					}
-					for _, it := range page.Value {
-						out = append(out, itemOut(it.KID, it.Attributes, it.Tags))
-					}
-				}
+					return out
+				})
 			}
-			if full() {
-				out = out[:max]
-			}
-			return out, nil
+			return drain(ctx, kc.NewListKeyPropertiesPager(nil), max, func(p azkeys.ListKeyPropertiesResponse) (out []map[string]any) {
+				for _, it := range p.Value {
+					out = append(out, itemOut(it.KID, it.Attributes, it.Tags))
+				}
+				return out
+			})
 		})
+}
+
+// drain reads pages until the last one, or until max items (0: no limit).
+func drain[R any](ctx context.Context, pg *runtime.Pager[R], max int, items func(R) []map[string]any) ([]map[string]any, error) {
+	out := []map[string]any{}
+	for pg.More() && (max == 0 || len(out) < max) {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, explain(err)
+		}
+		out = append(out, items(page)...)
+	}
+	if max > 0 && len(out) > max {
+		out = out[:max]
+	}
+	return out, nil
 }
 
 func keyByName(e *env, verb, short string) *cobra.Command {
