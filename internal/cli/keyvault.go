@@ -62,6 +62,16 @@ func (t *keyTarget) resolve(c *client, needName bool) (string, string, string, e
 	return c.hsmURL(t.hsm), t.name, t.version, nil
 }
 
+// open returns an azkeys client for the HSM the flags name, and the key.
+func (t *keyTarget) open(c *client, needName bool) (*azkeys.Client, string, string, error) {
+	vault, name, version, err := t.resolve(c, needName)
+	if err != nil {
+		return nil, "", "", err
+	}
+	kc, err := c.keys(vault)
+	return kc, name, version, err
+}
+
 func (c *client) keys(vault string) (*azkeys.Client, error) {
 	return azkeys.NewClient(vault, c.cred, &azkeys.ClientOptions{
 		ClientOptions: azcore.ClientOptions{Transport: c.http},
@@ -91,7 +101,7 @@ func keyCreate(e *env) *cobra.Command {
 			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			vault, name, _, err := t.resolve(c, true)
+			kc, name, _, err := t.open(c, true)
 			if err != nil {
 				return nil, err
 			}
@@ -106,10 +116,6 @@ func keyCreate(e *env) *cobra.Command {
 				p.KeyOps = append(p.KeyOps, to.Ptr(azkeys.KeyOperation(op)))
 			}
 			if p.KeyAttributes, err = attributes(disabled, expires, notBefore); err != nil {
-				return nil, err
-			}
-			kc, err := c.keys(vault)
-			if err != nil {
 				return nil, err
 			}
 			resp, err := kc.CreateKey(ctx, name, p, nil)
@@ -173,11 +179,7 @@ func keyShow(e *env) *cobra.Command {
 	return command(e, "show", "Show a key's public part and attributes",
 		func(cmd *cobra.Command) { t.register(cmd, true) },
 		func(ctx context.Context, c *client) (any, error) {
-			vault, name, version, err := t.resolve(c, true)
-			if err != nil {
-				return nil, err
-			}
-			kc, err := c.keys(vault)
+			kc, name, version, err := t.open(c, true)
 			if err != nil {
 				return nil, err
 			}
@@ -199,11 +201,7 @@ func keyList(e *env, verb string) *cobra.Command {
 			cmd.Flags().IntVar(&max, "maxresults", 0, "return at most this many items")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			vault, name, _, err := t.resolve(c, verb == "list-versions")
-			if err != nil {
-				return nil, err
-			}
-			kc, err := c.keys(vault)
+			kc, name, _, err := t.open(c, verb == "list-versions")
 			if err != nil {
 				return nil, err
 			}
@@ -255,11 +253,7 @@ func keyByName(e *env, verb, short string) *cobra.Command {
 	return command(e, verb, short,
 		func(cmd *cobra.Command) { t.register(cmd, false) },
 		func(ctx context.Context, c *client) (any, error) {
-			vault, name, _, err := t.resolve(c, true)
-			if err != nil {
-				return nil, err
-			}
-			kc, err := c.keys(vault)
+			kc, name, _, err := t.open(c, true)
 			if err != nil {
 				return nil, err
 			}
@@ -300,11 +294,7 @@ func keyBackup(e *env) *cobra.Command {
 			required(cmd, "file")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			vault, name, _, err := t.resolve(c, true)
-			if err != nil {
-				return nil, err
-			}
-			kc, err := c.keys(vault)
+			kc, name, _, err := t.open(c, true)
 			if err != nil {
 				return nil, err
 			}
@@ -329,17 +319,13 @@ func keyRestore(e *env) *cobra.Command {
 			required(cmd, "file")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			vault, _, _, err := t.resolve(c, false)
+			kc, _, _, err := t.open(c, false)
 			if err != nil {
 				return nil, err
 			}
 			blob, err := os.ReadFile(file)
 			if err != nil {
 				return nil, fmt.Errorf("reading backup: %w", err)
-			}
-			kc, err := c.keys(vault)
-			if err != nil {
-				return nil, err
 			}
 			resp, err := kc.RestoreKey(ctx, azkeys.RestoreKeyParameters{KeyBackup: blob}, nil)
 			if err != nil {
