@@ -116,6 +116,20 @@ func TestCLIStory(t *testing.T) {
 	if shown := admin.ok("ad", "sp", "show", "--id", appID, "--query", "appId", "-o", "tsv"); shown != appID {
 		t.Fatalf("sp show by app id = %q", shown)
 	}
+	if got := admin.ok("ad", "sp", "list", "--display-name", "app-vm", "--query", "length(@)"); got != "1" {
+		t.Fatalf("sp list = %q", got)
+	}
+	admin.ok("ad", "sp", "delete", "--id", appID)
+	if _, errs, code := admin.run("", "ad", "sp", "show", "--id", appID); code != 1 || !strings.Contains(errs, "Request_ResourceNotFound") {
+		t.Fatalf("deleted sp: %d %q", code, errs)
+	}
+	admin.ok("ad", "group", "delete", "-g", "App Auditors")
+	if got := admin.ok("ad", "group", "list", "--query", "[].displayName", "-o", "tsv"); got != "Security Team" {
+		t.Fatalf("groups after delete = %q", got)
+	}
+	if got := admin.ok("ad", "user", "list", "--query", "[].userPrincipalName", "-o", "tsv"); got != "alice@contoso.test" {
+		t.Fatalf("user list = %q", got)
+	}
 	out := admin.ok("ad", "sp", "create-for-rbac", "--name", "signer")
 	var sp struct{ AppID, Password, Tenant string }
 	jsonDecode(t, out, &sp)

@@ -449,3 +449,15 @@ func TestPaging(t *testing.T) {
 		t.Fatalf("second page = %s", r.Body)
 	}
 }
+
+func TestRandomBytes(t *testing.T) {
+	env := servertest.Start(t)
+	a, err := env.Keys.GetRandomBytes(ctx, azkeys.GetRandomBytesParameters{Count: to.Ptr(int32(64))}, nil)
+	if err != nil || len(a.Value) != 64 {
+		t.Fatalf("rng = %d bytes, %v", len(a.Value), err)
+	}
+	b, err := env.Keys.GetRandomBytes(ctx, azkeys.GetRandomBytesParameters{Count: to.Ptr(int32(64))}, nil)
+	if err != nil || bytes.Equal(a.Value, b.Value) {
+		t.Fatalf("two draws are equal: %v", err)
+	}
+}
