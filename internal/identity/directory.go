@@ -185,6 +185,16 @@ func (d *Directory) GetByAppID(ctx context.Context, appID string) (*Principal, e
 	return p, mapErr(err)
 }
 
+// GetByUPN returns the user whose user principal name is upn (any case).
+func (d *Directory) GetByUPN(ctx context.Context, upn string) (*Principal, error) {
+	var p *Principal
+	err := d.store.View(ctx, func(tx store.Tx) (err error) {
+		p, err = tx.PrincipalByUPN(ctx, upn)
+		return err
+	})
+	return p, mapErr(err)
+}
+
 // List returns the principals of one kind, by display name.
 func (d *Directory) List(ctx context.Context, kind string) ([]*Principal, error) {
 	var out []*Principal

@@ -114,7 +114,6 @@ type Directory interface {
 type HSM struct {
 	ID       string
 	Name     string
-	URI      string
 	State    string
 	DomainID string
 	// DomainKey is the HSM's domain key, sealed by the node seal.

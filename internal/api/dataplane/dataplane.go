@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/keyward/keyward/internal/api/httpx"
@@ -167,7 +168,7 @@ func (c *call) page() (cursor string, max int, err error) {
 		cursor = string(b)
 	}
 	if m := q.Get("maxresults"); m != "" {
-		if _, err := fmtSscan(m, &max); err != nil || max < 1 || max > keys.MaxPageSize {
+		if max, err = strconv.Atoi(m); err != nil || max < 1 || max > keys.MaxPageSize {
 			return "", 0, fault.Invalidf("maxresults must be an integer between 1 and %d", keys.MaxPageSize)
 		}
 	}

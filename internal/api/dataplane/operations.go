@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -83,8 +82,6 @@ func operations() []operation {
 	ops = append(ops, cryptoOp("KeyUnwrap", "unwrapkey", rbac.KeysUnwrap, (*API).unwrap)...)
 	return ops
 }
-
-func fmtSscan(s string, n *int) (int, error) { return fmt.Sscan(s, n) }
 
 func (a *API) create(c *call) error {
 	var req createRequest

@@ -194,11 +194,7 @@ func (a *API) lookup(r *http.Request, kind, id string) (*identity.Principal, err
 		p, err = a.dir.GetByAppID(r.Context(), id)
 	}
 	if errors.Is(err, identity.ErrNotFound) && kind == store.KindUser {
-		for _, u := range mustList(a.dir.List(r.Context(), store.KindUser)) {
-			if strings.EqualFold(u.UPN, id) {
-				return u, nil
-			}
-		}
+		p, err = a.dir.GetByUPN(r.Context(), id)
 	}
 	if err != nil {
 		return nil, err
@@ -207,13 +203,6 @@ func (a *API) lookup(r *http.Request, kind, id string) (*identity.Principal, err
 		return nil, identity.ErrNotFound.With("Resource '%s' does not exist or one of its queried reference-property objects are not present.", id)
 	}
 	return p, nil
-}
-
-func mustList(ps []*identity.Principal, err error) []*identity.Principal {
-	if err != nil {
-		return nil
-	}
-	return ps
 }
 
 func (a *API) get(kind string) handler {

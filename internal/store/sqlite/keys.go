@@ -7,20 +7,20 @@ import (
 )
 
 func (t *txn) InsertHSM(ctx context.Context, h *store.HSM) error {
-	_, err := t.exec(ctx, `INSERT INTO hsms(id, name, uri, state, domain_id, domain_key, admins, retention_days, purge_protection, created)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		h.ID, h.Name, h.URI, h.State, h.DomainID, h.DomainKey, toJSON(h.Admins), h.RetentionDays, boolInt(h.PurgeProtection), unix(h.Created))
+	_, err := t.exec(ctx, `INSERT INTO hsms(id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		h.ID, h.Name, h.State, h.DomainID, h.DomainKey, toJSON(h.Admins), h.RetentionDays, boolInt(h.PurgeProtection), unix(h.Created))
 	return err
 }
 
-const hsmCols = `id, name, uri, state, domain_id, domain_key, admins, retention_days, purge_protection, created`
+const hsmCols = `id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created`
 
 func scanHSM(row scanner) (*store.HSM, error) {
 	var h store.HSM
 	var admins string
 	var pp int
 	var created int64
-	if err := row.Scan(&h.ID, &h.Name, &h.URI, &h.State, &h.DomainID, &h.DomainKey, &admins, &h.RetentionDays, &pp, &created); err != nil {
+	if err := row.Scan(&h.ID, &h.Name, &h.State, &h.DomainID, &h.DomainKey, &admins, &h.RetentionDays, &pp, &created); err != nil {
 		return nil, notFound(err)
 	}
 	h.PurgeProtection, h.Created = pp == 1, fromUnix(created)

@@ -38,7 +38,6 @@ var migrations = []string{
 	CREATE TABLE hsms (
 		id TEXT PRIMARY KEY,
 		name TEXT NOT NULL UNIQUE,
-		uri TEXT NOT NULL,
 		state TEXT NOT NULL,
 		domain_id TEXT NOT NULL,
 		domain_key BLOB NOT NULL,
