@@ -213,3 +213,27 @@ func TestRestartKeepsEverything(t *testing.T) {
 		t.Fatalf("group after restart: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestSIGTERMShutsDownGracefully stops a server with SIGTERM and expects a
+// clean exit; a restart then finds its state.
+func TestSIGTERMShutsDownGracefully(t *testing.T) {
+	dir := t.TempDir()
+	a := startChild(t, dir)
+	if _, err := a.keys(t).CreateKey(ctx, "kept", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeOctHSM)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, a.Output())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %v", d)
+	}
+	b := startChild(t, dir)
+	if _, err := b.keys(t).GetKey(ctx, "kept", "", nil); err != nil {
+		t.Fatal(err)
+	}
+}
