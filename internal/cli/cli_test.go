@@ -83,7 +83,9 @@ func TestCLIStory(t *testing.T) {
 	if got := admin.ok("keyvault", "key", "list", "--hsm-name", "dev", "--query", "[].name", "-o", "tsv"); got != "app-signing\nec\nwrap" {
 		t.Fatalf("key list = %q", got)
 	}
-	admin.ok("keyvault", "key", "rotate", "--hsm-name", "dev", "--name", "app-signing")
+	if got := admin.ok("keyvault", "key", "rotate", "--hsm-name", "dev", "--name", "app-signing", "--query", "attributes.recoverableDays", "-o", "tsv"); got != "90" {
+		t.Fatalf("recoverableDays as tsv = %q", got)
+	}
 	if got := admin.ok("keyvault", "key", "list-versions", "--hsm-name", "dev", "--name", "app-signing", "--query", "length(@)"); got != "2" {
 		t.Fatalf("versions = %q", got)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -76,7 +77,7 @@ func scalar(v any) (string, bool) {
 	case bool:
 		return fmt.Sprint(x), true
 	case float64:
-		return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%f", x), "0000000"), "."), true
+		return strconv.FormatFloat(x, 'f', -1, 64), true
 	}
 	return "", false
 }
