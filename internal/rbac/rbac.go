@@ -10,7 +10,6 @@ package rbac
 
 import (
 	"context"
-	"slices"
 
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
@@ -45,7 +44,39 @@ const (
 	DeletedKeysRecover Action = prefix + "keys/deletedKeys/recover/action"
 	DeletedKeysPurge   Action = prefix + "keys/deletedKeys/delete"
 	RNG                Action = prefix + "rng/action"
+
+	RoleAssignmentsRead   Action = prefix + "roleAssignments/read/action"
+	RoleAssignmentsWrite  Action = prefix + "roleAssignments/write/action"
+	RoleAssignmentsDelete Action = prefix + "roleAssignments/delete/action"
+	RoleDefinitionsRead   Action = prefix + "roleDefinitions/read/action"
+	RoleDefinitionsWrite  Action = prefix + "roleDefinitions/write/action"
+	RoleDefinitionsDelete Action = prefix + "roleDefinitions/delete/action"
+
+	SecurityDomainDownload     Action = prefix + "securitydomain/download/action"
+	SecurityDomainDownloadRead Action = prefix + "securitydomain/download/read"
+	SecurityDomainUpload       Action = prefix + "securitydomain/upload/action"
+	SecurityDomainUploadRead   Action = prefix + "securitydomain/upload/read"
+	SecurityDomainTransferKey  Action = prefix + "securitydomain/transferkey/read"
+
+	BackupStart   Action = prefix + "backup/start/action"
+	BackupStatus  Action = prefix + "backup/status/action"
+	RestoreStart  Action = prefix + "restore/start/action"
+	RestoreStatus Action = prefix + "restore/status/action"
 )
+
+// Actions is the vocabulary of data actions: the DataAction enum of the
+// 2025-07-01 RBAC API plus the two that built-in roles use beyond it
+// (rotate and derive). Custom roles may name only these, or wildcards
+// that match some of them.
+var Actions = []Action{
+	KeysRead, KeysWrite, KeysCreate, KeysDelete, KeysImport, KeysRotate, KeysBackup, KeysRestore,
+	KeysEncrypt, KeysDecrypt, KeysWrap, KeysUnwrap, KeysSign, KeysVerify, KeysRelease, KeysExport, KeysDerive,
+	DeletedKeysRead, DeletedKeysRecover, DeletedKeysPurge, RNG,
+	RoleAssignmentsRead, RoleAssignmentsWrite, RoleAssignmentsDelete,
+	RoleDefinitionsRead, RoleDefinitionsWrite, RoleDefinitionsDelete,
+	SecurityDomainDownload, SecurityDomainDownloadRead, SecurityDomainUpload, SecurityDomainUploadRead, SecurityDomainTransferKey,
+	BackupStart, BackupStatus, RestoreStart, RestoreStatus,
+}
 
 // Request is one authorization question.
 type Request struct {
@@ -65,34 +96,12 @@ type Authorizer interface {
 // and scope in Azure's message form.
 var ErrDenied = fault.New(fault.Forbidden, "AccessDenied", "not authorized")
 
-// Denied returns ErrDenied for req.
+// Denied returns ErrDenied for req, naming the action, the scope and the
+// caller as Azure's message does.
 func Denied(req Request) error {
-	return ErrDenied.With("Not authorized to access %s on %s", req.Action, req.Scope)
-}
-
-// InitialAdmins allows everything to the HSM's initial administrators
-// (directly or through a group) and nothing to anyone else. It is the rule
-// until role assignments exist.
-type InitialAdmins struct {
-	Dir *identity.Directory
-}
-
-// Authorize implements Authorizer.
-func (a InitialAdmins) Authorize(ctx context.Context, req Request) error {
-	if req.Caller == nil {
-		return Denied(req)
+	who := "an anonymous caller"
+	if req.Caller != nil {
+		who = req.Caller.ObjectID
 	}
-	if slices.Contains(req.HSM.Admins, req.Caller.ObjectID) {
-		return nil
-	}
-	groups, err := a.Dir.GroupsOf(ctx, req.Caller.ObjectID)
-	if err != nil {
-		return err
-	}
-	for _, g := range groups {
-		if slices.Contains(req.HSM.Admins, g) {
-			return nil
-		}
-	}
-	return Denied(req)
+	return ErrDenied.With("Not authorized to access %s on %s (caller %s)", req.Action, req.Scope, who)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -97,17 +98,21 @@ func (s *Server) createAdmin(ctx context.Context, tenant string, b *Bootstrap) e
 	return nil
 }
 
+// ensureDevHSM creates the dev HSM on first start. Its administrator is
+// the bootstrap principal, which also holds Crypto Officer and Crypto
+// User there, so the quick start can create and use keys at once.
 func (s *Server) ensureDevHSM(ctx context.Context, b *Bootstrap) error {
 	b.HSMName, b.HSMURI = DevHSMName, strings.TrimSuffix(s.base, "/")
-	if _, err := s.registry.Get(ctx, DevHSMName); err == nil {
-		return nil
-	} else if !errors.Is(err, domain.ErrHSMNotFound) {
-		return err
-	}
 	admin, err := s.dir.GetByAppID(ctx, b.ClientID)
 	if err != nil {
 		return fmt.Errorf("server: bootstrap administrator: %w", err)
 	}
-	_, err = s.registry.Create(ctx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true})
-	return err
+	h, err := s.registry.Get(ctx, DevHSMName)
+	if errors.Is(err, domain.ErrHSMNotFound) {
+		h, err = s.registry.Create(ctx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true})
+	}
+	if err != nil {
+		return err
+	}
+	return s.rbac.SeedInitialRoles(ctx, h, map[string][]string{admin.ID: {rbac.CryptoOfficerID, rbac.CryptoUserID}})
 }

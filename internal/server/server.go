@@ -69,6 +69,7 @@ type Server struct {
 	log      *slog.Logger
 	store    store.Store
 	registry *domain.Registry
+	rbac     *rbac.Service
 	dir      *identity.Directory
 	tokens   *identity.TokenService
 	data     *dataplane.API
@@ -154,7 +155,8 @@ func (s *Server) build(ctx context.Context) error {
 	s.tokens = identity.NewTokenService(key, s.base+tenant+"/v2.0", s.dir,
 		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, time.Now)
 	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, time.Now)
-	s.data = dataplane.New(keys.NewService(s.store, rand.Reader, time.Now), rbac.InitialAdmins{Dir: s.dir}, s.log)
+	s.rbac = rbac.NewService(s.store, s.dir, time.Now)
+	s.data = dataplane.New(keys.NewService(s.store, rand.Reader, time.Now), s.rbac, s.log)
 
 	s.mux = http.NewServeMux()
 	identityapi.New(s.dir, s.tokens, s.base, s.log).Register(s.mux)

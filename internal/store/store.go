@@ -38,6 +38,7 @@ type Tx interface {
 	Directory
 	HSMs
 	Keys
+	RBAC
 }
 
 // Meta holds node-wide settings such as the tenant id.
@@ -185,4 +186,57 @@ type Keys interface {
 	// ListKeyVersions lists versions in creation order, from the one after
 	// seq `after` on, at most limit of them.
 	ListKeyVersions(ctx context.Context, hsm, name string, after int64, limit int) ([]KeyVersion, error)
+}
+
+// Permission is one permission block of a role definition.
+type Permission struct {
+	Actions        []string `json:"actions"`
+	NotActions     []string `json:"notActions"`
+	DataActions    []string `json:"dataActions"`
+	NotDataActions []string `json:"notDataActions"`
+}
+
+// RoleDefinition is a custom role of an HSM. Built-in roles are not
+// stored: they are data in the rbac package.
+type RoleDefinition struct {
+	HSM              string
+	ID               string // a GUID
+	Name             string
+	Description      string
+	Permissions      []Permission
+	AssignableScopes []string
+	Created          time.Time
+	Updated          time.Time
+}
+
+// RoleAssignment grants a role to a principal at a scope of an HSM.
+type RoleAssignment struct {
+	HSM              string
+	ID               string // a GUID
+	Scope            string // "/", "/keys" or "/keys/{name}"
+	RoleDefinitionID string // a GUID
+	PrincipalID      string
+	Created          time.Time
+	// Start and End bound when the assignment counts; zero means no bound.
+	// Just-in-time activations set them.
+	Start time.Time
+	End   time.Time
+	// Source says where the assignment came from: "direct", or a PIM
+	// activation's request id.
+	Source string
+}
+
+// RBAC is the role part of a transaction.
+type RBAC interface {
+	// PutRoleDefinition inserts or replaces a custom role.
+	PutRoleDefinition(ctx context.Context, d *RoleDefinition) error
+	GetRoleDefinition(ctx context.Context, hsm, id string) (*RoleDefinition, error)
+	ListRoleDefinitions(ctx context.Context, hsm string) ([]*RoleDefinition, error)
+	DeleteRoleDefinition(ctx context.Context, hsm, id string) error
+
+	InsertRoleAssignment(ctx context.Context, a *RoleAssignment) error
+	GetRoleAssignment(ctx context.Context, hsm, id string) (*RoleAssignment, error)
+	// ListRoleAssignments lists every assignment of an HSM.
+	ListRoleAssignments(ctx context.Context, hsm string) ([]*RoleAssignment, error)
+	DeleteRoleAssignment(ctx context.Context, hsm, id string) error
 }

@@ -72,6 +72,30 @@ var migrations = []string{
 		PRIMARY KEY (hsm, name, version),
 		UNIQUE (hsm, name, seq),
 		FOREIGN KEY (hsm, name) REFERENCES keys(hsm, name) ON DELETE CASCADE);`,
+
+	// 2: local RBAC.
+	`CREATE TABLE role_definitions (
+		hsm TEXT NOT NULL,
+		id TEXT NOT NULL COLLATE NOCASE,
+		name TEXT NOT NULL,
+		description TEXT NOT NULL,
+		permissions TEXT NOT NULL,
+		assignable_scopes TEXT NOT NULL,
+		created INTEGER NOT NULL,
+		updated INTEGER NOT NULL,
+		PRIMARY KEY (hsm, id));
+	CREATE TABLE role_assignments (
+		hsm TEXT NOT NULL,
+		id TEXT NOT NULL COLLATE NOCASE,
+		scope TEXT NOT NULL COLLATE NOCASE,
+		role_definition_id TEXT NOT NULL COLLATE NOCASE,
+		principal_id TEXT NOT NULL,
+		created INTEGER NOT NULL,
+		valid_from INTEGER NOT NULL DEFAULT 0,
+		valid_until INTEGER NOT NULL DEFAULT 0,
+		source TEXT NOT NULL DEFAULT 'direct',
+		PRIMARY KEY (hsm, id));
+	CREATE INDEX role_assignments_role ON role_assignments(hsm, role_definition_id);`,
 }
 
 // migrate applies the migrations the file has not seen yet, each in its own

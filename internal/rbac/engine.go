@@ -1,0 +1,184 @@
+package rbac
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// index is the evaluated state of one HSM's roles and assignments, built
+// once after each change so that a decision costs a few map lookups.
+type index struct {
+	roles       map[string]*Role // by lower-case id: built-ins and custom roles
+	byPrincipal map[string][]grant
+	all         []*store.RoleAssignment
+}
+
+type grant struct {
+	scope      string // lower case
+	role       *Role
+	start, end time.Time
+}
+
+// equalFold compares ids and actions, which Azure treats case-insensitively.
+func equalFold(a, b string) bool { return strings.EqualFold(a, b) }
+
+// matchAction reports whether pattern (which may contain "*" wildcards
+// matching any run of characters) matches action, ignoring case.
+func matchAction(pattern string, action Action) bool {
+	p, a := strings.ToLower(pattern), strings.ToLower(string(action))
+	parts := strings.Split(p, "*")
+	if len(parts) == 1 {
+		return p == a
+	}
+	if !strings.HasPrefix(a, parts[0]) {
+		return false
+	}
+	a = a[len(parts[0]):]
+	for _, mid := range parts[1 : len(parts)-1] {
+		i := strings.Index(a, mid)
+		if i < 0 {
+			return false
+		}
+		a = a[i+len(mid):]
+	}
+	return strings.HasSuffix(a, parts[len(parts)-1])
+}
+
+// Permits reports whether the role grants action: some permission block
+// lists it among its data actions and does not exclude it.
+func (r *Role) Permits(action Action) bool {
+	for _, p := range r.Permissions {
+		allowed := false
+		for _, d := range p.DataActions {
+			if matchAction(string(d), action) {
+				allowed = true
+				break
+			}
+		}
+		for _, nd := range p.NotDataActions {
+			if allowed && matchAction(string(nd), action) {
+				allowed = false
+			}
+		}
+		if allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeContains reports whether an assignment at scope covers resource.
+func scopeContains(scope, resource string) bool {
+	scope, resource = strings.ToLower(scope), strings.ToLower(resource)
+	return scope == "/" || scope == resource || strings.HasPrefix(resource, scope+"/")
+}
+
+func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssignment) *index {
+	ix := &index{roles: map[string]*Role{}, byPrincipal: map[string][]grant{}, all: assignments}
+	for i := range BuiltInRoles {
+		r := BuiltInRoles[i]
+		ix.roles[strings.ToLower(r.ID)] = &r
+	}
+	for _, d := range customs {
+		r := roleFromStore(d)
+		ix.roles[strings.ToLower(r.ID)] = &r
+	}
+	for _, a := range assignments {
+		role, ok := ix.roles[strings.ToLower(a.RoleDefinitionID)]
+		if !ok {
+			continue // cannot happen: deleting an assigned role is refused
+		}
+		ix.byPrincipal[a.PrincipalID] = append(ix.byPrincipal[a.PrincipalID],
+			grant{scope: strings.ToLower(a.Scope), role: role, start: a.Start, end: a.End})
+	}
+	return ix
+}
+
+// decide reports whether any of principals holds action on resource at now.
+func (ix *index) decide(principals []string, action Action, resource string, now time.Time) bool {
+	for _, p := range principals {
+		for _, g := range ix.byPrincipal[p] {
+			if !g.start.IsZero() && now.Before(g.start) || !g.end.IsZero() && !now.Before(g.end) {
+				continue
+			}
+			if scopeContains(g.scope, resource) && g.role.Permits(action) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// indexes holds one index per HSM, rebuilt lazily after invalidation. A
+// build that raced with a change is not kept.
+type indexes struct {
+	mu  sync.Mutex
+	gen map[string]uint64
+	ix  map[string]*index
+}
+
+func (s *Service) index(ctx context.Context, h *domain.HSM) (*index, error) {
+	s.ixs.mu.Lock()
+	ix, ok := s.ixs.ix[h.Name]
+	gen := s.ixs.gen[h.Name]
+	s.ixs.mu.Unlock()
+	if ok {
+		return ix, nil
+	}
+	var customs []*store.RoleDefinition
+	var assignments []*store.RoleAssignment
+	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		if customs, err = tx.ListRoleDefinitions(ctx, h.Name); err != nil {
+			return err
+		}
+		assignments, err = tx.ListRoleAssignments(ctx, h.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ix = buildIndex(customs, assignments)
+	s.ixs.mu.Lock()
+	if s.ixs.gen[h.Name] == gen {
+		s.ixs.ix[h.Name] = ix
+	}
+	s.ixs.mu.Unlock()
+	return ix, nil
+}
+
+// invalidate drops an HSM's index; the next request rebuilds it. It is the
+// one path by which role changes reach decisions (a second node would call
+// it on a store notification).
+func (s *Service) invalidate(hsm string) {
+	s.ixs.mu.Lock()
+	s.ixs.gen[hsm]++
+	delete(s.ixs.ix, hsm)
+	s.ixs.mu.Unlock()
+}
+
+// Authorize implements Authorizer: the caller, or a group it belongs to
+// directly or through other groups, must hold a role that grants the
+// action at a scope containing the resource, now.
+func (s *Service) Authorize(ctx context.Context, req Request) error {
+	if req.Caller == nil {
+		return Denied(req)
+	}
+	ix, err := s.index(ctx, req.HSM)
+	if err != nil {
+		return err
+	}
+	groups, err := s.dir.GroupsOf(ctx, req.Caller.ObjectID)
+	if err != nil {
+		return err
+	}
+	principals := append([]string{req.Caller.ObjectID}, groups...)
+	if ix.decide(principals, req.Action, req.Scope, s.now()) {
+		return nil
+	}
+	return Denied(req)
+}

@@ -1,0 +1,105 @@
+package sqlite
+
+import (
+	"context"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+func (t *txn) PutRoleDefinition(ctx context.Context, d *store.RoleDefinition) error {
+	_, err := t.exec(ctx, `INSERT INTO role_definitions(hsm, id, name, description, permissions, assignable_scopes, created, updated)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(hsm, id) DO UPDATE SET name = excluded.name, description = excluded.description,
+		permissions = excluded.permissions, assignable_scopes = excluded.assignable_scopes, updated = excluded.updated`,
+		d.HSM, d.ID, d.Name, d.Description, toJSON(d.Permissions), toJSON(d.AssignableScopes), unix(d.Created), unix(d.Updated))
+	return err
+}
+
+const roleDefCols = `hsm, id, name, description, permissions, assignable_scopes, created, updated`
+
+func scanRoleDef(row scanner) (*store.RoleDefinition, error) {
+	var d store.RoleDefinition
+	var perms, scopes string
+	var created, updated int64
+	if err := row.Scan(&d.HSM, &d.ID, &d.Name, &d.Description, &perms, &scopes, &created, &updated); err != nil {
+		return nil, notFound(err)
+	}
+	d.Created, d.Updated = fromUnix(created), fromUnix(updated)
+	if err := fromJSON(perms, &d.Permissions); err != nil {
+		return nil, err
+	}
+	return &d, fromJSON(scopes, &d.AssignableScopes)
+}
+
+func (t *txn) GetRoleDefinition(ctx context.Context, hsm, id string) (*store.RoleDefinition, error) {
+	return scanRoleDef(t.tx.QueryRowContext(ctx, `SELECT `+roleDefCols+` FROM role_definitions WHERE hsm = ? AND id = ?`, hsm, id))
+}
+
+func (t *txn) ListRoleDefinitions(ctx context.Context, hsm string) ([]*store.RoleDefinition, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+roleDefCols+` FROM role_definitions WHERE hsm = ? ORDER BY name, id`, hsm)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	defer rows.Close()
+	var out []*store.RoleDefinition
+	for rows.Next() {
+		d, err := scanRoleDef(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) DeleteRoleDefinition(ctx context.Context, hsm, id string) error {
+	return mustAffect(t.exec(ctx, `DELETE FROM role_definitions WHERE hsm = ? AND id = ?`, hsm, id))
+}
+
+func (t *txn) InsertRoleAssignment(ctx context.Context, a *store.RoleAssignment) error {
+	source := a.Source
+	if source == "" {
+		source = "direct"
+	}
+	_, err := t.exec(ctx, `INSERT INTO role_assignments(hsm, id, scope, role_definition_id, principal_id, created, valid_from, valid_until, source)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.HSM, a.ID, a.Scope, a.RoleDefinitionID, a.PrincipalID, unix(a.Created), unix(a.Start), unix(a.End), source)
+	return err
+}
+
+const roleAssignCols = `hsm, id, scope, role_definition_id, principal_id, created, valid_from, valid_until, source`
+
+func scanRoleAssignment(row scanner) (*store.RoleAssignment, error) {
+	var a store.RoleAssignment
+	var created, start, end int64
+	if err := row.Scan(&a.HSM, &a.ID, &a.Scope, &a.RoleDefinitionID, &a.PrincipalID, &created, &start, &end, &a.Source); err != nil {
+		return nil, notFound(err)
+	}
+	a.Created, a.Start, a.End = fromUnix(created), fromUnix(start), fromUnix(end)
+	return &a, nil
+}
+
+func (t *txn) GetRoleAssignment(ctx context.Context, hsm, id string) (*store.RoleAssignment, error) {
+	return scanRoleAssignment(t.tx.QueryRowContext(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? AND id = ?`, hsm, id))
+}
+
+func (t *txn) ListRoleAssignments(ctx context.Context, hsm string) ([]*store.RoleAssignment, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? ORDER BY created, id`, hsm)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	defer rows.Close()
+	var out []*store.RoleAssignment
+	for rows.Next() {
+		a, err := scanRoleAssignment(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) DeleteRoleAssignment(ctx context.Context, hsm, id string) error {
+	return mustAffect(t.exec(ctx, `DELETE FROM role_assignments WHERE hsm = ? AND id = ?`, hsm, id))
+}
