@@ -35,15 +35,16 @@ var APIVersions = map[string]bool{
 
 // API serves the data plane.
 type API struct {
-	keys  *keys.Service
-	authz rbac.Authorizer
-	log   *slog.Logger
-	ops   []operation
+	keys *keys.Service
+	rbac *rbac.Service
+	log  *slog.Logger
+	ops  []operation
 }
 
-// New returns the data-plane API.
-func New(k *keys.Service, authz rbac.Authorizer, log *slog.Logger) *API {
-	return &API{keys: k, authz: authz, log: log, ops: operations()}
+// New returns the data-plane API; r both decides requests and serves the
+// role management operations.
+func New(k *keys.Service, r *rbac.Service, log *slog.Logger) *API {
+	return &API{keys: k, rbac: r, log: log, ops: append(operations(), roleOperations()...)}
 }
 
 // call is one matched request.
@@ -54,6 +55,8 @@ type call struct {
 	hsm     *domain.HSM
 	name    string
 	version string
+	// scope is the RBAC scope a role-assignment path names ("/" otherwise).
+	scope string
 	// base is the scheme and host the client used, for ids and links.
 	base string
 }
@@ -88,20 +91,28 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) error
 	if !APIVersions[v] {
 		return fault.Invalidf("the api-version '%s' is not supported; use one of 7.2 to 7.6, 2025-06-01 or 2025-07-01", v)
 	}
-	op, c := a.match(r)
+	path, scope := r.URL.Path, "/"
+	if sc, rest, ok := splitScope(path); ok {
+		var err error
+		if scope, err = rbac.CleanScope(sc); err != nil {
+			return err
+		}
+		path = rest
+	}
+	op, c := a.match(r.Method, path)
 	if op == nil {
 		return fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path)
 	}
-	c.w, c.hsm = w, h
-	scope := op.scope(c)
+	c.w, c.hsm, c.r, c.ctx, c.base, c.scope = w, h, r, r.Context(), "https://"+r.Host, scope
+	resource := op.scope(c)
 	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
-		*info = Info{Operation: op.name, Action: op.action, Scope: scope}
+		*info = Info{Operation: op.name, Action: op.action, Scope: resource}
 	}
 	caller, _ := identity.FromContext(r.Context())
-	if err := a.authz.Authorize(r.Context(), rbac.Request{HSM: h, Caller: caller, Action: op.action, Scope: scope}); err != nil {
+	if err := a.rbac.Authorize(r.Context(), rbac.Request{HSM: h, Caller: caller, Action: op.action, Scope: resource}); err != nil {
 		return err
 	}
-	if h.State != domain.StateActive {
+	if h.State != domain.StateActive && !op.beforeActivation {
 		return fault.Errorf(fault.Conflict, "HSMNotActivated", "the HSM is not activated: download its security domain first")
 	}
 	return op.handle(a, c)
@@ -110,14 +121,14 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) error
 // match finds the operation for the request. Literal segments match
 // case-insensitively (older clients send "wrapKey"); the first matching
 // entry of the table wins, so literal routes come before wildcards.
-func (a *API) match(r *http.Request) (*operation, *call) {
-	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+func (a *API) match(method, path string) (*operation, *call) {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
 	for i := range a.ops {
 		op := &a.ops[i]
-		if op.method != r.Method || len(op.path) != len(segs) {
+		if op.method != method || len(op.path) != len(segs) {
 			continue
 		}
-		c := &call{r: r, ctx: r.Context(), base: "https://" + r.Host}
+		c := &call{}
 		ok := true
 		for j, p := range op.path {
 			switch p {
@@ -177,8 +188,10 @@ func (c *call) page() (cursor string, max int, err error) {
 
 func (c *call) readJSON(v any) error { return httpx.ReadJSON(c.w, c.r, v) }
 
-func (c *call) ok(v any) error {
-	httpx.WriteJSON(c.w, http.StatusOK, v)
+func (c *call) ok(v any) error { return c.status(http.StatusOK, v) }
+
+func (c *call) status(st int, v any) error {
+	httpx.WriteJSON(c.w, st, v)
 	return nil
 }
 

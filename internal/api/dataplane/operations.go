@@ -20,6 +20,13 @@ type operation struct {
 	action rbac.Action
 	scope  func(*call) string
 	handle func(*API, *call) error
+	// beforeActivation marks operations an HSM serves before its security
+	// domain is downloaded: role management (and, later, the domain itself).
+	beforeActivation bool
+}
+
+func op(name, method string, p []string, action rbac.Action, scope func(*call) string, h func(*API, *call) error) operation {
+	return operation{name: name, method: method, path: p, action: action, scope: scope, handle: h}
 }
 
 func hsmScope(*call) string      { return "/" }
@@ -47,32 +54,32 @@ func (a *API) Operations() []OperationInfo {
 // cryptoOps are the key operations with and without a version segment.
 func cryptoOp(name, verb string, action rbac.Action, h func(*API, *call) error) []operation {
 	return []operation{
-		{name, http.MethodPost, path("keys", "{name}", verb), action, oneKeyScope, h},
-		{name, http.MethodPost, path("keys", "{name}", "{version}", verb), action, oneKeyScope, h},
+		op(name, http.MethodPost, path("keys", "{name}", verb), action, oneKeyScope, h),
+		op(name, http.MethodPost, path("keys", "{name}", "{version}", verb), action, oneKeyScope, h),
 	}
 }
 
 func operations() []operation {
 	ops := []operation{
-		{"KeyList", http.MethodGet, path("keys"), rbac.KeysRead, keysScope, (*API).listKeys},
-		{"KeyRestore", http.MethodPost, path("keys", "restore"), rbac.KeysRestore, keysScope, (*API).restore},
-		{"KeyCreate", http.MethodPost, path("keys", "{name}", "create"), rbac.KeysCreate, keysScope, (*API).create},
-		{"KeyImport", http.MethodPut, path("keys", "{name}"), rbac.KeysImport, keysScope, (*API).importKey},
-		{"KeyDelete", http.MethodDelete, path("keys", "{name}"), rbac.KeysDelete, oneKeyScope, (*API).deleteKey},
-		{"KeyBackup", http.MethodPost, path("keys", "{name}", "backup"), rbac.KeysBackup, oneKeyScope, (*API).backup},
-		{"KeyRotate", http.MethodPost, path("keys", "{name}", "rotate"), rbac.KeysRotate, oneKeyScope, (*API).rotate},
-		{"KeyListVersions", http.MethodGet, path("keys", "{name}", "versions"), rbac.KeysRead, oneKeyScope, (*API).listVersions},
-		{"KeyGetRotationPolicy", http.MethodGet, path("keys", "{name}", "rotationpolicy"), rbac.KeysRead, oneKeyScope, (*API).getPolicy},
-		{"KeyUpdateRotationPolicy", http.MethodPut, path("keys", "{name}", "rotationpolicy"), rbac.KeysWrite, oneKeyScope, (*API).setPolicy},
-		{"KeyGet", http.MethodGet, path("keys", "{name}"), rbac.KeysRead, oneKeyScope, (*API).get},
-		{"KeyGet", http.MethodGet, path("keys", "{name}", "{version}"), rbac.KeysRead, oneKeyScope, (*API).get},
-		{"KeyUpdate", http.MethodPatch, path("keys", "{name}"), rbac.KeysWrite, oneKeyScope, (*API).update},
-		{"KeyUpdate", http.MethodPatch, path("keys", "{name}", "{version}"), rbac.KeysWrite, oneKeyScope, (*API).update},
-		{"DeletedKeyList", http.MethodGet, path("deletedkeys"), rbac.DeletedKeysRead, keysScope, (*API).listDeleted},
-		{"DeletedKeyGet", http.MethodGet, path("deletedkeys", "{name}"), rbac.DeletedKeysRead, oneKeyScope, (*API).getDeleted},
-		{"DeletedKeyRecover", http.MethodPost, path("deletedkeys", "{name}", "recover"), rbac.DeletedKeysRecover, oneKeyScope, (*API).recoverKey},
-		{"DeletedKeyPurge", http.MethodDelete, path("deletedkeys", "{name}"), rbac.DeletedKeysPurge, oneKeyScope, (*API).purge},
-		{"RngGet", http.MethodPost, path("rng"), rbac.RNG, hsmScope, (*API).random},
+		op("KeyList", http.MethodGet, path("keys"), rbac.KeysRead, keysScope, (*API).listKeys),
+		op("KeyRestore", http.MethodPost, path("keys", "restore"), rbac.KeysRestore, keysScope, (*API).restore),
+		op("KeyCreate", http.MethodPost, path("keys", "{name}", "create"), rbac.KeysCreate, keysScope, (*API).create),
+		op("KeyImport", http.MethodPut, path("keys", "{name}"), rbac.KeysImport, keysScope, (*API).importKey),
+		op("KeyDelete", http.MethodDelete, path("keys", "{name}"), rbac.KeysDelete, oneKeyScope, (*API).deleteKey),
+		op("KeyBackup", http.MethodPost, path("keys", "{name}", "backup"), rbac.KeysBackup, oneKeyScope, (*API).backup),
+		op("KeyRotate", http.MethodPost, path("keys", "{name}", "rotate"), rbac.KeysRotate, oneKeyScope, (*API).rotate),
+		op("KeyListVersions", http.MethodGet, path("keys", "{name}", "versions"), rbac.KeysRead, oneKeyScope, (*API).listVersions),
+		op("KeyGetRotationPolicy", http.MethodGet, path("keys", "{name}", "rotationpolicy"), rbac.KeysRead, oneKeyScope, (*API).getPolicy),
+		op("KeyUpdateRotationPolicy", http.MethodPut, path("keys", "{name}", "rotationpolicy"), rbac.KeysWrite, oneKeyScope, (*API).setPolicy),
+		op("KeyGet", http.MethodGet, path("keys", "{name}"), rbac.KeysRead, oneKeyScope, (*API).get),
+		op("KeyGet", http.MethodGet, path("keys", "{name}", "{version}"), rbac.KeysRead, oneKeyScope, (*API).get),
+		op("KeyUpdate", http.MethodPatch, path("keys", "{name}"), rbac.KeysWrite, oneKeyScope, (*API).update),
+		op("KeyUpdate", http.MethodPatch, path("keys", "{name}", "{version}"), rbac.KeysWrite, oneKeyScope, (*API).update),
+		op("DeletedKeyList", http.MethodGet, path("deletedkeys"), rbac.DeletedKeysRead, keysScope, (*API).listDeleted),
+		op("DeletedKeyGet", http.MethodGet, path("deletedkeys", "{name}"), rbac.DeletedKeysRead, oneKeyScope, (*API).getDeleted),
+		op("DeletedKeyRecover", http.MethodPost, path("deletedkeys", "{name}", "recover"), rbac.DeletedKeysRecover, oneKeyScope, (*API).recoverKey),
+		op("DeletedKeyPurge", http.MethodDelete, path("deletedkeys", "{name}"), rbac.DeletedKeysPurge, oneKeyScope, (*API).purge),
+		op("RngGet", http.MethodPost, path("rng"), rbac.RNG, hsmScope, (*API).random),
 	}
 	ops = append(ops, cryptoOp("KeySign", "sign", rbac.KeysSign, (*API).sign)...)
 	ops = append(ops, cryptoOp("KeyVerify", "verify", rbac.KeysVerify, (*API).verify)...)

@@ -1,0 +1,290 @@
+package dataplane
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/rbac"
+)
+
+// Wire models of the Managed HSM RBAC API.
+
+const (
+	roleDefinitionPrefix = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
+	assignmentType       = "Microsoft.Authorization/roleAssignments"
+	definitionType       = "Microsoft.Authorization/roleDefinitions"
+	authorizationSegment = "/providers/microsoft.authorization/"
+)
+
+type roleAssignmentWire struct {
+	ID         string                   `json:"id"`
+	Name       string                   `json:"name"`
+	Type       string                   `json:"type"`
+	Properties roleAssignmentProperties `json:"properties"`
+}
+
+type roleAssignmentProperties struct {
+	Scope            string `json:"scope,omitempty"`
+	RoleDefinitionID string `json:"roleDefinitionId"`
+	PrincipalID      string `json:"principalId"`
+}
+
+type roleAssignmentCreate struct {
+	Properties *roleAssignmentProperties `json:"properties"`
+}
+
+type roleDefinitionWire struct {
+	ID         string                   `json:"id"`
+	Name       string                   `json:"name"`
+	Type       string                   `json:"type"`
+	Properties roleDefinitionProperties `json:"properties"`
+}
+
+type roleDefinitionProperties struct {
+	RoleName         string           `json:"roleName"`
+	Description      string           `json:"description"`
+	Type             string           `json:"type"`
+	Permissions      []permissionWire `json:"permissions"`
+	AssignableScopes []string         `json:"assignableScopes"`
+}
+
+type roleDefinitionCreate struct {
+	Properties *roleDefinitionProperties `json:"properties"`
+}
+
+type permissionWire struct {
+	Actions        []string `json:"actions"`
+	NotActions     []string `json:"notActions"`
+	DataActions    []string `json:"dataActions"`
+	NotDataActions []string `json:"notDataActions"`
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// assignmentID is the id Azure gives an assignment: its scope, then the
+// provider path ("/" contributes nothing before "/providers").
+func assignmentID(scope, name string) string {
+	return strings.TrimSuffix(scope, "/") + "/providers/Microsoft.Authorization/roleAssignments/" + name
+}
+
+func assignmentOut(a rbac.Assignment) roleAssignmentWire {
+	return roleAssignmentWire{ID: assignmentID(a.Scope, a.ID), Name: a.ID, Type: assignmentType,
+		Properties: roleAssignmentProperties{Scope: a.Scope, RoleDefinitionID: roleDefinitionPrefix + a.RoleID, PrincipalID: a.PrincipalID}}
+}
+
+func definitionOut(r rbac.Role) roleDefinitionWire {
+	t := "CustomRole"
+	if r.BuiltIn {
+		t = "AKVBuiltInRole"
+	}
+	out := roleDefinitionWire{ID: roleDefinitionPrefix + r.ID, Name: r.ID, Type: definitionType,
+		Properties: roleDefinitionProperties{RoleName: r.Name, Description: r.Description, Type: t,
+			Permissions: []permissionWire{}, AssignableScopes: r.AssignableScopes}}
+	for _, p := range r.Permissions {
+		out.Properties.Permissions = append(out.Properties.Permissions, permissionWire{Actions: nonNil(p.Actions),
+			NotActions: nonNil(p.NotActions), DataActions: actionStrings(p.DataActions), NotDataActions: actionStrings(p.NotDataActions)})
+	}
+	return out
+}
+
+func actionStrings(as []rbac.Action) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, string(a))
+	}
+	return out
+}
+
+// roleDefinitionGUID takes the GUID out of a role definition id given in
+// any of the forms clients send: the full id, with a leading "/", or bare.
+func roleDefinitionGUID(id string) string {
+	if i := strings.LastIndex(strings.ToLower(id), "/roledefinitions/"); i >= 0 {
+		return id[i+len("/roleDefinitions/"):]
+	}
+	return id
+}
+
+// splitScope cuts "{scope}/providers/Microsoft.Authorization/..." into the
+// scope and the path from "providers" on. ok is false for other paths.
+func splitScope(path string) (scope, rest string, ok bool) {
+	i := strings.Index(strings.ToLower(path), authorizationSegment)
+	if i < 0 {
+		return "", "", false
+	}
+	scope = path[:i]
+	if scope == "" {
+		scope = "/"
+	}
+	return scope, path[i+1:], true
+}
+
+func roleOperations() []operation {
+	assignScope := func(c *call) string { return c.scope }
+	ops := []operation{
+		op("RoleAssignmentList", http.MethodGet, path("providers", "Microsoft.Authorization", "roleAssignments"), rbac.RoleAssignmentsRead, assignScope, (*API).listAssignments),
+		op("RoleAssignmentGet", http.MethodGet, path("providers", "Microsoft.Authorization", "roleAssignments", "{name}"), rbac.RoleAssignmentsRead, assignScope, (*API).getAssignment),
+		op("RoleAssignmentCreate", http.MethodPut, path("providers", "Microsoft.Authorization", "roleAssignments", "{name}"), rbac.RoleAssignmentsWrite, assignScope, (*API).createAssignment),
+		op("RoleAssignmentDelete", http.MethodDelete, path("providers", "Microsoft.Authorization", "roleAssignments", "{name}"), rbac.RoleAssignmentsDelete, assignScope, (*API).deleteAssignment),
+		op("RoleDefinitionList", http.MethodGet, path("providers", "Microsoft.Authorization", "roleDefinitions"), rbac.RoleDefinitionsRead, hsmScope, (*API).listDefinitions),
+		op("RoleDefinitionGet", http.MethodGet, path("providers", "Microsoft.Authorization", "roleDefinitions", "{name}"), rbac.RoleDefinitionsRead, hsmScope, (*API).getDefinition),
+		op("RoleDefinitionCreate", http.MethodPut, path("providers", "Microsoft.Authorization", "roleDefinitions", "{name}"), rbac.RoleDefinitionsWrite, hsmScope, (*API).putDefinition),
+		op("RoleDefinitionDelete", http.MethodDelete, path("providers", "Microsoft.Authorization", "roleDefinitions", "{name}"), rbac.RoleDefinitionsDelete, hsmScope, (*API).deleteDefinition),
+	}
+	for i := range ops {
+		ops[i].beforeActivation = true
+	}
+	return ops
+}
+
+var (
+	filterAtScope   = regexp.MustCompile(`(?i)^atScope\(\)$`)
+	filterBelow     = regexp.MustCompile(`(?i)^atScopeAndBelow\(\)$`)
+	filterPrincipal = regexp.MustCompile(`(?i)^principalId\s+eq\s+'([^']*)'$`)
+	filterRoleName  = regexp.MustCompile(`(?i)^roleName\s+eq\s+'((?:[^']|'')*)'$`)
+)
+
+// filterTerms splits an OData $filter on "and".
+func filterTerms(f string) []string {
+	if strings.TrimSpace(f) == "" {
+		return nil
+	}
+	terms := regexp.MustCompile(`(?i)\s+and\s+`).Split(strings.TrimSpace(f), -1)
+	for i := range terms {
+		terms[i] = strings.TrimSpace(terms[i])
+	}
+	return terms
+}
+
+func (a *API) listAssignments(c *call) error {
+	f := rbac.Filter{Scope: c.scope}
+	for _, t := range filterTerms(c.r.URL.Query().Get("$filter")) {
+		switch {
+		case filterAtScope.MatchString(t):
+			f.AtScope = true
+		case filterPrincipal.MatchString(t):
+			f.PrincipalID = filterPrincipal.FindStringSubmatch(t)[1]
+		default:
+			return fault.Invalidf("unsupported $filter %q: use atScope() and/or principalId eq '{id}'", t)
+		}
+	}
+	as, err := a.rbac.Assignments(c.ctx, c.hsm, f)
+	if err != nil {
+		return err
+	}
+	out := listResult[roleAssignmentWire]{Value: []roleAssignmentWire{}}
+	for _, x := range as {
+		out.Value = append(out.Value, assignmentOut(x))
+	}
+	return c.ok(out)
+}
+
+func (a *API) getAssignment(c *call) error {
+	x, err := a.rbac.Assignment(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(assignmentOut(x))
+}
+
+func (a *API) createAssignment(c *call) error {
+	var req roleAssignmentCreate
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Properties == nil || req.Properties.RoleDefinitionID == "" || req.Properties.PrincipalID == "" {
+		return fault.Invalidf("properties.roleDefinitionId and properties.principalId are required")
+	}
+	x, err := a.rbac.Assign(c.ctx, c.hsm, rbac.Assignment{ID: c.name, Scope: c.scope,
+		RoleID: roleDefinitionGUID(req.Properties.RoleDefinitionID), PrincipalID: req.Properties.PrincipalID})
+	if err != nil {
+		return err
+	}
+	return c.status(http.StatusCreated, assignmentOut(x))
+}
+
+func (a *API) deleteAssignment(c *call) error {
+	x, err := a.rbac.Unassign(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(assignmentOut(x))
+}
+
+func (a *API) listDefinitions(c *call) error {
+	var name string
+	for _, t := range filterTerms(c.r.URL.Query().Get("$filter")) {
+		switch {
+		case filterBelow.MatchString(t):
+		case filterRoleName.MatchString(t):
+			name = strings.ReplaceAll(filterRoleName.FindStringSubmatch(t)[1], "''", "'")
+		default:
+			return fault.Invalidf("unsupported $filter %q: use atScopeAndBelow() and/or roleName eq '{name}'", t)
+		}
+	}
+	roles, err := a.rbac.Roles(c.ctx, c.hsm)
+	if err != nil {
+		return err
+	}
+	out := listResult[roleDefinitionWire]{Value: []roleDefinitionWire{}}
+	for _, r := range roles {
+		if name == "" || strings.EqualFold(r.Name, name) {
+			out.Value = append(out.Value, definitionOut(r))
+		}
+	}
+	return c.ok(out)
+}
+
+func (a *API) getDefinition(c *call) error {
+	r, err := a.rbac.Role(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(definitionOut(r))
+}
+
+func (a *API) putDefinition(c *call) error {
+	var req roleDefinitionCreate
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Properties == nil {
+		return fault.Invalidf("properties is required")
+	}
+	p := req.Properties
+	if p.Type != "" && !strings.EqualFold(p.Type, "CustomRole") {
+		return fault.Invalidf("properties.type must be CustomRole")
+	}
+	role := rbac.Role{Name: p.RoleName, Description: p.Description, AssignableScopes: p.AssignableScopes}
+	for _, w := range p.Permissions {
+		role.Permissions = append(role.Permissions, rbac.Permission{Actions: w.Actions, NotActions: w.NotActions,
+			DataActions: toActions(w.DataActions), NotDataActions: toActions(w.NotDataActions)})
+	}
+	r, err := a.rbac.PutRole(c.ctx, c.hsm, c.name, role)
+	if err != nil {
+		return err
+	}
+	return c.status(http.StatusCreated, definitionOut(r))
+}
+
+func toActions(ss []string) []rbac.Action {
+	out := make([]rbac.Action, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, rbac.Action(s))
+	}
+	return out
+}
+
+func (a *API) deleteDefinition(c *call) error {
+	r, err := a.rbac.DeleteRole(c.ctx, c.hsm, c.name)
+	if err != nil {
+		return err
+	}
+	return c.ok(definitionOut(r))
+}
