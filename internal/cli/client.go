@@ -133,7 +133,23 @@ func (e *apiError) Error() string {
 
 // graph sends a Microsoft Graph request and decodes the JSON answer into out.
 func (c *client) graph(ctx context.Context, method, path string, body, out any) error {
-	tok, err := c.token(ctx, graphScope)
+	return c.call(ctx, graphScope, method, strings.TrimSuffix(c.prof.Server, "/")+"/v1.0"+path, body, out)
+}
+
+// hsm sends a request to an HSM's data plane (for the APIs that have no
+// Go SDK client here: roles) and decodes the JSON answer into out.
+func (c *client) hsm(ctx context.Context, hsmURL, method, path string, body, out any) error {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return c.call(ctx, hsmScope, method, hsmURL+path+sep+"api-version=7.6", body, out)
+}
+
+// call sends one authenticated JSON request and decodes the answer into
+// out; an error answer becomes an *apiError with the server's code.
+func (c *client) call(ctx context.Context, scope, method, url string, body, out any) error {
+	tok, err := c.token(ctx, scope)
 	if err != nil {
 		return err
 	}
@@ -145,7 +161,7 @@ func (c *client) graph(ctx context.Context, method, path string, body, out any) 
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.prof.Server, "/")+"/v1.0"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
 	}

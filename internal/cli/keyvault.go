@@ -24,7 +24,7 @@ func newKeyvaultCmd(e *env) *cobra.Command {
 		keyByName(e, "purge", "Purge a deleted key for good"),
 		keyByName(e, "rotate", "Rotate a key: create a new version"),
 		keyBackup(e), keyRestore(e))
-	kv.AddCommand(key)
+	kv.AddCommand(key, newRoleCmd(e))
 	return kv
 }
 

@@ -1,0 +1,512 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+)
+
+const roleDefinitionsPath = "/providers/Microsoft.Authorization/roleDefinitions"
+
+func newRoleCmd(e *env) *cobra.Command {
+	role := &cobra.Command{Use: "role", Short: "Manage a Managed HSM's local RBAC"}
+	assignment := &cobra.Command{Use: "assignment", Short: "Manage role assignments"}
+	assignment.AddCommand(assignmentCreate(e), assignmentList(e), assignmentDelete(e))
+	definition := &cobra.Command{Use: "definition", Short: "Manage role definitions"}
+	definition.AddCommand(definitionList(e), definitionShow(e), definitionPut(e, "create"), definitionPut(e, "update"), definitionDelete(e))
+	role.AddCommand(assignment, definition)
+	return role
+}
+
+// hsmFlags are --hsm-name or --id (the HSM URL), as az's role commands take.
+type hsmFlags struct{ name, id string }
+
+func (f *hsmFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.name, "hsm-name", "", "name of the Managed HSM")
+	cmd.Flags().StringVar(&f.id, "id", "", "URL of the Managed HSM, e.g. https://contoso.mhsm.localhost:8443")
+}
+
+func (f *hsmFlags) url(c *client) (string, error) {
+	switch {
+	case f.id != "":
+		return strings.TrimSuffix(f.id, "/"), nil
+	case f.name != "":
+		return c.hsmURL(f.name), nil
+	}
+	return "", usagef("--hsm-name (or --id) is required")
+}
+
+// scopePath is the path prefix of a scope: "/" contributes nothing.
+func scopePath(scope string) string {
+	return strings.TrimSuffix("/"+strings.Trim(scope, "/"), "/")
+}
+
+type roleDefinition struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Properties struct {
+		RoleName         string           `json:"roleName"`
+		Description      string           `json:"description"`
+		Type             string           `json:"type"`
+		Permissions      []map[string]any `json:"permissions"`
+		AssignableScopes []string         `json:"assignableScopes"`
+	} `json:"properties"`
+}
+
+// flat is a role definition as az prints it.
+func (d roleDefinition) flat() map[string]any {
+	return map[string]any{"id": d.ID, "name": d.Name, "type": d.Type, "roleName": d.Properties.RoleName,
+		"description": d.Properties.Description, "roleType": d.Properties.Type, "permissions": d.Properties.Permissions,
+		"assignableScopes": d.Properties.AssignableScopes}
+}
+
+func (c *client) roleDefinitions(ctx context.Context, hsm string) ([]roleDefinition, error) {
+	var list struct{ Value []roleDefinition }
+	return list.Value, c.hsm(ctx, hsm, http.MethodGet, roleDefinitionsPath, nil, &list)
+}
+
+// resolveRole turns --role (a name, a GUID or a full definition id) into
+// the role's definition.
+func (c *client) resolveRole(ctx context.Context, hsm, role string) (roleDefinition, error) {
+	defs, err := c.roleDefinitions(ctx, hsm)
+	if err != nil {
+		return roleDefinition{}, err
+	}
+	for _, d := range defs {
+		if strings.EqualFold(d.Name, role) || strings.EqualFold(d.ID, strings.TrimPrefix(role, "/")) || strings.EqualFold(d.Properties.RoleName, role) {
+			return d, nil
+		}
+	}
+	return roleDefinition{}, usagef("role '%s' doesn't exist", role)
+}
+
+// resolveAssignee turns --assignee (an object id, a service principal's
+// app id, a user principal name or a service principal's display name)
+// into an object id.
+func (c *client) resolveAssignee(ctx context.Context, assignee string) (string, error) {
+	if guidPattern.MatchString(assignee) {
+		var found struct{ Value []map[string]any }
+		body := map[string]any{"ids": []string{assignee}, "types": []string{"user", "group", "servicePrincipal"}}
+		if err := c.graph(ctx, http.MethodPost, "/directoryObjects/getByIds", body, &found); err != nil {
+			return "", err
+		}
+		if len(found.Value) == 1 {
+			return assignee, nil
+		}
+		var sp map[string]any
+		if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+assignee, nil, &sp); err == nil {
+			return sp["id"].(string), nil
+		}
+		return "", usagef("no user, group or service principal has the id %s", assignee)
+	}
+	coll, filter := "servicePrincipals", "displayName eq '"+strings.ReplaceAll(assignee, "'", "''")+"'"
+	if strings.Contains(assignee, "@") {
+		coll, filter = "users", "userPrincipalName eq '"+strings.ReplaceAll(assignee, "'", "''")+"'"
+	}
+	var list struct{ Value []map[string]any }
+	if err := c.graph(ctx, http.MethodGet, "/"+coll+"?$filter="+url.QueryEscape(filter), nil, &list); err != nil {
+		return "", err
+	}
+	if len(list.Value) != 1 {
+		return "", usagef("cannot find a single user or service principal named '%s' in the directory", assignee)
+	}
+	return list.Value[0]["id"].(string), nil
+}
+
+type roleAssignment struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Properties struct {
+		Scope            string `json:"scope"`
+		RoleDefinitionID string `json:"roleDefinitionId"`
+		PrincipalID      string `json:"principalId"`
+	} `json:"properties"`
+}
+
+// flatten renders assignments as az does, with role and principal names.
+func (c *client) flatten(ctx context.Context, hsm string, as []roleAssignment) ([]map[string]any, error) {
+	defs, err := c.roleDefinitions(ctx, hsm)
+	if err != nil {
+		return nil, err
+	}
+	roleNames := map[string]string{}
+	for _, d := range defs {
+		roleNames[strings.ToLower(d.ID)] = d.Properties.RoleName
+	}
+	ids := []string{}
+	for _, a := range as {
+		ids = append(ids, a.Properties.PrincipalID)
+	}
+	var objs struct{ Value []map[string]any }
+	if len(ids) > 0 {
+		if err := c.graph(ctx, http.MethodPost, "/directoryObjects/getByIds", map[string]any{"ids": ids}, &objs); err != nil {
+			return nil, err
+		}
+	}
+	names, types := map[string]string{}, map[string]string{}
+	for _, o := range objs.Value {
+		id, _ := o["id"].(string)
+		t, _ := o["@odata.type"].(string)
+		names[id], _ = o["displayName"].(string)
+		if upn, _ := o["userPrincipalName"].(string); upn != "" {
+			names[id] = upn
+		}
+		types[id] = map[string]string{"#microsoft.graph.user": "User", "#microsoft.graph.group": "Group",
+			"#microsoft.graph.servicePrincipal": "ServicePrincipal"}[t]
+	}
+	out := []map[string]any{}
+	for _, a := range as {
+		p := a.Properties.PrincipalID
+		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "type": a.Type, "scope": a.Properties.Scope,
+			"roleDefinitionId": a.Properties.RoleDefinitionID, "roleName": roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
+			"principalId": p, "principalName": names[p], "principalType": types[p]})
+	}
+	return out, nil
+}
+
+// assigneeFlags are --assignee and --assignee-object-id.
+type assigneeFlags struct{ assignee, objectID, principalType string }
+
+func (f *assigneeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.assignee, "assignee", "", "object id, user principal name, or service principal app id or name")
+	cmd.Flags().StringVar(&f.objectID, "assignee-object-id", "", "object id of the assignee (no directory lookup)")
+	cmd.Flags().StringVar(&f.principalType, "assignee-principal-type", "", "User, Group or ServicePrincipal (informational)")
+}
+
+func (f *assigneeFlags) resolve(ctx context.Context, c *client) (string, error) {
+	switch {
+	case f.objectID != "":
+		return f.objectID, nil
+	case f.assignee != "":
+		return c.resolveAssignee(ctx, f.assignee)
+	}
+	return "", nil
+}
+
+func assignmentCreate(e *env) *cobra.Command {
+	var h hsmFlags
+	var who assigneeFlags
+	var role, scope, name string
+	return command(e, "create", "Create a role assignment",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			who.register(cmd)
+			cmd.Flags().StringVar(&role, "role", "", "role name or id, e.g. \"Managed HSM Crypto User\"")
+			cmd.Flags().StringVar(&scope, "scope", "/", "scope: /, /keys or /keys/{key name}")
+			cmd.Flags().StringVar(&name, "name", "", "the assignment's name (a GUID; default: a new one)")
+			required(cmd, "role")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			principal, err := who.resolve(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			if principal == "" {
+				return nil, usagef("--assignee or --assignee-object-id is required")
+			}
+			def, err := c.resolveRole(ctx, hsm, role)
+			if err != nil {
+				return nil, err
+			}
+			if name == "" {
+				name = uuid.NewString()
+			}
+			body := map[string]any{"properties": map[string]string{"roleDefinitionId": def.ID, "principalId": principal}}
+			var a roleAssignment
+			if err := c.hsm(ctx, hsm, http.MethodPut, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments/"+name, body, &a); err != nil {
+				return nil, err
+			}
+			out, err := c.flatten(ctx, hsm, []roleAssignment{a})
+			if err != nil {
+				return nil, err
+			}
+			return out[0], nil
+		})
+}
+
+// assignments lists the assignments at scope (and below), keeping those of
+// principal and role when given.
+func (c *client) assignments(ctx context.Context, hsm, scope, principal, role string) ([]roleAssignment, error) {
+	var list struct{ Value []roleAssignment }
+	if err := c.hsm(ctx, hsm, http.MethodGet, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments", nil, &list); err != nil {
+		return nil, err
+	}
+	var roleID string
+	if role != "" {
+		def, err := c.resolveRole(ctx, hsm, role)
+		if err != nil {
+			return nil, err
+		}
+		roleID = def.ID
+	}
+	out := []roleAssignment{}
+	for _, a := range list.Value {
+		if principal != "" && !strings.EqualFold(a.Properties.PrincipalID, principal) {
+			continue
+		}
+		if roleID != "" && !strings.EqualFold(a.Properties.RoleDefinitionID, roleID) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func assignmentList(e *env) *cobra.Command {
+	var h hsmFlags
+	var who assigneeFlags
+	var role, scope string
+	return command(e, "list", "List role assignments",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			who.register(cmd)
+			cmd.Flags().StringVar(&role, "role", "", "only this role (name or id)")
+			cmd.Flags().StringVar(&scope, "scope", "/", "scope: /, /keys or /keys/{key name}")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			principal, err := who.resolve(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			as, err := c.assignments(ctx, hsm, scope, principal, role)
+			if err != nil {
+				return nil, err
+			}
+			return c.flatten(ctx, hsm, as)
+		})
+}
+
+func assignmentDelete(e *env) *cobra.Command {
+	var h hsmFlags
+	var who assigneeFlags
+	var role, scope string
+	var ids []string
+	cmd := command(e, "delete", "Delete role assignments",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			who.register(cmd)
+			cmd.Flags().StringVar(&role, "role", "", "delete this role's assignments (name or id)")
+			cmd.Flags().StringVar(&scope, "scope", "/", "scope: /, /keys or /keys/{key name}")
+			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids (or names) to delete")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			if len(ids) == 0 {
+				principal, err := who.resolve(ctx, c)
+				if err != nil {
+					return nil, err
+				}
+				if principal == "" && role == "" {
+					return nil, usagef("give --ids, or --assignee and/or --role, of the assignments to delete")
+				}
+				as, err := c.assignments(ctx, hsm, scope, principal, role)
+				if err != nil {
+					return nil, err
+				}
+				for _, a := range as {
+					ids = append(ids, a.ID)
+				}
+			}
+			for _, id := range ids {
+				if !strings.Contains(id, "/roleAssignments/") {
+					id = scopePath(scope) + "/providers/Microsoft.Authorization/roleAssignments/" + id
+				}
+				if err := c.hsm(ctx, hsm, http.MethodDelete, id, nil, nil); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		})
+	cmd.Args = cobra.ArbitraryArgs // --ids takes space-separated values, as in az
+	inner := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 && !cmd.Flags().Changed("ids") {
+			return usagef("unexpected arguments %v", args)
+		}
+		ids = append(ids, args...)
+		return inner(cmd, nil)
+	}
+	return cmd
+}
+
+func definitionList(e *env) *cobra.Command {
+	var h hsmFlags
+	var custom bool
+	return command(e, "list", "List role definitions",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			cmd.Flags().BoolVar(&custom, "custom-role-only", false, "list custom roles only")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			defs, err := c.roleDefinitions(ctx, hsm)
+			if err != nil {
+				return nil, err
+			}
+			out := []map[string]any{}
+			for _, d := range defs {
+				if !custom || d.Properties.Type == "CustomRole" {
+					out = append(out, d.flat())
+				}
+			}
+			return out, nil
+		})
+}
+
+func definitionShow(e *env) *cobra.Command {
+	var h hsmFlags
+	var name, roleName string
+	return command(e, "show", "Show a role definition",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			cmd.Flags().StringVarP(&name, "name", "n", "", "the role definition's name (a GUID)")
+			cmd.Flags().StringVar(&roleName, "role-name", "", "the role's name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			if name == "" && roleName == "" {
+				return nil, usagef("--name or --role-name is required")
+			}
+			d, err := c.resolveRole(ctx, hsm, name+roleName)
+			if err != nil {
+				return nil, err
+			}
+			return d.flat(), nil
+		})
+}
+
+func definitionDelete(e *env) *cobra.Command {
+	var h hsmFlags
+	var name, roleName string
+	return command(e, "delete", "Delete a custom role definition",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			cmd.Flags().StringVarP(&name, "name", "n", "", "the role definition's name (a GUID)")
+			cmd.Flags().StringVar(&roleName, "role-name", "", "the role's name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			if name == "" && roleName == "" {
+				return nil, usagef("--name or --role-name is required")
+			}
+			d, err := c.resolveRole(ctx, hsm, name+roleName)
+			if err != nil {
+				return nil, err
+			}
+			return nil, c.hsm(ctx, hsm, http.MethodDelete, roleDefinitionsPath+"/"+d.Name, nil, nil)
+		})
+}
+
+// definitionInput is az's --role-definition JSON: flat permission lists.
+type definitionInput struct {
+	Name             string   `json:"name"`
+	ID               string   `json:"id"`
+	RoleName         string   `json:"roleName"`
+	Description      string   `json:"description"`
+	Actions          []string `json:"actions"`
+	NotActions       []string `json:"notActions"`
+	DataActions      []string `json:"dataActions"`
+	NotDataActions   []string `json:"notDataActions"`
+	AssignableScopes []string `json:"assignableScopes"`
+}
+
+// readJSONArg reads a flag value that is JSON, or @file naming a file of it.
+func readJSONArg(v string, out any) error {
+	data := []byte(v)
+	if f, ok := strings.CutPrefix(v, "@"); ok {
+		var err error
+		if data, err = os.ReadFile(f); err != nil {
+			return fmt.Errorf("reading %s: %w", f, err)
+		}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return usagef("the value is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+func definitionPut(e *env, verb string) *cobra.Command {
+	var h hsmFlags
+	var def, name string
+	return command(e, verb, verb+" a custom role definition",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			cmd.Flags().StringVar(&def, "role-definition", "", "the role as JSON, or @file: roleName, description, dataActions, notDataActions")
+			cmd.Flags().StringVarP(&name, "name", "n", "", "the role definition's name (a GUID; default: new on create)")
+			required(cmd, "role-definition")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			var in definitionInput
+			if err := readJSONArg(def, &in); err != nil {
+				return nil, err
+			}
+			id := name
+			for _, v := range []string{in.Name, in.ID} {
+				if id == "" && v != "" {
+					id = v[strings.LastIndex(v, "/")+1:]
+				}
+			}
+			if id == "" && verb == "update" && in.RoleName != "" {
+				d, err := c.resolveRole(ctx, hsm, in.RoleName)
+				if err != nil {
+					return nil, err
+				}
+				id = d.Name
+			}
+			if id == "" {
+				if verb == "update" {
+					return nil, usagef("update needs the role's name (GUID) in --name or in the JSON")
+				}
+				id = uuid.NewString()
+			}
+			perm := map[string][]string{"actions": nonNil(in.Actions), "notActions": nonNil(in.NotActions),
+				"dataActions": nonNil(in.DataActions), "notDataActions": nonNil(in.NotDataActions)}
+			body := map[string]any{"properties": map[string]any{"roleName": in.RoleName, "description": in.Description,
+				"type": "CustomRole", "permissions": []any{perm}, "assignableScopes": in.AssignableScopes}}
+			var d roleDefinition
+			if err := c.hsm(ctx, hsm, http.MethodPut, roleDefinitionsPath+"/"+id, body, &d); err != nil {
+				return nil, err
+			}
+			return d.flat(), nil
+		})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
