@@ -30,6 +30,7 @@ import (
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/identityapi"
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/keys"
 	"github.com/keyward/keyward/internal/rbac"
@@ -250,15 +251,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	r.URL.Path = cleanPath(r.URL.Path)
 	first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	switch name, ok := s.hsmName(r.Host, first); {
+	switch name, ok := s.hsmName(r.Host, first, r.URL.Path); {
 	case ok:
 		s.serveDataPlane(w, r, name)
 	case first == "v1.0":
 		if r = s.authenticate(w, r, GraphResource); r != nil {
-			s.mux.ServeHTTP(w, r)
+			s.serveMux(w, r)
 		}
 	default:
-		s.mux.ServeHTTP(w, r)
+		s.serveMux(w, r)
 	}
 	// At debug level: the audit log records every request, and a second
 	// line per request at info level costs about 4 % of a P-256 signature.
@@ -275,6 +276,16 @@ type requestInfo struct {
 
 type requestInfoKey struct{}
 
+// serveMux serves the identity, Graph and metadata endpoints, answering
+// unknown paths with Azure's error envelope rather than a text 404.
+func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		httpx.WriteError(w, r, s.log, fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
 // cleanPath collapses repeated slashes and drops a trailing one, without
 // redirecting: clients send "//providers/..." and "/keys/name/".
 func cleanPath(p string) string {
@@ -289,7 +300,7 @@ func cleanPath(p string) string {
 
 // hsmName tells whether a request is for an HSM data plane, and which: a
 // host {name}.{suffix}, or in dev mode a data-plane path at any other host.
-func (s *Server) hsmName(hostport, first string) (string, bool) {
+func (s *Server) hsmName(hostport, first, path string) (string, bool) {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
@@ -297,7 +308,7 @@ func (s *Server) hsmName(hostport, first string) (string, bool) {
 	if name, ok := strings.CutSuffix(strings.ToLower(host), "."+s.cfg.DNSSuffix); ok && name != "" && !strings.Contains(name, ".") {
 		return name, true
 	}
-	if s.cfg.Dev && dataPlaneRoots[strings.ToLower(first)] {
+	if s.cfg.Dev && (dataPlaneRoots[strings.ToLower(first)] || strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/")) {
 		return DevHSMName, true
 	}
 	return "", false

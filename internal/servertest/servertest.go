@@ -6,9 +6,11 @@ package servertest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -218,4 +220,61 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Principal is a directory object created for a test.
+type Principal struct {
+	ObjectID string
+	AppID    string
+	Cred     azcore.TokenCredential // for service principals
+}
+
+// AdminToken returns a token of the bootstrap administrator for resource.
+func (e *Env) AdminToken(resource string) string { return e.Token(e.Cred, resource) }
+
+// ServicePrincipal creates a service principal with a secret, as the
+// bootstrap administrator, and returns it with a credential.
+func (e *Env) ServicePrincipal(name string) Principal {
+	e.T.Helper()
+	tok := e.AdminToken("https://graph.microsoft.com")
+	r := e.Do("POST", e.Boot.AuthorityHost+"v1.0/servicePrincipals", tok, map[string]string{"displayName": name})
+	var sp struct{ ID, AppID string }
+	if err := json.Unmarshal(r.Body, &sp); err != nil || r.Status != 201 {
+		e.T.Fatalf("creating service principal %s: %d %s", name, r.Status, r.Body)
+	}
+	r = e.Do("POST", e.Boot.AuthorityHost+"v1.0/servicePrincipals/"+sp.ID+"/addPassword", tok, map[string]any{})
+	var pw struct{ SecretText string }
+	if err := json.Unmarshal(r.Body, &pw); err != nil || pw.SecretText == "" {
+		e.T.Fatalf("adding a secret to %s: %d %s", name, r.Status, r.Body)
+	}
+	return Principal{ObjectID: sp.ID, AppID: sp.AppID, Cred: e.Credential(sp.AppID, pw.SecretText)}
+}
+
+// Graph sends a Graph request as the bootstrap administrator.
+func (e *Env) Graph(method, path string, body any) *Response {
+	return e.Do(method, e.Boot.AuthorityHost+"v1.0"+path, e.AdminToken("https://graph.microsoft.com"), body)
+}
+
+// Assign gives principal the role (a GUID) at scope in the dev HSM, as the
+// bootstrap administrator, and returns the assignment's name.
+func (e *Env) Assign(principal, roleID, scope string) string {
+	e.T.Helper()
+	name := NewGUID()
+	path := strings.TrimSuffix(scope, "/") + "/providers/Microsoft.Authorization/roleAssignments/" + name + "?api-version=7.6"
+	body := map[string]any{"properties": map[string]string{
+		"roleDefinitionId": "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/" + roleID, "principalId": principal}}
+	if r := e.Do("PUT", path, e.AdminToken("https://managedhsm.azure.net"), body); r.Status != 201 {
+		e.T.Fatalf("assigning %s to %s at %s: %d %s", roleID, principal, scope, r.Status, r.Body)
+	}
+	return name
+}
+
+// NewGUID returns a random version-4 GUID.
+func NewGUID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
