@@ -105,20 +105,35 @@ var roleOps = map[string]func(t *testing.T, a *actor) error{
 		_, err := a.keys.ImportKey(ctx, a.tag+"-imp", azkeys.ImportKeyParameters{Key: &azkeys.JSONWebKey{Kty: to.Ptr(azkeys.KeyTypeOct), K: digest32}}, nil)
 		return err
 	},
-	"KeyGet":          func(t *testing.T, a *actor) error { _, err := a.keys.GetKey(ctx, "shared-rsa", "", nil); return err },
-	"KeyList":         func(t *testing.T, a *actor) error { _, err := a.keys.NewListKeyPropertiesPager(nil).NextPage(ctx); return err },
-	"KeyListVersions": func(t *testing.T, a *actor) error { _, err := a.keys.NewListKeyPropertiesVersionsPager("shared-rsa", nil).NextPage(ctx); return err },
+	"KeyGet": func(t *testing.T, a *actor) error { _, err := a.keys.GetKey(ctx, "shared-rsa", "", nil); return err },
+	"KeyList": func(t *testing.T, a *actor) error {
+		_, err := a.keys.NewListKeyPropertiesPager(nil).NextPage(ctx)
+		return err
+	},
+	"KeyListVersions": func(t *testing.T, a *actor) error {
+		_, err := a.keys.NewListKeyPropertiesVersionsPager("shared-rsa", nil).NextPage(ctx)
+		return err
+	},
 	"KeyUpdate": func(t *testing.T, a *actor) error {
 		_, err := a.keys.UpdateKey(ctx, "shared-rsa", "", azkeys.UpdateKeyParameters{Tags: map[string]*string{"by": to.Ptr(a.tag)}}, nil)
 		return err
 	},
-	"KeyGetRotationPolicy": func(t *testing.T, a *actor) error { _, err := a.keys.GetKeyRotationPolicy(ctx, "shared-rsa", nil); return err },
+	"KeyGetRotationPolicy": func(t *testing.T, a *actor) error {
+		_, err := a.keys.GetKeyRotationPolicy(ctx, "shared-rsa", nil)
+		return err
+	},
 	"KeyUpdateRotationPolicy": func(t *testing.T, a *actor) error {
 		_, err := a.keys.UpdateKeyRotationPolicy(ctx, "shared-rsa", azkeys.KeyRotationPolicy{Attributes: &azkeys.KeyRotationPolicyAttributes{ExpiryTime: to.Ptr("P90D")}}, nil)
 		return err
 	},
-	"KeyRotate": func(t *testing.T, a *actor) error { _, err := a.keys.RotateKey(ctx, prepared(t, a, "rot"), nil); return err },
-	"KeyDelete": func(t *testing.T, a *actor) error { _, err := a.keys.DeleteKey(ctx, prepared(t, a, "del"), nil); return err },
+	"KeyRotate": func(t *testing.T, a *actor) error {
+		_, err := a.keys.RotateKey(ctx, prepared(t, a, "rot"), nil)
+		return err
+	},
+	"KeyDelete": func(t *testing.T, a *actor) error {
+		_, err := a.keys.DeleteKey(ctx, prepared(t, a, "del"), nil)
+		return err
+	},
 	"KeyBackup": func(t *testing.T, a *actor) error { _, err := a.keys.BackupKey(ctx, "shared-rsa", nil); return err },
 	"KeyRestore": func(t *testing.T, a *actor) error {
 		name := prepared(t, a, "rst")
@@ -159,13 +174,22 @@ var roleOps = map[string]func(t *testing.T, a *actor) error{
 		_, err = a.keys.UnwrapKey(ctx, "shared-rsa", "", azkeys.KeyOperationParameters{Algorithm: to.Ptr(azkeys.EncryptionAlgorithmRSAOAEP256), Value: w.Result}, nil)
 		return err
 	},
-	"DeletedKeyList": func(t *testing.T, a *actor) error { _, err := a.keys.NewListDeletedKeyPropertiesPager(nil).NextPage(ctx); return err },
-	"DeletedKeyGet":  func(t *testing.T, a *actor) error { _, err := a.keys.GetDeletedKey(ctx, deleted(t, a, "dget"), nil); return err },
+	"DeletedKeyList": func(t *testing.T, a *actor) error {
+		_, err := a.keys.NewListDeletedKeyPropertiesPager(nil).NextPage(ctx)
+		return err
+	},
+	"DeletedKeyGet": func(t *testing.T, a *actor) error {
+		_, err := a.keys.GetDeletedKey(ctx, deleted(t, a, "dget"), nil)
+		return err
+	},
 	"DeletedKeyRecover": func(t *testing.T, a *actor) error {
 		_, err := a.keys.RecoverDeletedKey(ctx, deleted(t, a, "drec"), nil)
 		return err
 	},
-	"DeletedKeyPurge": func(t *testing.T, a *actor) error { _, err := a.keys.PurgeDeletedKey(ctx, deleted(t, a, "dpur"), nil); return err },
+	"DeletedKeyPurge": func(t *testing.T, a *actor) error {
+		_, err := a.keys.PurgeDeletedKey(ctx, deleted(t, a, "dpur"), nil)
+		return err
+	},
 	"RngGet": func(t *testing.T, a *actor) error {
 		_, err := a.keys.GetRandomBytes(ctx, azkeys.GetRandomBytesParameters{Count: to.Ptr(int32(8))}, nil)
 		return err
