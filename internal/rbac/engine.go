@@ -19,9 +19,22 @@ type index struct {
 }
 
 type grant struct {
-	scope      string // lower case
-	role       *Role
+	scope string // lower case
+	// actions is the set of vocabulary actions the role grants, worked out
+	// once from its patterns, so a decision needs no pattern matching.
+	actions    map[Action]bool
 	start, end time.Time
+}
+
+// grantedActions evaluates a role's patterns against the vocabulary.
+func grantedActions(r *Role) map[Action]bool {
+	out := map[Action]bool{}
+	for _, a := range Actions {
+		if r.Permits(a) {
+			out[a] = true
+		}
+	}
+	return out
 }
 
 // equalFold compares ids and actions, which Azure treats case-insensitively.
@@ -74,8 +87,12 @@ func (r *Role) Permits(action Action) bool {
 
 // scopeContains reports whether an assignment at scope covers resource.
 func scopeContains(scope, resource string) bool {
-	scope, resource = strings.ToLower(scope), strings.ToLower(resource)
-	return scope == "/" || scope == resource || strings.HasPrefix(resource, scope+"/")
+	return lowerScopeContains(strings.ToLower(scope), strings.ToLower(resource))
+}
+
+func lowerScopeContains(scope, resource string) bool {
+	return scope == "/" || scope == resource ||
+		len(resource) > len(scope) && resource[len(scope)] == '/' && resource[:len(scope)] == scope
 }
 
 func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssignment) *index {
@@ -88,27 +105,35 @@ func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssign
 		r := roleFromStore(d)
 		ix.roles[strings.ToLower(r.ID)] = &r
 	}
+	granted := map[*Role]map[Action]bool{}
 	for _, a := range assignments {
 		role, ok := ix.roles[strings.ToLower(a.RoleDefinitionID)]
 		if !ok {
 			continue // cannot happen: deleting an assigned role is refused
 		}
+		if granted[role] == nil {
+			granted[role] = grantedActions(role)
+		}
 		ix.byPrincipal[a.PrincipalID] = append(ix.byPrincipal[a.PrincipalID],
-			grant{scope: strings.ToLower(a.Scope), role: role, start: a.Start, end: a.End})
+			grant{scope: strings.ToLower(a.Scope), actions: granted[role], start: a.Start, end: a.End})
 	}
 	return ix
 }
 
-// decide reports whether any of principals holds action on resource at now.
+// decide reports whether any of principals holds action on resource at
+// now. Actions come from the operation table, so they are in the
+// vocabulary that grant.actions was computed over.
 func (ix *index) decide(principals []string, action Action, resource string, now time.Time) bool {
+	resource = strings.ToLower(resource)
 	for _, p := range principals {
 		for _, g := range ix.byPrincipal[p] {
+			if !g.actions[action] || !lowerScopeContains(g.scope, resource) {
+				continue
+			}
 			if !g.start.IsZero() && now.Before(g.start) || !g.end.IsZero() && !now.Before(g.end) {
 				continue
 			}
-			if scopeContains(g.scope, resource) && g.role.Permits(action) {
-				return true
-			}
+			return true
 		}
 	}
 	return false
