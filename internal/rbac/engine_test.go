@@ -1,6 +1,11 @@
 package rbac
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/internal/store"
+)
 
 func TestMatchAction(t *testing.T) {
 	cases := []struct {
@@ -67,6 +72,28 @@ func TestBuiltInRolesHaveKnownActions(t *testing.T) {
 					t.Errorf("%s grants unknown action %s", r.Name, a)
 				}
 			}
+		}
+	}
+}
+
+func TestAssignmentWindows(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	at := func(h int) time.Time { return now.Add(time.Duration(h) * time.Hour) }
+	cases := map[string]struct {
+		start, end time.Time
+		want       bool
+	}{
+		"no window":        {time.Time{}, time.Time{}, true},
+		"active":           {at(-1), at(1), true},
+		"not started":      {at(1), at(2), false},
+		"ended":            {at(-2), at(-1), false},
+		"ends now":         {at(-1), now, false},
+		"open-ended start": {at(-1), time.Time{}, true},
+	}
+	for name, c := range cases {
+		ix := buildIndex(nil, []*store.RoleAssignment{{ID: "a", Scope: "/", RoleDefinitionID: CryptoUserID, PrincipalID: "p", Start: c.start, End: c.end}})
+		if got := ix.decide([]string{"p"}, KeysSign, "/keys/k", now); got != c.want {
+			t.Errorf("%s: decide = %v", name, got)
 		}
 	}
 }
