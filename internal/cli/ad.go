@@ -41,6 +41,9 @@ func command(e *env, use, short string, setup func(*cobra.Command), run func(ctx
 			if err != nil {
 				return err
 			}
+			if cols := cmd.Annotations["table"]; cols != "" {
+				out.columns = strings.Split(cols, ",")
+			}
 			return out.print(e.stdout, v)
 		},
 	}

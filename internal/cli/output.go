@@ -17,6 +17,18 @@ import (
 type outputFlags struct {
 	format string
 	query  string
+	// columns, when set, are the table columns (keys of each row), in
+	// order, as az's table transformers choose them for a command.
+	columns []string
+}
+
+// tableColumns sets the columns of cmd's table output.
+func tableColumns(cmd *cobra.Command, cols ...string) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations["table"] = strings.Join(cols, ",")
+	return cmd
 }
 
 func (o *outputFlags) register(cmd *cobra.Command) {
@@ -49,7 +61,10 @@ func (o *outputFlags) print(w io.Writer, v any) error {
 	case "tsv":
 		return writeTSV(w, generic)
 	case "table":
-		return writeTable(w, generic)
+		if o.query != "" {
+			return writeTable(w, generic, nil) // a query chooses its own shape
+		}
+		return writeTable(w, generic, o.columns)
 	case "none":
 		return nil
 	}
@@ -130,14 +145,16 @@ func writeTSV(w io.Writer, v any) error {
 	return err
 }
 
-func writeTable(w io.Writer, v any) error {
+func writeTable(w io.Writer, v any, cols []string) error {
 	rows, ok := v.([]any)
 	if !ok {
 		rows = []any{v}
 	}
-	var cols []string
 	seen := map[string]bool{}
 	for _, r := range rows {
+		if len(cols) > 0 {
+			break
+		}
 		if m, ok := r.(map[string]any); ok {
 			for _, k := range sortedKeys(m) {
 				if _, isScalar := scalar(m[k]); isScalar && !seen[k] && !strings.HasPrefix(k, "@odata") {

@@ -18,9 +18,9 @@ const roleDefinitionsPath = "/providers/Microsoft.Authorization/roleDefinitions"
 func newRoleCmd(e *env) *cobra.Command {
 	role := &cobra.Command{Use: "role", Short: "Manage a Managed HSM's local RBAC"}
 	assignment := &cobra.Command{Use: "assignment", Short: "Manage role assignments"}
-	assignment.AddCommand(assignmentCreate(e), assignmentList(e), assignmentDelete(e))
+	assignment.AddCommand(assignmentCreate(e), tableColumns(assignmentList(e), "principalName", "principalType", "roleName", "scope", "name"), assignmentDelete(e))
 	definition := &cobra.Command{Use: "definition", Short: "Manage role definitions"}
-	definition.AddCommand(definitionList(e), definitionShow(e), definitionPut(e, "create"), definitionPut(e, "update"), definitionDelete(e))
+	definition.AddCommand(tableColumns(definitionList(e), "roleName", "roleType", "description", "name"), definitionShow(e), definitionPut(e, "create"), definitionPut(e, "update"), definitionDelete(e))
 	role.AddCommand(assignment, definition)
 	return role
 }

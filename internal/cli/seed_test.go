@@ -81,10 +81,16 @@ func TestSeedGrants(t *testing.T) {
 	// Security team: administers roles; the Administrator role uses no keys.
 	alice := login("alice")
 	alice.ok("keyvault", "role", "assignment", "list", "--hsm-name", "dev")
-	alice.ok("keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee", users["dave"], "--scope", "/keys/storage-cmk",
+	alice.ok("keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee", "dave@contoso.test", "--scope", "/keys/storage-cmk",
 		"--role", "Managed HSM Crypto Auditor")
 	alice.ok("keyvault", "role", "assignment", "delete", "--hsm-name", "dev", "--assignee", users["dave"], "--scope", "/keys/storage-cmk",
 		"--role", "Managed HSM Crypto Auditor")
+	id := alice.ok("keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee-object-id", users["dave"], "--scope", "/keys/app-signing",
+		"--role", "21dbd100-6940-42c2-9190-5d6cb909625b", "--query", "id", "-o", "tsv")
+	alice.ok("keyvault", "role", "assignment", "delete", "--hsm-name", "dev", "--ids", id)
+	if got := alice.ok("keyvault", "role", "assignment", "list", "--hsm-name", "dev", "--assignee", users["dave"], "--query", "length(@)"); got != "0" {
+		t.Fatalf("dave still has %s assignments", got)
+	}
 	denied(alice, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "x", "--kty", "EC-HSM")
 	denied(alice, "keyvault", "key", "show", "--hsm-name", "dev", "--name", "app-signing")
 

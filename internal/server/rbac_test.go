@@ -522,3 +522,23 @@ func TestRoleAssignmentWireShapes(t *testing.T) {
 		t.Fatalf("definition = %s", r.Body)
 	}
 }
+
+func TestAssignmentLimits(t *testing.T) {
+	env := servertest.Start(t)
+	tok := env.AdminToken(hsmResource)
+	put := func(scope, principal string) *servertest.Response {
+		body := map[string]any{"properties": map[string]string{"roleDefinitionId": roleColumns[4].id, "principalId": principal}}
+		return env.Do("PUT", scope+"/providers/Microsoft.Authorization/roleAssignments/"+servertest.NewGUID()+"?api-version=7.6", tok, body)
+	}
+	for i := range 10 {
+		if r := put("/keys/limited", env.ServicePrincipal(fmt.Sprintf("p%d", i)).ObjectID); r.Status != 201 {
+			t.Fatalf("assignment %d at a key scope: %d %s", i+1, r.Status, r.Body)
+		}
+	}
+	if r := put("/keys/limited", env.ServicePrincipal("eleventh").ObjectID); r.Status != 400 || r.ErrorCode() != "BadParameter" {
+		t.Fatalf("the 11th assignment at a key scope: %d %s", r.Status, r.Body)
+	}
+	if r := put("/keys/other", env.ServicePrincipal("elsewhere").ObjectID); r.Status != 201 {
+		t.Fatalf("another key's scope has its own limit: %d %s", r.Status, r.Body)
+	}
+}
