@@ -20,7 +20,7 @@ func newRoleCmd(e *env) *cobra.Command {
 	assignment := &cobra.Command{Use: "assignment", Short: "Manage role assignments"}
 	assignment.AddCommand(assignmentCreate(e), tableColumns(assignmentList(e), "principalName", "principalType", "roleName", "scope", "name"), assignmentDelete(e))
 	definition := &cobra.Command{Use: "definition", Short: "Manage role definitions"}
-	definition.AddCommand(tableColumns(definitionList(e), "roleName", "roleType", "description", "name"), definitionShow(e), definitionPut(e, "create"), definitionPut(e, "update"), definitionDelete(e))
+	definition.AddCommand(tableColumns(definitionList(e), "roleName", "roleType", "description", "name"), definitionByName(e, "show"), definitionPut(e, "create"), definitionPut(e, "update"), definitionByName(e, "delete"))
 	role.AddCommand(assignment, definition)
 	return role
 }
@@ -376,10 +376,13 @@ func definitionList(e *env) *cobra.Command {
 		})
 }
 
-func definitionShow(e *env) *cobra.Command {
+// definitionByName is show and delete: both name one role by --name (its
+// GUID) or --role-name.
+func definitionByName(e *env, verb string) *cobra.Command {
 	var h hsmFlags
 	var name, roleName string
-	return command(e, "show", "Show a role definition",
+	short := map[string]string{"show": "Show a role definition", "delete": "Delete a custom role definition"}[verb]
+	return command(e, verb, short,
 		func(cmd *cobra.Command) {
 			h.register(cmd)
 			cmd.Flags().StringVarP(&name, "name", "n", "", "the role definition's name (a GUID)")
@@ -390,37 +393,15 @@ func definitionShow(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			if name == "" && roleName == "" {
-				return nil, usagef("--name or --role-name is required")
+			if (name == "") == (roleName == "") {
+				return nil, usagef("give one of --name and --role-name")
 			}
 			d, err := c.resolveRole(ctx, hsm, name+roleName)
 			if err != nil {
 				return nil, err
 			}
-			return d.flat(), nil
-		})
-}
-
-func definitionDelete(e *env) *cobra.Command {
-	var h hsmFlags
-	var name, roleName string
-	return command(e, "delete", "Delete a custom role definition",
-		func(cmd *cobra.Command) {
-			h.register(cmd)
-			cmd.Flags().StringVarP(&name, "name", "n", "", "the role definition's name (a GUID)")
-			cmd.Flags().StringVar(&roleName, "role-name", "", "the role's name")
-		},
-		func(ctx context.Context, c *client) (any, error) {
-			hsm, err := h.url(c)
-			if err != nil {
-				return nil, err
-			}
-			if name == "" && roleName == "" {
-				return nil, usagef("--name or --role-name is required")
-			}
-			d, err := c.resolveRole(ctx, hsm, name+roleName)
-			if err != nil {
-				return nil, err
+			if verb == "show" {
+				return d.flat(), nil
 			}
 			return nil, c.hsm(ctx, hsm, http.MethodDelete, roleDefinitionsPath+"/"+d.Name, nil, nil)
 		})
