@@ -15,10 +15,14 @@ import (
 	"github.com/keyward/keyward/internal/store"
 )
 
-// HSM states. An HSM is created "provisioned" and becomes "active" once
-// its security domain is downloaded; a dev HSM starts active.
+// HSM states. An HSM is created "provisioned": it serves only role and
+// security-domain operations. Downloading its security domain makes it
+// "active". Asking for its transfer key instead puts it in "recovery",
+// where it waits for the upload of an existing domain, which makes it
+// active with that domain's keys. A dev HSM starts active.
 const (
 	StateProvisioned = "provisioned"
+	StateRecovery    = "recovery"
 	StateActive      = "active"
 )
 
@@ -35,6 +39,7 @@ type HSM struct {
 	RetentionDays   int
 	PurgeProtection bool
 	Created         time.Time
+	ResourceGroup   string
 }
 
 // ErrHSMNotFound is returned for an unknown HSM name.
@@ -64,7 +69,8 @@ type CreateParams struct {
 	PurgeProtection bool
 	// Activated creates the HSM active, as for the dev HSM; otherwise it
 	// waits for its security domain.
-	Activated bool
+	Activated     bool
+	ResourceGroup string
 }
 
 var hsmName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
@@ -88,7 +94,8 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 		return nil, err
 	}
 	h := &HSM{ID: uuid.NewString(), Name: p.Name, DomainID: uuid.NewString(), Key: key, State: StateProvisioned,
-		Admins: p.Admins, RetentionDays: p.RetentionDays, PurgeProtection: p.PurgeProtection, Created: r.now()}
+		Admins: p.Admins, RetentionDays: p.RetentionDays, PurgeProtection: p.PurgeProtection, Created: r.now(),
+		ResourceGroup: p.ResourceGroup}
 	if p.Activated {
 		h.State = StateActive
 	}
@@ -98,7 +105,8 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 	}
 	err = r.store.Update(ctx, func(tx store.Tx) error {
 		return tx.InsertHSM(ctx, &store.HSM{ID: h.ID, Name: h.Name, State: h.State, DomainID: h.DomainID, DomainKey: sealed,
-			Admins: h.Admins, RetentionDays: h.RetentionDays, PurgeProtection: h.PurgeProtection, Created: h.Created})
+			Admins: h.Admins, RetentionDays: h.RetentionDays, PurgeProtection: h.PurgeProtection, Created: h.Created,
+			ResourceGroup: h.ResourceGroup})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, fault.Errorf(fault.Conflict, "Conflict", "an HSM named %s already exists", p.Name)
@@ -128,14 +136,66 @@ func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := OpenKey(ctx, r.seal, rec.DomainKey, rec.DomainID, r.rand)
+	h, err = r.open(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
-	h = &HSM{ID: rec.ID, Name: rec.Name, DomainID: rec.DomainID, Key: key, State: rec.State, Admins: rec.Admins,
-		RetentionDays: rec.RetentionDays, PurgeProtection: rec.PurgeProtection, Created: rec.Created}
 	r.mu.Lock()
 	r.opened[name] = h
 	r.mu.Unlock()
 	return h, nil
+}
+
+// open turns a stored HSM into a usable one, unsealing its domain key. An
+// HSM in recovery has no domain key until its upload.
+func (r *Registry) open(ctx context.Context, rec *store.HSM) (*HSM, error) {
+	h := &HSM{ID: rec.ID, Name: rec.Name, DomainID: rec.DomainID, State: rec.State, Admins: rec.Admins,
+		RetentionDays: rec.RetentionDays, PurgeProtection: rec.PurgeProtection, Created: rec.Created, ResourceGroup: rec.ResourceGroup}
+	if len(rec.DomainKey) == 0 {
+		return h, nil
+	}
+	key, err := OpenKey(ctx, r.seal, rec.DomainKey, rec.DomainID, r.rand)
+	if err != nil {
+		return nil, err
+	}
+	h.Key = key
+	return h, nil
+}
+
+// List returns every HSM, by name.
+func (r *Registry) List(ctx context.Context) ([]*HSM, error) {
+	var recs []*store.HSM
+	if err := r.store.View(ctx, func(tx store.Tx) (err error) { recs, err = tx.ListHSMs(ctx); return err }); err != nil {
+		return nil, err
+	}
+	out := make([]*HSM, 0, len(recs))
+	for _, rec := range recs {
+		h, err := r.Get(ctx, rec.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// Delete removes an HSM with all its keys and roles, for good.
+func (r *Registry) Delete(ctx context.Context, name string) error {
+	err := r.store.Update(ctx, func(tx store.Tx) error { return tx.DeleteHSM(ctx, name) })
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrHSMNotFound
+	}
+	if err != nil {
+		return err
+	}
+	r.forget(name)
+	return nil
+}
+
+// forget drops the opened copy of an HSM; the next Get reads the store.
+// HSMs handed out before stay valid snapshots for the requests using them.
+func (r *Registry) forget(name string) {
+	r.mu.Lock()
+	delete(r.opened, name)
+	r.mu.Unlock()
 }

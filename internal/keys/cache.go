@@ -82,3 +82,20 @@ func (c *cache) invalidate(hsm, name string) {
 		}
 	}
 }
+
+// invalidateHSM drops every cached version of every key of an HSM.
+func (c *cache) invalidateHSM(hsm string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for k := range c.latest {
+		if k.hsm == hsm {
+			delete(c.latest, k)
+		}
+	}
+	for r := range c.entries {
+		if r.hsm == hsm {
+			delete(c.entries, r)
+		}
+	}
+}

@@ -109,6 +109,10 @@ func NewService(s store.Store, rnd io.Reader, now func() time.Time) *Service {
 	return &Service{store: s, rand: rnd, now: now, cache: newCache(4096)}
 }
 
+// Forget drops every cached key of a removed HSM, so that a new HSM of
+// the same name starts empty.
+func (s *Service) Forget(hsm string) { s.cache.invalidateHSM(hsm) }
+
 var namePattern = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
 
 func checkName(name string) error {

@@ -186,6 +186,9 @@ func (s *Service) invalidate(hsm string) {
 	s.ixs.mu.Unlock()
 }
 
+// Forget drops what the service holds in memory about a removed HSM.
+func (s *Service) Forget(hsm string) { s.invalidate(hsm) }
+
 // Authorize implements Authorizer: the caller, or a group it belongs to
 // directly or through other groups, must hold a role that grants the
 // action at a scope containing the resource, now.

@@ -25,10 +25,12 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/keyward/keyward/internal/api/arm"
 	"github.com/keyward/keyward/internal/api/dataplane"
 	"github.com/keyward/keyward/internal/api/graph"
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/identityapi"
+	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
@@ -144,7 +146,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tenant, err := s.tenant(ctx)
+	tenant, err := s.metaID(ctx, "tenant")
 	if err != nil {
 		return err
 	}
@@ -157,30 +159,43 @@ func (s *Server) build(ctx context.Context) error {
 		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, time.Now)
 	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, time.Now)
 	s.rbac = rbac.NewService(s.store, s.dir, time.Now)
-	s.data = dataplane.New(keys.NewService(s.store, rand.Reader, time.Now), s.rbac, s.log)
+	keySvc := keys.NewService(s.store, rand.Reader, time.Now)
+	s.data = dataplane.New(keySvc, s.rbac, s.registry, s.log)
+	subscription, err := s.metaID(ctx, "subscription")
+	if err != nil {
+		return err
+	}
+	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc}
 
 	s.mux = http.NewServeMux()
 	identityapi.New(s.dir, s.tokens, s.base, s.log).Register(s.mux)
 	graph.New(s.dir, s.log).Register(s.mux)
+	arm.New(cp, s.dir, subscription, s.HSMURI, s.log).Register(s.mux)
 	s.mux.HandleFunc("GET /metadata/endpoints", s.metadata)
 
 	s.boot, err = s.bootstrap(ctx, tenant)
 	return err
 }
 
-// tenant returns the tenant id, creating it on first start.
-func (s *Server) tenant(ctx context.Context) (string, error) {
+// metaID returns a node-wide id (the tenant, the subscription), creating
+// it on first start.
+func (s *Server) metaID(ctx context.Context, name string) (string, error) {
 	var id string
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		v, err := tx.GetMeta(ctx, "tenant")
+		v, err := tx.GetMeta(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
 			id = uuid.NewString()
-			return tx.SetMeta(ctx, "tenant", id)
+			return tx.SetMeta(ctx, name, id)
 		}
 		id = v
 		return err
 	})
 	return id, err
+}
+
+// HSMURI is the data-plane URL of an HSM: https://{name}.{suffix}:{port}.
+func (s *Server) HSMURI(name string) string {
+	return "https://" + name + "." + s.cfg.DNSSuffix + ":" + s.port
 }
 
 // Bootstrap returns what the first start created.
@@ -256,6 +271,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveDataPlane(w, r, name)
 	case first == "v1.0":
 		if r = s.authenticate(w, r, GraphResource); r != nil {
+			s.serveMux(w, r)
+		}
+	case first == "subscriptions":
+		if r = s.authenticate(w, r, ARMResource); r != nil {
 			s.serveMux(w, r)
 		}
 	default:

@@ -123,6 +123,11 @@ type HSM struct {
 	RetentionDays   int
 	PurgeProtection bool
 	Created         time.Time
+	ResourceGroup   string
+	// ExchangeKey (sealed by the node seal) and ExchangeCert are the
+	// security-domain transfer key of an HSM waiting for an upload.
+	ExchangeKey  []byte
+	ExchangeCert []byte
 }
 
 // HSMs is the HSM part of a transaction.
@@ -130,6 +135,10 @@ type HSMs interface {
 	InsertHSM(ctx context.Context, h *HSM) error
 	GetHSM(ctx context.Context, name string) (*HSM, error)
 	ListHSMs(ctx context.Context) ([]*HSM, error)
+	// UpdateHSM changes an HSM's state, security domain and exchange key.
+	UpdateHSM(ctx context.Context, h *HSM) error
+	// DeleteHSM removes an HSM with its keys and roles.
+	DeleteHSM(ctx context.Context, name string) error
 }
 
 // Key is a named key of an HSM: what is common to all its versions.

@@ -37,14 +37,16 @@ var APIVersions = map[string]bool{
 type API struct {
 	keys *keys.Service
 	rbac *rbac.Service
+	hsms *domain.Registry
 	log  *slog.Logger
 	ops  []operation
 }
 
 // New returns the data-plane API; r both decides requests and serves the
-// role management operations.
-func New(k *keys.Service, r *rbac.Service, log *slog.Logger) *API {
-	return &API{keys: k, rbac: r, log: log, ops: append(operations(), roleOperations()...)}
+// role management operations, hsms serves the security domain.
+func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, log *slog.Logger) *API {
+	ops := append(append(operations(), roleOperations()...), securityDomainOperations()...)
+	return &API{keys: k, rbac: r, hsms: hsms, log: log, ops: ops}
 }
 
 // call is one matched request.
@@ -113,7 +115,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) error
 		return err
 	}
 	if h.State != domain.StateActive && !op.beforeActivation {
-		return fault.Errorf(fault.Conflict, "HSMNotActivated", "the HSM is not activated: download its security domain first")
+		return fault.Errorf(fault.Forbidden, "HSMNotActivated", "Operation is not allowed: the HSM is not activated (state %s). Download its security domain to activate it, or upload one to recover it.", h.State)
 	}
 	return op.handle(a, c)
 }

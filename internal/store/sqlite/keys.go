@@ -7,20 +7,43 @@ import (
 )
 
 func (t *txn) InsertHSM(ctx context.Context, h *store.HSM) error {
-	_, err := t.exec(ctx, `INSERT INTO hsms(id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		h.ID, h.Name, h.State, h.DomainID, h.DomainKey, toJSON(h.Admins), h.RetentionDays, boolInt(h.PurgeProtection), unix(h.Created))
+	_, err := t.exec(ctx, `INSERT INTO hsms(id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created,
+		resource_group, exchange_key, exchange_cert) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		h.ID, h.Name, h.State, h.DomainID, nonNilBytes(h.DomainKey), toJSON(h.Admins), h.RetentionDays, boolInt(h.PurgeProtection), unix(h.Created),
+		h.ResourceGroup, nonNilBytes(h.ExchangeKey), nonNilBytes(h.ExchangeCert))
 	return err
 }
 
-const hsmCols = `id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created`
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (t *txn) UpdateHSM(ctx context.Context, h *store.HSM) error {
+	return mustAffect(t.exec(ctx, `UPDATE hsms SET state = ?, domain_id = ?, domain_key = ?, exchange_key = ?, exchange_cert = ? WHERE name = ?`,
+		h.State, h.DomainID, nonNilBytes(h.DomainKey), nonNilBytes(h.ExchangeKey), nonNilBytes(h.ExchangeCert), h.Name))
+}
+
+func (t *txn) DeleteHSM(ctx context.Context, name string) error {
+	for _, q := range []string{`DELETE FROM keys WHERE hsm = ?`, `DELETE FROM role_assignments WHERE hsm = ?`, `DELETE FROM role_definitions WHERE hsm = ?`} {
+		if _, err := t.exec(ctx, q, name); err != nil {
+			return err
+		}
+	}
+	return mustAffect(t.exec(ctx, `DELETE FROM hsms WHERE name = ?`, name))
+}
+
+const hsmCols = `id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created, resource_group, exchange_key, exchange_cert`
 
 func scanHSM(row scanner) (*store.HSM, error) {
 	var h store.HSM
 	var admins string
 	var pp int
 	var created int64
-	if err := row.Scan(&h.ID, &h.Name, &h.State, &h.DomainID, &h.DomainKey, &admins, &h.RetentionDays, &pp, &created); err != nil {
+	if err := row.Scan(&h.ID, &h.Name, &h.State, &h.DomainID, &h.DomainKey, &admins, &h.RetentionDays, &pp, &created,
+		&h.ResourceGroup, &h.ExchangeKey, &h.ExchangeCert); err != nil {
 		return nil, notFound(err)
 	}
 	h.PurgeProtection, h.Created = pp == 1, fromUnix(created)

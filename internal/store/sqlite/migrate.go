@@ -96,6 +96,11 @@ var migrations = []string{
 		source TEXT NOT NULL DEFAULT 'direct',
 		PRIMARY KEY (hsm, id));
 	CREATE INDEX role_assignments_role ON role_assignments(hsm, role_definition_id);`,
+
+	// 3: security domains and resource groups.
+	`ALTER TABLE hsms ADD COLUMN resource_group TEXT NOT NULL DEFAULT '';
+	ALTER TABLE hsms ADD COLUMN exchange_key BLOB NOT NULL DEFAULT x'';
+	ALTER TABLE hsms ADD COLUMN exchange_cert BLOB NOT NULL DEFAULT x'';`,
 }
 
 // migrate applies the migrations the file has not seen yet, each in its own

@@ -1,0 +1,157 @@
+package dataplane
+
+import (
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"strings"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/rbac"
+	"github.com/keyward/keyward/internal/securitydomain"
+)
+
+// Wire models of the security-domain API.
+
+type sdJWK struct {
+	Kid       string   `json:"kid,omitempty"`
+	Kty       string   `json:"kty"`
+	KeyOps    []string `json:"key_ops,omitempty"`
+	N         string   `json:"n"`
+	E         string   `json:"e"`
+	X5c       []string `json:"x5c"`
+	Use       string   `json:"use,omitempty"`
+	X5t       string   `json:"x5t,omitempty"`
+	X5tS256   string   `json:"x5t#S256,omitempty"`
+	Algorithm string   `json:"alg,omitempty"`
+}
+
+type certificateInfo struct {
+	Certificates []sdJWK `json:"certificates"`
+	Required     *int    `json:"required"`
+}
+
+type sdValue struct {
+	Value string `json:"value"`
+}
+
+type sdStatus struct {
+	Status        string `json:"status"`
+	StatusDetails string `json:"status_details"`
+}
+
+type transferKey struct {
+	KeyFormat   string `json:"key_format"`
+	TransferKey sdJWK  `json:"transfer_key"`
+}
+
+func securityDomainOperations() []operation {
+	ops := []operation{
+		op("SecurityDomainDownload", http.MethodPost, path("securitydomain", "download"), rbac.SecurityDomainDownload, hsmScope, (*API).sdDownload),
+		op("SecurityDomainDownloadStatus", http.MethodGet, path("securitydomain", "download", "pending"), rbac.SecurityDomainDownloadRead, hsmScope, (*API).sdStatus),
+		op("SecurityDomainTransferKey", http.MethodGet, path("securitydomain", "upload"), rbac.SecurityDomainTransferKey, hsmScope, (*API).sdTransferKey),
+		op("SecurityDomainUpload", http.MethodPost, path("securitydomain", "upload"), rbac.SecurityDomainUpload, hsmScope, (*API).sdUpload),
+		op("SecurityDomainUploadStatus", http.MethodGet, path("securitydomain", "upload", "pending"), rbac.SecurityDomainUploadRead, hsmScope, (*API).sdStatus),
+	}
+	for i := range ops {
+		ops[i].beforeActivation = true
+	}
+	return ops
+}
+
+// decodeCert reads an x5c entry: standard base64 DER, as Azure sends it
+// (base64url is accepted too).
+func decodeCert(s string) (*x509.Certificate, error) {
+	der, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		der, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func (a *API) sdDownload(c *call) error {
+	var req certificateInfo
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Required == nil {
+		return fault.Invalidf("required (the quorum) is required")
+	}
+	var certs []*x509.Certificate
+	for i, j := range req.Certificates {
+		if len(j.X5c) == 0 {
+			return fault.Invalidf("certificate %d has no x5c", i+1)
+		}
+		cert, err := decodeCert(j.X5c[0])
+		if err != nil {
+			return fault.Invalidf("certificate %d: x5c[0] is not a base64 DER certificate", i+1)
+		}
+		certs = append(certs, cert)
+	}
+	f, err := a.hsms.DownloadSecurityDomain(c.ctx, c.hsm.Name, certs, *req.Required)
+	if err != nil {
+		return err
+	}
+	text, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	c.async("securitydomain/download/pending")
+	return c.status(http.StatusAccepted, sdValue{Value: string(text)})
+}
+
+// async sets the long-running-operation headers Azure clients poll.
+func (c *call) async(pending string) {
+	c.w.Header().Set("Azure-AsyncOperation", c.base+"/"+pending)
+	c.w.Header().Set("Retry-After", "1")
+}
+
+// sdStatus answers both pending endpoints: the download and upload are
+// done when the call returns, so the status is the HSM's state. (Azure's
+// CLI polls upload/pending after a download, so both say Success once the
+// HSM is active.)
+func (a *API) sdStatus(c *call) error {
+	if c.hsm.State == domain.StateActive {
+		return c.ok(sdStatus{Status: "Success", StatusDetails: "The security domain is in place; the HSM is activated."})
+	}
+	return c.ok(sdStatus{Status: "InProgress", StatusDetails: "The HSM is waiting for its security domain (state " + c.hsm.State + ")."})
+}
+
+func (a *API) sdTransferKey(c *call) error {
+	cert, err := a.hsms.TransferKey(c.ctx, c.hsm.Name)
+	if err != nil {
+		return err
+	}
+	pub := cert.PublicKey.(*rsa.PublicKey)
+	sha := sha1.Sum(cert.Raw)
+	enc := base64.RawURLEncoding.EncodeToString
+	return c.ok(transferKey{KeyFormat: "jwk", TransferKey: sdJWK{
+		Kid: c.base + "/transfer_key", Kty: "RSA", KeyOps: []string{"encrypt"}, Algorithm: "RSA-OAEP-256",
+		N: enc(pub.N.Bytes()), E: enc(big.NewInt(int64(pub.E)).Bytes()),
+		X5c: []string{base64.StdEncoding.EncodeToString(cert.Raw)}, X5t: enc(sha[:]), X5tS256: securitydomain.Thumbprint(cert),
+	}})
+}
+
+func (a *API) sdUpload(c *call) error {
+	var req sdValue
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	var blob securitydomain.RestoreBlob
+	if err := json.Unmarshal([]byte(req.Value), &blob); err != nil || blob.WrappedKey.EncKey == "" {
+		return fault.Invalidf("value must be a restore blob: JSON text with EncData and WrappedKey")
+	}
+	if err := a.hsms.UploadSecurityDomain(c.ctx, c.hsm.Name, &blob); err != nil {
+		return err
+	}
+	c.async("securitydomain/upload/pending")
+	return c.status(http.StatusAccepted, sdStatus{Status: "Success", StatusDetails: "The security domain was restored; the HSM is activated."})
+}

@@ -1,0 +1,39 @@
+// Package controlplane creates and removes Managed HSMs: the registry
+// entry with its domain key, the initial administrators' roles, and, on
+// removal, every cached trace of the HSM.
+package controlplane
+
+import (
+	"context"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/rbac"
+)
+
+// Service manages HSMs.
+type Service struct {
+	HSMs *domain.Registry
+	RBAC *rbac.Service
+	Keys *keys.Service
+}
+
+// Create makes a new HSM, not activated, whose initial administrators
+// hold Managed HSM Administrator at "/".
+func (s *Service) Create(ctx context.Context, p domain.CreateParams) (*domain.HSM, error) {
+	h, err := s.HSMs.Create(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return h, s.RBAC.SeedInitialRoles(ctx, h, nil)
+}
+
+// Delete removes an HSM with all its keys and roles.
+func (s *Service) Delete(ctx context.Context, name string) error {
+	if err := s.HSMs.Delete(ctx, name); err != nil {
+		return err
+	}
+	s.RBAC.Forget(name)
+	s.Keys.Forget(name)
+	return nil
+}
