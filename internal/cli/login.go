@@ -59,13 +59,19 @@ func newLoginCmd(e *env) *cobra.Command {
 			if _, err := c.token(cmd.Context(), graphScope); err != nil {
 				return err
 			}
+			var subs struct {
+				Value []struct{ SubscriptionID string }
+			}
+			if err := c.arm(cmd.Context(), http.MethodGet, "/subscriptions", nil, &subs); err == nil && len(subs.Value) > 0 {
+				p.Subscription = subs.Value[0].SubscriptionID
+			}
 			if err := e.saveProfile(&p); err != nil {
 				return err
 			}
 			userType := map[bool]string{true: "servicePrincipal", false: "user"}[sp]
 			return out.print(e.stdout, []map[string]any{{
-				"cloudName": "Keyward", "environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.TenantID,
-				"isDefault": true, "name": "N/A(tenant level account)", "state": "Enabled", "tenantId": p.TenantID,
+				"cloudName": "Keyward", "environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription,
+				"isDefault": true, "name": "Keyward", "state": "Enabled", "tenantId": p.TenantID,
 				"user": map[string]string{"name": p.Username, "type": userType},
 			}})
 		},

@@ -13,9 +13,10 @@ import (
 // it, and the credential to sign in with. It holds a secret, so the file
 // is written with mode 0600, as az keeps service_principal_entries.json.
 type profile struct {
-	Server   string `json:"server"`
-	TenantID string `json:"tenantId"`
-	CAFile   string `json:"caFile,omitempty"`
+	Server       string `json:"server"`
+	TenantID     string `json:"tenantId"`
+	Subscription string `json:"subscription,omitempty"`
+	CAFile       string `json:"caFile,omitempty"`
 	// MHSMDNS is the HSM DNS suffix with port, such as ".mhsm.localhost:8443".
 	MHSMDNS string `json:"mhsmDns"`
 	// Kind is "servicePrincipal" or "user".

@@ -101,7 +101,17 @@ func HTTPClient(t testing.TB, caFile string) *http.Client {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatal("no CA certificate in " + caFile)
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}
+	// HSMs answer at {name}.mhsm.localhost, which the system resolver may
+	// not know: send those names to loopback, as the keyward CLI does.
+	d := &net.Dialer{}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, port, err := net.SplitHostPort(addr); err == nil && strings.HasSuffix(host, ".mhsm.localhost") {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true,
+		MaxIdleConnsPerHost: 64, DialContext: dial}}
 }
 
 // Credential is an azidentity client-secret credential against the server.
@@ -122,8 +132,13 @@ func (e *Env) Credential(clientID, secret string) azcore.TokenCredential {
 
 // KeysClient is an azkeys client for the dev HSM using cred.
 func (e *Env) KeysClient(cred azcore.TokenCredential) *azkeys.Client {
+	return e.KeysClientFor(e.Boot.HSMURI, cred)
+}
+
+// KeysClientFor is an azkeys client for the HSM at hsmURI using cred.
+func (e *Env) KeysClientFor(hsmURI string, cred azcore.TokenCredential) *azkeys.Client {
 	e.T.Helper()
-	c, err := azkeys.NewClient(e.Boot.HSMURI, cred, &azkeys.ClientOptions{
+	c, err := azkeys.NewClient(hsmURI, cred, &azkeys.ClientOptions{
 		ClientOptions:                        azcore.ClientOptions{Transport: e.HTTP},
 		DisableChallengeResourceVerification: true,
 	})
