@@ -27,7 +27,9 @@ func selfSigned(t *testing.T, bits int) (*rsa.PrivateKey, *x509.Certificate) {
 func createHSM(t *testing.T, env *servertest.Env, name string) string {
 	t.Helper()
 	r := env.Do("GET", env.Boot.AuthorityHost+"subscriptions?api-version=2022-12-01", env.AdminToken("https://management.azure.com"), nil)
-	var subs struct{ Value []struct{ SubscriptionID string } }
+	var subs struct {
+		Value []struct{ SubscriptionID string }
+	}
 	must(t, jsonUnmarshal(r.Body, &subs))
 	me := env.Graph("GET", "/servicePrincipals/"+env.Boot.ClientID, nil)
 	var sp struct{ ID string }
@@ -76,9 +78,9 @@ func TestSecurityDomainRequests(t *testing.T) {
 	var tk struct {
 		KeyFormat   string `json:"key_format"`
 		TransferKey struct {
-			Kty string   `json:"kty"`
-			X5c []string `json:"x5c"`
-			S256 string  `json:"x5t#S256"`
+			Kty  string   `json:"kty"`
+			X5c  []string `json:"x5c"`
+			S256 string   `json:"x5t#S256"`
 		} `json:"transfer_key"`
 	}
 	must(t, jsonUnmarshal(r.Body, &tk))
