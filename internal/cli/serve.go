@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +14,7 @@ import (
 func newServeCmd(e *env) *cobra.Command {
 	var cfg server.Config
 	var jsonLogs bool
+	var pinFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server",
@@ -26,6 +30,13 @@ HSM named "dev" that answers at the bare listen address.`,
 				h = slog.NewJSONHandler(e.stderr, nil)
 			}
 			cfg.Log = slog.New(h)
+			if cfg.Seal == "pkcs11" {
+				pin, err := readPIN(pinFile)
+				if err != nil {
+					return err
+				}
+				cfg.PKCS11.PIN = pin
+			}
 			return server.Run(cmd.Context(), cfg, e.stdout)
 		},
 	}
@@ -37,5 +48,26 @@ HSM named "dev" that answers at the bare listen address.`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file")
 	f.StringVar(&cfg.DNSSuffix, "dns-suffix", "mhsm.localhost", "HSMs answer at https://{name}.{suffix}")
 	f.BoolVar(&jsonLogs, "log-json", false, "write logs as JSON lines")
+	f.StringVar(&cfg.Seal, "seal", "file", "what seals the HSMs' domain keys: file (a key file in the data dir) or pkcs11")
+	f.StringVar(&cfg.PKCS11.Module, "pkcs11-module", "", "PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
+	f.StringVar(&cfg.PKCS11.TokenLabel, "pkcs11-token-label", "", "label of the PKCS#11 token")
+	f.StringVar(&cfg.PKCS11.KeyLabel, "pkcs11-key-label", "keyward-seal", "label of the sealing key in the token (created if missing)")
+	f.StringVar(&pinFile, "pkcs11-pin-file", "", "file holding the token's user PIN (default: $KEYWARD_PKCS11_PIN)")
 	return cmd
+}
+
+// readPIN reads the token PIN from a file or the environment, never from
+// a flag, so it stays out of the process list and shell history.
+func readPIN(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("reading the PKCS#11 PIN: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if pin := os.Getenv("KEYWARD_PKCS11_PIN"); pin != "" {
+		return pin, nil
+	}
+	return "", usagef("--seal pkcs11 needs the token PIN: --pkcs11-pin-file or $KEYWARD_PKCS11_PIN")
 }

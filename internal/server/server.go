@@ -63,7 +63,11 @@ type Config struct {
 	TLSCert, TLSKey string
 	// DNSSuffix is the domain under which HSMs answer as {name}.{suffix}.
 	DNSSuffix string
-	Log       *slog.Logger
+	// Seal is "file" (the default: a key file in the data dir) or
+	// "pkcs11" (a key in the token PKCS11 names).
+	Seal   string
+	PKCS11 domain.PKCS11Config
+	Log    *slog.Logger
 }
 
 // Server is a running Keyward.
@@ -78,6 +82,7 @@ type Server struct {
 	data     *dataplane.API
 	mux      *http.ServeMux // identity, graph, metadata
 	tls      *tls.Config
+	closers  []func() error
 	base     string // authority host and management URL, ending in "/"
 	port     string
 	boot     *Bootstrap
@@ -118,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.store = db
 	if err := s.build(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -141,8 +146,47 @@ func (s *Server) tlsConfig(host string) (*tls.Config, error) {
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}, nil
 }
 
+// openSeal opens the configured seal and checks that the data directory
+// was sealed with the same kind: domain keys sealed by one cannot be
+// opened by the other.
+func (s *Server) openSeal(ctx context.Context) (domain.Seal, error) {
+	kind := s.cfg.Seal
+	if kind == "" {
+		kind = "file"
+	}
+	var seal domain.Seal
+	switch kind {
+	case "file":
+		fs, err := domain.OpenFileSeal(filepath.Join(s.cfg.DataDir, "seal.key"), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		seal = fs
+	case "pkcs11":
+		ps, err := domain.OpenPKCS11Seal(s.cfg.PKCS11)
+		if err != nil {
+			return nil, fmt.Errorf("server: PKCS#11 seal: %w", err)
+		}
+		s.closers = append(s.closers, ps.Close)
+		seal = ps
+	default:
+		return nil, fmt.Errorf("server: unknown seal %q: use file or pkcs11", kind)
+	}
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		have, err := tx.GetMeta(ctx, "seal")
+		if errors.Is(err, store.ErrNotFound) {
+			return tx.SetMeta(ctx, "seal", kind)
+		}
+		if err == nil && have != kind {
+			return fmt.Errorf("server: this data directory is sealed with the %s seal, not %s", have, kind)
+		}
+		return err
+	})
+	return seal, err
+}
+
 func (s *Server) build(ctx context.Context) error {
-	seal, err := domain.OpenFileSeal(filepath.Join(s.cfg.DataDir, "seal.key"), rand.Reader)
+	seal, err := s.openSeal(ctx)
 	if err != nil {
 		return err
 	}
@@ -233,8 +277,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// Close releases the store.
-func (s *Server) Close() error { return s.store.Close() }
+// Close releases the store and the seal.
+func (s *Server) Close() error {
+	errs := []error{s.store.Close()}
+	for _, c := range s.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
 
 // dataPlaneRoots are the first path segments of the HSM data plane.
 var dataPlaneRoots = map[string]bool{

@@ -48,7 +48,21 @@ type Env struct {
 func Start(t testing.TB) *Env { return StartIn(t, t.TempDir()) }
 
 // StartIn runs a dev-mode server on dir, which may hold an earlier run.
-func StartIn(t testing.TB, dir string) *Env {
+func StartIn(t testing.TB, dir string) *Env { return StartWith(t, dir, nil) }
+
+// StartWith runs a dev-mode server on dir after configure (if not nil)
+// adjusted its configuration.
+func StartWith(t testing.TB, dir string, configure func(*server.Config)) *Env {
+	t.Helper()
+	e, err := TryStart(t, dir, configure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TryStart is StartWith that returns the server's start-up error.
+func TryStart(t testing.TB, dir string, configure func(*server.Config)) (*Env, error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -56,11 +70,16 @@ func StartIn(t testing.TB, dir string) *Env {
 	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := server.New(ctx, server.Config{Listen: ln.Addr().String(), DataDir: dir, Dev: true,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	cfg := server.Config{Listen: ln.Addr().String(), DataDir: dir, Dev: true,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if configure != nil {
+		configure(&cfg)
+	}
+	s, err := server.New(ctx, cfg)
 	if err != nil {
 		cancel()
-		t.Fatal(err)
+		ln.Close()
+		return nil, err
 	}
 	e := &Env{T: t, Dir: dir, Server: s, Boot: s.Bootstrap(), logs: logs, stopped: make(chan struct{})}
 	go func() {
@@ -81,7 +100,7 @@ func StartIn(t testing.TB, dir string) *Env {
 	e.HTTP = HTTPClient(t, e.Boot.CAFile)
 	e.Cred = e.Credential(e.Boot.ClientID, e.Boot.ClientSecret)
 	e.Keys = e.KeysClient(e.Cred)
-	return e
+	return e, nil
 }
 
 // Stop shuts the server down gracefully (also done at cleanup).
