@@ -72,13 +72,7 @@ func hsmCreate(e *env) *cobra.Command {
 			var out map[string]any
 			return out, c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.KeyVault/managedHSMs/"+url.PathEscape(name), body, &out)
 		})
-	cmd.Args = cobra.ArbitraryArgs // --administrators takes space-separated ids, as in az
-	inner := cmd.RunE
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		admins = append(admins, args...)
-		return inner(cmd, nil)
-	}
-	return cmd
+	return spaceSeparated(cmd, "administrators", &admins)
 }
 
 func hsmShow(e *env, verb string) *cobra.Command {

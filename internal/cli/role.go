@@ -337,16 +337,7 @@ func assignmentDelete(e *env) *cobra.Command {
 			}
 			return nil, nil
 		})
-	cmd.Args = cobra.ArbitraryArgs // --ids takes space-separated values, as in az
-	inner := cmd.RunE
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if len(args) > 0 && !cmd.Flags().Changed("ids") {
-			return usagef("unexpected arguments %v", args)
-		}
-		ids = append(ids, args...)
-		return inner(cmd, nil)
-	}
-	return cmd
+	return spaceSeparated(cmd, "ids", &ids)
 }
 
 func definitionList(e *env) *cobra.Command {
