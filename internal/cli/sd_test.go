@@ -168,8 +168,23 @@ func TestSecurityDomainRecovery(t *testing.T) {
 		}
 	}
 
+	// A second download to new custodians re-wraps the same domain.
+	var newKeys, newCerts []string
+	for i := 3; i < 6; i++ {
+		k, c := custodian(t, dir, i)
+		newKeys, newCerts = append(newKeys, k), append(newCerts, c)
+	}
+	again := filepath.Join(dir, "contoso-SD-2.json")
+	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", newCerts[0], newCerts[1], newCerts[2],
+		"--sd-quorum", "3", "--security-domain-file", again)
+	fail(admin, "already exists", "keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", newCerts[0], newCerts[1], newCerts[2],
+		"--sd-quorum", "3", "--security-domain-file", again)
+
 	// The domain key never shows outside the encrypted file.
 	domainKey := recoverDomainKey(t, sdFile, keys[:2])
+	if string(recoverDomainKey(t, again, newKeys)) != string(domainKey) {
+		t.Fatal("the second download carries another domain")
+	}
 	for _, form := range []string{base64.StdEncoding.EncodeToString(domainKey), base64.RawURLEncoding.EncodeToString(domainKey), hex.EncodeToString(domainKey)} {
 		if strings.Contains(env.Logs(), form[:24]) {
 			t.Fatal("the domain key appears in the server log")
