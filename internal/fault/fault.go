@@ -23,6 +23,7 @@ const (
 	Forbidden       Kind = "forbidden"       // the caller or the object's policy refuses the operation
 	Unauthenticated Kind = "unauthenticated" // no valid credential
 	TooLarge        Kind = "toolarge"        // the request body exceeds the limit
+	Unavailable     Kind = "unavailable"     // the service cannot serve now; retry later
 	Internal        Kind = "internal"        // a bug or an infrastructure failure
 )
 

@@ -38,6 +38,7 @@ type Caller struct {
 	AppID    string // empty for users
 	Kind     string // store.KindUser, KindServicePrincipal, ...
 	Name     string
+	UPN      string // users only
 	// AMR lists how the caller authenticated ("pwd", "mfa").
 	AMR      []string
 	AuthTime time.Time

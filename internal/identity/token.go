@@ -206,7 +206,7 @@ func (t *TokenService) Verify(token string, audiences ...string) (*Caller, error
 			return nil, &tokenError{errors.New("wrong tenant or no object id")}
 		}
 		c = &Caller{ObjectID: claims.ObjectID, TenantID: claims.TenantID, AppID: claims.AppID, Kind: claims.Kind,
-			Name: claims.Name, AMR: claims.AMR, AuthTime: time.Unix(claims.AuthTime, 0), TokenID: claims.UTI,
+			Name: claims.Name, UPN: claims.PrefUser, AMR: claims.AMR, AuthTime: time.Unix(claims.AuthTime, 0), TokenID: claims.UTI,
 			ExpiresAt: claims.ExpiresAt.Time}
 		c.audiences = claims.Audience
 		t.mu.Lock()

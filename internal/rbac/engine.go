@@ -19,7 +19,8 @@ type index struct {
 }
 
 type grant struct {
-	scope string // lower case
+	assignment, role string // ids, for the audit record
+	scope            string // lower case
 	// actions is the set of vocabulary actions the role grants, worked out
 	// once from its patterns, so a decision needs no pattern matching.
 	actions    map[Action]bool
@@ -115,7 +116,7 @@ func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssign
 			granted[role] = grantedActions(role)
 		}
 		ix.byPrincipal[a.PrincipalID] = append(ix.byPrincipal[a.PrincipalID],
-			grant{scope: strings.ToLower(a.Scope), actions: granted[role], start: a.Start, end: a.End})
+			grant{assignment: a.ID, role: role.ID, scope: strings.ToLower(a.Scope), actions: granted[role], start: a.Start, end: a.End})
 	}
 	return ix
 }
@@ -123,20 +124,22 @@ func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssign
 // decide reports whether any of principals holds action on resource at
 // now. Actions come from the operation table, so they are in the
 // vocabulary that grant.actions was computed over.
-func (ix *index) decide(principals []string, action Action, resource string, now time.Time) bool {
+func (ix *index) decide(principals []string, action Action, resource string, now time.Time) *grant {
 	resource = strings.ToLower(resource)
 	for _, p := range principals {
-		for _, g := range ix.byPrincipal[p] {
+		grants := ix.byPrincipal[p]
+		for i := range grants {
+			g := &grants[i]
 			if !g.actions[action] || !lowerScopeContains(g.scope, resource) {
 				continue
 			}
 			if !g.start.IsZero() && now.Before(g.start) || !g.end.IsZero() && !now.Before(g.end) {
 				continue
 			}
-			return true
+			return g
 		}
 	}
-	return false
+	return nil
 }
 
 // indexes holds one index per HSM, rebuilt lazily after invalidation. A
@@ -189,24 +192,43 @@ func (s *Service) invalidate(hsm string) {
 // Forget drops what the service holds in memory about a removed HSM.
 func (s *Service) Forget(hsm string) { s.invalidate(hsm) }
 
-// Authorize implements Authorizer: the caller, or a group it belongs to
-// directly or through other groups, must hold a role that grants the
-// action at a scope containing the resource, now.
-func (s *Service) Authorize(ctx context.Context, req Request) error {
+// Decision is the outcome of an authorization, for the audit record.
+type Decision struct {
+	Allowed bool
+	// AssignmentID and RoleID name the assignment that allowed the request.
+	AssignmentID, RoleID string
+}
+
+// Decide answers req: the caller, or a group it belongs to directly or
+// through other groups, must hold a role that grants the action at a scope
+// containing the resource, now. A refusal is a Decision, not an error.
+func (s *Service) Decide(ctx context.Context, req Request) (Decision, error) {
 	if req.Caller == nil {
-		return Denied(req)
+		return Decision{}, nil
 	}
 	ix, err := s.index(ctx, req.HSM)
 	if err != nil {
-		return err
+		return Decision{}, err
 	}
 	groups, err := s.dir.GroupsOf(ctx, req.Caller.ObjectID)
 	if err != nil {
-		return err
+		return Decision{}, err
 	}
 	principals := append([]string{req.Caller.ObjectID}, groups...)
-	if ix.decide(principals, req.Action, req.Scope, s.now()) {
-		return nil
+	if g := ix.decide(principals, req.Action, req.Scope, s.now()); g != nil {
+		return Decision{Allowed: true, AssignmentID: g.assignment, RoleID: g.role}, nil
 	}
-	return Denied(req)
+	return Decision{}, nil
+}
+
+// Authorize implements Authorizer with Decide.
+func (s *Service) Authorize(ctx context.Context, req Request) error {
+	d, err := s.Decide(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return Denied(req)
+	}
+	return nil
 }

@@ -227,6 +227,20 @@ var roleOps = map[string]func(t *testing.T, a *actor) error{
 	},
 }
 
+// testRSA is one RSA key for the tests that import a shared key.
+var testRSA = func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+func testRSAJWK() *azkeys.JSONWebKey {
+	return &azkeys.JSONWebKey{Kty: to.Ptr(azkeys.KeyTypeRSA), N: testRSA.N.Bytes(), E: big.NewInt(int64(testRSA.E)).Bytes(),
+		D: testRSA.D.Bytes(), P: testRSA.Primes[0].Bytes(), Q: testRSA.Primes[1].Bytes()}
+}
+
 func customRole(name string) map[string]any {
 	return map[string]any{"properties": map[string]any{"roleName": name, "type": "CustomRole", "assignableScopes": []string{"/"},
 		"permissions": []map[string]any{{"dataActions": []string{"Microsoft.KeyVault/managedHsm/keys/sign/action"}}}}}
@@ -263,9 +277,7 @@ func TestBuiltInRolesByOperation(t *testing.T) {
 	if len(want) != len(roleOps) {
 		t.Fatalf("the fixture lists %d operations, the test %d", len(want), len(roleOps))
 	}
-	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
-	_, err := env.Keys.ImportKey(ctx, "shared-rsa", azkeys.ImportKeyParameters{Key: &azkeys.JSONWebKey{Kty: to.Ptr(azkeys.KeyTypeRSA),
-		N: priv.N.Bytes(), E: big.NewInt(int64(priv.E)).Bytes(), D: priv.D.Bytes(), P: priv.Primes[0].Bytes(), Q: priv.Primes[1].Bytes()}}, nil)
+	_, err := env.Keys.ImportKey(ctx, "shared-rsa", azkeys.ImportKeyParameters{Key: testRSAJWK()}, nil)
 	must(t, err)
 	for col, role := range roleColumns {
 		sp := env.ServicePrincipal(fmt.Sprintf("role-%d", col))

@@ -30,6 +30,7 @@ import (
 	"github.com/keyward/keyward/internal/api/graph"
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/identityapi"
+	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
@@ -63,6 +64,8 @@ type Config struct {
 	TLSCert, TLSKey string
 	// DNSSuffix is the domain under which HSMs answer as {name}.{suffix}.
 	DNSSuffix string
+	// AuditMaxFileBytes rotates audit journal files (default 64 MiB).
+	AuditMaxFileBytes int64
 	// Seal is "file" (the default: a key file in the data dir) or
 	// "pkcs11" (a key in the token PKCS11 names).
 	Seal   string
@@ -86,6 +89,8 @@ type Server struct {
 	base     string // authority host and management URL, ending in "/"
 	port     string
 	boot     *Bootstrap
+	audit    *audit.Log
+	sub      string // the subscription id
 }
 
 // New opens the data directory (creating it on first start) and builds the
@@ -209,6 +214,13 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.sub = subscription
+	journal, err := audit.OpenJournal(filepath.Join(s.cfg.DataDir, "audit"), s.cfg.AuditMaxFileBytes, s.log)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, journal.Close)
+	s.audit = audit.NewLog(journal)
 	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc}
 
 	s.mux = http.NewServeMux()
@@ -292,8 +304,27 @@ var dataPlaneRoots = map[string]bool{
 	"backup": true, "restore": true, "prebackup": true, "prerestore": true, "settings": true,
 }
 
-// ServeHTTP routes a request to its surface.
+// ServeHTTP routes a request to its surface. Audit is the outermost
+// layer: every request, refused or not, leaves one record; and when the
+// audit log cannot keep records, requests are refused before they run.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	w = sw
+	h := w.Header()
+	h.Set("x-ms-request-id", uuid.NewString())
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Strict-Transport-Security", "max-age=31536000;includeSubDomains")
+	if err := s.audit.Ready(); err != nil {
+		s.log.Error("refusing request: the audit log cannot keep records", "err", err)
+		h.Set("Retry-After", "5")
+		httpx.WriteError(w, r, s.log, fault.Errorf(fault.Unavailable, "ServiceUnavailable",
+			"The service cannot record this request in its audit log right now; it was not performed. Retry later."))
+		return
+	}
+	info := &requestInfo{}
+	r = r.WithContext(dataplane.WithInfo(context.WithValue(r.Context(), requestInfoKey{}, info), &info.data))
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -302,22 +333,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
 			httpx.WriteError(w, r, s.log, fmt.Errorf("panic: %v", p))
 		}
+		s.record(r, info, sw.status, start)
 	}()
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	w = sw
-	info := &requestInfo{}
-	r = r.WithContext(dataplane.WithInfo(context.WithValue(r.Context(), requestInfoKey{}, info), &info.data))
-	h := w.Header()
-	h.Set("x-ms-request-id", uuid.NewString())
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Strict-Transport-Security", "max-age=31536000;includeSubDomains")
 
 	r.URL.Path = cleanPath(r.URL.Path)
 	first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	switch name, ok := s.hsmName(r.Host, first, r.URL.Path); {
 	case ok:
+		info.hsm = name
 		s.serveDataPlane(w, r, name)
 	case first == "v1.0":
 		if r = s.authenticate(w, r, GraphResource); r != nil {
@@ -333,14 +356,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// At debug level: the audit log records every request, and a second
 	// line per request at info level costs about 4 % of a P-256 signature.
 	s.log.Debug("request", "method", r.Method, "host", r.Host, "path", r.URL.Path, "status", sw.status,
-		"ms", time.Since(start).Milliseconds(), "oid", info.caller, "op", info.data.Operation)
+		"ms", time.Since(start).Milliseconds(), "op", info.data.Operation)
 }
 
 // requestInfo collects what the layers of the pipeline learn about a
 // request, for the request log (and the audit record).
 type requestInfo struct {
-	caller string
-	data   dataplane.Info
+	caller  *identity.Caller
+	hsm     string // the HSM addressed, if any
+	pattern string // the route of a non-HSM request
+	data    dataplane.Info
 }
 
 type requestInfoKey struct{}
@@ -348,7 +373,11 @@ type requestInfoKey struct{}
 // serveMux serves the identity, Graph and metadata endpoints, answering
 // unknown paths with Azure's error envelope rather than a text 404.
 func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	_, pattern := s.mux.Handler(r)
+	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+		info.pattern = pattern
+	}
+	if pattern == "" {
 		httpx.WriteError(w, r, s.log, fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path))
 		return
 	}
@@ -384,6 +413,9 @@ func (s *Server) hsmName(hostport, first, path string) (string, bool) {
 }
 
 func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, name string) {
+	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+		info.data = s.data.Describe(r) // named even if authentication fails
+	}
 	if r = s.authenticate(w, r, ManagedHSMResource); r == nil {
 		return
 	}
@@ -423,7 +455,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource s
 		return nil
 	}
 	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
-		info.caller = c.ObjectID
+		info.caller = c
 	}
 	return r.WithContext(identity.NewContext(r.Context(), c))
 }

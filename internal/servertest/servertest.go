@@ -197,6 +197,12 @@ func (r *Response) ErrorCode() string {
 // JSON body (a string is sent as is).
 func (e *Env) Do(method, url, token string, body any) *Response {
 	e.T.Helper()
+	return e.DoWithHeaders(method, url, token, body, nil)
+}
+
+// DoWithHeaders is Do with extra request headers.
+func (e *Env) DoWithHeaders(method, url, token string, body any, headers map[string]string) *Response {
+	e.T.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -223,6 +229,9 @@ func (e *Env) Do(method, url, token string, body any) *Response {
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := e.HTTP.Do(req)
 	if err != nil {

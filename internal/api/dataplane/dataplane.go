@@ -69,6 +69,8 @@ type Info struct {
 	Operation string
 	Action    rbac.Action
 	Scope     string
+	Key       string // the key the path names, if any
+	Decision  *rbac.Decision
 }
 
 type infoKey struct{}
@@ -76,6 +78,21 @@ type infoKey struct{}
 // WithInfo returns a context in which Serve records what it matched.
 func WithInfo(ctx context.Context, info *Info) context.Context {
 	return context.WithValue(ctx, infoKey{}, info)
+}
+
+// Describe names the operation a request is for, without running it, so a
+// request refused before it reaches Serve (unauthenticated) is still
+// recorded under its operation.
+func (a *API) Describe(r *http.Request) Info {
+	path := r.URL.Path
+	if _, rest, ok := splitScope(path); ok {
+		path = rest
+	}
+	op, c := a.match(r.Method, path)
+	if op == nil {
+		return Info{}
+	}
+	return Info{Operation: op.name, Action: op.action, Key: c.name}
 }
 
 // Serve handles one authenticated request addressed to HSM h.
@@ -107,12 +124,20 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) error
 	}
 	c.w, c.hsm, c.r, c.ctx, c.base, c.scope = w, h, r, r.Context(), "https://"+r.Host, scope
 	resource := op.scope(c)
-	if info, ok := r.Context().Value(infoKey{}).(*Info); ok {
-		*info = Info{Operation: op.name, Action: op.action, Scope: resource}
+	info, _ := r.Context().Value(infoKey{}).(*Info)
+	if info == nil {
+		info = &Info{}
 	}
+	*info = Info{Operation: op.name, Action: op.action, Scope: resource, Key: c.name}
 	caller, _ := identity.FromContext(r.Context())
-	if err := a.rbac.Authorize(r.Context(), rbac.Request{HSM: h, Caller: caller, Action: op.action, Scope: resource}); err != nil {
+	req := rbac.Request{HSM: h, Caller: caller, Action: op.action, Scope: resource}
+	d, err := a.rbac.Decide(r.Context(), req)
+	if err != nil {
 		return err
+	}
+	info.Decision = &d
+	if !d.Allowed {
+		return rbac.Denied(req)
 	}
 	if h.State != domain.StateActive && !op.beforeActivation {
 		return fault.Errorf(fault.Forbidden, "HSMNotActivated", "Operation is not allowed: the HSM is not activated (state %s). Download its security domain to activate it, or upload one to recover it.", h.State)

@@ -52,11 +52,11 @@ type transferKey struct {
 
 func securityDomainOperations() []operation {
 	ops := []operation{
-		op("SecurityDomainDownload", http.MethodPost, path("securitydomain", "download"), rbac.SecurityDomainDownload, hsmScope, (*API).sdDownload),
-		op("SecurityDomainDownloadStatus", http.MethodGet, path("securitydomain", "download", "pending"), rbac.SecurityDomainDownloadRead, hsmScope, (*API).sdStatus),
+		op("SecurityDomainBackup", http.MethodPost, path("securitydomain", "download"), rbac.SecurityDomainDownload, hsmScope, (*API).sdDownload),
+		op("SecurityDomainBackupStatus", http.MethodGet, path("securitydomain", "download", "pending"), rbac.SecurityDomainDownloadRead, hsmScope, (*API).sdStatus),
 		op("SecurityDomainTransferKey", http.MethodGet, path("securitydomain", "upload"), rbac.SecurityDomainTransferKey, hsmScope, (*API).sdTransferKey),
-		op("SecurityDomainUpload", http.MethodPost, path("securitydomain", "upload"), rbac.SecurityDomainUpload, hsmScope, (*API).sdUpload),
-		op("SecurityDomainUploadStatus", http.MethodGet, path("securitydomain", "upload", "pending"), rbac.SecurityDomainUploadRead, hsmScope, (*API).sdStatus),
+		op("SecurityDomainRestore", http.MethodPost, path("securitydomain", "upload"), rbac.SecurityDomainUpload, hsmScope, (*API).sdUpload),
+		op("SecurityDomainRestoreStatus", http.MethodGet, path("securitydomain", "upload", "pending"), rbac.SecurityDomainUploadRead, hsmScope, (*API).sdStatus),
 	}
 	for i := range ops {
 		ops[i].beforeActivation = true

@@ -42,6 +42,7 @@ var status = map[fault.Kind]struct {
 	fault.Conflict:        {http.StatusConflict, "Conflict"},
 	fault.Forbidden:       {http.StatusForbidden, "Forbidden"},
 	fault.Unauthenticated: {http.StatusUnauthorized, "Unauthorized"},
+	fault.Unavailable:     {http.StatusServiceUnavailable, "ServiceUnavailable"},
 	fault.Internal:        {http.StatusInternalServerError, "InternalServerError"},
 }
 
