@@ -235,6 +235,17 @@ func (j *Journal) Written(name string) int64 {
 	return 0
 }
 
+// LastSequence returns the sequence number of a stream's last record.
+func (j *Journal) LastSequence(name string) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s, err := j.open(name)
+	if err != nil {
+		return 0
+	}
+	return s.seq
+}
+
 // Err is the last write failure, or nil once a write succeeded again.
 func (j *Journal) Err() error {
 	j.mu.Lock()

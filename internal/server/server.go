@@ -32,6 +32,7 @@ import (
 	"github.com/keyward/keyward/internal/api/identityapi"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/controlplane"
+	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
@@ -66,6 +67,9 @@ type Config struct {
 	DNSSuffix string
 	// AuditMaxFileBytes rotates audit journal files (default 64 MiB).
 	AuditMaxFileBytes int64
+	// AuditBufferBytes is how many undelivered bytes a blob sink may fall
+	// behind before requests are refused (default 256 MiB).
+	AuditBufferBytes int64
 	// Seal is "file" (the default: a key file in the data dir) or
 	// "pkcs11" (a key in the token PKCS11 names).
 	Seal   string
@@ -226,7 +230,18 @@ func (s *Server) build(ctx context.Context) error {
 	s.mux = http.NewServeMux()
 	identityapi.New(s.dir, s.tokens, s.base, s.log).Register(s.mux)
 	graph.New(s.dir, s.log).Register(s.mux)
-	arm.New(cp, s.dir, subscription, s.HSMURI, s.log).Register(s.mux)
+	armAPI := arm.New(cp, s.dir, subscription, s.HSMURI, s.log)
+	armAPI.Register(s.mux)
+	limit := s.cfg.AuditBufferBytes
+	if limit == 0 {
+		limit = 256 << 20
+	}
+	diag := diagnostics.New(s.store, seal, s.audit, limit, s.log)
+	armAPI.RegisterDiagnostics(s.mux, diag)
+	if err := diag.Start(ctx); err != nil {
+		return err
+	}
+	s.closers = append(s.closers, diag.Stop)
 	s.mux.HandleFunc("GET /metadata/endpoints", s.metadata)
 
 	s.boot, err = s.bootstrap(ctx, tenant)
@@ -289,13 +304,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// Close releases the store and the seal.
+// Close stops delivery, closes the audit journal and the seal (in the
+// reverse order of opening), then the store.
 func (s *Server) Close() error {
-	errs := []error{s.store.Close()}
-	for _, c := range s.closers {
-		errs = append(errs, c())
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, s.store.Close())...)
 }
 
 // dataPlaneRoots are the first path segments of the HSM data plane.

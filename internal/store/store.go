@@ -39,6 +39,7 @@ type Tx interface {
 	HSMs
 	Keys
 	RBAC
+	Diagnostics
 }
 
 // Meta holds node-wide settings such as the tenant id.
@@ -248,4 +249,40 @@ type RBAC interface {
 	// ListRoleAssignments lists every assignment of an HSM.
 	ListRoleAssignments(ctx context.Context, hsm string) ([]*RoleAssignment, error)
 	DeleteRoleAssignment(ctx context.Context, hsm, id string) error
+}
+
+// StorageAccount is a blob storage account registered with the server, so
+// that diagnostic settings can send logs to it.
+type StorageAccount struct {
+	Name          string
+	ResourceGroup string
+	BlobEndpoint  string
+	// CredentialKind is "key" (shared key) or "sas"; Secret, sealed by the
+	// node seal, is the account key or the SAS token.
+	CredentialKind string
+	Secret         []byte
+	Created        time.Time
+}
+
+// DiagnosticSetting sends an HSM's AuditEvent logs to a storage account.
+type DiagnosticSetting struct {
+	HSM            string
+	Name           string
+	StorageAccount string
+	Enabled        bool
+	Created        time.Time
+}
+
+// Diagnostics is the logging-configuration part of a transaction.
+type Diagnostics interface {
+	PutStorageAccount(ctx context.Context, a *StorageAccount) error
+	GetStorageAccount(ctx context.Context, name string) (*StorageAccount, error)
+	ListStorageAccounts(ctx context.Context) ([]*StorageAccount, error)
+	DeleteStorageAccount(ctx context.Context, name string) error
+
+	PutDiagnosticSetting(ctx context.Context, d *DiagnosticSetting) error
+	GetDiagnosticSetting(ctx context.Context, hsm, name string) (*DiagnosticSetting, error)
+	// ListDiagnosticSettings lists an HSM's settings, or every HSM's with hsm "".
+	ListDiagnosticSettings(ctx context.Context, hsm string) ([]*DiagnosticSetting, error)
+	DeleteDiagnosticSetting(ctx context.Context, hsm, name string) error
 }

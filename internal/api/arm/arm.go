@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/controlplane"
+	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
@@ -26,6 +27,7 @@ type API struct {
 	// hsmURI returns the data-plane URL of an HSM name.
 	hsmURI func(name string) string
 	log    *slog.Logger
+	diag   *diagnostics.Service
 }
 
 // New returns the ARM API.

@@ -27,7 +27,8 @@ func (t *txn) UpdateHSM(ctx context.Context, h *store.HSM) error {
 }
 
 func (t *txn) DeleteHSM(ctx context.Context, name string) error {
-	for _, q := range []string{`DELETE FROM keys WHERE hsm = ?`, `DELETE FROM role_assignments WHERE hsm = ?`, `DELETE FROM role_definitions WHERE hsm = ?`} {
+	for _, q := range []string{`DELETE FROM keys WHERE hsm = ?`, `DELETE FROM role_assignments WHERE hsm = ?`,
+		`DELETE FROM role_definitions WHERE hsm = ?`, `DELETE FROM diagnostic_settings WHERE hsm = ?`} {
 		if _, err := t.exec(ctx, q, name); err != nil {
 			return err
 		}

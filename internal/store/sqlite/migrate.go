@@ -101,6 +101,22 @@ var migrations = []string{
 	`ALTER TABLE hsms ADD COLUMN resource_group TEXT NOT NULL DEFAULT '';
 	ALTER TABLE hsms ADD COLUMN exchange_key BLOB NOT NULL DEFAULT x'';
 	ALTER TABLE hsms ADD COLUMN exchange_cert BLOB NOT NULL DEFAULT x'';`,
+
+	// 4: storage accounts and diagnostic settings.
+	`CREATE TABLE storage_accounts (
+		name TEXT PRIMARY KEY COLLATE NOCASE,
+		resource_group TEXT NOT NULL,
+		blob_endpoint TEXT NOT NULL,
+		credential_kind TEXT NOT NULL,
+		secret BLOB NOT NULL,
+		created INTEGER NOT NULL);
+	CREATE TABLE diagnostic_settings (
+		hsm TEXT NOT NULL,
+		name TEXT NOT NULL COLLATE NOCASE,
+		storage_account TEXT NOT NULL,
+		enabled INTEGER NOT NULL,
+		created INTEGER NOT NULL,
+		PRIMARY KEY (hsm, name));`,
 }
 
 // migrate applies the migrations the file has not seen yet, each in its own

@@ -1,0 +1,228 @@
+package arm
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/diagnostics"
+	"github.com/keyward/keyward/internal/fault"
+)
+
+const storageProvider = "/providers/Microsoft.Storage/storageAccounts"
+
+// RegisterDiagnostics adds storage accounts and diagnostic settings.
+func (a *API) RegisterDiagnostics(mux *http.ServeMux, d *diagnostics.Service) {
+	a.diag = d
+	mux.Handle("GET /subscriptions/{sub}"+storageProvider, a.handle(false, a.listAccounts))
+	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider, a.handle(false, a.listAccounts))
+	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle(false, a.getAccount))
+	mux.Handle("PUT /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle(true, a.putAccount))
+	mux.Handle("DELETE /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle(true, a.deleteAccount))
+	settings := "/subscriptions/{sub}/resourceGroups/{rg}" + provider + "/{name}/providers/Microsoft.Insights/diagnosticSettings"
+	mux.Handle("GET "+settings, a.handle(false, a.listSettings))
+	mux.Handle("GET "+settings+"/{setting}", a.handle(false, a.getSetting))
+	mux.Handle("PUT "+settings+"/{setting}", a.handle(true, a.putSetting))
+	mux.Handle("DELETE "+settings+"/{setting}", a.handle(true, a.deleteSetting))
+}
+
+// StorageAccount is the ARM resource of a registered account. Its
+// credential is write-only.
+type StorageAccount struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Type       string            `json:"type"`
+	Location   string            `json:"location"`
+	Kind       string            `json:"kind"`
+	SKU        map[string]string `json:"sku"`
+	Properties struct {
+		PrimaryEndpoints  map[string]string `json:"primaryEndpoints"`
+		ProvisioningState string            `json:"provisioningState"`
+		CredentialKind    string            `json:"keywardCredentialKind"`
+	} `json:"properties"`
+	Identity any `json:"identity"`
+}
+
+type accountRequest struct {
+	Properties struct {
+		PrimaryEndpoints struct {
+			Blob string `json:"blob"`
+		} `json:"primaryEndpoints"`
+		// KeywardCredential is how the server reaches a storage account it
+		// did not create: its shared key or a SAS token.
+		KeywardCredential struct {
+			AccountKey string `json:"accountKey"`
+			SASToken   string `json:"sasToken"`
+		} `json:"keywardCredential"`
+	} `json:"properties"`
+}
+
+func (a *API) accountResource(acct diagnostics.Account) StorageAccount {
+	rg := acct.ResourceGroup
+	r := StorageAccount{ID: "/subscriptions/" + a.subscription + "/resourceGroups/" + rg + storageProvider + "/" + acct.Name,
+		Name: acct.Name, Type: "Microsoft.Storage/storageAccounts", Location: "local", Kind: "StorageV2",
+		SKU: map[string]string{"name": "Standard_LRS", "tier": "Standard"}}
+	r.Properties.PrimaryEndpoints = map[string]string{"blob": acct.BlobEndpoint}
+	r.Properties.ProvisioningState, r.Properties.CredentialKind = "Succeeded", acct.CredentialKind
+	return r
+}
+
+func (a *API) putAccount(w http.ResponseWriter, r *http.Request) error {
+	var req accountRequest
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	p := req.Properties
+	acct, err := a.diag.RegisterAccount(r.Context(), diagnostics.Account{Name: r.PathValue("account"), ResourceGroup: r.PathValue("rg"),
+		BlobEndpoint: strings.TrimSuffix(p.PrimaryEndpoints.Blob, "/")}, p.KeywardCredential.AccountKey, p.KeywardCredential.SASToken)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.accountResource(acct))
+	return nil
+}
+
+func (a *API) getAccount(w http.ResponseWriter, r *http.Request) error {
+	acct, err := a.diag.GetAccount(r.Context(), r.PathValue("account"))
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.accountResource(acct))
+	return nil
+}
+
+func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) error {
+	accts, err := a.diag.ListAccounts(r.Context())
+	if err != nil {
+		return err
+	}
+	out := map[string][]StorageAccount{"value": {}}
+	for _, acct := range accts {
+		if rg := r.PathValue("rg"); rg == "" || strings.EqualFold(rg, acct.ResourceGroup) {
+			out["value"] = append(out["value"], a.accountResource(acct))
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request) error {
+	if err := a.diag.DeleteAccount(r.Context(), r.PathValue("account")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// DiagnosticSetting is the ARM resource.
+type DiagnosticSetting struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Properties struct {
+		StorageAccountID string       `json:"storageAccountId"`
+		Logs             []logSetting `json:"logs"`
+		Metrics          []any        `json:"metrics"`
+	} `json:"properties"`
+}
+
+type logSetting struct {
+	Category      string `json:"category,omitempty"`
+	CategoryGroup string `json:"categoryGroup,omitempty"`
+	Enabled       bool   `json:"enabled"`
+}
+
+func (a *API) settingResource(r *http.Request, d diagnostics.Setting) DiagnosticSetting {
+	hsmID := "/subscriptions/" + a.subscription + "/resourceGroups/" + r.PathValue("rg") + provider + "/" + d.HSM
+	s := DiagnosticSetting{ID: hsmID + "/providers/microsoft.insights/diagnosticSettings/" + d.Name, Name: d.Name,
+		Type: "Microsoft.Insights/diagnosticSettings"}
+	acct, err := a.diag.GetAccount(r.Context(), d.StorageAccount)
+	rg := "keyward"
+	if err == nil {
+		rg = acct.ResourceGroup
+	}
+	s.Properties.StorageAccountID = "/subscriptions/" + a.subscription + "/resourceGroups/" + rg + storageProvider + "/" + d.StorageAccount
+	s.Properties.Logs = []logSetting{{Category: audit.Category, Enabled: d.Enabled}}
+	s.Properties.Metrics = []any{}
+	return s
+}
+
+func (a *API) putSetting(w http.ResponseWriter, r *http.Request) error {
+	h, err := a.lookup(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Properties struct {
+			StorageAccountID string       `json:"storageAccountId"`
+			Logs             []logSetting `json:"logs"`
+		} `json:"properties"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	p := req.Properties
+	i := strings.LastIndex(strings.ToLower(p.StorageAccountID), strings.ToLower(storageProvider)+"/")
+	if i < 0 {
+		return fault.Invalidf("properties.storageAccountId must be a storage account resource id; other destinations are not supported")
+	}
+	enabled := false
+	for _, l := range p.Logs {
+		switch {
+		case strings.EqualFold(l.Category, audit.Category), strings.EqualFold(l.CategoryGroup, "audit"), strings.EqualFold(l.CategoryGroup, "allLogs"):
+			enabled = enabled || l.Enabled
+		default:
+			return fault.Invalidf("unknown log category %q: a Managed HSM has AuditEvent only", l.Category+l.CategoryGroup)
+		}
+	}
+	d, err := a.diag.PutSetting(r.Context(), diagnostics.Setting{HSM: h.Name, Name: r.PathValue("setting"),
+		StorageAccount: p.StorageAccountID[i+len(storageProvider)+1:], Enabled: enabled})
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.settingResource(r, d))
+	return nil
+}
+
+func (a *API) getSetting(w http.ResponseWriter, r *http.Request) error {
+	h, err := a.lookup(r)
+	if err != nil {
+		return err
+	}
+	d, err := a.diag.GetSetting(r.Context(), h.Name, r.PathValue("setting"))
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.settingResource(r, d))
+	return nil
+}
+
+func (a *API) listSettings(w http.ResponseWriter, r *http.Request) error {
+	h, err := a.lookup(r)
+	if err != nil {
+		return err
+	}
+	ds, err := a.diag.ListSettings(r.Context(), h.Name)
+	if err != nil {
+		return err
+	}
+	out := map[string][]DiagnosticSetting{"value": {}}
+	for _, d := range ds {
+		out["value"] = append(out["value"], a.settingResource(r, d))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) deleteSetting(w http.ResponseWriter, r *http.Request) error {
+	h, err := a.lookup(r)
+	if err != nil {
+		return err
+	}
+	if err := a.diag.DeleteSetting(r.Context(), h.Name, r.PathValue("setting")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

@@ -1,0 +1,288 @@
+// Package diagnostics manages where an HSM's audit logs go: storage
+// accounts registered with the server, and diagnostic settings that send
+// an HSM's AuditEvent category to one of them. It runs one audit shipper
+// per enabled setting.
+package diagnostics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Errors.
+var (
+	ErrAccountNotFound = fault.New(fault.NotFound, "ResourceNotFound", "the storage account does not exist")
+	ErrSettingNotFound = fault.New(fault.NotFound, "ResourceNotFound", "the diagnostic setting does not exist")
+)
+
+// Account is a storage account as callers see it: never its secret.
+type Account struct {
+	Name           string
+	ResourceGroup  string
+	BlobEndpoint   string
+	CredentialKind string
+	Created        time.Time
+}
+
+// Setting is a diagnostic setting.
+type Setting struct {
+	HSM, Name, StorageAccount string
+	Enabled                   bool
+}
+
+// Service manages accounts and settings and runs the shippers.
+type Service struct {
+	store store.Store
+	seal  domain.Seal
+	log   *audit.Log
+	limit int64
+	slog  *slog.Logger
+
+	mu       sync.Mutex
+	shippers map[string]*audit.Shipper // by hsm + "/" + setting
+}
+
+// New returns the service; limit bounds each shipper's backlog in bytes.
+func New(s store.Store, seal domain.Seal, log *audit.Log, limit int64, l *slog.Logger) *Service {
+	return &Service{store: s, seal: seal, log: log, limit: limit, slog: l, shippers: map[string]*audit.Shipper{}}
+}
+
+var accountName = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
+
+func secretAAD(name string) []byte { return []byte("keyward storage secret\x00" + name) }
+
+// RegisterAccount stores an account with its shared key or SAS token.
+func (s *Service) RegisterAccount(ctx context.Context, a Account, key, sas string) (Account, error) {
+	if !accountName.MatchString(a.Name) {
+		return Account{}, fault.Invalidf("storage account names have 3 to 24 lower-case letters and digits")
+	}
+	u, err := url.Parse(a.BlobEndpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return Account{}, fault.Invalidf("the blob endpoint must be an http(s) URL")
+	}
+	if (key == "") == (sas == "") {
+		return Account{}, fault.Invalidf("give the account key or a SAS token, one of them")
+	}
+	a.CredentialKind, a.Created = "key", time.Now().UTC()
+	secret := key
+	if sas != "" {
+		a.CredentialKind, secret = "sas", sas
+	}
+	sealed, err := s.seal.Seal(ctx, []byte(secret), secretAAD(a.Name))
+	if err != nil {
+		return Account{}, err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		return tx.PutStorageAccount(ctx, &store.StorageAccount{Name: a.Name, ResourceGroup: a.ResourceGroup,
+			BlobEndpoint: a.BlobEndpoint, CredentialKind: a.CredentialKind, Secret: sealed, Created: a.Created})
+	})
+	return a, err
+}
+
+func accountOf(r *store.StorageAccount) Account {
+	return Account{Name: r.Name, ResourceGroup: r.ResourceGroup, BlobEndpoint: r.BlobEndpoint, CredentialKind: r.CredentialKind, Created: r.Created}
+}
+
+// GetAccount returns a registered account.
+func (s *Service) GetAccount(ctx context.Context, name string) (Account, error) {
+	var r *store.StorageAccount
+	err := s.store.View(ctx, func(tx store.Tx) (err error) { r, err = tx.GetStorageAccount(ctx, name); return err })
+	if errors.Is(err, store.ErrNotFound) {
+		return Account{}, ErrAccountNotFound.With("The storage account %s was not found.", name)
+	}
+	if err != nil {
+		return Account{}, err
+	}
+	return accountOf(r), nil
+}
+
+// ListAccounts lists registered accounts.
+func (s *Service) ListAccounts(ctx context.Context) ([]Account, error) {
+	var rs []*store.StorageAccount
+	err := s.store.View(ctx, func(tx store.Tx) (err error) { rs, err = tx.ListStorageAccounts(ctx); return err })
+	out := []Account{}
+	for _, r := range rs {
+		out = append(out, accountOf(r))
+	}
+	return out, err
+}
+
+// DeleteAccount removes an account no setting uses.
+func (s *Service) DeleteAccount(ctx context.Context, name string) error {
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		settings, err := tx.ListDiagnosticSettings(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, d := range settings {
+			if d.StorageAccount == name {
+				return fault.Errorf(fault.Conflict, "Conflict", "diagnostic setting %s of %s still sends logs to %s", d.Name, d.HSM, name)
+			}
+		}
+		if err := tx.DeleteStorageAccount(ctx, name); errors.Is(err, store.ErrNotFound) {
+			return ErrAccountNotFound
+		} else {
+			return err
+		}
+	})
+}
+
+// PutSetting creates or replaces a setting and starts (or stops) its
+// shipper. A new setting delivers the records written after it.
+func (s *Service) PutSetting(ctx context.Context, d Setting) (Setting, error) {
+	if d.Name == "" || len(d.Name) > 260 {
+		return Setting{}, fault.Invalidf("a diagnostic setting needs a name")
+	}
+	if _, err := s.GetAccount(ctx, d.StorageAccount); err != nil {
+		return Setting{}, fault.Invalidf("storageAccountId names no registered storage account (%s)", d.StorageAccount)
+	}
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		return tx.PutDiagnosticSetting(ctx, &store.DiagnosticSetting{HSM: d.HSM, Name: d.Name, StorageAccount: d.StorageAccount,
+			Enabled: d.Enabled, Created: time.Now().UTC()})
+	})
+	if err != nil {
+		return Setting{}, err
+	}
+	s.stopShipper(d.HSM, d.Name)
+	if d.Enabled {
+		if err := s.startShipper(ctx, d, true); err != nil {
+			return Setting{}, err
+		}
+	}
+	return d, nil
+}
+
+// GetSetting returns one setting.
+func (s *Service) GetSetting(ctx context.Context, hsm, name string) (Setting, error) {
+	var r *store.DiagnosticSetting
+	err := s.store.View(ctx, func(tx store.Tx) (err error) { r, err = tx.GetDiagnosticSetting(ctx, hsm, name); return err })
+	if errors.Is(err, store.ErrNotFound) {
+		return Setting{}, ErrSettingNotFound
+	}
+	if err != nil {
+		return Setting{}, err
+	}
+	return Setting{HSM: r.HSM, Name: r.Name, StorageAccount: r.StorageAccount, Enabled: r.Enabled}, nil
+}
+
+// ListSettings lists an HSM's settings.
+func (s *Service) ListSettings(ctx context.Context, hsm string) ([]Setting, error) {
+	var rs []*store.DiagnosticSetting
+	err := s.store.View(ctx, func(tx store.Tx) (err error) { rs, err = tx.ListDiagnosticSettings(ctx, hsm); return err })
+	out := []Setting{}
+	for _, r := range rs {
+		out = append(out, Setting{HSM: r.HSM, Name: r.Name, StorageAccount: r.StorageAccount, Enabled: r.Enabled})
+	}
+	return out, err
+}
+
+// DeleteSetting stops and removes a setting.
+func (s *Service) DeleteSetting(ctx context.Context, hsm, name string) error {
+	err := s.store.Update(ctx, func(tx store.Tx) error { return tx.DeleteDiagnosticSetting(ctx, hsm, name) })
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrSettingNotFound
+	}
+	if err == nil {
+		s.stopShipper(hsm, name)
+	}
+	return err
+}
+
+// Start runs the shippers of every enabled setting, resuming each where it
+// stopped.
+func (s *Service) Start(ctx context.Context) error {
+	settings, err := s.ListSettings(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, d := range settings {
+		if d.Enabled {
+			if err := s.startShipper(ctx, d, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Stop stops every shipper.
+func (s *Service) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, sh := range s.shippers {
+		s.log.RemoveShipper(sh)
+		delete(s.shippers, k)
+	}
+	return nil
+}
+
+func cursorKey(hsm, name string) string { return "audit.delivered." + hsm + "." + name }
+
+func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error {
+	var acct *store.StorageAccount
+	var after uint64
+	stream := audit.StreamOf(d.HSM)
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if acct, err = tx.GetStorageAccount(ctx, d.StorageAccount); err != nil {
+			return err
+		}
+		v, err := tx.GetMeta(ctx, cursorKey(d.HSM, d.Name))
+		switch {
+		case errors.Is(err, store.ErrNotFound) || fresh:
+			after = s.log.Journal().LastSequence(stream)
+			return tx.SetMeta(ctx, cursorKey(d.HSM, d.Name), strconv.FormatUint(after, 10))
+		case err != nil:
+			return err
+		}
+		after, err = strconv.ParseUint(v, 10, 64)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("diagnostics: starting delivery for %s/%s: %w", d.HSM, d.Name, err)
+	}
+	secret, err := s.seal.Open(ctx, acct.Secret, secretAAD(acct.Name))
+	if err != nil {
+		return fmt.Errorf("diagnostics: opening the credential of %s: %w", acct.Name, err)
+	}
+	key, sas := string(secret), ""
+	if acct.CredentialKind == "sas" {
+		key, sas = "", string(secret)
+	}
+	sink, err := audit.NewBlobSink(acct.BlobEndpoint, acct.Name, key, sas, nil)
+	if err != nil {
+		return err
+	}
+	ck := cursorKey(d.HSM, d.Name)
+	sh := audit.StartShipper(audit.ShipperConfig{Journal: s.log.Journal(), Stream: stream, Sink: sink, After: after, Limit: s.limit, Log: s.slog,
+		Save: func(ctx context.Context, seq uint64) error {
+			return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetMeta(ctx, ck, strconv.FormatUint(seq, 10)) })
+		}})
+	s.mu.Lock()
+	s.shippers[d.HSM+"/"+d.Name] = sh
+	s.mu.Unlock()
+	s.log.AddShipper(sh)
+	return nil
+}
+
+func (s *Service) stopShipper(hsm, name string) {
+	s.mu.Lock()
+	sh, ok := s.shippers[hsm+"/"+name]
+	delete(s.shippers, hsm+"/"+name)
+	s.mu.Unlock()
+	if ok {
+		s.log.RemoveShipper(sh)
+	}
+}
