@@ -46,7 +46,11 @@ type Shipper struct {
 
 	mu        sync.Mutex
 	delivered uint64 // last delivered sequence
-	backlog   int64  // undelivered bytes, as of the last read
+	// backlog is the undelivered bytes measured at the last read of the
+	// journal, less what was delivered since; writtenAt is the journal's
+	// write count then, so that appends since are counted at once.
+	backlog   int64
+	writtenAt int64
 	lastErr   error
 
 	wake chan struct{}
@@ -89,8 +93,9 @@ func (s *Shipper) Delivered() uint64 {
 func (s *Shipper) full() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cfg.Limit > 0 && s.backlog > s.cfg.Limit {
-		return fmt.Errorf("audit: %d bytes of %s wait for delivery (limit %d); last error: %v", s.backlog, s.cfg.Stream, s.cfg.Limit, s.lastErr)
+	backlog := s.backlog + s.cfg.Journal.Written(s.cfg.Stream) - s.writtenAt
+	if s.cfg.Limit > 0 && backlog > s.cfg.Limit {
+		return fmt.Errorf("audit: %d bytes of %s wait for delivery (limit %d); last error: %v", backlog, s.cfg.Stream, s.cfg.Limit, s.lastErr)
 	}
 	return nil
 }
@@ -126,9 +131,10 @@ func (s *Shipper) loop() {
 // round delivers everything that is waiting, batch by batch.
 func (s *Shipper) round(ctx context.Context) error {
 	for {
+		written := s.cfg.Journal.Written(s.cfg.Stream)
 		batches, backlog, err := s.read()
 		s.mu.Lock()
-		s.backlog = backlog
+		s.backlog, s.writtenAt = backlog, written
 		s.mu.Unlock()
 		if err != nil || len(batches) == 0 {
 			return err

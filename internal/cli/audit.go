@@ -1,0 +1,272 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"encoding/json"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/audit"
+)
+
+func newAuditCmd(e *env) *cobra.Command {
+	a := &cobra.Command{Use: "audit", Short: "Read and check audit logs (AuditEvent records)"}
+	a.AddCommand(auditVerify(e), tableColumns(auditQuery(e), "time", "operationName", "httpStatusCode", "resultType", "callerIpAddress", "requestUri"))
+	return a
+}
+
+// offline is a command that needs no server: it runs without a profile.
+func offline(e *env, use, short string, setup func(*cobra.Command), run func(ctx context.Context) (any, error)) *cobra.Command {
+	var out outputFlags
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := run(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if cols := cmd.Annotations["table"]; cols != "" {
+				out.columns = strings.Split(cols, ",")
+			}
+			return out.print(e.stdout, v)
+		}}
+	setup(cmd)
+	out.register(cmd)
+	return cmd
+}
+
+func auditVerify(e *env) *cobra.Command {
+	var files []string
+	cmd := offline(e, "verify", "Check the hash chain of audit journal files (oldest first); name the first bad record",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringSliceVar(&files, "file", nil, "journal files of one stream, oldest first (e.g. keyward-data/audit/contoso-hsm.jsonl)")
+			required(cmd, "file")
+		},
+		func(context.Context) (any, error) {
+			var readers []io.Reader
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return nil, err
+				}
+				readers = append(readers, bytes.NewReader(b))
+			}
+			n, err := audit.Verify(io.MultiReader(readers...))
+			var ce *audit.ChainError
+			if errors.As(err, &ce) {
+				return nil, fmt.Errorf("the log is NOT intact: line %d (sequence %d): %s", ce.Line, ce.Sequence, ce.Reason)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"files": files, "records": n, "intact": true}, nil
+		})
+	return spaceSeparated(cmd, "file", &files)
+}
+
+// queryFilter selects records.
+type queryFilter struct {
+	since, until      string
+	operation, caller string
+	result, key       string
+	status            int
+	sinceT, untilT    time.Time
+}
+
+func (f *queryFilter) prepare() error {
+	parse := func(s string) (time.Time, error) {
+		if d, err := time.ParseDuration(s); err == nil {
+			return time.Now().Add(-d), nil
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return time.Time{}, usagef("%q is neither a duration (24h) nor a UTC time (2026-01-02T15:04:05Z)", s)
+		}
+		return t, nil
+	}
+	var err error
+	if f.since != "" {
+		if f.sinceT, err = parse(f.since); err != nil {
+			return err
+		}
+	}
+	if f.until != "" {
+		if f.untilT, err = parse(f.until); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *queryFilter) match(e *audit.Event) bool {
+	t, _ := time.Parse(audit.TimeLayout, e.Time)
+	id := audit.Claims{}
+	if e.Identity != nil {
+		id = e.Identity.Claim
+	}
+	switch {
+	case !f.sinceT.IsZero() && t.Before(f.sinceT), !f.untilT.IsZero() && t.After(f.untilT):
+		return false
+	case f.operation != "" && !strings.EqualFold(e.OperationName, f.operation):
+		return false
+	case f.caller != "" && !strings.EqualFold(id.ObjectID, f.caller) && !strings.EqualFold(id.AppID, f.caller) && !strings.EqualFold(id.UPN, f.caller):
+		return false
+	case f.result != "" && !strings.EqualFold(e.ResultType, f.result):
+		return false
+	case f.key != "" && !strings.EqualFold(e.Properties.Key, f.key):
+		return false
+	case f.status != 0 && e.HTTPStatusCode != f.status:
+		return false
+	}
+	return true
+}
+
+func auditQuery(e *env) *cobra.Command {
+	var f queryFilter
+	var source, account, endpoint, key, sas, resource string
+	var files []string
+	cmd := offline(e, "query", "Search audit records in journal files or in blob storage",
+		func(cmd *cobra.Command) {
+			fl := cmd.Flags()
+			fl.StringVar(&source, "source", "file", "file or blob")
+			fl.StringSliceVar(&files, "file", nil, "journal files (source file)")
+			fl.StringVar(&account, "storage-account", "", "storage account name (source blob)")
+			fl.StringVar(&endpoint, "blob-endpoint", "", "blob service URL (default: the registered account's, from the server)")
+			fl.StringVar(&key, "account-key", "", "shared key (default: $AZURE_STORAGE_KEY)")
+			fl.StringVar(&sas, "sas-token", "", "SAS token (default: $AZURE_STORAGE_SAS_TOKEN)")
+			fl.StringVar(&resource, "resource", "", "only this HSM's records (its resource id)")
+			fl.StringVar(&f.since, "since", "", "records from: a duration back (24h) or a UTC time")
+			fl.StringVar(&f.until, "until", "", "records up to: a duration back or a UTC time")
+			fl.StringVar(&f.operation, "operation", "", "operation name, e.g. KeySign")
+			fl.StringVar(&f.caller, "caller", "", "object id, app id or user principal name of the caller")
+			fl.StringVar(&f.result, "result", "", "Success or Failure")
+			fl.StringVar(&f.key, "key", "", "key name")
+			fl.IntVar(&f.status, "status", 0, "HTTP status code")
+		},
+		func(ctx context.Context) (any, error) {
+			if err := f.prepare(); err != nil {
+				return nil, err
+			}
+			var records []audit.Event
+			var err error
+			switch source {
+			case "file":
+				if len(files) == 0 {
+					return nil, usagef("--file is required with --source file")
+				}
+				for _, p := range files {
+					data, err := os.ReadFile(p)
+					if err != nil {
+						return nil, err
+					}
+					records = append(records, parseRecords(data)...)
+				}
+			case "blob":
+				records, err = e.blobRecords(ctx, account, endpoint, key, sas, resource)
+				if err != nil {
+					return nil, err
+				}
+			default:
+				return nil, usagef("--source must be file or blob")
+			}
+			out := []audit.Event{}
+			for i := range records {
+				if f.match(&records[i]) && (resource == "" || strings.EqualFold(records[i].ResourceID, resource)) {
+					out = append(out, records[i])
+				}
+			}
+			sort.SliceStable(out, func(i, j int) bool { return out[i].Time < out[j].Time })
+			return out, nil
+		})
+	return spaceSeparated(cmd, "file", &files)
+}
+
+func parseRecords(data []byte) []audit.Event {
+	var out []audit.Event
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev audit.Event
+		if json.Unmarshal(sc.Bytes(), &ev) == nil {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// blobRecords reads every record in the account's insights-logs-auditevent
+// container (under one HSM's prefix when resource is given).
+func (e *env) blobRecords(ctx context.Context, account, endpoint, key, sas, resource string) ([]audit.Event, error) {
+	if account == "" {
+		return nil, usagef("--storage-account is required with --source blob")
+	}
+	if endpoint == "" {
+		c, err := e.client()
+		if err != nil {
+			return nil, err
+		}
+		a, err := c.findAccount(ctx, account)
+		if err != nil {
+			return nil, err
+		}
+		props, _ := a["properties"].(map[string]any)
+		eps, _ := props["primaryEndpoints"].(map[string]any)
+		endpoint, _ = eps["blob"].(string)
+	}
+	if key == "" && sas == "" {
+		key, sas = os.Getenv("AZURE_STORAGE_KEY"), os.Getenv("AZURE_STORAGE_SAS_TOKEN")
+	}
+	var client *azblob.Client
+	var err error
+	if key != "" {
+		cred, cerr := azblob.NewSharedKeyCredential(account, key)
+		if cerr != nil {
+			return nil, cerr
+		}
+		client, err = azblob.NewClientWithSharedKeyCredential(endpoint, cred, nil)
+	} else {
+		u := endpoint
+		if sas != "" {
+			u += "?" + strings.TrimPrefix(sas, "?")
+		}
+		client, err = azblob.NewClientWithNoCredential(u, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	prefix := "resourceId="
+	if resource != "" {
+		prefix += strings.ToUpper(resource) + "/"
+	}
+	var out []audit.Event
+	pager := client.NewListBlobsFlatPager(audit.Container, &azblob.ListBlobsFlatOptions{Prefix: &prefix})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", audit.Container, err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			resp, err := client.DownloadStream(ctx, audit.Container, *b.Name, nil)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", *b.Name, err)
+			}
+			data, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, parseRecords(data)...)
+		}
+	}
+	return out, nil
+}
