@@ -23,7 +23,9 @@ import (
 func enableBlobLogging(t *testing.T, env *servertest.Env, az *servertest.Azurite) {
 	t.Helper()
 	arm := env.AdminToken("https://management.azure.com")
-	var subs struct{ Value []struct{ SubscriptionID string } }
+	var subs struct {
+		Value []struct{ SubscriptionID string }
+	}
 	must(t, jsonUnmarshal(env.Do("GET", env.Boot.AuthorityHost+"subscriptions?api-version=2022-12-01", arm, nil).Body, &subs))
 	sub := "subscriptions/" + subs.Value[0].SubscriptionID
 	acct := map[string]any{"properties": map[string]any{"primaryEndpoints": map[string]string{"blob": az.Endpoint()},
@@ -178,5 +180,36 @@ func TestAuditBlobDeliveryOutageAndBackpressure(t *testing.T) {
 		if all[i].PreviousHash != all[i-1].Hash {
 			t.Fatalf("the delivered chain breaks at sequence %d", all[i].Sequence)
 		}
+	}
+}
+
+// TestAuditDeliveryResumesAfterRestart writes records while storage is
+// down, restarts the server, and finds them delivered once it is back.
+func TestAuditDeliveryResumesAfterRestart(t *testing.T) {
+	az := servertest.StartAzurite(t)
+	dir := t.TempDir()
+	env := servertest.StartIn(t, dir)
+	_, err := env.Keys.CreateKey(ctx, "k", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
+	must(t, err)
+	enableBlobLogging(t, env, az)
+	before := readAudit(t, env, "dev")
+	first := before[len(before)-1].Sequence + 1
+	az.Stop()
+	for range 5 {
+		_, err := env.Keys.GetKey(ctx, "k", "", nil)
+		must(t, err)
+	}
+	env.Stop()
+	az.Restart()
+	env2 := servertest.StartIn(t, dir)
+	got := waitDelivered(t, env2, az, first)
+	gets := 0
+	for _, e := range got {
+		if e.OperationName == "KeyGet" {
+			gets++
+		}
+	}
+	if gets < 5 {
+		t.Fatalf("%d of the 5 reads made during the outage were delivered", gets)
 	}
 }
