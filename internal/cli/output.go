@@ -9,7 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/jmespath/go-jmespath"
+	jmespath "github.com/keyward/keyward/internal/third_party/jmespath"
 	"github.com/spf13/cobra"
 )
 
