@@ -84,15 +84,16 @@ func WithInfo(ctx context.Context, info *Info) context.Context {
 // request refused before it reaches Serve (unauthenticated) is still
 // recorded under its operation.
 func (a *API) Describe(r *http.Request) Info {
-	path := r.URL.Path
-	if _, rest, ok := splitScope(path); ok {
-		path = rest
+	path, scope := r.URL.Path, "/"
+	if sc, rest, ok := splitScope(path); ok {
+		path, scope = rest, sc
 	}
 	op, c := a.match(r.Method, path)
 	if op == nil {
 		return Info{}
 	}
-	return Info{Operation: op.name, Action: op.action, Key: c.name}
+	c.scope = scope
+	return Info{Operation: op.name, Action: op.action, Key: c.name, Scope: op.scope(c)}
 }
 
 // Serve handles one authenticated request addressed to HSM h.
