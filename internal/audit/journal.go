@@ -217,6 +217,9 @@ func firstSequence(path string) (uint64, error) {
 	if err != nil && err != io.EOF {
 		return 0, err
 	}
+	if len(line) == 0 {
+		return 0, io.EOF // an empty file has no first record yet
+	}
 	var e Event
 	if err := json.Unmarshal(line, &e); err != nil {
 		return 0, fmt.Errorf("audit: reading %s: %w", path, err)

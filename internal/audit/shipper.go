@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +54,7 @@ type Shipper struct {
 	backlog   int64
 	writtenAt int64
 	lastErr   error
+	pos       *position // owned by the shipper's goroutine
 
 	wake chan struct{}
 	stop chan struct{}
@@ -146,6 +149,8 @@ func (s *Shipper) round(ctx context.Context) error {
 			if err := s.cfg.Save(ctx, b.last); err != nil {
 				return fmt.Errorf("audit: saving delivery position: %w", err)
 			}
+			pos := b.pos
+			s.pos = &pos
 			s.mu.Lock()
 			s.delivered = b.last
 			s.backlog -= int64(len(b.lines))
@@ -158,11 +163,42 @@ type batch struct {
 	path  string
 	lines []byte
 	last  uint64
+	pos   position // where reading resumes once this batch is delivered
 }
 
-// read collects undelivered records, grouped by blob path, up to maxBatch
-// bytes, and measures the whole backlog. It rereads the journal files each
-// round, which costs little next to a network append.
+// position is where reading resumes: a journal file, known by the
+// sequence number of its first record (which survives the rename of a
+// rotation), and a byte offset in it.
+type position struct {
+	first  uint64
+	offset int64
+}
+
+// fileFirst returns the first sequence number of an open journal file:
+// rotated files carry it in their name, the current one in its first line,
+// read through the same handle, so a rotation between the listing and the
+// open cannot make one file pass for another.
+func fileFirst(f *os.File, path string) (uint64, error) {
+	base := strings.TrimSuffix(filepath.Base(path), ".jsonl")
+	if i := strings.LastIndex(base, "."); i >= 0 {
+		if n, err := strconv.ParseUint(base[i+1:], 10, 64); err == nil && n > 0 {
+			return n, nil
+		}
+	}
+	line, err := bufio.NewReader(io.NewSectionReader(f, 0, 1<<20)).ReadBytes('\n')
+	if len(line) == 0 || err != nil {
+		return 0, io.EOF // no complete first record yet
+	}
+	var e Event
+	if err := json.Unmarshal(line, &e); err != nil {
+		return 0, fmt.Errorf("audit: reading %s: %w", path, err)
+	}
+	return e.Sequence, nil
+}
+
+// read collects undelivered records after the shipper's position, grouped
+// by blob path, up to maxBatch bytes, and measures the backlog from file
+// sizes. Only what was not read before is read.
 func (s *Shipper) read() ([]batch, int64, error) {
 	files, err := s.cfg.Journal.Files(s.cfg.Stream)
 	if err != nil {
@@ -171,16 +207,49 @@ func (s *Shipper) read() ([]batch, int64, error) {
 	after := s.Delivered()
 	var out []batch
 	var backlog, size int64
+	var lastSeen uint64 // the sequence of the last record read
+	started := s.pos == nil
 	for _, path := range files {
 		f, err := os.Open(path)
 		if errors.Is(err, os.ErrNotExist) {
-			continue // rotated away between listing and opening: read next round
+			continue // rotated away meanwhile: found under its new name next round
 		}
 		if err != nil {
 			return nil, 0, err
 		}
+		first, err := fileFirst(f, path)
+		if errors.Is(err, io.EOF) {
+			f.Close()
+			continue // still empty
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		var offset int64
+		switch {
+		case started && lastSeen != 0 && first != lastSeen+1:
+			// A rotation renamed the file that follows after we listed the
+			// files: we opened the one after it. Read again next round.
+			f.Close()
+			return out, backlog, nil
+		case started:
+		case first == s.pos.first:
+			// The position is just after the last delivered record.
+			started, offset, lastSeen = true, s.pos.offset, after
+		default:
+			f.Close()
+			continue // wholly delivered
+		}
+		if fi, err := f.Stat(); err == nil {
+			backlog += fi.Size() - offset
+		}
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
 		r := bufio.NewReaderSize(f, 1<<20)
-		for {
+		for size < maxBatch {
 			line, err := r.ReadBytes('\n')
 			if err == io.EOF {
 				break // a torn last line is not a record yet
@@ -194,22 +263,30 @@ func (s *Shipper) read() ([]batch, int64, error) {
 				Time     string `json:"time"`
 				Resource string `json:"resourceId"`
 			}
-			if json.Unmarshal(line, &head) != nil || head.Sequence <= after {
+			if json.Unmarshal(line, &head) != nil {
 				continue
 			}
-			backlog += int64(len(line))
-			if size+int64(len(line)) > maxBatch {
-				continue // counted in the backlog; delivered next round
+			lastSeen = head.Sequence
+			if head.Sequence > after {
+				p := BlobPath(head.Resource, head.Time)
+				if len(out) == 0 || out[len(out)-1].path != p {
+					out = append(out, batch{path: p})
+				}
+				b := &out[len(out)-1]
+				b.lines, b.last = append(b.lines, line...), head.Sequence
+				size += int64(len(line))
+			} else {
+				backlog -= int64(len(line))
 			}
-			p := BlobPath(head.Resource, head.Time)
-			if len(out) == 0 || out[len(out)-1].path != p {
-				out = append(out, batch{path: p})
+			offset += int64(len(line))
+			if len(out) > 0 {
+				out[len(out)-1].pos = position{first: first, offset: offset}
 			}
-			b := &out[len(out)-1]
-			b.lines, b.last = append(b.lines, line...), head.Sequence
-			size += int64(len(line))
 		}
 		f.Close()
+		if size >= maxBatch {
+			break
+		}
 	}
 	return out, backlog, nil
 }

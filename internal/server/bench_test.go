@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
+	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
 )
 
@@ -73,4 +74,41 @@ func BenchmarkSign(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkSignAudit measures what the audit log costs on the P-256 sign
+// path: no audit, the file journal, and the journal shipped to blob
+// storage (Azurite) behind the request path.
+//
+//	go test ./internal/server -run '^$' -bench SignAudit -benchtime 3s
+func BenchmarkSignAudit(b *testing.B) {
+	digest := sha256.Sum256([]byte("benchmark"))
+	params := azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmES256), Value: digest[:]}
+	run := func(b *testing.B, env *servertest.Env) {
+		if _, err := env.Keys.CreateKey(ctx, "bench", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := env.Keys.Sign(ctx, "bench", "", params, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := env.Keys.Sign(ctx, "bench", "", params, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("none", func(b *testing.B) {
+		run(b, servertest.StartWith(b, b.TempDir(), func(c *server.Config) { c.NoAuditForBenchmarks = true }))
+	})
+	b.Run("file", func(b *testing.B) { run(b, servertest.Start(b)) })
+	b.Run("file+blob", func(b *testing.B) {
+		az := servertest.StartAzurite(b)
+		env := servertest.Start(b)
+		enableBlobLogging(b, env, az)
+		run(b, env)
+	})
 }

@@ -20,13 +20,15 @@ import (
 
 // enableBlobLogging registers Azurite's account and sends the dev HSM's
 // logs to it, through the ARM API as the administrator.
-func enableBlobLogging(t *testing.T, env *servertest.Env, az *servertest.Azurite) {
+func enableBlobLogging(t testing.TB, env *servertest.Env, az *servertest.Azurite) {
 	t.Helper()
 	arm := env.AdminToken("https://management.azure.com")
 	var subs struct {
 		Value []struct{ SubscriptionID string }
 	}
-	must(t, jsonUnmarshal(env.Do("GET", env.Boot.AuthorityHost+"subscriptions?api-version=2022-12-01", arm, nil).Body, &subs))
+	if err := jsonUnmarshal(env.Do("GET", env.Boot.AuthorityHost+"subscriptions?api-version=2022-12-01", arm, nil).Body, &subs); err != nil {
+		t.Fatal(err)
+	}
 	sub := "subscriptions/" + subs.Value[0].SubscriptionID
 	acct := map[string]any{"properties": map[string]any{"primaryEndpoints": map[string]string{"blob": az.Endpoint()},
 		"keywardCredential": map[string]string{"accountKey": servertest.AzuriteKey}}}
