@@ -31,6 +31,7 @@ import (
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/identityapi"
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/domain"
@@ -216,7 +217,7 @@ func (s *Server) build(ctx context.Context) error {
 	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, time.Now)
 	s.rbac = rbac.NewService(s.store, s.dir, time.Now)
 	keySvc := keys.NewService(s.store, rand.Reader, time.Now)
-	s.data = dataplane.New(keySvc, s.rbac, s.registry, s.log)
+	s.data = dataplane.New(keySvc, s.rbac, s.registry, backup.NewService(s.store, s.registry, time.Now, keySvc, s.rbac), s.log)
 	subscription, err := s.metaID(ctx, "subscription")
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package servertest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 )
 
 // Azurite's well-known development account.
@@ -121,4 +125,27 @@ func (a *Azurite) Restart() {
 	if err := a.start(); err != nil {
 		a.t.Fatal(err)
 	}
+}
+
+// Container creates a blob container and returns its URL and a SAS token
+// that lets its holder read, write, list and create in it for an hour.
+func (a *Azurite) Container(name string) (uri, sasToken string) {
+	a.t.Helper()
+	cred, err := azblob.NewSharedKeyCredential(AzuriteAccount, AzuriteKey)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	c, err := azblob.NewClientWithSharedKeyCredential(a.Endpoint(), cred, nil)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if _, err := c.CreateContainer(context.Background(), name, nil); err != nil {
+		a.t.Fatal(err)
+	}
+	qp, err := sas.BlobSignatureValues{Protocol: sas.ProtocolHTTPSandHTTP, ExpiryTime: time.Now().Add(time.Hour), ContainerName: name,
+		Permissions: (&sas.ContainerPermissions{Read: true, Add: true, Create: true, Write: true, List: true}).String()}.SignWithSharedKey(cred)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return a.Endpoint() + "/" + name, qp.Encode()
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
@@ -35,18 +36,20 @@ var APIVersions = map[string]bool{
 
 // API serves the data plane.
 type API struct {
-	keys *keys.Service
-	rbac *rbac.Service
-	hsms *domain.Registry
-	log  *slog.Logger
-	ops  []operation
+	keys    *keys.Service
+	rbac    *rbac.Service
+	hsms    *domain.Registry
+	backups *backup.Service
+	log     *slog.Logger
+	ops     []operation
 }
 
 // New returns the data-plane API; r both decides requests and serves the
-// role management operations, hsms serves the security domain.
-func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, log *slog.Logger) *API {
-	ops := append(append(operations(), roleOperations()...), securityDomainOperations()...)
-	return &API{keys: k, rbac: r, hsms: hsms, log: log, ops: ops}
+// role management operations, hsms serves the security domain, b the full
+// backups.
+func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, b *backup.Service, log *slog.Logger) *API {
+	ops := append(append(append(operations(), roleOperations()...), securityDomainOperations()...), backupOperations()...)
+	return &API{keys: k, rbac: r, hsms: hsms, backups: b, log: log, ops: ops}
 }
 
 // call is one matched request.

@@ -1,0 +1,454 @@
+// Package backup makes full backups of an HSM into a blob container and
+// restores them, whole or one key at a time, as long-running jobs.
+//
+// A backup holds every key with all its versions (the material still
+// sealed as stored), deleted keys, rotation policies, custom role
+// definitions and role assignments. The whole is sealed again under the
+// HSM's domain key, bound to its security domain, and written as one
+// folder (mhsm-{name}-{yyyymmddhhmmss}) in the container: a manifest and
+// the sealed blob. So a backup restores into the same HSM, or into one
+// recovered from the same security domain, and into no other.
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/google/uuid"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Job statuses, as Azure reports them.
+const (
+	InProgress = "InProgress"
+	Succeeded  = "Succeeded"
+	Failed     = "Failed"
+)
+
+// Job is a backup or restore in progress or done.
+type Job struct {
+	ID        string
+	Kind      string // "backup", "restore" or "selective"
+	HSM       string
+	Status    string
+	Details   string
+	Error     error
+	Start     time.Time
+	End       time.Time
+	FolderURI string // the backup folder (backups)
+}
+
+// Target is a blob container and the SAS token that opens it.
+type Target struct {
+	ContainerURI string
+	SASToken     string
+}
+
+// Errors.
+var (
+	ErrBusy        = fault.New(fault.Conflict, "Conflict", "a backup or restore of this HSM is already running")
+	ErrJobNotFound = fault.New(fault.NotFound, "NotFound", "no such backup or restore job")
+	ErrBadBackup   = fault.New(fault.Invalid, "BadParameter", "the backup is not valid for this HSM")
+)
+
+// Forgetter drops what a service caches about an HSM's keys or roles
+// after a restore replaced them.
+type Forgetter interface{ Forget(hsm string) }
+
+// Service runs jobs.
+type Service struct {
+	store    store.Store
+	registry *domain.Registry
+	caches   []Forgetter
+	now      func() time.Time
+
+	mu   sync.Mutex
+	jobs map[string]*Job
+	busy map[string]bool // HSMs with a running job
+}
+
+// NewService returns the backup service; caches are told when a restore
+// replaced an HSM's content.
+func NewService(s store.Store, r *domain.Registry, now func() time.Time, caches ...Forgetter) *Service {
+	return &Service{store: s, registry: r, caches: caches, now: now, jobs: map[string]*Job{}, busy: map[string]bool{}}
+}
+
+// manifest is written beside the sealed backup; it holds nothing secret.
+type manifest struct {
+	Format   int    `json:"format"`
+	HSM      string `json:"hsm"`
+	DomainID string `json:"domainId"`
+	Created  string `json:"created"`
+	Keys     int    `json:"keys"`
+	Size     int    `json:"size"`
+	SHA256   string `json:"sha256"`
+}
+
+// content is the plaintext of a backup.
+type content struct {
+	Format      int                     `json:"format"`
+	DomainID    string                  `json:"domainId"`
+	Keys        []store.Key             `json:"keys"`
+	Versions    []store.KeyVersion      `json:"versions"`
+	Roles       []*store.RoleDefinition `json:"roles"`
+	Assignments []*store.RoleAssignment `json:"assignments"`
+}
+
+const (
+	manifestName = "manifest.json"
+	backupName   = "backup.kwb"
+)
+
+func backupAAD(domainID string) []byte { return []byte("keyward full backup\x00" + domainID) }
+
+func (t Target) container() (*container.Client, error) {
+	u, err := url.Parse(t.ContainerURI)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		return nil, fault.Invalidf("storageResourceUri must be the URL of a blob container")
+	}
+	full := strings.TrimSuffix(t.ContainerURI, "/")
+	if t.SASToken != "" {
+		full += "?" + strings.TrimPrefix(t.SASToken, "?")
+	}
+	return container.NewClientWithNoCredential(full, nil)
+}
+
+// begin registers a job, refusing a second one for the same HSM.
+func (s *Service) begin(kind, hsm string) (*Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy[hsm] {
+		return nil, ErrBusy
+	}
+	j := &Job{ID: strings.ReplaceAll(uuid.NewString(), "-", ""), Kind: kind, HSM: hsm, Status: InProgress,
+		Details: fmt.Sprintf("%s is in progress", kind), Start: s.now().UTC()}
+	s.jobs[j.ID], s.busy[hsm] = j, true
+	return j, nil
+}
+
+func (s *Service) finish(j *Job, folder string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j.End = s.now().UTC()
+	delete(s.busy, j.HSM)
+	if err != nil {
+		j.Status, j.Error, j.Details = Failed, err, fmt.Sprintf("%s failed", j.Kind)
+		return
+	}
+	j.Status, j.Details = Succeeded, fmt.Sprintf("%s completed", j.Kind)
+	if folder != "" {
+		j.FolderURI = folder
+	}
+}
+
+// Job returns a copy of a job of hsm.
+func (s *Service) Job(hsm, id string) (Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok || j.HSM != hsm {
+		return Job{}, ErrJobNotFound
+	}
+	return *j, nil
+}
+
+// Wait blocks until a job ends (for tests and the CLI's in-process use).
+func (s *Service) Wait(ctx context.Context, hsm, id string) (Job, error) {
+	for {
+		j, err := s.Job(hsm, id)
+		if err != nil || j.Status != InProgress {
+			return j, err
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// StartBackup begins a full backup of h into t and returns its job.
+func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job, error) {
+	c, err := t.container()
+	if err != nil {
+		return Job{}, err
+	}
+	j, err := s.begin("backup", h.Name)
+	if err != nil {
+		return Job{}, err
+	}
+	go func() {
+		folder, err := s.backup(context.WithoutCancel(ctx), h, c, t)
+		s.finish(j, folder, err)
+	}()
+	return *j, nil
+}
+
+func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client, t Target) (string, error) {
+	b := content{Format: 1, DomainID: h.DomainID}
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		for _, deleted := range []bool{false, true} {
+			after := ""
+			for {
+				items, err := tx.ListKeys(ctx, h.Name, deleted, after, 500)
+				if err != nil {
+					return err
+				}
+				for _, it := range items {
+					b.Keys = append(b.Keys, it.Key)
+					var seq int64
+					for {
+						vs, err := tx.ListKeyVersions(ctx, h.Name, it.Key.Name, seq, 500)
+						if err != nil {
+							return err
+						}
+						if len(vs) == 0 {
+							break
+						}
+						b.Versions = append(b.Versions, vs...)
+						seq = vs[len(vs)-1].Seq
+					}
+				}
+				if len(items) < 500 {
+					break
+				}
+				after = items[len(items)-1].Key.Name
+			}
+		}
+		var err error
+		if b.Roles, err = tx.ListRoleDefinitions(ctx, h.Name); err != nil {
+			return err
+		}
+		b.Assignments, err = tx.ListRoleAssignments(ctx, h.Name)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("backup: reading %s: %w", h.Name, err)
+	}
+	plain, err := json.Marshal(b)
+	if err != nil {
+		return "", err
+	}
+	sealed, err := h.Key.Encrypt(plain, backupAAD(h.DomainID))
+	clear(plain)
+	if err != nil {
+		return "", err
+	}
+	now := s.now().UTC()
+	folder := fmt.Sprintf("mhsm-%s-%s", h.Name, now.Format("20060102150405"))
+	sum := sha256.Sum256(sealed)
+	m, _ := json.Marshal(manifest{Format: 1, HSM: h.Name, DomainID: h.DomainID, Created: now.Format(time.RFC3339),
+		Keys: len(b.Keys), Size: len(sealed), SHA256: hex.EncodeToString(sum[:])})
+	if _, err := c.NewBlockBlobClient(folder+"/"+backupName).UploadBuffer(ctx, sealed, nil); err != nil {
+		return "", storageError("writing the backup", err)
+	}
+	if _, err := c.NewBlockBlobClient(folder+"/"+manifestName).UploadBuffer(ctx, m, nil); err != nil {
+		return "", storageError("writing the backup manifest", err)
+	}
+	return strings.TrimSuffix(t.ContainerURI, "/") + "/" + folder, nil
+}
+
+// storageError turns a storage failure into a message for the caller.
+func storageError(doing string, err error) error {
+	switch {
+	case bloberror.HasCode(err, bloberror.AuthenticationFailed, bloberror.AuthorizationFailure, bloberror.AuthorizationPermissionMismatch):
+		return fault.Errorf(fault.Forbidden, "Forbidden", "%s: the storage refused the SAS token", doing)
+	case bloberror.HasCode(err, bloberror.ContainerNotFound):
+		return fault.Errorf(fault.Invalid, "BadParameter", "%s: the container does not exist", doing)
+	case bloberror.HasCode(err, bloberror.BlobNotFound):
+		return fault.Errorf(fault.Invalid, "BadParameter", "%s: the backup folder does not exist or is incomplete", doing)
+	}
+	return fmt.Errorf("backup: %s: %w", doing, err)
+}
+
+// load reads and opens a backup folder of the container.
+func load(ctx context.Context, h *domain.HSM, c *container.Client, folder string) (*content, error) {
+	folder = strings.Trim(folder, "/")
+	if folder == "" || strings.Contains(folder, "..") {
+		return nil, fault.Invalidf("folderToRestore must name a backup folder")
+	}
+	read := func(name string) ([]byte, error) {
+		resp, err := c.NewBlobClient(folder+"/"+name).DownloadStream(ctx, nil)
+		if err != nil {
+			return nil, storageError("reading the backup", err)
+		}
+		defer resp.Body.Close()
+		return io.ReadAll(io.LimitReader(resp.Body, 4<<30))
+	}
+	mb, err := read(manifestName)
+	if err != nil {
+		return nil, err
+	}
+	var m manifest
+	if err := json.Unmarshal(mb, &m); err != nil || m.Format != 1 {
+		return nil, ErrBadBackup.With("the backup manifest is not valid")
+	}
+	if m.DomainID != h.DomainID {
+		return nil, ErrBadBackup.With("the backup was made under another security domain: it restores only into an HSM holding that domain")
+	}
+	sealed, err := read(backupName)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(sealed)
+	if len(sealed) != m.Size || hex.EncodeToString(sum[:]) != m.SHA256 {
+		return nil, ErrBadBackup.With("the backup is truncated or altered (it does not match its manifest)")
+	}
+	plain, err := h.Key.Decrypt(sealed, backupAAD(h.DomainID))
+	if err != nil {
+		return nil, ErrBadBackup.With("the backup does not open with this HSM's domain key: altered, or another domain")
+	}
+	defer clear(plain)
+	var b content
+	if err := json.Unmarshal(plain, &b); err != nil || b.Format != 1 || b.DomainID != h.DomainID {
+		return nil, ErrBadBackup
+	}
+	return &b, nil
+}
+
+// StartRestore begins replacing h's keys and roles with a backup's.
+func (s *Service) StartRestore(ctx context.Context, h *domain.HSM, t Target, folder string) (Job, error) {
+	return s.startRestore(ctx, "restore", h, t, folder, "")
+}
+
+// StartSelectiveRestore begins restoring one key (all its versions) from a
+// backup. The key must not exist in h, live or deleted.
+func (s *Service) StartSelectiveRestore(ctx context.Context, h *domain.HSM, t Target, folder, key string) (Job, error) {
+	return s.startRestore(ctx, "selective key restore", h, t, folder, key)
+}
+
+func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, t Target, folder, key string) (Job, error) {
+	c, err := t.container()
+	if err != nil {
+		return Job{}, err
+	}
+	if strings.Trim(folder, "/") == "" {
+		return Job{}, fault.Invalidf("the backup folder is required")
+	}
+	j, err := s.begin(kind, h.Name)
+	if err != nil {
+		return Job{}, err
+	}
+	go func() {
+		ctx := context.WithoutCancel(ctx)
+		b, err := load(ctx, h, c, folder)
+		if err == nil {
+			err = s.apply(ctx, h, b, key)
+		}
+		if err == nil {
+			for _, f := range s.caches {
+				f.Forget(h.Name)
+			}
+		}
+		s.finish(j, "", err)
+	}()
+	return *j, nil
+}
+
+// apply writes a backup into the store in one transaction: all of it
+// (replacing the HSM's keys and roles), or one key.
+func (s *Service) apply(ctx context.Context, h *domain.HSM, b *content, only string) error {
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		if only == "" {
+			if err := clearHSM(ctx, tx, h.Name); err != nil {
+				return err
+			}
+			for _, r := range b.Roles {
+				r.HSM = h.Name
+				if err := tx.PutRoleDefinition(ctx, r); err != nil {
+					return err
+				}
+			}
+			for _, a := range b.Assignments {
+				a.HSM = h.Name
+				if err := tx.InsertRoleAssignment(ctx, a); err != nil {
+					return err
+				}
+			}
+		}
+		found := false
+		for _, k := range b.Keys {
+			if only != "" && !strings.EqualFold(k.Name, only) {
+				continue
+			}
+			found = true
+			if only != "" {
+				if _, err := tx.GetKey(ctx, h.Name, k.Name); err == nil {
+					return fault.Errorf(fault.Conflict, "Conflict", "a key named %s exists in this HSM (live or deleted): purge it before restoring it", k.Name)
+				} else if !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+			}
+			k.HSM = h.Name
+			if err := tx.PutKey(ctx, &k); err != nil {
+				return err
+			}
+		}
+		if only != "" && !found {
+			return fault.Errorf(fault.NotFound, "KeyNotFound", "the backup holds no key named %s", only)
+		}
+		for _, v := range b.Versions {
+			if only != "" && !strings.EqualFold(v.Name, only) {
+				continue
+			}
+			v.HSM = h.Name
+			if err := tx.InsertKeyVersion(ctx, &v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// clearHSM removes an HSM's keys, custom roles and assignments.
+func clearHSM(ctx context.Context, tx store.Tx, hsm string) error {
+	for _, deleted := range []bool{false, true} {
+		for {
+			items, err := tx.ListKeys(ctx, hsm, deleted, "", 500)
+			if err != nil {
+				return err
+			}
+			if len(items) == 0 {
+				break
+			}
+			for _, it := range items {
+				if err := tx.PurgeKey(ctx, hsm, it.Key.Name); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	assignments, err := tx.ListRoleAssignments(ctx, hsm)
+	if err != nil {
+		return err
+	}
+	for _, a := range assignments {
+		if err := tx.DeleteRoleAssignment(ctx, hsm, a.ID); err != nil {
+			return err
+		}
+	}
+	roles, err := tx.ListRoleDefinitions(ctx, hsm)
+	if err != nil {
+		return err
+	}
+	for _, r := range roles {
+		if err := tx.DeleteRoleDefinition(ctx, hsm, r.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/keyward/keyward/internal/servertest"
+)
+
+// TestFullBackupAndRestore backs up an HSM with keys, versions, a deleted
+// key and role assignments into Azurite, purges everything, restores it,
+// restores one key selectively, and recovers the whole into a new HSM
+// through its security domain.
+func TestFullBackupAndRestore(t *testing.T) {
+	az := servertest.StartAzurite(t)
+	env := servertest.Start(t)
+	b := env.Boot
+	ctx := context.Background()
+	admin := kw{t, t.TempDir()}
+	admin.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", b.ClientID, "-p", b.ClientSecret, "--tenant", b.TenantID, "--ca-file", b.CAFile)
+	me := admin.ok("ad", "sp", "show", "--id", b.ClientID, "--query", "id", "-o", "tsv")
+	dir := t.TempDir()
+
+	// HSM A, activated, with content.
+	var keys, certs []string
+	for i := range 3 {
+		k, c := custodian(t, dir, i)
+		keys, certs = append(keys, k), append(certs, c)
+	}
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-a", "--administrators", me)
+	sdFile := filepath.Join(dir, "sd.json")
+	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
+		"--sd-quorum", "2", "--security-domain-file", sdFile)
+	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", me, "--role", "Managed HSM Crypto User")
+	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", me, "--role", "Managed HSM Crypto Officer")
+	app := env.ServicePrincipal("app")
+	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", app.ObjectID, "--scope", "/keys/signer",
+		"--role", "Managed HSM Crypto User")
+	hsmA := "https://contoso-a.mhsm.localhost:" + port(b.AuthorityHost)
+	ka := env.KeysClientFor(hsmA, env.Cred)
+	signer, err := ka.CreateKey(ctx, "signer", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM)}, nil)
+	must(t, err)
+	rotated, err := ka.RotateKey(ctx, "signer", nil)
+	must(t, err)
+	_, err = ka.CreateKey(ctx, "cmk", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeOctHSM)}, nil)
+	must(t, err)
+	_, err = ka.CreateKey(ctx, "retired", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
+	must(t, err)
+	_, err = ka.DeleteKey(ctx, "retired", nil)
+	must(t, err)
+	digest := sha256.Sum256([]byte("before"))
+	sig, err := ka.Sign(ctx, "signer", signer.Key.KID.Version(), azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmRS256), Value: digest[:]}, nil)
+	must(t, err)
+
+	// Back up (the container URL and SAS as az takes them).
+	containerURI, sasToken := az.Container("mhsm-backups")
+	folderURI := admin.ok("keyvault", "backup", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", sasToken, "--query", "azureStorageBlobContainerUri", "-o", "tsv")
+	folder := folderURI[strings.LastIndex(folderURI, "/")+1:]
+	if !strings.HasPrefix(folder, "mhsm-contoso-a-") {
+		t.Fatalf("backup folder %q", folderURI)
+	}
+	assignmentsBefore := admin.ok("keyvault", "role", "assignment", "list", "--hsm-name", "contoso-a", "--query", "sort([].name)", "-o", "tsv")
+
+	// Lose everything: keys purged, an assignment deleted.
+	for _, k := range []string{"signer", "cmk"} {
+		_, err := ka.DeleteKey(ctx, k, nil)
+		must(t, err)
+	}
+	for _, k := range []string{"signer", "cmk", "retired"} {
+		_, err := ka.PurgeDeletedKey(ctx, k, nil)
+		must(t, err)
+	}
+	admin.ok("keyvault", "role", "assignment", "delete", "--hsm-name", "contoso-a", "--assignee", app.ObjectID, "--scope", "/keys/signer")
+
+	// Selective restore of one key first.
+	admin.ok("keyvault", "restore", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", sasToken, "--backup-folder", folderURI, "--key-name", "cmk")
+	if got := admin.ok("keyvault", "key", "list", "--hsm-name", "contoso-a", "--query", "[].name", "-o", "tsv"); got != "cmk" {
+		t.Fatalf("after selective restore: %q", got)
+	}
+	_, errs, code := admin.run("", "keyvault", "restore", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", sasToken, "--backup-folder", folder, "--key-name", "cmk")
+	if code != 1 || !strings.Contains(errs, "exists") {
+		t.Fatalf("selective restore onto an existing key: %d %q", code, errs)
+	}
+
+	// Full restore brings back everything.
+	admin.ok("keyvault", "restore", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", sasToken, "--backup-folder", folder)
+	if got := admin.ok("keyvault", "role", "assignment", "list", "--hsm-name", "contoso-a", "--query", "sort([].name)", "-o", "tsv"); got != assignmentsBefore {
+		t.Fatalf("assignments after restore:\n%s\nwant\n%s", got, assignmentsBefore)
+	}
+	if got := admin.ok("keyvault", "key", "list-deleted", "--hsm-name", "contoso-a", "--query", "[].name", "-o", "tsv"); got != "retired" {
+		t.Fatalf("deleted keys after restore: %q", got)
+	}
+	checkKeys := func(kc *azkeys.Client) {
+		t.Helper()
+		latest, err := kc.GetKey(ctx, "signer", "", nil)
+		must(t, err)
+		if latest.Key.KID.Version() != rotated.Key.KID.Version() {
+			t.Fatalf("latest version %s, want %s", latest.Key.KID.Version(), rotated.Key.KID.Version())
+		}
+		v, err := kc.Verify(ctx, "signer", signer.Key.KID.Version(), azkeys.VerifyParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmRS256), Digest: digest[:], Signature: sig.Result}, nil)
+		if err != nil || !*v.Value {
+			t.Fatalf("old signature: %v", err)
+		}
+		if _, err := kc.Sign(ctx, "signer", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmRS256), Value: digest[:]}, nil); err != nil {
+			t.Fatalf("sign after restore: %v", err)
+		}
+	}
+	checkKeys(ka)
+	// The app's assignment is back: it signs again.
+	if _, err := env.KeysClientFor(hsmA, app.Cred).Sign(ctx, "signer", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmRS256), Value: digest[:]}, nil); err != nil {
+		t.Fatalf("the app's restored assignment: %v", err)
+	}
+
+	// Disaster recovery: a new HSM, the security domain, the backup.
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-dr", "--administrators", me)
+	exchange := filepath.Join(dir, "exchange.cer")
+	admin.ok("keyvault", "security-domain", "init-recovery", "--hsm-name", "contoso-dr", "--sd-exchange-key", exchange)
+	admin.ok("keyvault", "security-domain", "upload", "--hsm-name", "contoso-dr", "--sd-file", sdFile, "--sd-exchange-key", exchange,
+		"--sd-wrapping-keys", keys[1], keys[2])
+	admin.ok("keyvault", "restore", "start", "--hsm-name", "contoso-dr", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", sasToken, "--backup-folder", folder)
+	checkKeys(env.KeysClientFor("https://contoso-dr.mhsm.localhost:"+port(b.AuthorityHost), env.Cred))
+
+	// Another domain refuses the backup, and a wrong SAS is a clear error.
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-other", "--administrators", me)
+	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-other", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
+		"--sd-quorum", "2", "--security-domain-file", filepath.Join(dir, "other.json"))
+	_, errs, code = admin.run("", "keyvault", "restore", "start", "--hsm-name", "contoso-other", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", sasToken, "--backup-folder", folder)
+	if code != 1 || !strings.Contains(errs, "another security domain") {
+		t.Fatalf("foreign-domain restore: %d %q", code, errs)
+	}
+	_, errs, code = admin.run("", "keyvault", "backup", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", "sv=2020-01-01&sig=forged")
+	if code != 1 || !strings.Contains(errs, "SAS") {
+		t.Fatalf("wrong SAS: %d %q", code, errs)
+	}
+}
