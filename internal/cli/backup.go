@@ -16,7 +16,7 @@ import (
 // server when it is registered there).
 type containerFlags struct {
 	uri, account, container, sas string
-	managedIdentity, noWait     bool
+	managedIdentity, noWait      bool
 }
 
 func (f *containerFlags) register(cmd *cobra.Command) {
