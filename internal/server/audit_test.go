@@ -51,6 +51,8 @@ var auditNames = map[string]string{
 // denied, and finds one well-formed record of each in the HSM's journal,
 // with nothing secret anywhere in the journals.
 func TestAuditEveryOperation(t *testing.T) {
+	az := servertest.StartAzurite(t)
+	uri, sas := az.Container("backups")
 	env := servertest.Start(t)
 	_, err := env.Keys.ImportKey(ctx, "shared-rsa", azkeys.ImportKeyParameters{Key: testRSAJWK()}, nil)
 	must(t, err)
@@ -58,7 +60,8 @@ func TestAuditEveryOperation(t *testing.T) {
 	env.Assign(user.ObjectID, roleColumns[2].id, "/")
 	nobody := env.ServicePrincipal("nobody")
 	for _, who := range []servertest.Principal{user, nobody} {
-		a := &actor{env: env, keys: env.KeysClient(who.Cred), token: env.Token(who.Cred, hsmResource)}
+		a := &actor{env: env, keys: env.KeysClient(who.Cred), token: env.Token(who.Cred, hsmResource),
+			sas: map[string]any{"storageResourceUri": uri, "token": sas}}
 		for op, run := range roleOps {
 			a.tag = "a-" + strings.ToLower(op) + who.ObjectID[:4]
 			run(t, a)
