@@ -25,7 +25,8 @@ type RotationPolicy struct {
 }
 
 // LifetimeAction triggers an action a duration after a version's creation
-// or before its expiry. Managed HSM offers only "Rotate".
+// or before its expiry: "Rotate" makes a new version, "Notify" publishes a
+// near-expiry event.
 type LifetimeAction struct {
 	Action           string `json:"action"`
 	TimeAfterCreate  string `json:"timeAfterCreate,omitempty"`
@@ -76,12 +77,17 @@ func (p *RotationPolicy) validate() error {
 		}
 		expiry = d
 	}
-	if len(p.LifetimeActions) > 1 {
-		return fault.Invalidf("a rotation policy has at most one lifetime action")
-	}
+	seen := map[string]bool{}
 	for _, a := range p.LifetimeActions {
-		if a.Action != "Rotate" {
-			return fault.Invalidf("lifetime action %q is not supported by Managed HSM; use Rotate", a.Action)
+		if a.Action != "Rotate" && a.Action != "Notify" {
+			return fault.Invalidf("lifetime action %q is unknown: use Rotate or Notify", a.Action)
+		}
+		if seen[a.Action] {
+			return fault.Invalidf("a rotation policy has at most one %s action", a.Action)
+		}
+		seen[a.Action] = true
+		if a.Action == "Notify" && a.TimeBeforeExpiry == "" {
+			return fault.Invalidf("a Notify action is triggered by timeBeforeExpiry")
 		}
 		switch {
 		case (a.TimeAfterCreate == "") == (a.TimeBeforeExpiry == ""):

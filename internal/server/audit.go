@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/domain"
 )
 
 // record writes the audit record of a finished request. It reads only the
@@ -64,9 +66,33 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 // hsmResourceID is the ARM id of an HSM, upper-cased as Azure writes it in
 // logs.
 func (s *Server) hsmResourceID(r *http.Request, name string) string {
-	rg := "keyward"
-	if h, err := s.registry.Get(r.Context(), name); err == nil && h.ResourceGroup != "" {
-		rg = h.ResourceGroup
+	if h, err := s.registry.Get(r.Context(), name); err == nil {
+		return strings.ToUpper(s.hsmResourceIDOf(h))
 	}
-	return strings.ToUpper("/subscriptions/" + s.sub + "/resourceGroups/" + rg + "/providers/Microsoft.KeyVault/managedHSMs/" + name)
+	return strings.ToUpper("/subscriptions/" + s.sub + "/resourceGroups/keyward/providers/Microsoft.KeyVault/managedHSMs/" + name)
+}
+
+// hsmResourceIDOf is the ARM id of an HSM.
+func (s *Server) hsmResourceIDOf(h *domain.HSM) string {
+	rg := h.ResourceGroup
+	if rg == "" {
+		rg = "keyward"
+	}
+	return "/subscriptions/" + s.sub + "/resourceGroups/" + rg + "/providers/Microsoft.KeyVault/managedHSMs/" + h.Name
+}
+
+// recordScheduled audits an action the rotation scheduler took.
+func (s *Server) recordScheduled(ctx context.Context, h *domain.HSM, op, key, version string, err error) {
+	status := http.StatusOK
+	if err != nil {
+		status = http.StatusInternalServerError
+	}
+	e := &audit.Event{TenantID: s.dir.TenantID(), Time: time.Now().UTC().Format(audit.TimeLayout), ResourceID: strings.ToUpper(s.hsmResourceIDOf(h)),
+		OperationName: op, Category: audit.Category, ResultType: audit.ResultType(status), ResultSignature: http.StatusText(status),
+		HTTPStatusCode: status, ClientInfo: "keyward rotation scheduler", CallerIPAddress: "127.0.0.1",
+		RequestURI: strings.TrimSuffix(s.HSMURI(h.Name), "/") + "/keys/" + key + "/" + version,
+		Properties: audit.Properties{PoolType: "M-HSM", SKUFamily: "B", SKUName: "Standard_B1", Key: key, Action: "scheduled"}}
+	if err := s.audit.Append(audit.StreamOf(h.Name), e); err != nil {
+		s.log.Error("audit record of a scheduled action lost", "err", err, "operation", op)
+	}
 }

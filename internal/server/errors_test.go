@@ -68,8 +68,10 @@ func TestBadInputAnswersAzureErrors(t *testing.T) {
 		"rng count zero":           {"POST", "/rng", `{"count":0}`, 400, "BadParameter"},
 		"rng count too large":      {"POST", "/rng", `{"count":129}`, 400, "BadParameter"},
 		"maxresults out of range":  {"GET", "/keys?maxresults=26", ``, 400, "BadParameter"},
-		"rotation policy with Notify": {"PUT", "/keys/r/rotationpolicy",
-			`{"lifetimeActions":[{"trigger":{"timeBeforeExpiry":"P30D"},"action":{"type":"Notify"}}],"attributes":{"expiryTime":"P1Y"}}`, 400, "BadParameter"},
+		"Notify after creation": {"PUT", "/keys/r/rotationpolicy",
+			`{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P30D"},"action":{"type":"Notify"}}],"attributes":{"expiryTime":"P1Y"}}`, 400, "BadParameter"},
+		"unknown lifetime action": {"PUT", "/keys/r/rotationpolicy",
+			`{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P30D"},"action":{"type":"Explode"}}]}`, 400, "BadParameter"},
 		"rotation policy too short": {"PUT", "/keys/r/rotationpolicy", `{"lifetimeActions":[],"attributes":{"expiryTime":"P7D"}}`, 400, "BadParameter"},
 	}
 	for name, c := range cases {

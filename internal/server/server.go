@@ -35,6 +35,7 @@ import (
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/events"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/keys"
@@ -71,6 +72,15 @@ type Config struct {
 	// AuditBufferBytes is how many undelivered bytes a blob sink may fall
 	// behind before requests are refused (default 256 MiB).
 	AuditBufferBytes int64
+	// Clock is the time the key service and the rotation scheduler see
+	// (default time.Now); tests move it to run months in seconds. Tokens
+	// keep real time.
+	Clock func() time.Time
+	// RotationInterval is how often rotation policies are checked
+	// (default one minute).
+	RotationInterval time.Duration
+	// EventWebhooks receive key events (CloudEvents JSON).
+	EventWebhooks []string
 	// NoAuditForBenchmarks turns the audit log off. It exists only so a
 	// benchmark can measure what auditing costs; nothing else sets it.
 	NoAuditForBenchmarks bool
@@ -98,6 +108,7 @@ type Server struct {
 	port     string
 	boot     *Bootstrap
 	audit    *audit.Log
+	rotator  *keys.Rotator
 	sub      string // the subscription id
 }
 
@@ -216,7 +227,11 @@ func (s *Server) build(ctx context.Context) error {
 		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, time.Now)
 	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, time.Now)
 	s.rbac = rbac.NewService(s.store, s.dir, time.Now)
-	keySvc := keys.NewService(s.store, rand.Reader, time.Now)
+	clock := s.cfg.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	keySvc := keys.NewService(s.store, rand.Reader, clock)
 	s.data = dataplane.New(keySvc, s.rbac, s.registry, backup.NewService(s.store, s.registry, time.Now, keySvc, s.rbac), s.log)
 	subscription, err := s.metaID(ctx, "subscription")
 	if err != nil {
@@ -246,6 +261,10 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.closers = append(s.closers, diag.Stop)
+	publisher := events.NewPublisher(s.cfg.EventWebhooks, nil, s.log)
+	s.closers = append(s.closers, publisher.Close)
+	s.rotator = keys.NewRotator(keySvc, s.registry.List, publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) }, s.log)
+	s.rotator.Record = s.recordScheduled
 	s.mux.HandleFunc("GET /metadata/endpoints", s.metadata)
 
 	s.boot, err = s.bootstrap(ctx, tenant)
@@ -293,6 +312,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	srv.TLSConfig = s.tls
+	interval := s.cfg.RotationInterval
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	rotCtx, stopRotation := context.WithCancel(ctx)
+	defer stopRotation()
+	go s.rotator.Run(rotCtx, interval)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, s.tls)) }()
 	select {

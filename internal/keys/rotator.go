@@ -1,0 +1,166 @@
+package keys
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/events"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Rotator carries out the keys' rotation policies: it rotates keys when a
+// Rotate action falls due and publishes near-expiry events for Notify
+// actions. Each round looks at the latest version only, and a rotation
+// makes a version created now, so a window missed while the server was
+// down is caught up once, not once per missed period.
+type Rotator struct {
+	keys   *Service
+	hsms   func(context.Context) ([]*domain.HSM, error)
+	events *events.Publisher
+	// Record is told of every action, for the audit log.
+	Record func(ctx context.Context, h *domain.HSM, op, key, version string, err error)
+	log    *slog.Logger
+	source func(h *domain.HSM) string // the event source of an HSM
+}
+
+// NewRotator returns a rotator over the HSMs hsms lists; source names an
+// HSM in events (its resource id).
+func NewRotator(k *Service, hsms func(context.Context) ([]*domain.HSM, error), p *events.Publisher, source func(*domain.HSM) string, log *slog.Logger) *Rotator {
+	return &Rotator{keys: k, hsms: hsms, events: p, source: source, log: log,
+		Record: func(context.Context, *domain.HSM, string, string, string, error) {}}
+}
+
+// Run rounds every interval until ctx ends, starting at once.
+func (r *Rotator) Run(ctx context.Context, interval time.Duration) {
+	for {
+		if err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("key rotation round failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// RunOnce carries out every action due now.
+func (r *Rotator) RunOnce(ctx context.Context) error {
+	hsms, err := r.hsms(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, h := range hsms {
+		if h.State != domain.StateActive {
+			continue
+		}
+		if err := r.hsm(ctx, h); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Rotator) hsm(ctx context.Context, h *domain.HSM) error {
+	after := ""
+	for {
+		var items []store.KeyListItem
+		err := r.keys.store.View(ctx, func(tx store.Tx) (err error) {
+			items, err = tx.ListKeys(ctx, h.Name, false, after, 200)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for i := range items {
+			if len(items[i].Key.RotationPolicy) > 0 {
+				r.key(ctx, h, &items[i])
+			}
+		}
+		if len(items) < 200 {
+			return nil
+		}
+		after = items[len(items)-1].Key.Name
+	}
+}
+
+func (r *Rotator) key(ctx context.Context, h *domain.HSM, it *store.KeyListItem) {
+	var p RotationPolicy
+	if err := json.Unmarshal(it.Key.RotationPolicy, &p); err != nil {
+		r.log.Error("unreadable rotation policy", "hsm", h.Name, "key", it.Key.Name, "err", err)
+		return
+	}
+	now := r.keys.now()
+	v := &it.Latest
+	due := func(a LifetimeAction) bool {
+		if a.TimeAfterCreate != "" {
+			d, err := ParseDuration(a.TimeAfterCreate)
+			return err == nil && !now.Before(v.Created.Add(d))
+		}
+		d, err := ParseDuration(a.TimeBeforeExpiry)
+		return err == nil && !v.Expires.IsZero() && !now.Before(v.Expires.Add(-d))
+	}
+	for _, a := range p.LifetimeActions {
+		if !due(a) {
+			continue
+		}
+		switch a.Action {
+		case "Rotate":
+			nv, err := r.keys.Rotate(ctx, h, it.Key.Name)
+			ver := ""
+			if nv != nil {
+				ver = nv.Version
+				r.publish(h, events.KeyNewVersionCreated, nv.Name, nv.Version, nv.NotBefore, nv.Expires)
+			}
+			r.Record(ctx, h, "KeyRotate", it.Key.Name, ver, err)
+			if err != nil {
+				r.log.Error("scheduled rotation failed", "hsm", h.Name, "key", it.Key.Name, "err", err)
+			}
+			return // a new version: the other action is judged on it next round
+		case "Notify":
+			r.notify(ctx, h, it)
+		}
+	}
+}
+
+// notify publishes a near-expiry event once per version.
+func (r *Rotator) notify(ctx context.Context, h *domain.HSM, it *store.KeyListItem) {
+	mark := "rotation.notified." + h.ID + "." + it.Latest.Version
+	first := false
+	err := r.keys.store.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.GetMeta(ctx, mark); err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		first = true
+		return tx.SetMeta(ctx, mark, r.keys.now().UTC().Format(time.RFC3339))
+	})
+	if err != nil || !first {
+		return
+	}
+	r.publish(h, events.KeyNearExpiry, it.Key.Name, it.Latest.Version, it.Latest.NotBefore, it.Latest.Expires)
+	r.Record(ctx, h, "KeyNearExpiryEvent", it.Key.Name, it.Latest.Version, nil)
+}
+
+func (r *Rotator) publish(h *domain.HSM, typ, name, version string, nbf, exp time.Time) {
+	if r.events == nil {
+		return
+	}
+	unix := func(t time.Time) *int64 {
+		if t.IsZero() {
+			return nil
+		}
+		u := t.Unix()
+		return &u
+	}
+	src := r.source(h)
+	r.events.Publish(events.New(typ, src, r.keys.now(), events.Data{ID: src + "/keys/" + name + "/" + version,
+		VaultName: h.Name, ObjectName: name, Version: version, NBF: unix(nbf), EXP: unix(exp)}))
+}
