@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
@@ -144,5 +145,36 @@ func TestFullBackupAndRestore(t *testing.T) {
 		"--storage-container-SAS-token", "sv=2020-01-01&sig=forged")
 	if code != 1 || !strings.Contains(errs, "SAS") {
 		t.Fatalf("wrong SAS: %d %q", code, errs)
+	}
+}
+
+func TestRotationPolicyAndExpiryCLI(t *testing.T) {
+	env := servertest.Start(t)
+	b := env.Boot
+	admin := kw{t, t.TempDir()}
+	admin.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", b.ClientID, "-p", b.ClientSecret, "--tenant", b.TenantID, "--ca-file", b.CAFile)
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "app-signing", "--kty", "RSA-HSM", "--size", "2048", "--ops", "sign", "verify")
+	policy := filepath.Join(t.TempDir(), "rotation.json")
+	writeFile(t, policy, `{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P90D"},"action":{"type":"Rotate"}},
+		{"trigger":{"timeBeforeExpiry":"P30D"},"action":{"type":"Notify"}}],"attributes":{"expiryTime":"P2Y"}}`)
+	admin.ok("keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value", "@"+policy)
+	if got := admin.ok("keyvault", "key", "rotation-policy", "show", "--hsm-name", "dev", "--name", "app-signing",
+		"--query", "[attributes.expiryTime, lifetimeActions[0].action, lifetimeActions[0].timeAfterCreate, lifetimeActions[1].action]", "-o", "tsv"); got != "P2Y\nRotate\nP90D\nNotify" {
+		t.Fatalf("policy = %q", got)
+	}
+	_, errs, code := admin.run("", "keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value",
+		`{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P1D"},"action":{"type":"Rotate"}}]}`)
+	if code != 1 || !strings.Contains(errs, "7 days") {
+		t.Fatalf("a too-short rotation: %d %q", code, errs)
+	}
+	soon := time.Now().Add(10 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	later := time.Now().Add(100 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "soon", "--kty", "EC-HSM", "--expires", soon)
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "later", "--kty", "EC-HSM", "--expires", later)
+	if got := admin.ok("keyvault", "key", "list-expiring", "--hsm-name", "dev", "--within", "30d", "--query", "[].name", "-o", "tsv"); got != "soon" {
+		t.Fatalf("expiring within 30 days: %q", got)
+	}
+	if got := admin.ok("keyvault", "key", "list-expiring", "--hsm-name", "dev", "--within", "365d", "--query", "[].name", "-o", "tsv"); got != "soon\nlater" {
+		t.Fatalf("expiring within a year: %q", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -52,6 +53,8 @@ HSM named "dev" that answers at the bare listen address.`,
 	f.StringVar(&cfg.PKCS11.Module, "pkcs11-module", "", "PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")
 	f.StringVar(&cfg.PKCS11.TokenLabel, "pkcs11-token-label", "", "label of the PKCS#11 token")
 	f.StringVar(&cfg.PKCS11.KeyLabel, "pkcs11-key-label", "keyward-seal", "label of the sealing key in the token (created if missing)")
+	f.StringSliceVar(&cfg.EventWebhooks, "event-webhook", nil, "URL that receives key events (CloudEvents JSON); repeat for several")
+	f.DurationVar(&cfg.RotationInterval, "rotation-interval", time.Minute, "how often rotation policies are checked")
 	f.StringVar(&pinFile, "pkcs11-pin-file", "", "file holding the token's user PIN (default: $KEYWARD_PKCS11_PIN)")
 	return cmd
 }
