@@ -89,10 +89,7 @@ func newClient(p *profile) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := azcore.ClientOptions{
-		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: strings.TrimSuffix(p.Server, "/") + "/"},
-		Transport: hc,
-	}
+	opts := azcore.ClientOptions{Cloud: credCloud(p), Transport: hc}
 	var cred azcore.TokenCredential
 	switch p.Kind {
 	case "servicePrincipal":
@@ -105,6 +102,11 @@ func newClient(p *profile) (*client, error) {
 		return nil, err
 	}
 	return &client{prof: p, http: hc, cred: cred}, nil
+}
+
+// credCloud points azidentity at the server's token service.
+func credCloud(p *profile) cloud.Configuration {
+	return cloud.Configuration{ActiveDirectoryAuthorityHost: strings.TrimSuffix(p.Server, "/") + "/"}
 }
 
 // hsmURL is the data-plane URL of an HSM, as az builds it from --hsm-name.

@@ -92,6 +92,23 @@ func hsmShow(e *env, verb string) *cobra.Command {
 		})
 }
 
+func hsmPurge(e *env) *cobra.Command {
+	var name, location string
+	return command(e, "purge", "Purge a deleted Managed HSM for good",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the deleted HSM")
+			cmd.Flags().StringVarP(&location, "location", "l", "local", "its location")
+			required(cmd, "hsm-name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			sub, err := c.subscriptionPath()
+			if err != nil {
+				return nil, err
+			}
+			return nil, c.arm(ctx, http.MethodPost, sub+"/providers/Microsoft.KeyVault/locations/"+url.PathEscape(location)+"/deletedManagedHSMs/"+url.PathEscape(name)+"/purge", nil, nil)
+		})
+}
+
 func hsmList(e *env) *cobra.Command {
 	var group string
 	return command(e, "list", "List Managed HSMs",

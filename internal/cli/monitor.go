@@ -13,7 +13,8 @@ import (
 func newStorageCmd(e *env) *cobra.Command {
 	st := &cobra.Command{Use: "storage", Short: "Register blob storage accounts that diagnostic settings can send logs to"}
 	acct := &cobra.Command{Use: "account", Short: "Manage storage accounts"}
-	acct.AddCommand(storageCreate(e), storageShow(e, "show"), storageShow(e, "delete"), tableColumns(storageList(e), "name", "location", "kind"))
+	acct.AddCommand(storageCreate(e), storageShow(e, "show"), storageShow(e, "delete"), storageShow(e, "update"),
+		tableColumns(storageList(e), "name", "location", "kind"))
 	st.AddCommand(acct)
 	return st
 }
@@ -70,11 +71,16 @@ func (c *client) findAccount(ctx context.Context, nameOrID string) (map[string]a
 
 func storageShow(e *env, verb string) *cobra.Command {
 	var name, id string
-	return command(e, verb, map[string]string{"show": "Show a storage account", "delete": "Forget a storage account"}[verb],
+	var assign bool
+	return command(e, verb, map[string]string{"show": "Show a storage account", "delete": "Forget a storage account",
+		"update": "Update a storage account (--assign-identity gives it a system-assigned identity)"}[verb],
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVarP(&name, "name", "n", "", "account name")
 			cmd.Flags().StringVar(&id, "id", "", "account resource id")
 			cmd.Flags().StringP("resource-group", "g", "", "resource group (optional: names are unique)")
+			if verb == "update" {
+				cmd.Flags().BoolVar(&assign, "assign-identity", false, "give the account a system-assigned managed identity")
+			}
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			if name == "" && id == "" {
@@ -84,7 +90,15 @@ func storageShow(e *env, verb string) *cobra.Command {
 			if err != nil || verb == "show" {
 				return a, err
 			}
-			return nil, c.arm(ctx, http.MethodDelete, a["id"].(string), nil, nil)
+			if verb == "delete" {
+				return nil, c.arm(ctx, http.MethodDelete, a["id"].(string), nil, nil)
+			}
+			body := map[string]any{}
+			if assign {
+				body["identity"] = map[string]string{"type": "SystemAssigned"}
+			}
+			var out map[string]any
+			return out, c.arm(ctx, http.MethodPatch, a["id"].(string), body, &out)
 		})
 }
 

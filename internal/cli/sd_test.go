@@ -66,6 +66,7 @@ func TestSecurityDomainRecovery(t *testing.T) {
 	}
 
 	// HSM A: created, not activated, keys refused.
+	admin.ok("group", "create", "--name", "app-rg", "--location", "local")
 	admin.ok("keyvault", "create", "--hsm-name", "contoso-a", "--resource-group", "app-rg", "--administrators", me, "--retention-days", "28")
 	if got := admin.ok("keyvault", "show", "--hsm-name", "contoso-a", "--query", "properties.securityDomainProperties.activationStatus", "-o", "tsv"); got != "NotActivated" {
 		t.Fatalf("new HSM activation = %q", got)

@@ -7,15 +7,19 @@ import (
 	"context"
 
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/keys"
 	"github.com/keyward/keyward/internal/rbac"
+	"github.com/keyward/keyward/internal/store"
 )
 
-// Service manages HSMs.
+// Service manages HSMs, resource groups and managed identities.
 type Service struct {
-	HSMs *domain.Registry
-	RBAC *rbac.Service
-	Keys *keys.Service
+	HSMs  *domain.Registry
+	RBAC  *rbac.Service
+	Keys  *keys.Service
+	Store store.Store
+	Dir   *identity.Directory
 }
 
 // Create makes a new HSM, not activated, whose initial administrators

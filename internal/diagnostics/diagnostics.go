@@ -18,6 +18,7 @@ import (
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -34,6 +35,8 @@ type Account struct {
 	BlobEndpoint   string
 	CredentialKind string
 	Created        time.Time
+	// IdentityPrincipalID is the account's system-assigned identity, if any.
+	IdentityPrincipalID string
 }
 
 // Setting is a diagnostic setting.
@@ -49,14 +52,44 @@ type Service struct {
 	log   *audit.Log
 	limit int64
 	slog  *slog.Logger
+	dir   *identity.Directory
 
 	mu       sync.Mutex
 	shippers map[string]*audit.Shipper // by hsm + "/" + setting
 }
 
 // New returns the service; limit bounds each shipper's backlog in bytes.
-func New(s store.Store, seal domain.Seal, log *audit.Log, limit int64, l *slog.Logger) *Service {
-	return &Service{store: s, seal: seal, log: log, limit: limit, slog: l, shippers: map[string]*audit.Shipper{}}
+func New(s store.Store, seal domain.Seal, log *audit.Log, limit int64, dir *identity.Directory, l *slog.Logger) *Service {
+	return &Service{store: s, seal: seal, log: log, limit: limit, dir: dir, slog: l, shippers: map[string]*audit.Shipper{}}
+}
+
+const kindAccountIdentity = "storageAccountIdentity"
+
+// AssignIdentity gives an account a system-assigned managed identity.
+func (s *Service) AssignIdentity(ctx context.Context, name string) (Account, error) {
+	acct, err := s.GetAccount(ctx, name)
+	if err != nil || acct.IdentityPrincipalID != "" {
+		return acct, err
+	}
+	p, err := s.dir.CreateServicePrincipal(ctx, store.KindManagedIdentity, name)
+	if err != nil {
+		return Account{}, err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		return tx.PutObject(ctx, &store.Object{Kind: kindAccountIdentity, ID: name, Data: []byte(p.ID)})
+	})
+	acct.IdentityPrincipalID = p.ID
+	return acct, err
+}
+
+func (s *Service) withIdentity(ctx context.Context, a Account) Account {
+	s.store.View(ctx, func(tx store.Tx) error {
+		if o, err := tx.GetObject(ctx, kindAccountIdentity, a.Name); err == nil {
+			a.IdentityPrincipalID = string(o.Data)
+		}
+		return nil
+	})
+	return a
 }
 
 var accountName = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
@@ -105,7 +138,7 @@ func (s *Service) GetAccount(ctx context.Context, name string) (Account, error) 
 	if err != nil {
 		return Account{}, err
 	}
-	return accountOf(r), nil
+	return s.withIdentity(ctx, accountOf(r)), nil
 }
 
 // ListAccounts lists registered accounts.
@@ -114,7 +147,7 @@ func (s *Service) ListAccounts(ctx context.Context) ([]Account, error) {
 	err := s.store.View(ctx, func(tx store.Tx) (err error) { rs, err = tx.ListStorageAccounts(ctx); return err })
 	out := []Account{}
 	for _, r := range rs {
-		out = append(out, accountOf(r))
+		out = append(out, s.withIdentity(ctx, accountOf(r)))
 	}
 	return out, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,11 @@ type HSM struct {
 	PurgeProtection bool
 	Created         time.Time
 	ResourceGroup   string
+	Location        string
+	Tags            map[string]string
+	// Deleted is set while the HSM is soft-deleted: it serves nothing and
+	// keeps its name until it is purged or recovered.
+	Deleted time.Time
 }
 
 // ErrHSMNotFound is returned for an unknown HSM name.
@@ -71,13 +77,15 @@ type CreateParams struct {
 	// waits for its security domain.
 	Activated     bool
 	ResourceGroup string
+	Location      string
+	Tags          map[string]string
 }
 
 var hsmName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
 
 // Create makes a new HSM with a fresh domain key.
 func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
-	if !hsmName.MatchString(p.Name) {
+	if !hsmName.MatchString(p.Name) || strings.EqualFold(p.Name, "tenant") {
 		return nil, fault.Invalidf("HSM names have 3 to 24 letters, digits and dashes, start with a letter and end with a letter or digit")
 	}
 	if p.RetentionDays == 0 {
@@ -95,7 +103,7 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 	}
 	h := &HSM{ID: uuid.NewString(), Name: p.Name, DomainID: uuid.NewString(), Key: key, State: StateProvisioned,
 		Admins: p.Admins, RetentionDays: p.RetentionDays, PurgeProtection: p.PurgeProtection, Created: r.now(),
-		ResourceGroup: p.ResourceGroup}
+		ResourceGroup: p.ResourceGroup, Location: p.Location, Tags: p.Tags}
 	if p.Activated {
 		h.State = StateActive
 	}
@@ -106,7 +114,7 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 	err = r.store.Update(ctx, func(tx store.Tx) error {
 		return tx.InsertHSM(ctx, &store.HSM{ID: h.ID, Name: h.Name, State: h.State, DomainID: h.DomainID, DomainKey: sealed,
 			Admins: h.Admins, RetentionDays: h.RetentionDays, PurgeProtection: h.PurgeProtection, Created: h.Created,
-			ResourceGroup: h.ResourceGroup})
+			ResourceGroup: h.ResourceGroup, Location: h.Location, Tags: h.Tags})
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, fault.Errorf(fault.Conflict, "Conflict", "an HSM named %s already exists", p.Name)
@@ -150,7 +158,8 @@ func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
 // HSM in recovery has no domain key until its upload.
 func (r *Registry) open(ctx context.Context, rec *store.HSM) (*HSM, error) {
 	h := &HSM{ID: rec.ID, Name: rec.Name, DomainID: rec.DomainID, State: rec.State, Admins: rec.Admins,
-		RetentionDays: rec.RetentionDays, PurgeProtection: rec.PurgeProtection, Created: rec.Created, ResourceGroup: rec.ResourceGroup}
+		RetentionDays: rec.RetentionDays, PurgeProtection: rec.PurgeProtection, Created: rec.Created, ResourceGroup: rec.ResourceGroup,
+		Location: rec.Location, Tags: rec.Tags, Deleted: rec.Deleted}
 	if len(rec.DomainKey) == 0 {
 		return h, nil
 	}
@@ -190,6 +199,27 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	}
 	r.forget(name)
 	return nil
+}
+
+// SetTags replaces an HSM's tags.
+func (r *Registry) SetTags(ctx context.Context, name string, tags map[string]string) error {
+	return r.update(ctx, name, func(rec *store.HSM) error { rec.Tags = tags; return nil })
+}
+
+// SoftDelete marks an HSM deleted; Recover undoes it.
+func (r *Registry) SoftDelete(ctx context.Context, name string) error {
+	return r.update(ctx, name, func(rec *store.HSM) error { rec.Deleted = r.now().UTC(); return nil })
+}
+
+// Recover brings a soft-deleted HSM back.
+func (r *Registry) Recover(ctx context.Context, name string) error {
+	return r.update(ctx, name, func(rec *store.HSM) error {
+		if rec.Deleted.IsZero() {
+			return ErrWrongState.With("the HSM %s is not deleted", name)
+		}
+		rec.Deleted = time.Time{}
+		return nil
+	})
 }
 
 // forget drops the opened copy of an HSM; the next Get reads the store.

@@ -124,9 +124,15 @@ func (d *Directory) HasRole(ctx context.Context, id, role string) (bool, error) 
 	return slices.Contains(p.DirectoryRoles, role), nil
 }
 
-// AddSecret adds a client secret to an application and returns it.
+// AddSecret adds a client secret, valid for a year, to an application
+// and returns it.
 func (d *Directory) AddSecret(ctx context.Context, principalID, displayName string) (string, *store.Credential, error) {
-	secret, cred, err := d.newCredential(principalID, displayName)
+	return d.AddSecretFor(ctx, principalID, displayName, 365*24*time.Hour)
+}
+
+// AddSecretFor adds a client secret valid for life and returns it.
+func (d *Directory) AddSecretFor(ctx context.Context, principalID, displayName string, life time.Duration) (string, *store.Credential, error) {
+	secret, cred, err := d.newCredential(principalID, displayName, life)
 	if err != nil {
 		return "", nil, err
 	}
@@ -146,7 +152,7 @@ func (d *Directory) AddSecret(ctx context.Context, principalID, displayName stri
 	return secret, cred, nil
 }
 
-func (d *Directory) newCredential(principalID, displayName string) (string, *store.Credential, error) {
+func (d *Directory) newCredential(principalID, displayName string, life time.Duration) (string, *store.Credential, error) {
 	secret, err := newSecret(d.rand)
 	if err != nil {
 		return "", nil, err
@@ -157,7 +163,7 @@ func (d *Directory) newCredential(principalID, displayName string) (string, *sto
 	}
 	now := d.now()
 	return secret, &store.Credential{ID: uuid.NewString(), PrincipalID: principalID, DisplayName: displayName,
-		Hash: h, Hint: secret[:3], Created: now, Expires: now.AddDate(1, 0, 0)}, nil
+		Hash: h, Hint: secret[:3], Created: now, Expires: now.Add(life)}, nil
 }
 
 func (d *Directory) insert(ctx context.Context, p *Principal) error {

@@ -41,8 +41,11 @@ func grantedActions(r *Role) map[Action]bool {
 // equalFold compares ids and actions, which Azure treats case-insensitively.
 func equalFold(a, b string) bool { return strings.EqualFold(a, b) }
 
-// matchAction reports whether pattern (which may contain "*" wildcards
-// matching any run of characters) matches action, ignoring case.
+// MatchAction reports whether pattern (which may contain "*" wildcards
+// matching any run of characters) matches action, ignoring case, as Azure
+// matches actions in role definitions.
+func MatchAction(pattern, action string) bool { return matchAction(pattern, Action(action)) }
+
 func matchAction(pattern string, action Action) bool {
 	p, a := strings.ToLower(pattern), strings.ToLower(string(action))
 	parts := strings.Split(p, "*")

@@ -10,6 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/uuid"
+
+	"github.com/keyward/keyward/internal/armrbac"
+	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/rbac"
@@ -50,6 +54,9 @@ func (s *Server) bootstrap(ctx context.Context, tenant string) (*Bootstrap, erro
 		}
 	default:
 		return nil, fmt.Errorf("server: reading %s: %w", path, err)
+	}
+	if err := s.seedControlPlane(ctx, b.ClientID); err != nil {
+		return nil, err
 	}
 	if s.cfg.Dev {
 		if err := s.ensureDevHSM(ctx, &b); err != nil {
@@ -109,10 +116,39 @@ func (s *Server) ensureDevHSM(ctx context.Context, b *Bootstrap) error {
 	}
 	h, err := s.registry.Get(ctx, DevHSMName)
 	if errors.Is(err, domain.ErrHSMNotFound) {
-		h, err = s.registry.Create(ctx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true})
+		h, err = s.registry.Create(ctx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true,
+			ResourceGroup: DefaultResourceGroup, Location: "local"})
 	}
 	if err != nil {
 		return err
 	}
 	return s.rbac.SeedInitialRoles(ctx, h, map[string][]string{admin.ID: {rbac.CryptoOfficerID, rbac.CryptoUserID}})
+}
+
+// DefaultResourceGroup holds the dev HSM and what is created without one.
+const DefaultResourceGroup = "keyward"
+
+// seedControlPlane makes the bootstrap principal Owner of the subscription
+// and creates the default resource group, once.
+func (s *Server) seedControlPlane(ctx context.Context, adminAppID string) error {
+	err := s.store.View(ctx, func(tx store.Tx) error { _, err := tx.GetMeta(ctx, "controlPlaneSeeded"); return err })
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	admin, err := s.dir.GetByAppID(ctx, adminAppID)
+	if err != nil {
+		return fmt.Errorf("server: bootstrap administrator: %w", err)
+	}
+	if _, _, err := s.cp.PutGroup(ctx, controlplane.ResourceGroup{Name: DefaultResourceGroup, Location: "local"}); err != nil {
+		return err
+	}
+	_, err = s.armRBAC.Assign(ctx, armrbac.Assignment{Name: uuid.NewString(), Scope: "/subscriptions/" + s.sub,
+		RoleID: armrbac.OwnerID, PrincipalID: admin.ID, PrincipalType: "ServicePrincipal"})
+	if err != nil && !errors.Is(err, armrbac.ErrAssignmentExists) {
+		return err
+	}
+	return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetMeta(ctx, "controlPlaneSeeded", "1") })
 }

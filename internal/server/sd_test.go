@@ -34,11 +34,15 @@ func createHSM(t *testing.T, env *servertest.Env, name string) string {
 	me := env.Graph("GET", "/servicePrincipals/"+env.Boot.ClientID, nil)
 	var sp struct{ ID string }
 	must(t, jsonUnmarshal(me.Body, &sp))
+	armTok := env.AdminToken("https://management.azure.com")
+	if r := env.Do("PUT", env.Boot.AuthorityHost+"subscriptions/"+subs.Value[0].SubscriptionID+"/resourcegroups/rg?api-version=2021-04-01", armTok, map[string]string{"location": "local"}); r.Status != 201 && r.Status != 200 {
+		t.Fatalf("create resource group: %d %s", r.Status, r.Body)
+	}
 	body := map[string]any{"location": "local", "properties": map[string]any{"initialAdminObjectIds": []string{sp.ID}}}
 	r = env.Do("PUT", env.Boot.AuthorityHost+"subscriptions/"+subs.Value[0].SubscriptionID+"/resourceGroups/rg/providers/Microsoft.KeyVault/managedHSMs/"+name+"?api-version=2023-07-01",
 		env.AdminToken("https://management.azure.com"), body)
 	var res struct{ Properties struct{ HSMURI string } }
-	if r.Status != 201 || jsonUnmarshal(r.Body, &res) != nil {
+	if r.Status != 200 || jsonUnmarshal(r.Body, &res) != nil {
 		t.Fatalf("create HSM: %d %s", r.Status, r.Body)
 	}
 	return res.Properties.HSMURI

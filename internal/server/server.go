@@ -30,6 +30,7 @@ import (
 	"github.com/keyward/keyward/internal/api/graph"
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/identityapi"
+	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/controlplane"
@@ -81,6 +82,9 @@ type Config struct {
 	RotationInterval time.Duration
 	// EventWebhooks receive key events (CloudEvents JSON).
 	EventWebhooks []string
+	// FederationClient fetches trusted OIDC issuers' keys (default: an
+	// HTTPS client with the system roots).
+	FederationClient *http.Client
 	// NoAuditForBenchmarks turns the audit log off. It exists only so a
 	// benchmark can measure what auditing costs; nothing else sets it.
 	NoAuditForBenchmarks bool
@@ -109,6 +113,9 @@ type Server struct {
 	boot     *Bootstrap
 	audit    *audit.Log
 	rotator  *keys.Rotator
+	cp       *controlplane.Service
+	armRBAC  *armrbac.Service
+	arm      *arm.API
 	sub      string // the subscription id
 }
 
@@ -244,18 +251,21 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.closers = append(s.closers, journal.Close)
 	s.audit = audit.NewLog(journal)
-	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc}
+	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc, Store: s.store, Dir: s.dir}
+	s.cp = cp
+	s.armRBAC = armrbac.NewService(s.store, s.dir, time.Now)
 
 	s.mux = http.NewServeMux()
-	identityapi.New(s.dir, s.tokens, s.base, s.log).Register(s.mux)
+	identityapi.New(s.dir, identity.NewFederation(s.dir, s.cfg.FederationClient, time.Now), s.tokens, s.base, s.log).Register(s.mux)
 	graph.New(s.dir, s.log).Register(s.mux)
-	armAPI := arm.New(cp, s.dir, subscription, s.HSMURI, s.log)
+	armAPI := arm.New(cp, s.armRBAC, s.dir, subscription, s.HSMURI, s.log)
 	armAPI.Register(s.mux)
+	s.arm = armAPI
 	limit := s.cfg.AuditBufferBytes
 	if limit == 0 {
 		limit = 256 << 20
 	}
-	diag := diagnostics.New(s.store, seal, s.audit, limit, s.log)
+	diag := diagnostics.New(s.store, seal, s.audit, limit, s.dir, s.log)
 	armAPI.RegisterDiagnostics(s.mux, diag)
 	if err := diag.Start(ctx); err != nil {
 		return err
@@ -394,8 +404,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r = s.authenticate(w, r, GraphResource); r != nil {
 			s.serveMux(w, r)
 		}
-	case first == "subscriptions":
-		if r = s.authenticate(w, r, ARMResource); r != nil {
+	case strings.EqualFold(first, "subscriptions"):
+		r.URL.Path = arm.Canonicalize(r.URL.Path)
+		if r = s.authenticate(w, r, ARMResource); r == nil {
+			return
+		}
+		if arm.IsAuthorizationPath(r.URL.Path) {
+			info.pattern = "ARM " + r.Method + " roleAssignments/roleDefinitions"
+			s.arm.ServeAuthorization(w, r)
+		} else {
 			s.serveMux(w, r)
 		}
 	default:
@@ -468,6 +485,9 @@ func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, name str
 		return
 	}
 	h, err := s.registry.Get(r.Context(), name)
+	if err == nil && !h.Deleted.IsZero() {
+		err = domain.ErrHSMNotFound
+	}
 	if err != nil {
 		httpx.WriteError(w, r, s.log, err)
 		return

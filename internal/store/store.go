@@ -40,6 +40,7 @@ type Tx interface {
 	Keys
 	RBAC
 	Diagnostics
+	Objects
 }
 
 // Meta holds node-wide settings such as the tenant id.
@@ -125,6 +126,10 @@ type HSM struct {
 	PurgeProtection bool
 	Created         time.Time
 	ResourceGroup   string
+	Location        string
+	Tags            map[string]string
+	// Deleted is set while the HSM is soft-deleted.
+	Deleted time.Time
 	// ExchangeKey (sealed by the node seal) and ExchangeCert are the
 	// security-domain transfer key of an HSM waiting for an upload.
 	ExchangeKey  []byte
@@ -285,4 +290,22 @@ type Diagnostics interface {
 	// ListDiagnosticSettings lists an HSM's settings, or every HSM's with hsm "".
 	ListDiagnosticSettings(ctx context.Context, hsm string) ([]*DiagnosticSetting, error)
 	DeleteDiagnosticSetting(ctx context.Context, hsm, name string) error
+}
+
+// Object is a control-plane record kept as a JSON document: resource
+// groups, control-plane role assignments, managed identities, federated
+// credentials. Its owner package defines Data.
+type Object struct {
+	Kind string
+	ID   string // lower-case ARM id, unique within the kind
+	Data []byte
+}
+
+// Objects is the document part of a transaction.
+type Objects interface {
+	PutObject(ctx context.Context, o *Object) error
+	GetObject(ctx context.Context, kind, id string) (*Object, error)
+	// ListObjects lists a kind's objects whose id starts with prefix.
+	ListObjects(ctx context.Context, kind, prefix string) ([]*Object, error)
+	DeleteObject(ctx context.Context, kind, id string) error
 }

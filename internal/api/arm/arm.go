@@ -1,20 +1,22 @@
-// Package arm serves the part of Azure Resource Manager that Keyward has so
-// far: the subscription list that a sign-in reads, and Managed HSM
-// resources (create, show, list, delete). Until control-plane roles exist,
-// only a directory Global Administrator may change them.
+// Package arm serves Keyward's Azure Resource Manager surface: the
+// subscription, resource groups, Managed HSMs (with deleted HSMs), managed
+// identities and their federated credentials, storage accounts, diagnostic
+// settings, and control-plane role assignments. Every request is
+// authorized by control-plane RBAC (internal/armrbac) on the resource's
+// scope; shapes and status codes follow ARM and the armkeyvault SDK.
 package arm
 
 import (
-	"errors"
+	"context"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
-	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 )
@@ -22,6 +24,7 @@ import (
 // API serves the ARM endpoints of one subscription.
 type API struct {
 	cp           *controlplane.Service
+	rbac         *armrbac.Service
 	dir          *identity.Directory
 	subscription string
 	// hsmURI returns the data-plane URL of an HSM name.
@@ -31,28 +34,83 @@ type API struct {
 }
 
 // New returns the ARM API.
-func New(cp *controlplane.Service, dir *identity.Directory, subscription string, hsmURI func(string) string, log *slog.Logger) *API {
-	return &API{cp: cp, dir: dir, subscription: subscription, hsmURI: hsmURI, log: log}
+func New(cp *controlplane.Service, rb *armrbac.Service, dir *identity.Directory, subscription string, hsmURI func(string) string, log *slog.Logger) *API {
+	a := &API{cp: cp, rbac: rb, dir: dir, subscription: subscription, hsmURI: hsmURI, log: log}
+	rb.Exists = a.scopeExists
+	return a
 }
 
 const provider = "/providers/Microsoft.KeyVault/managedHSMs"
 
-// Register adds the endpoints to mux.
-func (a *API) Register(mux *http.ServeMux) {
-	mux.Handle("GET /subscriptions", a.handle(false, a.listSubscriptions))
-	mux.Handle("GET /subscriptions/{sub}"+provider, a.handle(false, a.list))
-	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+provider, a.handle(false, a.list))
-	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+provider+"/{name}", a.handle(false, a.get))
-	mux.Handle("PUT /subscriptions/{sub}/resourceGroups/{rg}"+provider+"/{name}", a.handle(true, a.put))
-	mux.Handle("DELETE /subscriptions/{sub}/resourceGroups/{rg}"+provider+"/{name}", a.handle(true, a.remove))
+// canonical spells ARM's path segments one way: ARM paths are
+// case-insensitive and clients differ ("resourcegroups").
+var canonical = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{"subscriptions", "resourceGroups", "providers", "Microsoft.KeyVault", "managedHSMs", "locations",
+		"deletedManagedHSMs", "purge", "Microsoft.Authorization", "roleAssignments", "roleDefinitions", "Microsoft.Storage",
+		"storageAccounts", "Microsoft.Insights", "diagnosticSettings", "Microsoft.ManagedIdentity", "userAssignedIdentities",
+		"federatedIdentityCredentials", "keywardAgentSecret", "Microsoft.Resources"} {
+		m[strings.ToLower(s)] = s
+	}
+	return m
+}()
+
+// Canonicalize rewrites the fixed words of an ARM path in their usual case.
+func Canonicalize(path string) string {
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		if c, ok := canonical[strings.ToLower(s)]; ok {
+			segs[i] = c
+		}
+	}
+	return strings.Join(segs, "/")
 }
 
-// ErrAuthorizationFailed is ARM's refusal.
-var ErrAuthorizationFailed = fault.New(fault.Forbidden, "AuthorizationFailed", "The client does not have authorization to perform this action.")
+// Register adds the endpoints to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	sub := "/subscriptions/{sub}"
+	rg := sub + "/resourceGroups/{rg}"
+	hsm := rg + provider + "/{name}"
+	mux.Handle("GET /subscriptions", a.handle("", nil, a.listSubscriptions))
+	mux.Handle("GET "+sub, a.handle("Microsoft.Resources/subscriptions/read", pathScope, a.getSubscription))
+	mux.Handle("GET "+sub+"/resourcegroups", a.handle("", nil, a.listGroups))
+	mux.Handle("GET "+sub+"/resourceGroups", a.handle("", nil, a.listGroups))
+	mux.Handle("GET "+rg, a.handle("Microsoft.Resources/subscriptions/resourceGroups/read", pathScope, a.getGroup))
+	mux.Handle("PUT "+rg, a.handle("Microsoft.Resources/subscriptions/resourceGroups/write", pathScope, a.putGroup))
+	mux.Handle("DELETE "+rg, a.handle("Microsoft.Resources/subscriptions/resourceGroups/delete", pathScope, a.deleteGroup))
 
-func (a *API) handle(write bool, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	mux.Handle("GET "+sub+provider, a.handle("", nil, a.list))
+	mux.Handle("GET "+rg+provider, a.handle("", nil, a.list))
+	mux.Handle("GET "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/read", pathScope, a.get))
+	mux.Handle("PUT "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/write", pathScope, a.put))
+	mux.Handle("PATCH "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/write", pathScope, a.patch))
+	mux.Handle("DELETE "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/delete", pathScope, a.remove))
+	deleted := sub + "/providers/Microsoft.KeyVault/locations/{location}/deletedManagedHSMs"
+	mux.Handle("GET "+sub+"/providers/Microsoft.KeyVault/deletedManagedHSMs", a.handle("", nil, a.listDeleted))
+	mux.Handle("GET "+deleted+"/{name}", a.handle("Microsoft.KeyVault/locations/deletedManagedHsms/read", subScope, a.getDeleted))
+	mux.Handle("POST "+deleted+"/{name}/purge", a.handle("Microsoft.KeyVault/locations/deletedManagedHsms/purge/action", subScope, a.purge))
+
+	a.registerIdentities(mux, rg)
+}
+
+// pathScope is the resource the request path names.
+func pathScope(r *http.Request) string { return r.URL.Path }
+
+// subScope is the subscription (deleted HSMs are subscription-level).
+func subScope(r *http.Request) string { return "/subscriptions/" + r.PathValue("sub") }
+
+var apiVersion = regexp.MustCompile(`^(20(1[4-9]|2[0-9]))-(0[1-9]|1[0-2])-([0-2][0-9]|3[01])(-preview)?$`)
+
+// handle checks the api-version and the subscription, authorizes action
+// on scope (when scope is nil the handler filters what it lists), and
+// renders errors in ARM's envelope.
+func (a *API) handle(action string, scope func(*http.Request) string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := a.check(r, write)
+		err := a.check(r)
+		if err == nil && scope != nil {
+			c, _ := identity.FromContext(r.Context())
+			err = a.rbac.Authorize(r.Context(), c, action, scope(r))
+		}
 		if err == nil {
 			err = h(w, r)
 		}
@@ -62,28 +120,66 @@ func (a *API) handle(write bool, h func(http.ResponseWriter, *http.Request) erro
 	})
 }
 
-func (a *API) check(r *http.Request, write bool) error {
-	if r.URL.Query().Get("api-version") == "" {
+func (a *API) check(r *http.Request) error {
+	v := r.URL.Query().Get("api-version")
+	if v == "" {
 		return fault.Errorf(fault.Invalid, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
+	}
+	if !apiVersion.MatchString(v) {
+		return fault.Errorf(fault.Invalid, "InvalidApiVersionParameter", "The api-version '%s' is invalid. The supported versions are dates such as '2024-11-01'.", v)
 	}
 	if sub := r.PathValue("sub"); sub != "" && !strings.EqualFold(sub, a.subscription) {
 		return fault.Errorf(fault.NotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", sub)
 	}
-	c, ok := identity.FromContext(r.Context())
-	if !ok {
-		return ErrAuthorizationFailed
-	}
-	if !write {
-		return nil
-	}
-	admin, err := a.dir.HasRole(r.Context(), c.ObjectID, identity.GlobalAdministrator)
-	if err != nil {
-		return err
-	}
-	if !admin {
-		return ErrAuthorizationFailed.With("The client '%s' does not have authorization to perform action 'Microsoft.KeyVault/managedHSMs/write'.", c.ObjectID)
+	if _, ok := identity.FromContext(r.Context()); !ok {
+		return armrbac.ErrDenied
 	}
 	return nil
+}
+
+// can reports whether the caller may do action on scope (for filtering lists).
+func (a *API) can(r *http.Request, action, scope string) bool {
+	c, _ := identity.FromContext(r.Context())
+	ok, err := a.rbac.Decide(r.Context(), c, action, scope)
+	return err == nil && ok
+}
+
+func (a *API) subscriptionID() string { return "/subscriptions/" + a.subscription }
+
+// scopeExists reports whether a scope names the subscription, a resource
+// group, or a resource of a kind Keyward has.
+func (a *API) scopeExists(ctx context.Context, scope string) bool {
+	segs := strings.Split(strings.Trim(Canonicalize(scope), "/"), "/")
+	if len(segs) < 2 || segs[0] != "subscriptions" || !strings.EqualFold(segs[1], a.subscription) {
+		return false
+	}
+	if len(segs) == 2 {
+		return true
+	}
+	if len(segs) < 4 || segs[2] != "resourceGroups" {
+		return false
+	}
+	if _, err := a.cp.Group(ctx, segs[3]); err != nil {
+		return false
+	}
+	if len(segs) == 4 {
+		return true
+	}
+	if len(segs) != 8 || segs[4] != "providers" {
+		return false
+	}
+	switch segs[5] + "/" + segs[6] {
+	case "Microsoft.KeyVault/managedHSMs":
+		h, err := a.cp.HSMs.Get(ctx, segs[7])
+		return err == nil && h.Deleted.IsZero() && strings.EqualFold(h.ResourceGroup, segs[3])
+	case "Microsoft.ManagedIdentity/userAssignedIdentities":
+		_, err := a.cp.Identity(ctx, segs[3], segs[7])
+		return err == nil
+	case "Microsoft.Storage/storageAccounts":
+		acct, err := a.diag.GetAccount(ctx, segs[7])
+		return err == nil && strings.EqualFold(acct.ResourceGroup, segs[3])
+	}
+	return false
 }
 
 type subscription struct {
@@ -94,159 +190,18 @@ type subscription struct {
 	TenantID       string `json:"tenantId"`
 }
 
+func (a *API) subscriptionBody() subscription {
+	return subscription{ID: a.subscriptionID(), SubscriptionID: a.subscription, DisplayName: "Keyward", State: "Enabled", TenantID: a.dir.TenantID()}
+}
+
+// listSubscriptions shows the subscription to every principal of the
+// tenant, as a sign-in needs it.
 func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
-	httpx.WriteJSON(w, http.StatusOK, map[string][]subscription{"value": {{
-		ID: "/subscriptions/" + a.subscription, SubscriptionID: a.subscription, DisplayName: "Keyward",
-		State: "Enabled", TenantID: a.dir.TenantID(),
-	}}})
+	httpx.WriteJSON(w, http.StatusOK, map[string][]subscription{"value": {a.subscriptionBody()}})
 	return nil
 }
 
-// ManagedHSM is the ARM resource.
-type ManagedHSM struct {
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	Type       string            `json:"type"`
-	Location   string            `json:"location"`
-	SKU        SKU               `json:"sku"`
-	Tags       map[string]string `json:"tags"`
-	Properties Properties        `json:"properties"`
-}
-
-// SKU is the pricing tier; Keyward has one.
-type SKU struct {
-	Family string `json:"family"`
-	Name   string `json:"name"`
-}
-
-// Properties of a Managed HSM.
-type Properties struct {
-	TenantID                  string         `json:"tenantId"`
-	InitialAdminObjectIDs     []string       `json:"initialAdminObjectIds"`
-	HSMURI                    string         `json:"hsmUri"`
-	EnableSoftDelete          bool           `json:"enableSoftDelete"`
-	SoftDeleteRetentionInDays int            `json:"softDeleteRetentionInDays"`
-	EnablePurgeProtection     bool           `json:"enablePurgeProtection"`
-	ProvisioningState         string         `json:"provisioningState"`
-	StatusMessage             string         `json:"statusMessage"`
-	SecurityDomainProperties  securityDomain `json:"securityDomainProperties"`
-	PublicNetworkAccess       string         `json:"publicNetworkAccess"`
-}
-
-type securityDomain struct {
-	ActivationStatus        string `json:"activationStatus"`
-	ActivationStatusMessage string `json:"activationStatusMessage"`
-}
-
-// createRequest is the PUT body.
-type createRequest struct {
-	Location   string            `json:"location"`
-	Tags       map[string]string `json:"tags"`
-	Properties struct {
-		TenantID                  string   `json:"tenantId"`
-		InitialAdminObjectIDs     []string `json:"initialAdminObjectIds"`
-		SoftDeleteRetentionInDays int      `json:"softDeleteRetentionInDays"`
-		EnablePurgeProtection     bool     `json:"enablePurgeProtection"`
-	} `json:"properties"`
-}
-
-func (a *API) resource(h *domain.HSM) ManagedHSM {
-	status := map[string][2]string{
-		domain.StateActive:      {"Active", "The HSM is activated."},
-		domain.StateProvisioned: {"NotActivated", "Download the security domain to activate the HSM, or upload one to recover it."},
-		domain.StateRecovery:    {"NotActivated", "The HSM is waiting for a security domain upload."},
-	}[h.State]
-	rg := h.ResourceGroup
-	if rg == "" {
-		rg = "keyward"
-	}
-	return ManagedHSM{
-		ID:   "/subscriptions/" + a.subscription + "/resourceGroups/" + rg + provider + "/" + h.Name,
-		Name: h.Name, Type: "Microsoft.KeyVault/managedHSMs", Location: "local", SKU: SKU{Family: "B", Name: "Standard_B1"},
-		Tags: map[string]string{},
-		Properties: Properties{TenantID: a.dir.TenantID(), InitialAdminObjectIDs: h.Admins, HSMURI: a.hsmURI(h.Name) + "/",
-			EnableSoftDelete: true, SoftDeleteRetentionInDays: h.RetentionDays, EnablePurgeProtection: h.PurgeProtection,
-			ProvisioningState: "Succeeded", StatusMessage: "The Managed HSM is provisioned and ready to use.",
-			SecurityDomainProperties: securityDomain{ActivationStatus: status[0], ActivationStatusMessage: status[1]},
-			PublicNetworkAccess:      "Enabled"},
-	}
-}
-
-func (a *API) list(w http.ResponseWriter, r *http.Request) error {
-	hsms, err := a.cp.HSMs.List(r.Context())
-	if err != nil {
-		return err
-	}
-	out := map[string][]ManagedHSM{"value": {}}
-	rg := r.PathValue("rg")
-	for _, h := range hsms {
-		res := a.resource(h)
-		if rg == "" || strings.Contains(strings.ToLower(res.ID), "/resourcegroups/"+strings.ToLower(rg)+"/") {
-			out["value"] = append(out["value"], res)
-		}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
-	return nil
-}
-
-// lookup finds the HSM of the path, in its resource group.
-func (a *API) lookup(r *http.Request) (*domain.HSM, error) {
-	h, err := a.cp.HSMs.Get(r.Context(), r.PathValue("name"))
-	if errors.Is(err, domain.ErrHSMNotFound) || err == nil && h.ResourceGroup != "" && !strings.EqualFold(h.ResourceGroup, r.PathValue("rg")) {
-		return nil, fault.Errorf(fault.NotFound, "ResourceNotFound", "The Resource 'Microsoft.KeyVault/managedHSMs/%s' under resource group '%s' was not found.",
-			r.PathValue("name"), r.PathValue("rg"))
-	}
-	return h, err
-}
-
-func (a *API) get(w http.ResponseWriter, r *http.Request) error {
-	h, err := a.lookup(r)
-	if err != nil {
-		return err
-	}
-	httpx.WriteJSON(w, http.StatusOK, a.resource(h))
-	return nil
-}
-
-var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-func (a *API) put(w http.ResponseWriter, r *http.Request) error {
-	var req createRequest
-	if err := httpx.ReadJSON(w, r, &req); err != nil {
-		return err
-	}
-	p := req.Properties
-	if p.TenantID != "" && !strings.EqualFold(p.TenantID, a.dir.TenantID()) {
-		return fault.Invalidf("properties.tenantId must be this directory's tenant, %s", a.dir.TenantID())
-	}
-	if len(p.InitialAdminObjectIDs) == 0 {
-		return fault.Invalidf("properties.initialAdminObjectIds needs at least one object id")
-	}
-	for _, id := range p.InitialAdminObjectIDs {
-		if !guid.MatchString(id) {
-			return fault.Invalidf("initial administrator %q is not an object id", id)
-		}
-		if _, err := a.dir.Get(r.Context(), id); err != nil {
-			return fault.Errorf(fault.Invalid, "PrincipalNotFound", "initial administrator %s does not exist in the directory", id)
-		}
-	}
-	h, err := a.cp.Create(r.Context(), domain.CreateParams{Name: r.PathValue("name"), Admins: p.InitialAdminObjectIDs,
-		RetentionDays: p.SoftDeleteRetentionInDays, PurgeProtection: p.EnablePurgeProtection, ResourceGroup: r.PathValue("rg")})
-	if err != nil {
-		return err
-	}
-	httpx.WriteJSON(w, http.StatusCreated, a.resource(h))
-	return nil
-}
-
-func (a *API) remove(w http.ResponseWriter, r *http.Request) error {
-	h, err := a.lookup(r)
-	if err != nil {
-		return err
-	}
-	if err := a.cp.Delete(r.Context(), h.Name); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusOK)
+func (a *API) getSubscription(w http.ResponseWriter, r *http.Request) error {
+	httpx.WriteJSON(w, http.StatusOK, a.subscriptionBody())
 	return nil
 }

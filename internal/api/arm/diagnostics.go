@@ -15,16 +15,17 @@ const storageProvider = "/providers/Microsoft.Storage/storageAccounts"
 // RegisterDiagnostics adds storage accounts and diagnostic settings.
 func (a *API) RegisterDiagnostics(mux *http.ServeMux, d *diagnostics.Service) {
 	a.diag = d
-	mux.Handle("GET /subscriptions/{sub}"+storageProvider, a.handle(false, a.listAccounts))
-	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider, a.handle(false, a.listAccounts))
-	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle(false, a.getAccount))
-	mux.Handle("PUT /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle(true, a.putAccount))
-	mux.Handle("DELETE /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle(true, a.deleteAccount))
+	mux.Handle("GET /subscriptions/{sub}"+storageProvider, a.handle("", nil, a.listAccounts))
+	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider, a.handle("", nil, a.listAccounts))
+	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/read", pathScope, a.getAccount))
+	mux.Handle("PUT /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/write", pathScope, a.putAccount))
+	mux.Handle("PATCH /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/write", pathScope, a.patchAccount))
+	mux.Handle("DELETE /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/delete", pathScope, a.deleteAccount))
 	settings := "/subscriptions/{sub}/resourceGroups/{rg}" + provider + "/{name}/providers/Microsoft.Insights/diagnosticSettings"
-	mux.Handle("GET "+settings, a.handle(false, a.listSettings))
-	mux.Handle("GET "+settings+"/{setting}", a.handle(false, a.getSetting))
-	mux.Handle("PUT "+settings+"/{setting}", a.handle(true, a.putSetting))
-	mux.Handle("DELETE "+settings+"/{setting}", a.handle(true, a.deleteSetting))
+	mux.Handle("GET "+settings, a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.listSettings))
+	mux.Handle("GET "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.getSetting))
+	mux.Handle("PUT "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/write", pathScope, a.putSetting))
+	mux.Handle("DELETE "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/delete", pathScope, a.deleteSetting))
 }
 
 // StorageAccount is the ARM resource of a registered account. Its
@@ -41,7 +42,13 @@ type StorageAccount struct {
 		ProvisioningState string            `json:"provisioningState"`
 		CredentialKind    string            `json:"keywardCredentialKind"`
 	} `json:"properties"`
-	Identity any `json:"identity"`
+	Identity *accountIdentity `json:"identity"`
+}
+
+type accountIdentity struct {
+	Type        string `json:"type"`
+	PrincipalID string `json:"principalId"`
+	TenantID    string `json:"tenantId"`
 }
 
 type accountRequest struct {
@@ -65,7 +72,34 @@ func (a *API) accountResource(acct diagnostics.Account) StorageAccount {
 		SKU: map[string]string{"name": "Standard_LRS", "tier": "Standard"}}
 	r.Properties.PrimaryEndpoints = map[string]string{"blob": acct.BlobEndpoint}
 	r.Properties.ProvisioningState, r.Properties.CredentialKind = "Succeeded", acct.CredentialKind
+	if acct.IdentityPrincipalID != "" {
+		r.Identity = &accountIdentity{Type: "SystemAssigned", PrincipalID: acct.IdentityPrincipalID, TenantID: a.dir.TenantID()}
+	}
 	return r
+}
+
+// patchAccount gives an account a system-assigned identity
+// (identity.type SystemAssigned), as az storage account update --assign-identity.
+func (a *API) patchAccount(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Identity *struct {
+			Type string `json:"type"`
+		} `json:"identity"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	acct, err := a.diag.GetAccount(r.Context(), r.PathValue("account"))
+	if err != nil {
+		return err
+	}
+	if req.Identity != nil && strings.EqualFold(req.Identity.Type, "SystemAssigned") && acct.IdentityPrincipalID == "" {
+		if acct, err = a.diag.AssignIdentity(r.Context(), acct.Name); err != nil {
+			return err
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.accountResource(acct))
+	return nil
 }
 
 func (a *API) putAccount(w http.ResponseWriter, r *http.Request) error {
@@ -99,8 +133,9 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := map[string][]StorageAccount{"value": {}}
 	for _, acct := range accts {
-		if rg := r.PathValue("rg"); rg == "" || strings.EqualFold(rg, acct.ResourceGroup) {
-			out["value"] = append(out["value"], a.accountResource(acct))
+		res := a.accountResource(acct)
+		if rg := r.PathValue("rg"); (rg == "" || strings.EqualFold(rg, acct.ResourceGroup)) && a.can(r, "Microsoft.Storage/storageAccounts/read", res.ID) {
+			out["value"] = append(out["value"], res)
 		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)

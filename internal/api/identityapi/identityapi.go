@@ -22,6 +22,7 @@ import (
 // API serves the identity endpoints of one tenant.
 type API struct {
 	dir    *identity.Directory
+	fed    *identity.Federation
 	tokens *identity.TokenService
 	// base is the authority host with a trailing slash.
 	base string
@@ -29,8 +30,8 @@ type API struct {
 }
 
 // New returns the identity API; base is the authority host URL ending in "/".
-func New(dir *identity.Directory, tokens *identity.TokenService, base string, log *slog.Logger) *API {
-	return &API{dir: dir, tokens: tokens, base: base, log: log}
+func New(dir *identity.Directory, fed *identity.Federation, tokens *identity.TokenService, base string, log *slog.Logger) *API {
+	return &API{dir: dir, fed: fed, tokens: tokens, base: base, log: log}
 }
 
 // Register adds the endpoints to mux.
@@ -165,8 +166,15 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Prin
 		if u, p, ok := r.BasicAuth(); ok {
 			id, secret = u, p
 		}
-		if f.Get("client_assertion") != "" {
-			return nil, nil, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS700027: certificate credentials are not supported; use a client secret")
+		if assertion := f.Get("client_assertion"); assertion != "" {
+			if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+				return nil, nil, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS700030: client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+			}
+			p, err := a.fed.Authenticate(ctx, id, assertion)
+			if err != nil {
+				a.log.InfoContext(ctx, "client assertion refused", "client_id", id, "reason", err)
+			}
+			return p, []string{"fed"}, err
 		}
 		if id == "" || secret == "" {
 			return nil, nil, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: client_id and client_secret are required")

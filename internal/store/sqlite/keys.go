@@ -8,9 +8,9 @@ import (
 
 func (t *txn) InsertHSM(ctx context.Context, h *store.HSM) error {
 	_, err := t.exec(ctx, `INSERT INTO hsms(id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created,
-		resource_group, exchange_key, exchange_cert) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		resource_group, exchange_key, exchange_cert, location, tags, deleted) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		h.ID, h.Name, h.State, h.DomainID, nonNilBytes(h.DomainKey), toJSON(h.Admins), h.RetentionDays, boolInt(h.PurgeProtection), unix(h.Created),
-		h.ResourceGroup, nonNilBytes(h.ExchangeKey), nonNilBytes(h.ExchangeCert))
+		h.ResourceGroup, nonNilBytes(h.ExchangeKey), nonNilBytes(h.ExchangeCert), location(h.Location), toJSON(tagsOf(h.Tags)), unix(h.Deleted))
 	return err
 }
 
@@ -22,8 +22,24 @@ func nonNilBytes(b []byte) []byte {
 }
 
 func (t *txn) UpdateHSM(ctx context.Context, h *store.HSM) error {
-	return mustAffect(t.exec(ctx, `UPDATE hsms SET state = ?, domain_id = ?, domain_key = ?, exchange_key = ?, exchange_cert = ? WHERE name = ?`,
-		h.State, h.DomainID, nonNilBytes(h.DomainKey), nonNilBytes(h.ExchangeKey), nonNilBytes(h.ExchangeCert), h.Name))
+	return mustAffect(t.exec(ctx, `UPDATE hsms SET state = ?, domain_id = ?, domain_key = ?, exchange_key = ?, exchange_cert = ?,
+		tags = ?, deleted = ? WHERE name = ?`,
+		h.State, h.DomainID, nonNilBytes(h.DomainKey), nonNilBytes(h.ExchangeKey), nonNilBytes(h.ExchangeCert),
+		toJSON(tagsOf(h.Tags)), unix(h.Deleted), h.Name))
+}
+
+func location(l string) string {
+	if l == "" {
+		return "local"
+	}
+	return l
+}
+
+func tagsOf(t map[string]string) map[string]string {
+	if t == nil {
+		return map[string]string{}
+	}
+	return t
 }
 
 func (t *txn) DeleteHSM(ctx context.Context, name string) error {
@@ -36,18 +52,22 @@ func (t *txn) DeleteHSM(ctx context.Context, name string) error {
 	return mustAffect(t.exec(ctx, `DELETE FROM hsms WHERE name = ?`, name))
 }
 
-const hsmCols = `id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created, resource_group, exchange_key, exchange_cert`
+const hsmCols = `id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created, resource_group, exchange_key, exchange_cert,
+	location, tags, deleted`
 
 func scanHSM(row scanner) (*store.HSM, error) {
 	var h store.HSM
-	var admins string
+	var admins, tags string
 	var pp int
-	var created int64
+	var created, deleted int64
 	if err := row.Scan(&h.ID, &h.Name, &h.State, &h.DomainID, &h.DomainKey, &admins, &h.RetentionDays, &pp, &created,
-		&h.ResourceGroup, &h.ExchangeKey, &h.ExchangeCert); err != nil {
+		&h.ResourceGroup, &h.ExchangeKey, &h.ExchangeCert, &h.Location, &tags, &deleted); err != nil {
 		return nil, notFound(err)
 	}
-	h.PurgeProtection, h.Created = pp == 1, fromUnix(created)
+	h.PurgeProtection, h.Created, h.Deleted = pp == 1, fromUnix(created), fromUnix(deleted)
+	if err := fromJSON(tags, &h.Tags); err != nil {
+		return nil, err
+	}
 	return &h, fromJSON(admins, &h.Admins)
 }
 

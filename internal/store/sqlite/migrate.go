@@ -117,6 +117,16 @@ var migrations = []string{
 		enabled INTEGER NOT NULL,
 		created INTEGER NOT NULL,
 		PRIMARY KEY (hsm, name));`,
+
+	// 5: the control plane.
+	`CREATE TABLE objects (
+		kind TEXT NOT NULL,
+		id TEXT NOT NULL,
+		data BLOB NOT NULL,
+		PRIMARY KEY (kind, id));
+	ALTER TABLE hsms ADD COLUMN location TEXT NOT NULL DEFAULT 'local';
+	ALTER TABLE hsms ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+	ALTER TABLE hsms ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate applies the migrations the file has not seen yet, each in its own

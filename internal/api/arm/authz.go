@@ -1,0 +1,193 @@
+package arm
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/armrbac"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
+)
+
+const authzSegment = "/providers/Microsoft.Authorization/"
+
+// IsAuthorizationPath tells whether a (canonical) ARM path addresses role
+// assignments or definitions, which exist at every scope.
+func IsAuthorizationPath(path string) bool { return strings.Contains(path, authzSegment) }
+
+type roleAssignment struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Properties struct {
+		RoleDefinitionID string `json:"roleDefinitionId"`
+		PrincipalID      string `json:"principalId"`
+		PrincipalType    string `json:"principalType"`
+		Scope            string `json:"scope"`
+		CreatedOn        string `json:"createdOn"`
+	} `json:"properties"`
+}
+
+type roleDefinition struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Properties struct {
+		RoleName         string           `json:"roleName"`
+		Description      string           `json:"description"`
+		Type             string           `json:"type"`
+		Permissions      []map[string]any `json:"permissions"`
+		AssignableScopes []string         `json:"assignableScopes"`
+	} `json:"properties"`
+}
+
+func (a *API) definitionID(id string) string {
+	return a.subscriptionID() + "/providers/Microsoft.Authorization/roleDefinitions/" + id
+}
+
+func (a *API) assignmentOut(x armrbac.Assignment) roleAssignment {
+	var o roleAssignment
+	o.ID, o.Name, o.Type = x.ID, x.Name, "Microsoft.Authorization/roleAssignments"
+	o.Properties.RoleDefinitionID, o.Properties.PrincipalID, o.Properties.PrincipalType = a.definitionID(x.RoleID), x.PrincipalID, x.PrincipalType
+	o.Properties.Scope, o.Properties.CreatedOn = x.Scope, x.Created.Format(time.RFC3339)
+	return o
+}
+
+func (a *API) definitionOut(r *armrbac.Role) roleDefinition {
+	var o roleDefinition
+	o.ID, o.Name, o.Type = a.definitionID(r.ID), r.ID, "Microsoft.Authorization/roleDefinitions"
+	na := r.NotActions
+	if na == nil {
+		na = []string{}
+	}
+	o.Properties.RoleName, o.Properties.Description, o.Properties.Type = r.Name, r.Description, "BuiltInRole"
+	o.Properties.Permissions = []map[string]any{{"actions": r.Actions, "notActions": na, "dataActions": []string{}, "notDataActions": []string{}}}
+	o.Properties.AssignableScopes = []string{"/"}
+	return o
+}
+
+var principalFilter = regexp.MustCompile(`(?i)principalId\s+eq\s+'([^']*)'`)
+
+// ServeAuthorization serves {scope}/providers/Microsoft.Authorization/...
+func (a *API) ServeAuthorization(w http.ResponseWriter, r *http.Request) {
+	if err := a.serveAuthorization(w, r); err != nil {
+		httpx.WriteError(w, r, a.log, err)
+	}
+}
+
+func (a *API) serveAuthorization(w http.ResponseWriter, r *http.Request) error {
+	if err := a.check(r); err != nil {
+		return err
+	}
+	i := strings.Index(r.URL.Path, authzSegment)
+	scope := strings.TrimSuffix(r.URL.Path[:i], "/")
+	if scope == "" {
+		scope = a.subscriptionID()
+	}
+	rest := strings.Split(strings.Trim(r.URL.Path[i+len(authzSegment):], "/"), "/")
+	if !strings.HasPrefix(strings.ToLower(scope), strings.ToLower(a.subscriptionID())) {
+		return fault.Errorf(fault.NotFound, "SubscriptionNotFound", "The scope '%s' is not in this subscription.", scope)
+	}
+	c, _ := identity.FromContext(r.Context())
+	auth := func(action string) error { return a.rbac.Authorize(r.Context(), c, action, scope) }
+	switch {
+	case rest[0] == "roleDefinitions" && len(rest) == 1 && r.Method == http.MethodGet:
+		if err := auth("Microsoft.Authorization/roleDefinitions/read"); err != nil {
+			return err
+		}
+		out := map[string][]roleDefinition{"value": {}}
+		want := ""
+		if m := regexp.MustCompile(`(?i)roleName\s+eq\s+'([^']*)'`).FindStringSubmatch(r.URL.Query().Get("$filter")); m != nil {
+			want = m[1]
+		}
+		for i := range armrbac.BuiltInRoles {
+			if want == "" || strings.EqualFold(armrbac.BuiltInRoles[i].Name, want) {
+				out["value"] = append(out["value"], a.definitionOut(&armrbac.BuiltInRoles[i]))
+			}
+		}
+		httpx.WriteJSON(w, http.StatusOK, out)
+		return nil
+	case rest[0] == "roleDefinitions" && len(rest) == 2 && r.Method == http.MethodGet:
+		if err := auth("Microsoft.Authorization/roleDefinitions/read"); err != nil {
+			return err
+		}
+		role, ok := armrbac.RoleByID(rest[1])
+		if !ok {
+			return fault.Errorf(fault.NotFound, "RoleDefinitionDoesNotExist", "The role definition '%s' does not exist.", rest[1])
+		}
+		httpx.WriteJSON(w, http.StatusOK, a.definitionOut(role))
+		return nil
+	case rest[0] == "roleAssignments" && len(rest) == 1 && r.Method == http.MethodGet:
+		if err := auth("Microsoft.Authorization/roleAssignments/read"); err != nil {
+			return err
+		}
+		f := r.URL.Query().Get("$filter")
+		principal := ""
+		if m := principalFilter.FindStringSubmatch(f); m != nil {
+			principal = m[1]
+		}
+		as, err := a.rbac.List(r.Context(), scope, strings.Contains(strings.ToLower(f), "atscope()"), principal)
+		if err != nil {
+			return err
+		}
+		out := map[string][]roleAssignment{"value": {}}
+		for _, x := range as {
+			out["value"] = append(out["value"], a.assignmentOut(x))
+		}
+		httpx.WriteJSON(w, http.StatusOK, out)
+		return nil
+	case rest[0] == "roleAssignments" && len(rest) == 2:
+		id := armrbac.AssignmentID(scope, rest[1])
+		switch r.Method {
+		case http.MethodGet:
+			if err := auth("Microsoft.Authorization/roleAssignments/read"); err != nil {
+				return err
+			}
+			x, err := a.rbac.Get(r.Context(), id)
+			if err != nil {
+				return err
+			}
+			httpx.WriteJSON(w, http.StatusOK, a.assignmentOut(x))
+			return nil
+		case http.MethodPut:
+			if err := auth("Microsoft.Authorization/roleAssignments/write"); err != nil {
+				return err
+			}
+			var req struct {
+				Properties struct {
+					RoleDefinitionID string `json:"roleDefinitionId"`
+					PrincipalID      string `json:"principalId"`
+					PrincipalType    string `json:"principalType"`
+				} `json:"properties"`
+			}
+			if err := httpx.ReadJSON(w, r, &req); err != nil {
+				return err
+			}
+			p := req.Properties
+			if p.RoleDefinitionID == "" || p.PrincipalID == "" {
+				return fault.Invalidf("properties.roleDefinitionId and properties.principalId are required")
+			}
+			x, err := a.rbac.Assign(r.Context(), armrbac.Assignment{Name: rest[1], Scope: scope, RoleID: p.RoleDefinitionID,
+				PrincipalID: p.PrincipalID, PrincipalType: p.PrincipalType})
+			if err != nil {
+				return err
+			}
+			httpx.WriteJSON(w, http.StatusCreated, a.assignmentOut(x))
+			return nil
+		case http.MethodDelete:
+			if err := auth("Microsoft.Authorization/roleAssignments/delete"); err != nil {
+				return err
+			}
+			x, err := a.rbac.Delete(r.Context(), id)
+			if err != nil {
+				return err
+			}
+			httpx.WriteJSON(w, http.StatusOK, a.assignmentOut(x))
+			return nil
+		}
+	}
+	return fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path)
+}

@@ -1,0 +1,87 @@
+package arm
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/controlplane"
+)
+
+// ResourceGroup is the ARM resource.
+type ResourceGroup struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Type       string            `json:"type"`
+	Location   string            `json:"location"`
+	Tags       map[string]string `json:"tags"`
+	Properties struct {
+		ProvisioningState string `json:"provisioningState"`
+	} `json:"properties"`
+}
+
+func (a *API) group(g controlplane.ResourceGroup) ResourceGroup {
+	out := ResourceGroup{ID: a.subscriptionID() + "/resourceGroups/" + g.Name, Name: g.Name, Type: "Microsoft.Resources/resourceGroups",
+		Location: g.Location, Tags: g.Tags}
+	if out.Tags == nil {
+		out.Tags = map[string]string{}
+	}
+	out.Properties.ProvisioningState = "Succeeded"
+	return out
+}
+
+func (a *API) putGroup(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Location string            `json:"location"`
+		Tags     map[string]string `json:"tags"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	g, created, err := a.cp.PutGroup(r.Context(), controlplane.ResourceGroup{Name: r.PathValue("rg"), Location: req.Location, Tags: req.Tags})
+	if err != nil {
+		return err
+	}
+	st := http.StatusOK
+	if created {
+		st = http.StatusCreated
+	}
+	httpx.WriteJSON(w, st, a.group(g))
+	return nil
+}
+
+func (a *API) getGroup(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.cp.Group(r.Context(), r.PathValue("rg"))
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.group(g))
+	return nil
+}
+
+func (a *API) listGroups(w http.ResponseWriter, r *http.Request) error {
+	gs, err := a.cp.Groups(r.Context())
+	if err != nil {
+		return err
+	}
+	out := map[string][]ResourceGroup{"value": {}}
+	for _, g := range gs {
+		res := a.group(g)
+		if a.can(r, "Microsoft.Resources/subscriptions/resourceGroups/read", res.ID) {
+			out["value"] = append(out["value"], res)
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {
+	if err := a.cp.DeleteGroup(r.Context(), r.PathValue("rg")); err != nil {
+		return err
+	}
+	if err := a.rbac.Forget(r.Context(), strings.TrimSuffix(r.URL.Path, "/")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

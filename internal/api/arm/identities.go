@@ -1,0 +1,193 @@
+package arm
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/controlplane"
+	"github.com/keyward/keyward/internal/identity"
+)
+
+const identityProvider = "/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+
+func (a *API) registerIdentities(mux *http.ServeMux, rg string) {
+	item := rg + identityProvider + "/{name}"
+	mux.Handle("GET /subscriptions/{sub}"+identityProvider, a.handle("", nil, a.listIdentities))
+	mux.Handle("GET "+rg+identityProvider, a.handle("", nil, a.listIdentities))
+	mux.Handle("GET "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/read", pathScope, a.getIdentity))
+	mux.Handle("PUT "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/write", pathScope, a.putIdentity))
+	mux.Handle("DELETE "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/delete", pathScope, a.deleteIdentity))
+	mux.Handle("POST "+item+"/keywardAgentSecret", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/assign/action", pathScope, a.agentSecret))
+	fic := item + "/federatedIdentityCredentials"
+	mux.Handle("GET "+fic, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read", pathScope, a.listFederated))
+	mux.Handle("PUT "+fic+"/{fic}", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write", pathScope, a.putFederated))
+	mux.Handle("DELETE "+fic+"/{fic}", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete", pathScope, a.deleteFederated))
+}
+
+// ManagedIdentity is the ARM resource.
+type ManagedIdentity struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Type       string            `json:"type"`
+	Location   string            `json:"location"`
+	Tags       map[string]string `json:"tags"`
+	Properties struct {
+		TenantID    string `json:"tenantId"`
+		PrincipalID string `json:"principalId"`
+		ClientID    string `json:"clientId"`
+	} `json:"properties"`
+}
+
+func (a *API) identityResource(id controlplane.Identity) ManagedIdentity {
+	out := ManagedIdentity{ID: a.subscriptionID() + "/resourceGroups/" + id.ResourceGroup + identityProvider + "/" + id.Name,
+		Name: id.Name, Type: "Microsoft.ManagedIdentity/userAssignedIdentities", Location: orLocal(id.Location), Tags: id.Tags}
+	if out.Tags == nil {
+		out.Tags = map[string]string{}
+	}
+	out.Properties.TenantID, out.Properties.PrincipalID, out.Properties.ClientID = a.dir.TenantID(), id.PrincipalID, id.ClientID
+	return out
+}
+
+func (a *API) putIdentity(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Location string            `json:"location"`
+		Tags     map[string]string `json:"tags"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	id, created, err := a.cp.PutIdentity(r.Context(), controlplane.Identity{Name: r.PathValue("name"), ResourceGroup: r.PathValue("rg"),
+		Location: req.Location, Tags: req.Tags})
+	if err != nil {
+		return err
+	}
+	st := http.StatusOK
+	if created {
+		st = http.StatusCreated
+	}
+	httpx.WriteJSON(w, st, a.identityResource(id))
+	return nil
+}
+
+func (a *API) getIdentity(w http.ResponseWriter, r *http.Request) error {
+	id, err := a.cp.Identity(r.Context(), r.PathValue("rg"), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.identityResource(id))
+	return nil
+}
+
+func (a *API) listIdentities(w http.ResponseWriter, r *http.Request) error {
+	ids, err := a.cp.Identities(r.Context(), r.PathValue("rg"))
+	if err != nil {
+		return err
+	}
+	out := map[string][]ManagedIdentity{"value": {}}
+	for _, id := range ids {
+		res := a.identityResource(id)
+		if a.can(r, "Microsoft.ManagedIdentity/userAssignedIdentities/read", res.ID) {
+			out["value"] = append(out["value"], res)
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
+	if err := a.cp.DeleteIdentity(r.Context(), r.PathValue("rg"), r.PathValue("name")); err != nil {
+		return err
+	}
+	if err := a.rbac.Forget(r.Context(), r.URL.Path); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// agentSecret gives `keyward identity agent` a short-lived secret of the
+// identity; the agent keeps it in memory and the workload never sees it.
+func (a *API) agentSecret(w http.ResponseWriter, r *http.Request) error {
+	id, secret, expires, err := a.cp.AgentSecret(r.Context(), r.PathValue("rg"), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"clientId": id.ClientID, "principalId": id.PrincipalID,
+		"tenantId": a.dir.TenantID(), "secret": secret, "expires": expires.UTC().Format(time.RFC3339)})
+	return nil
+}
+
+// FederatedCredential is the ARM resource.
+type FederatedCredential struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Properties struct {
+		Issuer    string   `json:"issuer"`
+		Subject   string   `json:"subject"`
+		Audiences []string `json:"audiences"`
+	} `json:"properties"`
+}
+
+func (a *API) federatedResource(r *http.Request, fc identity.FederatedCredential) FederatedCredential {
+	var out FederatedCredential
+	out.ID = a.subscriptionID() + "/resourceGroups/" + r.PathValue("rg") + identityProvider + "/" + r.PathValue("name") + "/federatedIdentityCredentials/" + fc.Name
+	out.Name, out.Type = fc.Name, "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials"
+	out.Properties.Issuer, out.Properties.Subject, out.Properties.Audiences = fc.Issuer, fc.Subject, fc.Audiences
+	return out
+}
+
+func (a *API) putFederated(w http.ResponseWriter, r *http.Request) error {
+	id, err := a.cp.Identity(r.Context(), r.PathValue("rg"), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Properties struct {
+			Issuer    string   `json:"issuer"`
+			Subject   string   `json:"subject"`
+			Audiences []string `json:"audiences"`
+		} `json:"properties"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	p := req.Properties
+	fc, err := a.dir.PutFederatedCredential(r.Context(), identity.FederatedCredential{PrincipalID: id.PrincipalID, Name: r.PathValue("fic"),
+		Issuer: p.Issuer, Subject: p.Subject, Audiences: p.Audiences})
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.federatedResource(r, fc))
+	return nil
+}
+
+func (a *API) listFederated(w http.ResponseWriter, r *http.Request) error {
+	id, err := a.cp.Identity(r.Context(), r.PathValue("rg"), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	fcs, err := a.dir.FederatedCredentials(r.Context(), id.PrincipalID)
+	if err != nil {
+		return err
+	}
+	out := map[string][]FederatedCredential{"value": {}}
+	for _, fc := range fcs {
+		out["value"] = append(out["value"], a.federatedResource(r, fc))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) deleteFederated(w http.ResponseWriter, r *http.Request) error {
+	id, err := a.cp.Identity(r.Context(), r.PathValue("rg"), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if err := a.dir.DeleteFederatedCredential(r.Context(), id.PrincipalID, r.PathValue("fic")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

@@ -1,0 +1,319 @@
+// Package armrbac is Azure RBAC for the control plane: built-in roles with
+// actions and notActions, role assignments at scopes of the resource tree
+// (/subscriptions/{s}[/resourceGroups/{rg}[/providers/{ns}/{type}/{name}]])
+// that apply to everything below them, and the decision. It shares nothing
+// with the HSMs' local RBAC: a control-plane role grants no data action,
+// and a data-plane role no control-plane action.
+package armrbac
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/rbac"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// Role is a control-plane role definition.
+type Role struct {
+	ID, Name, Description string
+	Actions, NotActions   []string
+}
+
+// The built-in roles, with Azure's ids.
+const (
+	OwnerID                 = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+	ContributorID           = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+	ReaderID                = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+	UserAccessAdminID       = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
+	ManagedHSMContributorID = "18500a29-7fe2-46b2-a342-b16a415e101d"
+)
+
+// BuiltInRoles are Azure's general roles and Managed HSM contributor.
+// Managed HSM contributor also gets diagnostic settings, so that the
+// security team of the seed story can turn on logging for its HSMs.
+var BuiltInRoles = []Role{
+	{ID: OwnerID, Name: "Owner", Description: "Grants full access to manage all resources, including the ability to assign roles.",
+		Actions: []string{"*"}},
+	{ID: ContributorID, Name: "Contributor", Description: "Grants full access to manage all resources, but does not allow you to assign roles.",
+		Actions: []string{"*"}, NotActions: []string{"Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write", "Microsoft.Authorization/elevateAccess/Action"}},
+	{ID: ReaderID, Name: "Reader", Description: "View all resources, but does not allow you to make any changes.",
+		Actions: []string{"*/read"}},
+	{ID: UserAccessAdminID, Name: "User Access Administrator", Description: "Lets you manage user access to Azure resources.",
+		Actions: []string{"*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"}},
+	{ID: ManagedHSMContributorID, Name: "Managed HSM contributor", Description: "Lets you manage managed HSM pools, but not access to them.",
+		Actions: []string{"Microsoft.KeyVault/managedHSMs/*", "Microsoft.KeyVault/deletedManagedHsms/*", "Microsoft.KeyVault/locations/deletedManagedHsms/*",
+			"Microsoft.KeyVault/locations/managedHsmOperationResults/*", "Microsoft.Authorization/*/read", "Microsoft.Resources/subscriptions/resourceGroups/read",
+			"Microsoft.Insights/diagnosticSettings/*", "Microsoft.Storage/storageAccounts/read"}},
+}
+
+// Permits reports whether the role grants action.
+func (r *Role) Permits(action string) bool {
+	allowed := false
+	for _, a := range r.Actions {
+		if rbac.MatchAction(a, action) {
+			allowed = true
+			break
+		}
+	}
+	for _, na := range r.NotActions {
+		if allowed && rbac.MatchAction(na, action) {
+			return false
+		}
+	}
+	return allowed
+}
+
+// RoleByID finds a built-in role by its GUID or full definition id.
+func RoleByID(id string) (*Role, bool) {
+	id = id[strings.LastIndex(id, "/")+1:]
+	for i := range BuiltInRoles {
+		if strings.EqualFold(BuiltInRoles[i].ID, id) {
+			return &BuiltInRoles[i], true
+		}
+	}
+	return nil, false
+}
+
+// RoleByName finds a built-in role by name, ignoring case (Azure's own is
+// "Managed HSM contributor").
+func RoleByName(name string) (*Role, bool) {
+	for i := range BuiltInRoles {
+		if strings.EqualFold(BuiltInRoles[i].Name, name) {
+			return &BuiltInRoles[i], true
+		}
+	}
+	return nil, false
+}
+
+// Assignment grants a role at a scope.
+type Assignment struct {
+	ID            string    `json:"id"` // the full ARM id
+	Name          string    `json:"name"`
+	Scope         string    `json:"scope"`
+	RoleID        string    `json:"roleId"`
+	PrincipalID   string    `json:"principalId"`
+	PrincipalType string    `json:"principalType"`
+	Created       time.Time `json:"created"`
+}
+
+const kind = "armRoleAssignment"
+
+// Errors.
+var (
+	ErrDenied             = fault.New(fault.Forbidden, "AuthorizationFailed", "The client does not have authorization to perform this action.")
+	ErrAssignmentNotFound = fault.New(fault.NotFound, "RoleAssignmentNotFound", "The role assignment does not exist.")
+	ErrAssignmentExists   = fault.New(fault.Conflict, "RoleAssignmentExists", "The role assignment already exists.")
+)
+
+// Service manages assignments and decides requests.
+type Service struct {
+	store store.Store
+	dir   *identity.Directory
+	now   func() time.Time
+	// Exists reports whether a scope names an existing subscription,
+	// resource group or resource; assignments elsewhere are refused.
+	Exists func(ctx context.Context, scope string) bool
+
+	mu    sync.Mutex
+	cache []Assignment // all assignments; nil after a change
+}
+
+// NewService returns the control-plane RBAC.
+func NewService(s store.Store, dir *identity.Directory, now func() time.Time) *Service {
+	return &Service{store: s, dir: dir, now: now, Exists: func(context.Context, string) bool { return true }}
+}
+
+func (s *Service) all(ctx context.Context) ([]Assignment, error) {
+	s.mu.Lock()
+	c := s.cache
+	s.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	var objs []*store.Object
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) { objs, err = tx.ListObjects(ctx, kind, ""); return err }); err != nil {
+		return nil, err
+	}
+	out := make([]Assignment, 0, len(objs))
+	for _, o := range objs {
+		var a Assignment
+		if err := json.Unmarshal(o.Data, &a); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	s.mu.Lock()
+	s.cache = out
+	s.mu.Unlock()
+	return out, nil
+}
+
+func (s *Service) invalidate() {
+	s.mu.Lock()
+	s.cache = nil
+	s.mu.Unlock()
+}
+
+// covers reports whether an assignment at scope applies to resource.
+func covers(scope, resource string) bool {
+	scope, resource = strings.ToLower(strings.TrimSuffix(scope, "/")), strings.ToLower(strings.TrimSuffix(resource, "/"))
+	return scope == resource || strings.HasPrefix(resource, scope+"/")
+}
+
+// Decide reports whether the caller (or a group it is in) holds a role
+// that grants action at scope.
+func (s *Service) Decide(ctx context.Context, caller *identity.Caller, action, scope string) (bool, error) {
+	if caller == nil {
+		return false, nil
+	}
+	as, err := s.all(ctx)
+	if err != nil {
+		return false, err
+	}
+	groups, err := s.dir.GroupsOf(ctx, caller.ObjectID)
+	if err != nil {
+		return false, err
+	}
+	principals := append([]string{caller.ObjectID}, groups...)
+	for _, a := range as {
+		if !covers(a.Scope, scope) {
+			continue
+		}
+		for _, p := range principals {
+			if a.PrincipalID == p {
+				if r, ok := RoleByID(a.RoleID); ok && r.Permits(action) {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
+}
+
+// Authorize returns ErrDenied in Azure's words unless Decide allows.
+func (s *Service) Authorize(ctx context.Context, caller *identity.Caller, action, scope string) error {
+	ok, err := s.Decide(ctx, caller, action, scope)
+	if err != nil || ok {
+		return err
+	}
+	who := "anonymous"
+	if caller != nil {
+		who = caller.ObjectID
+	}
+	return ErrDenied.With("The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid.",
+		who, who, action, scope)
+}
+
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// AssignmentID is the ARM id of an assignment.
+func AssignmentID(scope, name string) string {
+	return strings.TrimSuffix(scope, "/") + "/providers/Microsoft.Authorization/roleAssignments/" + name
+}
+
+// Assign creates an assignment.
+func (s *Service) Assign(ctx context.Context, a Assignment) (Assignment, error) {
+	if !guid.MatchString(a.Name) {
+		return Assignment{}, fault.Invalidf("the role assignment name %q is not a GUID", a.Name)
+	}
+	r, ok := RoleByID(a.RoleID)
+	if !ok {
+		return Assignment{}, fault.Errorf(fault.Invalid, "RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", a.RoleID)
+	}
+	if !s.Exists(ctx, a.Scope) {
+		return Assignment{}, fault.Errorf(fault.Invalid, "InvalidScope", "The scope '%s' does not name an existing subscription, resource group or resource.", a.Scope)
+	}
+	if _, err := s.dir.Get(ctx, a.PrincipalID); err != nil {
+		return Assignment{}, fault.Errorf(fault.Invalid, "PrincipalNotFound", "Principal %s does not exist in the directory %s.", a.PrincipalID, s.dir.TenantID())
+	}
+	a.RoleID, a.ID, a.Created = r.ID, AssignmentID(a.Scope, a.Name), s.now().UTC()
+	existing, err := s.all(ctx)
+	if err != nil {
+		return Assignment{}, err
+	}
+	for _, x := range existing {
+		if strings.EqualFold(x.Name, a.Name) || (x.PrincipalID == a.PrincipalID && x.RoleID == a.RoleID && strings.EqualFold(x.Scope, a.Scope)) {
+			return Assignment{}, ErrAssignmentExists
+		}
+	}
+	data, _ := json.Marshal(a)
+	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.PutObject(ctx, &store.Object{Kind: kind, ID: a.ID, Data: data}) })
+	s.invalidate()
+	return a, err
+}
+
+// Get returns the assignment with ARM id id.
+func (s *Service) Get(ctx context.Context, id string) (Assignment, error) {
+	as, err := s.all(ctx)
+	if err != nil {
+		return Assignment{}, err
+	}
+	for _, a := range as {
+		if strings.EqualFold(a.ID, id) {
+			return a, nil
+		}
+	}
+	return Assignment{}, ErrAssignmentNotFound
+}
+
+// Delete removes an assignment.
+func (s *Service) Delete(ctx context.Context, id string) (Assignment, error) {
+	a, err := s.Get(ctx, id)
+	if err != nil {
+		return Assignment{}, err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.DeleteObject(ctx, kind, a.ID) })
+	s.invalidate()
+	if errors.Is(err, store.ErrNotFound) {
+		return Assignment{}, ErrAssignmentNotFound
+	}
+	return a, err
+}
+
+// List returns the assignments at, above and below scope (above only with
+// atScope), of one principal when principal is set.
+func (s *Service) List(ctx context.Context, scope string, atScope bool, principal string) ([]Assignment, error) {
+	as, err := s.all(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Assignment{}
+	for _, a := range as {
+		if !covers(a.Scope, scope) && (atScope || !covers(scope, a.Scope)) {
+			continue
+		}
+		if principal != "" && !strings.EqualFold(a.PrincipalID, principal) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Forget removes every assignment at or below scope (a deleted resource).
+func (s *Service) Forget(ctx context.Context, scope string) error {
+	as, err := s.all(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		for _, a := range as {
+			if covers(scope, a.Scope) {
+				if err := tx.DeleteObject(ctx, kind, a.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	s.invalidate()
+	return err
+}

@@ -1,0 +1,173 @@
+package cli
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+)
+
+func newGroupCmd(e *env) *cobra.Command {
+	g := &cobra.Command{Use: "group", Short: "Manage resource groups"}
+	var name, location string
+	g.AddCommand(command(e, "create", "Create a resource group",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVarP(&name, "name", "n", "", "resource group name")
+			cmd.Flags().StringVarP(&location, "location", "l", "local", "location")
+			required(cmd, "name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			sub, err := c.subscriptionPath()
+			if err != nil {
+				return nil, err
+			}
+			var out map[string]any
+			return out, c.arm(ctx, http.MethodPut, sub+"/resourcegroups/"+url.PathEscape(name), map[string]string{"location": location}, &out)
+		}))
+	for _, verb := range []string{"show", "delete"} {
+		var n string
+		g.AddCommand(command(e, verb, map[string]string{"show": "Show a resource group", "delete": "Delete an empty resource group"}[verb],
+			func(cmd *cobra.Command) {
+				cmd.Flags().StringVarP(&n, "name", "n", "", "resource group name")
+				required(cmd, "name")
+			},
+			func(ctx context.Context, c *client) (any, error) {
+				sub, err := c.subscriptionPath()
+				if err != nil {
+					return nil, err
+				}
+				path := sub + "/resourcegroups/" + url.PathEscape(n)
+				if verb == "delete" {
+					return nil, c.arm(ctx, http.MethodDelete, path, nil, nil)
+				}
+				var out map[string]any
+				return out, c.arm(ctx, http.MethodGet, path, nil, &out)
+			}))
+	}
+	g.AddCommand(tableColumns(command(e, "list", "List resource groups", func(*cobra.Command) {},
+		func(ctx context.Context, c *client) (any, error) {
+			sub, err := c.subscriptionPath()
+			if err != nil {
+				return nil, err
+			}
+			var list struct {
+				Value []map[string]any `json:"value"`
+			}
+			return list.Value, c.arm(ctx, http.MethodGet, sub+"/resourcegroups", nil, &list)
+		}), "name", "location"))
+	return g
+}
+
+// newARMRoleCmd is `keyward role`: control-plane (Azure RBAC) roles.
+func newARMRoleCmd(e *env) *cobra.Command {
+	role := &cobra.Command{Use: "role", Short: "Manage control-plane (Azure RBAC) role assignments"}
+	asg := &cobra.Command{Use: "assignment", Short: "Manage control-plane role assignments"}
+	var who assigneeFlags
+	var roleName, scope string
+	asg.AddCommand(command(e, "create", "Grant a control-plane role at a scope (default: the subscription)",
+		func(cmd *cobra.Command) {
+			who.register(cmd)
+			cmd.Flags().StringVar(&roleName, "role", "", `role name or id, e.g. "Managed HSM Contributor"`)
+			cmd.Flags().StringVar(&scope, "scope", "", "scope: /subscriptions/{s}[/resourceGroups/{rg}[/providers/...]]")
+			required(cmd, "role")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			principal, err := who.resolve(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			if principal == "" {
+				return nil, usagef("--assignee or --assignee-object-id is required")
+			}
+			sc, err := c.scope(scope)
+			if err != nil {
+				return nil, err
+			}
+			def, err := c.armRole(ctx, roleName)
+			if err != nil {
+				return nil, err
+			}
+			body := map[string]any{"properties": map[string]string{"roleDefinitionId": def, "principalId": principal, "principalType": who.principalType}}
+			var out map[string]any
+			return out, c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
+		}))
+	var lwho assigneeFlags
+	var lscope string
+	asg.AddCommand(command(e, "list", "List control-plane role assignments at a scope",
+		func(cmd *cobra.Command) {
+			lwho.register(cmd)
+			cmd.Flags().StringVar(&lscope, "scope", "", "scope (default: the subscription)")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			sc, err := c.scope(lscope)
+			if err != nil {
+				return nil, err
+			}
+			principal, err := lwho.resolve(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			path := sc + "/providers/Microsoft.Authorization/roleAssignments"
+			if principal != "" {
+				path += "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
+			}
+			var list struct {
+				Value []map[string]any `json:"value"`
+			}
+			return list.Value, c.arm(ctx, http.MethodGet, path, nil, &list)
+		}))
+	var ids []string
+	asg.AddCommand(spaceSeparated(command(e, "delete", "Delete control-plane role assignments by id",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids")
+			required(cmd, "ids")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			for _, id := range ids {
+				if err := c.arm(ctx, http.MethodDelete, id, nil, nil); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		}), "ids", &ids))
+	role.AddCommand(asg)
+	return role
+}
+
+func (c *client) scope(s string) (string, error) {
+	sub, err := c.subscriptionPath()
+	if err != nil {
+		return "", err
+	}
+	if s == "" {
+		return sub, nil
+	}
+	return strings.TrimSuffix(s, "/"), nil
+}
+
+// armRole resolves a control-plane role name (any case) or id.
+func (c *client) armRole(ctx context.Context, role string) (string, error) {
+	sub, err := c.subscriptionPath()
+	if err != nil {
+		return "", err
+	}
+	var list struct {
+		Value []struct {
+			ID         string
+			Name       string
+			Properties struct{ RoleName string }
+		}
+	}
+	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Authorization/roleDefinitions", nil, &list); err != nil {
+		return "", err
+	}
+	for _, d := range list.Value {
+		if strings.EqualFold(d.Properties.RoleName, role) || strings.EqualFold(d.Name, role) || strings.EqualFold(d.ID, role) {
+			return d.ID, nil
+		}
+	}
+	return "", usagef("role '%s' doesn't exist", role)
+}

@@ -1,0 +1,206 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/spf13/cobra"
+)
+
+const identityPath = "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/"
+
+func newIdentityCmd(e *env) *cobra.Command {
+	id := &cobra.Command{Use: "identity", Short: "Manage user-assigned managed identities"}
+	for _, verb := range []string{"create", "show", "delete"} {
+		var name, group string
+		id.AddCommand(command(e, verb, map[string]string{"create": "Create a managed identity", "show": "Show a managed identity",
+			"delete": "Delete a managed identity"}[verb],
+			func(cmd *cobra.Command) {
+				cmd.Flags().StringVarP(&name, "name", "n", "", "identity name")
+				cmd.Flags().StringVarP(&group, "resource-group", "g", "", "resource group")
+				cmd.Flags().StringP("location", "l", "local", "location")
+				required(cmd, "name", "resource-group")
+			},
+			func(ctx context.Context, c *client) (any, error) {
+				sub, err := c.subscriptionPath()
+				if err != nil {
+					return nil, err
+				}
+				path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(name)
+				var out map[string]any
+				switch verb {
+				case "create":
+					return out, c.arm(ctx, http.MethodPut, path, map[string]string{"location": "local"}, &out)
+				case "delete":
+					return nil, c.arm(ctx, http.MethodDelete, path, nil, nil)
+				}
+				if err := c.arm(ctx, http.MethodGet, path, nil, &out); err != nil {
+					return nil, err
+				}
+				return flattenIdentity(out), nil
+			}))
+	}
+	var lgroup string
+	id.AddCommand(tableColumns(command(e, "list", "List managed identities",
+		func(cmd *cobra.Command) { cmd.Flags().StringVarP(&lgroup, "resource-group", "g", "", "resource group") },
+		func(ctx context.Context, c *client) (any, error) {
+			sub, err := c.subscriptionPath()
+			if err != nil {
+				return nil, err
+			}
+			path := sub + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+			if lgroup != "" {
+				path = sub + "/resourceGroups/" + url.PathEscape(lgroup) + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+			}
+			var list struct{ Value []map[string]any }
+			if err := c.arm(ctx, http.MethodGet, path, nil, &list); err != nil {
+				return nil, err
+			}
+			out := []map[string]any{}
+			for _, x := range list.Value {
+				out = append(out, flattenIdentity(x))
+			}
+			return out, nil
+		}), "name", "principalId", "clientId"))
+	id.AddCommand(newFederatedCmd(e), newAgentCmd(e))
+	return id
+}
+
+// flattenIdentity prints an identity as az does: principalId and clientId
+// at the top.
+func flattenIdentity(m map[string]any) map[string]any {
+	if p, ok := m["properties"].(map[string]any); ok {
+		for _, k := range []string{"principalId", "clientId", "tenantId"} {
+			m[k] = p[k]
+		}
+	}
+	return m
+}
+
+func newFederatedCmd(e *env) *cobra.Command {
+	fc := &cobra.Command{Use: "federated-credential", Short: "Let tokens of an external OIDC issuer sign in as a managed identity"}
+	var name, identity, group, issuer, subject string
+	var audiences []string
+	fc.AddCommand(command(e, "create", "Trust an issuer and subject for a managed identity",
+		func(cmd *cobra.Command) {
+			f := cmd.Flags()
+			f.StringVarP(&name, "name", "n", "", "credential name")
+			f.StringVar(&identity, "identity-name", "", "the managed identity")
+			f.StringVarP(&group, "resource-group", "g", "", "resource group")
+			f.StringVar(&issuer, "issuer", "", "the OIDC issuer URL (https)")
+			f.StringVar(&subject, "subject", "", "the token subject, e.g. system:serviceaccount:ns:name")
+			f.StringSliceVar(&audiences, "audiences", nil, "accepted audience (default api://AzureADTokenExchange)")
+			required(cmd, "name", "identity-name", "resource-group", "issuer", "subject")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			sub, err := c.subscriptionPath()
+			if err != nil {
+				return nil, err
+			}
+			path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(identity) + "/federatedIdentityCredentials/" + url.PathEscape(name)
+			body := map[string]any{"properties": map[string]any{"issuer": issuer, "subject": subject, "audiences": audiences}}
+			var out map[string]any
+			return out, c.arm(ctx, http.MethodPut, path, body, &out)
+		}))
+	return fc
+}
+
+// newAgentCmd is `keyward identity agent`: a loopback sidecar that serves
+// the App Service managed-identity protocol for one identity, so that
+// azidentity.ManagedIdentityCredential in an unchanged application gets
+// tokens without any secret in its configuration.
+func newAgentCmd(e *env) *cobra.Command {
+	var name, group, listen string
+	return &cobra.Command{
+		Use:   "agent",
+		Short: "Serve managed-identity tokens for one identity to workloads on this machine (loopback only)",
+		Args:  cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" || group == "" {
+				return usagef("--name and --resource-group are required")
+			}
+			host, _, err := net.SplitHostPort(listen)
+			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+				return usagef("--listen must be a loopback address, such as 127.0.0.1:0")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			sub, err := c.subscriptionPath()
+			if err != nil {
+				return err
+			}
+			var cred struct{ ClientID, TenantID, Secret string }
+			if err := c.arm(ctx, http.MethodPost, sub+"/resourceGroups/"+url.PathEscape(group)+identityPath+url.PathEscape(name)+"/keywardAgentSecret", nil, &cred); err != nil {
+				return err
+			}
+			idc, err := azidentity.NewClientSecretCredential(cred.TenantID, cred.ClientID, cred.Secret, &azidentity.ClientSecretCredentialOptions{
+				ClientOptions:            azcore.ClientOptions{Cloud: credCloud(c.prof), Transport: c.http},
+				DisableInstanceDiscovery: true})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			header := make([]byte, 16)
+			rand.Read(header)
+			secretHeader := hex.EncodeToString(header)
+			srv := &http.Server{Handler: agentHandler(idc, cred.ClientID, secretHeader), ReadHeaderTimeout: 5 * time.Second}
+			fmt.Fprintf(e.stdout, "IDENTITY_ENDPOINT=http://%s/msi/token\nIDENTITY_HEADER=%s\n", ln.Addr(), secretHeader)
+			if f, ok := e.stdout.(interface{ Sync() error }); ok {
+				f.Sync()
+			}
+			go func() { <-ctx.Done(); srv.Close() }()
+			if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+// agentHandler answers GET /msi/token?resource=R&api-version=2019-08-01
+// with header X-IDENTITY-HEADER, as App Service does.
+func agentHandler(cred azcore.TokenCredential, clientID, header string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("X-IDENTITY-HEADER") != header || r.URL.Path != "/msi/token" {
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": "missing or wrong X-IDENTITY-HEADER"})
+			return
+		}
+		resource := strings.TrimSuffix(r.URL.Query().Get("resource"), "/.default")
+		if resource == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": "resource is required"})
+			return
+		}
+		tok, err := cred.GetToken(r.Context(), policy.TokenRequestOptions{Scopes: []string{resource + "/.default"}})
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_resource", "error_description": "the token service refused the request"})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]string{"access_token": tok.Token, "expires_on": strconv.FormatInt(tok.ExpiresOn.Unix(), 10),
+			"resource": resource, "token_type": "Bearer", "client_id": clientID})
+	})
+}

@@ -1,0 +1,223 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// ResourceGroup is a container of resources.
+type ResourceGroup struct {
+	Name     string            `json:"name"`
+	Location string            `json:"location"`
+	Tags     map[string]string `json:"tags"`
+	Created  time.Time         `json:"created"`
+}
+
+// Identity is a user-assigned managed identity: a resource whose
+// principal lives in the directory.
+type Identity struct {
+	Name          string            `json:"name"`
+	ResourceGroup string            `json:"resourceGroup"`
+	Location      string            `json:"location"`
+	Tags          map[string]string `json:"tags"`
+	PrincipalID   string            `json:"principalId"`
+	ClientID      string            `json:"clientId"`
+}
+
+const (
+	kindGroup    = "resourceGroup"
+	kindIdentity = "userAssignedIdentity"
+)
+
+// Errors.
+var (
+	ErrGroupNotFound    = fault.New(fault.NotFound, "ResourceGroupNotFound", "Resource group could not be found.")
+	ErrIdentityNotFound = fault.New(fault.NotFound, "ResourceNotFound", "The managed identity was not found.")
+)
+
+var (
+	groupName    = regexp.MustCompile(`^[-\w._()]{1,90}$`)
+	identityName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$`)
+)
+
+func (s *Service) get(ctx context.Context, kind, id string, v any) error {
+	var o *store.Object
+	err := s.Store.View(ctx, func(tx store.Tx) (err error) { o, err = tx.GetObject(ctx, kind, id); return err })
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(o.Data, v)
+}
+
+func (s *Service) put(ctx context.Context, kind, id string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error { return tx.PutObject(ctx, &store.Object{Kind: kind, ID: id, Data: data}) })
+}
+
+// PutGroup creates or updates a resource group; created tells which.
+func (s *Service) PutGroup(ctx context.Context, g ResourceGroup) (ResourceGroup, bool, error) {
+	if !groupName.MatchString(g.Name) || strings.HasSuffix(g.Name, ".") {
+		return ResourceGroup{}, false, fault.Errorf(fault.Invalid, "InvalidResourceGroupName", "Resource group name '%s' is invalid: 1 to 90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'.", g.Name)
+	}
+	if g.Location == "" {
+		g.Location = "local"
+	}
+	var old ResourceGroup
+	err := s.get(ctx, kindGroup, g.Name, &old)
+	created := errors.Is(err, store.ErrNotFound)
+	if err != nil && !created {
+		return ResourceGroup{}, false, err
+	}
+	if !created {
+		g.Created, g.Name = old.Created, old.Name
+	} else {
+		g.Created = time.Now().UTC()
+	}
+	return g, created, s.put(ctx, kindGroup, g.Name, g)
+}
+
+// Group returns a resource group.
+func (s *Service) Group(ctx context.Context, name string) (ResourceGroup, error) {
+	var g ResourceGroup
+	err := s.get(ctx, kindGroup, name, &g)
+	if errors.Is(err, store.ErrNotFound) {
+		return g, ErrGroupNotFound.With("Resource group '%s' could not be found.", name)
+	}
+	return g, err
+}
+
+// Groups lists resource groups.
+func (s *Service) Groups(ctx context.Context) ([]ResourceGroup, error) {
+	var objs []*store.Object
+	err := s.Store.View(ctx, func(tx store.Tx) (err error) { objs, err = tx.ListObjects(ctx, kindGroup, ""); return err })
+	out := []ResourceGroup{}
+	for _, o := range objs {
+		var g ResourceGroup
+		if json.Unmarshal(o.Data, &g) == nil {
+			out = append(out, g)
+		}
+	}
+	return out, err
+}
+
+// DeleteGroup removes an empty resource group.
+func (s *Service) DeleteGroup(ctx context.Context, name string) error {
+	if _, err := s.Group(ctx, name); err != nil {
+		return err
+	}
+	hsms, err := s.HSMs.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, h := range hsms {
+		if strings.EqualFold(h.ResourceGroup, name) {
+			return fault.Errorf(fault.Conflict, "ResourceGroupNotEmpty", "Resource group '%s' still holds managed HSM %s.", name, h.Name)
+		}
+	}
+	ids, err := s.Identities(ctx, name)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		return fault.Errorf(fault.Conflict, "ResourceGroupNotEmpty", "Resource group '%s' still holds managed identity %s.", name, ids[0].Name)
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error { return tx.DeleteObject(ctx, kindGroup, name) })
+}
+
+func identityKey(rg, name string) string { return strings.ToLower(rg + "/" + name) }
+
+// PutIdentity creates a user-assigned managed identity (its directory
+// principal too) or updates its tags.
+func (s *Service) PutIdentity(ctx context.Context, id Identity) (Identity, bool, error) {
+	if !identityName.MatchString(id.Name) {
+		return Identity{}, false, fault.Invalidf("managed identity names have 3 to 128 letters, digits, '-' and '_', starting with a letter or digit")
+	}
+	if _, err := s.Group(ctx, id.ResourceGroup); err != nil {
+		return Identity{}, false, err
+	}
+	var old Identity
+	err := s.get(ctx, kindIdentity, identityKey(id.ResourceGroup, id.Name), &old)
+	if err == nil {
+		old.Tags = id.Tags
+		return old, false, s.put(ctx, kindIdentity, identityKey(id.ResourceGroup, id.Name), old)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return Identity{}, false, err
+	}
+	p, err := s.Dir.CreateServicePrincipal(ctx, store.KindManagedIdentity, id.Name)
+	if err != nil {
+		return Identity{}, false, err
+	}
+	if id.Location == "" {
+		id.Location = "local"
+	}
+	id.PrincipalID, id.ClientID = p.ID, p.AppID
+	return id, true, s.put(ctx, kindIdentity, identityKey(id.ResourceGroup, id.Name), id)
+}
+
+// Identity returns a managed identity.
+func (s *Service) Identity(ctx context.Context, rg, name string) (Identity, error) {
+	var id Identity
+	err := s.get(ctx, kindIdentity, identityKey(rg, name), &id)
+	if errors.Is(err, store.ErrNotFound) {
+		return id, ErrIdentityNotFound.With("The Resource 'Microsoft.ManagedIdentity/userAssignedIdentities/%s' under resource group '%s' was not found.", name, rg)
+	}
+	return id, err
+}
+
+// Identities lists a resource group's identities ("" for all).
+func (s *Service) Identities(ctx context.Context, rg string) ([]Identity, error) {
+	prefix := ""
+	if rg != "" {
+		prefix = strings.ToLower(rg) + "/"
+	}
+	var objs []*store.Object
+	err := s.Store.View(ctx, func(tx store.Tx) (err error) { objs, err = tx.ListObjects(ctx, kindIdentity, prefix); return err })
+	out := []Identity{}
+	for _, o := range objs {
+		var id Identity
+		if json.Unmarshal(o.Data, &id) == nil {
+			out = append(out, id)
+		}
+	}
+	return out, err
+}
+
+// DeleteIdentity removes an identity and its principal.
+func (s *Service) DeleteIdentity(ctx context.Context, rg, name string) error {
+	id, err := s.Identity(ctx, rg, name)
+	if err != nil {
+		return err
+	}
+	if err := s.Dir.Delete(ctx, id.PrincipalID); err != nil && !errors.Is(err, identity.ErrNotFound) {
+		return err
+	}
+	return s.Store.Update(ctx, func(tx store.Tx) error { return tx.DeleteObject(ctx, kindIdentity, identityKey(rg, name)) })
+}
+
+// AgentSecret gives an identity a short-lived client secret for the
+// identity agent, which holds it in memory only.
+func (s *Service) AgentSecret(ctx context.Context, rg, name string) (Identity, string, time.Time, error) {
+	id, err := s.Identity(ctx, rg, name)
+	if err != nil {
+		return Identity{}, "", time.Time{}, err
+	}
+	secret, cred, err := s.Dir.AddSecretFor(ctx, id.PrincipalID, "identity agent "+uuid.NewString()[:8], 24*time.Hour)
+	if err != nil {
+		return Identity{}, "", time.Time{}, err
+	}
+	return id, secret, cred.Expires, nil
+}

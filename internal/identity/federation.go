@@ -1,0 +1,215 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/store"
+)
+
+// FederatedCredential lets tokens of an external OIDC issuer, for one
+// subject and audience, sign in as an application or managed identity
+// (workload identity federation): no secret is stored anywhere.
+type FederatedCredential struct {
+	PrincipalID string   `json:"principalId"`
+	Name        string   `json:"name"`
+	Issuer      string   `json:"issuer"`
+	Subject     string   `json:"subject"`
+	Audiences   []string `json:"audiences"`
+}
+
+// DefaultFederationAudience is Entra's audience for token exchange.
+const DefaultFederationAudience = "api://AzureADTokenExchange"
+
+const kindFederated = "federatedCredential"
+
+// PutFederatedCredential adds or replaces a federated credential.
+func (d *Directory) PutFederatedCredential(ctx context.Context, fc FederatedCredential) (FederatedCredential, error) {
+	u, err := url.Parse(fc.Issuer)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return FederatedCredential{}, fault.Invalidf("the issuer must be an https URL")
+	}
+	if fc.Name == "" || len(fc.Name) > 120 || fc.Subject == "" || len(fc.Subject) > 600 {
+		return FederatedCredential{}, fault.Invalidf("a federated credential needs a name (at most 120 characters) and a subject")
+	}
+	if len(fc.Audiences) == 0 {
+		fc.Audiences = []string{DefaultFederationAudience}
+	}
+	if len(fc.Audiences) > 1 {
+		return FederatedCredential{}, fault.Invalidf("a federated credential has exactly one audience")
+	}
+	if _, err := d.Get(ctx, fc.PrincipalID); err != nil {
+		return FederatedCredential{}, err
+	}
+	data, _ := json.Marshal(fc)
+	err = d.store.Update(ctx, func(tx store.Tx) error {
+		return tx.PutObject(ctx, &store.Object{Kind: kindFederated, ID: fc.PrincipalID + "/" + fc.Name, Data: data})
+	})
+	return fc, err
+}
+
+// FederatedCredentials lists a principal's federated credentials.
+func (d *Directory) FederatedCredentials(ctx context.Context, principalID string) ([]FederatedCredential, error) {
+	var objs []*store.Object
+	err := d.store.View(ctx, func(tx store.Tx) (err error) {
+		objs, err = tx.ListObjects(ctx, kindFederated, principalID+"/")
+		return err
+	})
+	out := []FederatedCredential{}
+	for _, o := range objs {
+		var fc FederatedCredential
+		if json.Unmarshal(o.Data, &fc) == nil {
+			out = append(out, fc)
+		}
+	}
+	return out, err
+}
+
+// DeleteFederatedCredential removes one.
+func (d *Directory) DeleteFederatedCredential(ctx context.Context, principalID, name string) error {
+	err := d.store.Update(ctx, func(tx store.Tx) error { return tx.DeleteObject(ctx, kindFederated, principalID+"/"+name) })
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// Federation verifies client assertions from trusted external issuers.
+type Federation struct {
+	dir    *Directory
+	client *http.Client
+	now    func() time.Time
+
+	mu   sync.Mutex
+	jwks map[string]cachedKeys
+}
+
+type cachedKeys struct {
+	keys    jose.JSONWebKeySet
+	fetched time.Time
+}
+
+// NewFederation returns a verifier that fetches issuers' keys with client.
+func NewFederation(dir *Directory, client *http.Client, now func() time.Time) *Federation {
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &Federation{dir: dir, client: client, now: now, jwks: map[string]cachedKeys{}}
+}
+
+// ErrAssertion is the refusal of a client assertion; the reason is logged.
+var ErrAssertion = fault.New(fault.Unauthenticated, "invalid_client",
+	"AADSTS700211/700212/700213: no matching federated identity record for the presented assertion")
+
+// Authenticate signs in the application or managed identity clientID with
+// an assertion (a JWT) issued by a trusted issuer for a matching subject
+// and audience.
+func (f *Federation) Authenticate(ctx context.Context, clientID, assertion string) (*Principal, error) {
+	p, err := f.dir.GetByAppID(ctx, clientID)
+	if err != nil {
+		return nil, ErrAssertion
+	}
+	var unverified jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(assertion, &unverified); err != nil {
+		return nil, ErrAssertion.With("the client assertion is not a JWT")
+	}
+	fcs, err := f.dir.FederatedCredentials(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, fc := range fcs {
+		if fc.Issuer != unverified.Issuer {
+			continue
+		}
+		if err := f.verify(ctx, fc, assertion); err != nil {
+			return nil, ErrAssertion.With("the client assertion was refused: %v", err)
+		}
+		return p, nil
+	}
+	return nil, ErrAssertion
+}
+
+func (f *Federation) verify(ctx context.Context, fc FederatedCredential, assertion string) error {
+	keys, err := f.keys(ctx, fc.Issuer)
+	if err != nil {
+		return err
+	}
+	var claims jwt.RegisteredClaims
+	_, err = jwt.ParseWithClaims(assertion, &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		for _, k := range keys.Keys {
+			if kid == "" || k.KeyID == kid {
+				return k.Key, nil
+			}
+		}
+		return nil, fmt.Errorf("no key %q at the issuer", kid)
+	}, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}), jwt.WithIssuer(fc.Issuer),
+		jwt.WithExpirationRequired(), jwt.WithLeeway(clockSkew), jwt.WithTimeFunc(f.now), jwt.WithSubject(fc.Subject))
+	if err != nil {
+		return err
+	}
+	for _, a := range claims.Audience {
+		if slices.Contains(fc.Audiences, a) {
+			return nil
+		}
+	}
+	return fmt.Errorf("audience %v is not %v", claims.Audience, fc.Audiences)
+}
+
+// keys returns an issuer's signing keys, from its discovery document,
+// cached for five minutes.
+func (f *Federation) keys(ctx context.Context, issuer string) (jose.JSONWebKeySet, error) {
+	f.mu.Lock()
+	c, ok := f.jwks[issuer]
+	f.mu.Unlock()
+	if ok && f.now().Sub(c.fetched) < 5*time.Minute {
+		return c.keys, nil
+	}
+	var disco struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := f.getJSON(ctx, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration", &disco); err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	if disco.Issuer != issuer || !strings.HasPrefix(disco.JWKSURI, "https://") {
+		return jose.JSONWebKeySet{}, fmt.Errorf("the issuer's discovery document does not match it")
+	}
+	var set jose.JSONWebKeySet
+	if err := f.getJSON(ctx, disco.JWKSURI, &set); err != nil {
+		return jose.JSONWebKeySet{}, err
+	}
+	f.mu.Lock()
+	f.jwks[issuer] = cachedKeys{keys: set, fetched: f.now()}
+	f.mu.Unlock()
+	return set, nil
+}
+
+func (f *Federation) getJSON(ctx context.Context, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetching %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+}
