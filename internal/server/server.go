@@ -471,7 +471,8 @@ func (s *Server) hsmName(hostport, first, path string) (string, bool) {
 	if name, ok := strings.CutSuffix(strings.ToLower(host), "."+s.cfg.DNSSuffix); ok && name != "" && !strings.Contains(name, ".") {
 		return name, true
 	}
-	if s.cfg.Dev && (dataPlaneRoots[strings.ToLower(first)] || strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/")) {
+	if s.cfg.Dev && (dataPlaneRoots[strings.ToLower(first)] ||
+		!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/")) {
 		return DevHSMName, true
 	}
 	return "", false

@@ -49,7 +49,7 @@ var canonical = func() map[string]string {
 	for _, s := range []string{"subscriptions", "resourceGroups", "providers", "Microsoft.KeyVault", "managedHSMs", "locations",
 		"deletedManagedHSMs", "purge", "Microsoft.Authorization", "roleAssignments", "roleDefinitions", "Microsoft.Storage",
 		"storageAccounts", "Microsoft.Insights", "diagnosticSettings", "Microsoft.ManagedIdentity", "userAssignedIdentities",
-		"federatedIdentityCredentials", "keywardAgentSecret", "Microsoft.Resources"} {
+		"federatedIdentityCredentials", "keywardAgentSecret", "Microsoft.Resources", "managedHsmOperationResults"} {
 		m[strings.ToLower(s)] = s
 	}
 	return m
@@ -89,6 +89,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+sub+"/providers/Microsoft.KeyVault/deletedManagedHSMs", a.handle("", nil, a.listDeleted))
 	mux.Handle("GET "+deleted+"/{name}", a.handle("Microsoft.KeyVault/locations/deletedManagedHsms/read", subScope, a.getDeleted))
 	mux.Handle("POST "+deleted+"/{name}/purge", a.handle("Microsoft.KeyVault/locations/deletedManagedHsms/purge/action", subScope, a.purge))
+	mux.Handle("GET "+sub+"/providers/Microsoft.KeyVault/locations/{location}/managedHsmOperationResults/{op}", a.handle("", nil, a.operationResult))
 
 	a.registerIdentities(mux, rg)
 }
