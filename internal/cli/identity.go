@@ -123,7 +123,7 @@ func newFederatedCmd(e *env) *cobra.Command {
 // tokens without any secret in its configuration.
 func newAgentCmd(e *env) *cobra.Command {
 	var name, group, listen string
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Serve managed-identity tokens for one identity to workloads on this machine (loopback only)",
 		Args:  cobra.NoArgs,
@@ -176,6 +176,10 @@ func newAgentCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&name, "name", "n", "", "the managed identity")
+	cmd.Flags().StringVarP(&group, "resource-group", "g", "", "its resource group")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "loopback address to serve on")
+	return cmd
 }
 
 // agentHandler answers GET /msi/token?resource=R&api-version=2019-08-01
