@@ -13,14 +13,14 @@ import (
 func newADCmd(e *env) *cobra.Command {
 	ad := &cobra.Command{Use: "ad", Short: "Manage the directory: users, groups, service principals"}
 	sp := &cobra.Command{Use: "sp", Short: "Manage service principals"}
-	sp.AddCommand(spCreateForRBAC(e), objShow(e, "servicePrincipals", "id"), objList(e, "servicePrincipals"), objDelete(e, "servicePrincipals", "id"))
+	sp.AddCommand(spCreateForRBAC(e), objShow(e, "servicePrincipals", "id"), objList(e, "servicePrincipals"), objDelete(e, "servicePrincipals", "id"), newSPCredentialCmd(e))
 	user := &cobra.Command{Use: "user", Short: "Manage users"}
 	user.AddCommand(userCreate(e), objShow(e, "users", "id"), objList(e, "users"), objDelete(e, "users", "id"))
 	group := &cobra.Command{Use: "group", Short: "Manage groups"}
 	member := &cobra.Command{Use: "member", Short: "Manage group members"}
 	member.AddCommand(memberCmd(e, "add"), memberCmd(e, "remove"), memberCmd(e, "check"), memberList(e))
 	group.AddCommand(groupCreate(e), objShow(e, "groups", "group"), objList(e, "groups"), objDelete(e, "groups", "group"), member)
-	ad.AddCommand(sp, user, group)
+	ad.AddCommand(sp, newAppCmd(e), user, group)
 	return ad
 }
 

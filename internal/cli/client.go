@@ -91,8 +91,10 @@ func newClient(p *profile) (*client, error) {
 	}
 	opts := azcore.ClientOptions{Cloud: credCloud(p), Transport: hc}
 	var cred azcore.TokenCredential
-	switch p.Kind {
-	case "servicePrincipal":
+	switch {
+	case p.Kind == "servicePrincipal" && p.Certificate != "":
+		cred, err = newCertificateCredential(p, opts)
+	case p.Kind == "servicePrincipal":
 		cred, err = azidentity.NewClientSecretCredential(p.TenantID, p.Username, p.Secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
 	default:
@@ -102,6 +104,21 @@ func newClient(p *profile) (*client, error) {
 		return nil, err
 	}
 	return &client{prof: p, http: hc, cred: cred}, nil
+}
+
+// newCertificateCredential signs in with the certificate and key in the
+// profile's PEM file, read on each run so a renewed file takes effect.
+func newCertificateCredential(p *profile, opts azcore.ClientOptions) (azcore.TokenCredential, error) {
+	data, err := os.ReadFile(p.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("reading the certificate: %w", err)
+	}
+	certs, key, err := azidentity.ParseCertificates(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading the certificate %s: %w", p.Certificate, err)
+	}
+	return azidentity.NewClientCertificateCredential(p.TenantID, p.Username, certs, key,
+		&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
 }
 
 // credCloud points azidentity at the server's token service.

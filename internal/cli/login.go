@@ -24,13 +24,23 @@ func newLoginCmd(e *env) *cobra.Command {
 		Use:   "login",
 		Short: "Sign in to a Keyward server (as 'az login')",
 		Example: `  keyward login --server https://127.0.0.1:8443/ --service-principal -u APPID -p SECRET --tenant TENANT --ca-file keyward-data/ca.pem
+  keyward login --server https://127.0.0.1:8443/ --service-principal -u APPID --certificate APPID.pem --tenant TENANT --ca-file keyward-data/ca.pem
   keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test --tenant TENANT   # password read from stdin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if p.Server == "" || p.Username == "" || p.TenantID == "" {
 				return usagef("--server, --username (-u) and --tenant are required")
 			}
-			if p.Secret == "" || p.Secret == "-" {
+			if p.Certificate != "" {
+				if !sp || p.Secret != "" {
+					return usagef("--certificate is for --service-principal, instead of --password")
+				}
+				abs, err := filepath.Abs(p.Certificate)
+				if err != nil {
+					return err
+				}
+				p.Certificate = abs
+			} else if p.Secret == "" || p.Secret == "-" {
 				s, err := readSecret(e.stdin)
 				if err != nil {
 					return usagef("no password given: pass -p, or the secret on standard input")
@@ -78,9 +88,10 @@ func newLoginCmd(e *env) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&p.Server, "server", "", "the Keyward server URL, e.g. https://127.0.0.1:8443/")
-	f.BoolVar(&sp, "service-principal", false, "sign in as a service principal with a client secret")
+	f.BoolVar(&sp, "service-principal", false, "sign in as a service principal with a client secret or certificate")
 	f.StringVarP(&p.Username, "username", "u", "", "user principal name, or the app id of a service principal")
 	f.StringVarP(&p.Secret, "password", "p", "", "password or client secret; omit or '-' to read it from standard input")
+	f.StringVar(&p.Certificate, "certificate", "", "PEM file with a service principal's certificate and private key (see 'ad sp credential reset --create-cert')")
 	f.StringVarP(&p.TenantID, "tenant", "t", "", "the tenant id")
 	f.StringVar(&caFile, "ca-file", "", "PEM file of the CA to trust (the server's data dir has ca.pem)")
 	out.register(cmd)

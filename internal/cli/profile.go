@@ -22,7 +22,10 @@ type profile struct {
 	// Kind is "servicePrincipal" or "user".
 	Kind     string `json:"kind"`
 	Username string `json:"username"`
-	Secret   string `json:"secret"`
+	Secret   string `json:"secret,omitempty"`
+	// Certificate is the path of a PEM file with a service principal's
+	// certificate and private key, used instead of Secret.
+	Certificate string `json:"certificate,omitempty"`
 }
 
 const profileFile = "profile.json"

@@ -95,6 +95,8 @@ type Federation struct {
 
 	mu   sync.Mutex
 	jwks map[string]cachedKeys
+
+	replay replayCache
 }
 
 type cachedKeys struct {
@@ -115,16 +117,24 @@ var ErrAssertion = fault.New(fault.Unauthenticated, "invalid_client",
 	"AADSTS700211/700212/700213: no matching federated identity record for the presented assertion")
 
 // Authenticate signs in the application or managed identity clientID with
-// an assertion (a JWT) issued by a trusted issuer for a matching subject
-// and audience.
-func (f *Federation) Authenticate(ctx context.Context, clientID, assertion string) (*Principal, error) {
+// a client assertion (a JWT): either one signed with the key of a
+// certificate registered for clientID, for one of tokenEndpoints, or one
+// issued by a trusted issuer for a matching subject and audience.
+func (f *Federation) Authenticate(ctx context.Context, clientID, assertion string, tokenEndpoints []string) (*Principal, error) {
 	p, err := f.dir.GetByAppID(ctx, clientID)
 	if err != nil {
 		return nil, ErrAssertion
 	}
 	var unverified jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(assertion, &unverified); err != nil {
+	tok, _, err := jwt.NewParser().ParseUnverified(assertion, &unverified)
+	if err != nil {
 		return nil, ErrAssertion.With("the client assertion is not a JWT")
+	}
+	if s256, s1, ok := thumbprintHeader(tok); ok {
+		if err := f.authenticateCertificate(ctx, p, assertion, s256, s1, tokenEndpoints); err != nil {
+			return nil, ErrAssertion.With("the client assertion was refused: %v", err)
+		}
+		return p, nil
 	}
 	fcs, err := f.dir.FederatedCredentials(ctx, p.ID)
 	if err != nil {

@@ -107,6 +107,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1.0/directoryObjects/{id}/checkMemberGroups", a.read(a.checkMemberGroups))
 	mux.Handle("POST /v1.0/directoryObjects/getByIds", a.read(a.getByIDs))
 	mux.Handle("POST /v1.0/servicePrincipals/{id}/addPassword", a.write(a.addPassword))
+	a.registerCredentials(mux)
 }
 
 func (a *API) serve(h handler, admin bool) http.Handler {

@@ -76,7 +76,7 @@ func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
 		ResponseTypes:         []string{"code", "id_token", "token"},
 		SubjectTypes:          []string{"pairwise"},
 		SigningAlgs:           []string{"RS256"},
-		AuthMethods:           []string{"client_secret_post", "client_secret_basic"},
+		AuthMethods:           []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
 		GrantTypes:            []string{"client_credentials", "password"},
 	})
 }
@@ -170,7 +170,8 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Prin
 			if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
 				return nil, nil, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS700030: client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
 			}
-			p, err := a.fed.Authenticate(ctx, id, assertion)
+			endpoints := []string{a.base + a.dir.TenantID() + "/oauth2/v2.0/token", a.base + r.PathValue("tenant") + "/oauth2/v2.0/token"}
+			p, err := a.fed.Authenticate(ctx, id, assertion, endpoints)
 			if err != nil {
 				a.log.InfoContext(ctx, "client assertion refused", "client_id", id, "reason", err)
 			}
