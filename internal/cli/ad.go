@@ -95,7 +95,8 @@ func userCreate(e *env) *cobra.Command {
 			var out map[string]any
 			body := map[string]any{"displayName": name, "userPrincipalName": upn, "accountEnabled": true,
 				"passwordProfile": map[string]string{"password": password}}
-			return out, c.graph(ctx, http.MethodPost, "/users", body, &out)
+			err := c.graph(ctx, http.MethodPost, "/users", body, &out)
+			return out, err
 		})
 }
 
@@ -109,7 +110,8 @@ func groupCreate(e *env) *cobra.Command {
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			var out map[string]any
-			return out, c.graph(ctx, http.MethodPost, "/groups", map[string]string{"displayName": name, "mailNickname": nick}, &out)
+			err := c.graph(ctx, http.MethodPost, "/groups", map[string]string{"displayName": name, "mailNickname": nick}, &out)
+			return out, err
 		})
 }
 
@@ -120,7 +122,8 @@ var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 func (c *client) resolve(ctx context.Context, coll, ref string) (map[string]any, error) {
 	var out map[string]any
 	if guidPattern.MatchString(ref) || coll != "groups" {
-		return out, c.graph(ctx, http.MethodGet, "/"+coll+"/"+url.PathEscape(ref), nil, &out)
+		err := c.graph(ctx, http.MethodGet, "/"+coll+"/"+url.PathEscape(ref), nil, &out)
+		return out, err
 	}
 	var list struct{ Value []map[string]any }
 	filter := "displayName eq '" + strings.ReplaceAll(ref, "'", "''") + "'"
@@ -154,7 +157,8 @@ func objDelete(e *env, coll, flag string) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return nil, c.graph(ctx, http.MethodDelete, "/"+coll+"/"+o["id"].(string), nil, nil)
+			err = c.graph(ctx, http.MethodDelete, "/"+coll+"/"+o["id"].(string), nil, nil)
+			return nil, err
 		})
 }
 
@@ -181,7 +185,8 @@ func objList(e *env, coll string) *cobra.Command {
 			var list struct {
 				Value []map[string]any `json:"value"`
 			}
-			return list.Value, c.graph(ctx, http.MethodGet, path, nil, &list)
+			err := c.graph(ctx, http.MethodGet, path, nil, &list)
+			return list.Value, err
 		})
 }
 
@@ -202,9 +207,11 @@ func memberCmd(e *env, verb string) *cobra.Command {
 			switch verb {
 			case "add":
 				ref := map[string]string{"@odata.id": strings.TrimSuffix(c.prof.Server, "/") + "/v1.0/directoryObjects/" + member}
-				return nil, c.graph(ctx, http.MethodPost, "/groups/"+gid+"/members/$ref", ref, nil)
+				err := c.graph(ctx, http.MethodPost, "/groups/"+gid+"/members/$ref", ref, nil)
+				return nil, err
 			case "remove":
-				return nil, c.graph(ctx, http.MethodDelete, "/groups/"+gid+"/members/"+url.PathEscape(member)+"/$ref", nil, nil)
+				err := c.graph(ctx, http.MethodDelete, "/groups/"+gid+"/members/"+url.PathEscape(member)+"/$ref", nil, nil)
+				return nil, err
 			}
 			var res struct{ Value []string }
 			if err := c.graph(ctx, http.MethodPost, "/directoryObjects/"+url.PathEscape(member)+"/checkMemberGroups",
@@ -230,6 +237,7 @@ func memberList(e *env) *cobra.Command {
 			var list struct {
 				Value []map[string]any `json:"value"`
 			}
-			return list.Value, c.graph(ctx, http.MethodGet, "/groups/"+g["id"].(string)+"/members", nil, &list)
+			err = c.graph(ctx, http.MethodGet, "/groups/"+g["id"].(string)+"/members", nil, &list)
+			return list.Value, err
 		})
 }

@@ -171,7 +171,8 @@ func newAppCmd(e *env) *cobra.Command {
 				return nil, err
 			}
 			var out map[string]any
-			return out, c.graph(ctx, http.MethodPost, "/applications/"+url.PathEscape(id)+"/federatedIdentityCredentials", body, &out)
+			err := c.graph(ctx, http.MethodPost, "/applications/"+url.PathEscape(id)+"/federatedIdentityCredentials", body, &out)
+			return out, err
 		}))
 	fc.AddCommand(command(e, "list", "List an application's federated identity credentials",
 		func(cmd *cobra.Command) {
@@ -191,7 +192,8 @@ func newAppCmd(e *env) *cobra.Command {
 			required(cmd, "id", "federated-credential-id")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			return nil, c.graph(ctx, http.MethodDelete, "/applications/"+url.PathEscape(id)+"/federatedIdentityCredentials/"+url.PathEscape(name), nil, nil)
+			err := c.graph(ctx, http.MethodDelete, "/applications/"+url.PathEscape(id)+"/federatedIdentityCredentials/"+url.PathEscape(name), nil, nil)
+			return nil, err
 		}))
 	app.AddCommand(fc)
 	return app

@@ -25,7 +25,8 @@ func newGroupCmd(e *env) *cobra.Command {
 				return nil, err
 			}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodPut, sub+"/resourcegroups/"+url.PathEscape(name), map[string]string{"location": location}, &out)
+			err = c.arm(ctx, http.MethodPut, sub+"/resourcegroups/"+url.PathEscape(name), map[string]string{"location": location}, &out)
+			return out, err
 		}))
 	for _, verb := range []string{"show", "delete"} {
 		var n string
@@ -41,10 +42,12 @@ func newGroupCmd(e *env) *cobra.Command {
 				}
 				path := sub + "/resourcegroups/" + url.PathEscape(n)
 				if verb == "delete" {
-					return nil, c.arm(ctx, http.MethodDelete, path, nil, nil)
+					err := c.arm(ctx, http.MethodDelete, path, nil, nil)
+					return nil, err
 				}
 				var out map[string]any
-				return out, c.arm(ctx, http.MethodGet, path, nil, &out)
+				err = c.arm(ctx, http.MethodGet, path, nil, &out)
+				return out, err
 			}))
 	}
 	g.AddCommand(tableColumns(command(e, "list", "List resource groups", func(*cobra.Command) {},
@@ -56,7 +59,8 @@ func newGroupCmd(e *env) *cobra.Command {
 			var list struct {
 				Value []map[string]any `json:"value"`
 			}
-			return list.Value, c.arm(ctx, http.MethodGet, sub+"/resourcegroups", nil, &list)
+			err = c.arm(ctx, http.MethodGet, sub+"/resourcegroups", nil, &list)
+			return list.Value, err
 		}), "name", "location"))
 	return g
 }
@@ -92,11 +96,12 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			}
 			body := map[string]any{"properties": map[string]string{"roleDefinitionId": def, "principalId": principal, "principalType": who.principalType}}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
+			err = c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
+			return out, err
 		}))
 	var lwho assigneeFlags
 	var lscope string
-	asg.AddCommand(command(e, "list", "List control-plane role assignments at a scope",
+	asg.AddCommand(tableColumns(command(e, "list", "List control-plane role assignments at a scope",
 		func(cmd *cobra.Command) {
 			lwho.register(cmd)
 			cmd.Flags().StringVar(&lscope, "scope", "", "scope (default: the subscription)")
@@ -115,10 +120,13 @@ func newARMRoleCmd(e *env) *cobra.Command {
 				path += "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
 			}
 			var list struct {
-				Value []map[string]any `json:"value"`
+				Value []roleAssignment `json:"value"`
 			}
-			return list.Value, c.arm(ctx, http.MethodGet, path, nil, &list)
-		}))
+			if err := c.arm(ctx, http.MethodGet, path, nil, &list); err != nil {
+				return nil, err
+			}
+			return c.flattenARM(ctx, list.Value)
+		}), "principalName", "roleDefinitionName", "scope"))
 	var ids []string
 	asg.AddCommand(spaceSeparated(command(e, "delete", "Delete control-plane role assignments by id",
 		func(cmd *cobra.Command) {
@@ -135,6 +143,45 @@ func newARMRoleCmd(e *env) *cobra.Command {
 		}), "ids", &ids))
 	role.AddCommand(asg)
 	return role
+}
+
+// flattenARM renders control-plane assignments as az does: properties at
+// the top, with the role's and the principal's names.
+func (c *client) flattenARM(ctx context.Context, as []roleAssignment) ([]map[string]any, error) {
+	sub, err := c.subscriptionPath()
+	if err != nil {
+		return nil, err
+	}
+	var defs struct {
+		Value []struct {
+			ID         string
+			Properties struct{ RoleName string }
+		}
+	}
+	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Authorization/roleDefinitions", nil, &defs); err != nil {
+		return nil, err
+	}
+	roleNames := map[string]string{}
+	for _, d := range defs.Value {
+		// Assignments name definitions by their subscription-level id.
+		roleNames[strings.ToLower(d.ID)] = d.Properties.RoleName
+	}
+	ids := []string{}
+	for _, a := range as {
+		ids = append(ids, a.Properties.PrincipalID)
+	}
+	names, types, err := c.principalNames(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := []map[string]any{}
+	for _, a := range as {
+		p := a.Properties.PrincipalID
+		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "type": a.Type, "scope": a.Properties.Scope,
+			"roleDefinitionId": a.Properties.RoleDefinitionID, "roleDefinitionName": roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
+			"principalId": p, "principalName": names[p], "principalType": types[p]})
+	}
+	return out, nil
 }
 
 func (c *client) scope(s string) (string, error) {

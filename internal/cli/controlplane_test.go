@@ -57,9 +57,11 @@ func TestControlPlaneStory(t *testing.T) {
 	admin.ok("ad", "user", "create", "--display-name", "Dave", "--user-principal-name", "dave@contoso.test", "--password", "Dave-Pass-1")
 	admin.ok("ad", "group", "member", "add", "-g", "Security Team", "--member-id", alice)
 	team := admin.ok("ad", "group", "show", "-g", "Security Team", "--query", "id", "-o", "tsv")
-	admin.ok("role", "assignment", "create", "--assignee-object-id", team, "--assignee-principal-type", "Group", "--role", "Managed HSM Contributor")
+	sub := admin.ok("account", "show", "--query", "id", "-o", "tsv")
+	admin.ok("role", "assignment", "create", "--assignee-object-id", team, "--assignee-principal-type", "Group", "--role", "Managed HSM Contributor",
+		"--scope", "/subscriptions/"+sub)
 	admin.ok("group", "create", "--name", "app-rg", "--location", "local")
-	if got := admin.ok("role", "assignment", "list", "--assignee-object-id", team, "--query", "[0].properties.roleDefinitionId", "-o", "tsv"); !strings.HasSuffix(got, "18500a29-7fe2-46b2-a342-b16a415e101d") {
+	if got := admin.ok("role", "assignment", "list", "--assignee-object-id", team, "--query", "[0].[roleDefinitionName, roleDefinitionId]", "-o", "tsv"); !strings.HasSuffix(got, "18500a29-7fe2-46b2-a342-b16a415e101d") || !strings.HasPrefix(got, "Managed HSM contributor") {
 		t.Fatalf("assignment list = %q", got)
 	}
 

@@ -70,7 +70,8 @@ func hsmCreate(e *env) *cobra.Command {
 				"properties": map[string]any{"tenantId": c.prof.TenantID, "initialAdminObjectIds": admins,
 					"softDeleteRetentionInDays": retention, "enablePurgeProtection": purgeProtection}}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.KeyVault/managedHSMs/"+url.PathEscape(name), body, &out)
+			err = c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.KeyVault/managedHSMs/"+url.PathEscape(name), body, &out)
+			return out, err
 		})
 	return spaceSeparated(cmd, "administrators", &admins)
 }
@@ -88,7 +89,8 @@ func hsmShow(e *env, verb string) *cobra.Command {
 			if err != nil || verb == "show" {
 				return h, err
 			}
-			return nil, c.arm(ctx, http.MethodDelete, h["id"].(string), nil, nil)
+			err = c.arm(ctx, http.MethodDelete, h["id"].(string), nil, nil)
+			return nil, err
 		})
 }
 
@@ -105,7 +107,8 @@ func hsmPurge(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return nil, c.arm(ctx, http.MethodPost, sub+"/providers/Microsoft.KeyVault/locations/"+url.PathEscape(location)+"/deletedManagedHSMs/"+url.PathEscape(name)+"/purge", nil, nil)
+			err = c.arm(ctx, http.MethodPost, sub+"/providers/Microsoft.KeyVault/locations/"+url.PathEscape(location)+"/deletedManagedHSMs/"+url.PathEscape(name)+"/purge", nil, nil)
+			return nil, err
 		})
 }
 
@@ -128,6 +131,7 @@ func hsmList(e *env) *cobra.Command {
 			var list struct {
 				Value []map[string]any `json:"value"`
 			}
-			return list.Value, c.arm(ctx, http.MethodGet, path, nil, &list)
+			err = c.arm(ctx, http.MethodGet, path, nil, &list)
+			return list.Value, err
 		})
 }

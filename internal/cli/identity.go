@@ -42,9 +42,11 @@ func newIdentityCmd(e *env) *cobra.Command {
 				var out map[string]any
 				switch verb {
 				case "create":
-					return out, c.arm(ctx, http.MethodPut, path, map[string]string{"location": "local"}, &out)
+					err := c.arm(ctx, http.MethodPut, path, map[string]string{"location": "local"}, &out)
+					return out, err
 				case "delete":
-					return nil, c.arm(ctx, http.MethodDelete, path, nil, nil)
+					err := c.arm(ctx, http.MethodDelete, path, nil, nil)
+					return nil, err
 				}
 				if err := c.arm(ctx, http.MethodGet, path, nil, &out); err != nil {
 					return nil, err
@@ -112,7 +114,8 @@ func newFederatedCmd(e *env) *cobra.Command {
 			path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(identity) + "/federatedIdentityCredentials/" + url.PathEscape(name)
 			body := map[string]any{"properties": map[string]any{"issuer": issuer, "subject": subject, "audiences": audiences}}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodPut, path, body, &out)
+			err = c.arm(ctx, http.MethodPut, path, body, &out)
+			return out, err
 		}))
 	return fc
 }

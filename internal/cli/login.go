@@ -141,3 +141,30 @@ func discover(ctx context.Context, p *profile) error {
 	p.MHSMDNS = m.Suffixes["mhsmDns"]
 	return nil
 }
+
+// newAccountCmd is `keyward account show`, as `az account show`: the
+// subscription and identity the saved profile signs in with.
+func newAccountCmd(e *env) *cobra.Command {
+	account := &cobra.Command{Use: "account", Short: "Show the signed-in account and subscription"}
+	var out outputFlags
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show the subscription and identity of the saved login",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := e.loadProfile()
+			if err != nil {
+				return err
+			}
+			userType := map[bool]string{true: "servicePrincipal", false: "user"}[p.Kind == "servicePrincipal"]
+			return out.print(e.stdout, map[string]any{
+				"environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription, "isDefault": true,
+				"name": "Keyward", "state": "Enabled", "tenantId": p.TenantID,
+				"user": map[string]string{"name": p.Username, "type": userType},
+			})
+		},
+	}
+	out.register(show)
+	account.AddCommand(show)
+	return account
+}

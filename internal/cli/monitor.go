@@ -44,14 +44,16 @@ func storageCreate(e *env) *cobra.Command {
 				"primaryEndpoints":  map[string]string{"blob": endpoint},
 				"keywardCredential": map[string]string{"accountKey": key, "sasToken": strings.TrimPrefix(sas, "?")}}}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.Storage/storageAccounts/"+url.PathEscape(name), body, &out)
+			err = c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.Storage/storageAccounts/"+url.PathEscape(name), body, &out)
+			return out, err
 		})
 }
 
 func (c *client) findAccount(ctx context.Context, nameOrID string) (map[string]any, error) {
 	if strings.HasPrefix(nameOrID, "/subscriptions/") {
 		var out map[string]any
-		return out, c.arm(ctx, http.MethodGet, nameOrID, nil, &out)
+		err := c.arm(ctx, http.MethodGet, nameOrID, nil, &out)
+		return out, err
 	}
 	sub, err := c.subscriptionPath()
 	if err != nil {
@@ -91,14 +93,16 @@ func storageShow(e *env, verb string) *cobra.Command {
 				return a, err
 			}
 			if verb == "delete" {
-				return nil, c.arm(ctx, http.MethodDelete, a["id"].(string), nil, nil)
+				err := c.arm(ctx, http.MethodDelete, a["id"].(string), nil, nil)
+				return nil, err
 			}
 			body := map[string]any{}
 			if assign {
 				body["identity"] = map[string]string{"type": "SystemAssigned"}
 			}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodPatch, a["id"].(string), body, &out)
+			err = c.arm(ctx, http.MethodPatch, a["id"].(string), body, &out)
+			return out, err
 		})
 }
 
@@ -112,7 +116,8 @@ func storageList(e *env) *cobra.Command {
 			var list struct {
 				Value []map[string]any `json:"value"`
 			}
-			return list.Value, c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Storage/storageAccounts", nil, &list)
+			err = c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Storage/storageAccounts", nil, &list)
+			return list.Value, err
 		})
 }
 
@@ -151,7 +156,8 @@ func diagCreate(e *env) *cobra.Command {
 			}
 			body := map[string]any{"properties": map[string]any{"storageAccountId": storage, "logs": l}}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodPut, strings.TrimSuffix(resource, "/")+diagPath+"/"+url.PathEscape(name), body, &out)
+			err := c.arm(ctx, http.MethodPut, strings.TrimSuffix(resource, "/")+diagPath+"/"+url.PathEscape(name), body, &out)
+			return out, err
 		})
 }
 
@@ -166,10 +172,12 @@ func diagByName(e *env, verb string) *cobra.Command {
 		func(ctx context.Context, c *client) (any, error) {
 			path := strings.TrimSuffix(resource, "/") + diagPath + "/" + url.PathEscape(name)
 			if verb == "delete" {
-				return nil, c.arm(ctx, http.MethodDelete, path, nil, nil)
+				err := c.arm(ctx, http.MethodDelete, path, nil, nil)
+				return nil, err
 			}
 			var out map[string]any
-			return out, c.arm(ctx, http.MethodGet, path, nil, &out)
+			err := c.arm(ctx, http.MethodGet, path, nil, &out)
+			return out, err
 		})
 }
 
@@ -184,6 +192,7 @@ func diagList(e *env) *cobra.Command {
 			var list struct {
 				Value []map[string]any `json:"value"`
 			}
-			return list.Value, c.arm(ctx, http.MethodGet, strings.TrimSuffix(resource, "/")+diagPath, nil, &list)
+			err := c.arm(ctx, http.MethodGet, strings.TrimSuffix(resource, "/")+diagPath, nil, &list)
+			return list.Value, err
 		})
 }

@@ -70,7 +70,8 @@ func (d roleDefinition) flat() map[string]any {
 
 func (c *client) roleDefinitions(ctx context.Context, hsm string) ([]roleDefinition, error) {
 	var list struct{ Value []roleDefinition }
-	return list.Value, c.hsm(ctx, hsm, http.MethodGet, roleDefinitionsPath, nil, &list)
+	err := c.hsm(ctx, hsm, http.MethodGet, roleDefinitionsPath, nil, &list)
+	return list.Value, err
 }
 
 // resolveRole turns --role (a name, a GUID or a full definition id) into
@@ -146,13 +147,30 @@ func (c *client) flatten(ctx context.Context, hsm string, as []roleAssignment) (
 	for _, a := range as {
 		ids = append(ids, a.Properties.PrincipalID)
 	}
+	names, types, err := c.principalNames(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := []map[string]any{}
+	for _, a := range as {
+		p := a.Properties.PrincipalID
+		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "type": a.Type, "scope": a.Properties.Scope,
+			"roleDefinitionId": a.Properties.RoleDefinitionID, "roleName": roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
+			"principalId": p, "principalName": names[p], "principalType": types[p]})
+	}
+	return out, nil
+}
+
+// principalNames looks up directory objects' names (user principal name,
+// else display name) and az's principal types.
+func (c *client) principalNames(ctx context.Context, ids []string) (names, types map[string]string, err error) {
 	var objs struct{ Value []map[string]any }
 	if len(ids) > 0 {
 		if err := c.graph(ctx, http.MethodPost, "/directoryObjects/getByIds", map[string]any{"ids": ids}, &objs); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	names, types := map[string]string{}, map[string]string{}
+	names, types = map[string]string{}, map[string]string{}
 	for _, o := range objs.Value {
 		id, _ := o["id"].(string)
 		t, _ := o["@odata.type"].(string)
@@ -163,14 +181,7 @@ func (c *client) flatten(ctx context.Context, hsm string, as []roleAssignment) (
 		types[id] = map[string]string{"#microsoft.graph.user": "User", "#microsoft.graph.group": "Group",
 			"#microsoft.graph.servicePrincipal": "ServicePrincipal"}[t]
 	}
-	out := []map[string]any{}
-	for _, a := range as {
-		p := a.Properties.PrincipalID
-		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "type": a.Type, "scope": a.Properties.Scope,
-			"roleDefinitionId": a.Properties.RoleDefinitionID, "roleName": roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
-			"principalId": p, "principalName": names[p], "principalType": types[p]})
-	}
-	return out, nil
+	return names, types, nil
 }
 
 // assigneeFlags are --assignee and --assignee-object-id.
@@ -394,7 +405,8 @@ func definitionByName(e *env, verb string) *cobra.Command {
 			if verb == "show" {
 				return d.flat(), nil
 			}
-			return nil, c.hsm(ctx, hsm, http.MethodDelete, roleDefinitionsPath+"/"+d.Name, nil, nil)
+			err = c.hsm(ctx, hsm, http.MethodDelete, roleDefinitionsPath+"/"+d.Name, nil, nil)
+			return nil, err
 		})
 }
 

@@ -262,7 +262,8 @@ func sdUpload(e *env) *cobra.Command {
 				return nil, err
 			}
 			var status map[string]any
-			return status, c.hsm(ctx, hsm, http.MethodPost, "/securitydomain/upload", map[string]string{"value": string(text)}, &status)
+			err = c.hsm(ctx, hsm, http.MethodPost, "/securitydomain/upload", map[string]string{"value": string(text)}, &status)
+			return status, err
 		})
 	return spaceSeparated(cmd, "sd-wrapping-keys", &keys)
 }
