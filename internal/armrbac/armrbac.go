@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,8 +55,13 @@ var BuiltInRoles = []Role{
 			"Microsoft.Insights/diagnosticSettings/*", "Microsoft.Storage/storageAccounts/read"}},
 }
 
-// Permits reports whether the role grants action.
+// Permits reports whether the role grants the control-plane action. As in
+// Azure, "*" in Actions covers no data action: those need DataActions,
+// which control-plane roles here do not have.
 func (r *Role) Permits(action string) bool {
+	if slices.Contains(rbac.Actions, rbac.Action(action)) {
+		return false
+	}
 	allowed := false
 	for _, a := range r.Actions {
 		if rbac.MatchAction(a, action) {
