@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -125,14 +126,16 @@ func newFederatedCmd(e *env) *cobra.Command {
 // azidentity.ManagedIdentityCredential in an unchanged application gets
 // tokens without any secret in its configuration.
 func newAgentCmd(e *env) *cobra.Command {
-	var name, group, listen string
+	var name, group, ids, listen string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Serve managed-identity tokens for one identity to workloads on this machine (loopback only)",
-		Args:  cobra.NoArgs,
+		Example: `  keyward identity agent --name app-vm --resource-group app-rg --listen 127.0.0.1:50342
+  keyward identity agent --ids "$(keyward storage account show -n contosologs --query id -o tsv)"   # a system-assigned identity`,
+		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			if name == "" || group == "" {
-				return usagef("--name and --resource-group are required")
+			if (name == "" || group == "") == (ids == "") {
+				return usagef("give --name and --resource-group of a user-assigned identity, or --ids of a resource with a system-assigned identity")
 			}
 			host, _, err := net.SplitHostPort(listen)
 			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
@@ -146,17 +149,16 @@ func newAgentCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sub, err := c.subscriptionPath()
-			if err != nil {
-				return err
+			resource := ids
+			if resource == "" {
+				sub, err := c.subscriptionPath()
+				if err != nil {
+					return err
+				}
+				resource = sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(name)
 			}
-			var cred struct{ ClientID, TenantID, Secret string }
-			if err := c.arm(ctx, http.MethodPost, sub+"/resourceGroups/"+url.PathEscape(group)+identityPath+url.PathEscape(name)+"/keywardAgentSecret", nil, &cred); err != nil {
-				return err
-			}
-			idc, err := azidentity.NewClientSecretCredential(cred.TenantID, cred.ClientID, cred.Secret, &azidentity.ClientSecretCredentialOptions{
-				ClientOptions:            azcore.ClientOptions{Cloud: credCloud(c.prof), Transport: c.http},
-				DisableInstanceDiscovery: true})
+			idc := &agentCredential{c: c, path: strings.TrimSuffix(resource, "/") + "/keywardAgentSecret"}
+			clientID, err := idc.renew(ctx)
 			if err != nil {
 				return err
 			}
@@ -167,7 +169,7 @@ func newAgentCmd(e *env) *cobra.Command {
 			header := make([]byte, 16)
 			rand.Read(header)
 			secretHeader := hex.EncodeToString(header)
-			srv := &http.Server{Handler: agentHandler(idc, cred.ClientID, secretHeader), ReadHeaderTimeout: 5 * time.Second}
+			srv := &http.Server{Handler: agentHandler(idc, clientID, secretHeader), ReadHeaderTimeout: 5 * time.Second}
 			fmt.Fprintf(e.stdout, "IDENTITY_ENDPOINT=http://%s/msi/token\nIDENTITY_HEADER=%s\n", ln.Addr(), secretHeader)
 			if f, ok := e.stdout.(interface{ Sync() error }); ok {
 				f.Sync()
@@ -179,10 +181,54 @@ func newAgentCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&name, "name", "n", "", "the managed identity")
+	cmd.Flags().StringVarP(&name, "name", "n", "", "the user-assigned managed identity")
 	cmd.Flags().StringVarP(&group, "resource-group", "g", "", "its resource group")
+	cmd.Flags().StringVar(&ids, "ids", "", "resource id of a storage account whose system-assigned identity to serve")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "loopback address to serve on")
 	return cmd
+}
+
+// agentCredential is the agent's credential for its identity: a
+// short-lived secret fetched from the server and fetched again an hour
+// before it expires, so the agent runs for as long as it is needed.
+type agentCredential struct {
+	c    *client
+	path string
+
+	mu      sync.Mutex
+	cred    azcore.TokenCredential
+	expires time.Time
+}
+
+func (a *agentCredential) renew(ctx context.Context) (clientID string, err error) {
+	var s struct {
+		ClientID, TenantID, Secret string
+		Expires                    time.Time
+	}
+	if err := a.c.arm(ctx, http.MethodPost, a.path, nil, &s); err != nil {
+		return "", err
+	}
+	cred, err := azidentity.NewClientSecretCredential(s.TenantID, s.ClientID, s.Secret, &azidentity.ClientSecretCredentialOptions{
+		ClientOptions:            azcore.ClientOptions{Cloud: credCloud(a.c.prof), Transport: a.c.http},
+		DisableInstanceDiscovery: true})
+	if err != nil {
+		return "", err
+	}
+	a.cred, a.expires = cred, s.Expires
+	return s.ClientID, nil
+}
+
+func (a *agentCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	a.mu.Lock()
+	if time.Until(a.expires) < time.Hour {
+		if _, err := a.renew(ctx); err != nil {
+			a.mu.Unlock()
+			return azcore.AccessToken{}, fmt.Errorf("renewing the identity's secret: %w", err)
+		}
+	}
+	cred := a.cred
+	a.mu.Unlock()
+	return cred.GetToken(ctx, o)
 }
 
 // agentHandler answers GET /msi/token?resource=R&api-version=2019-08-01

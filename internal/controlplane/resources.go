@@ -208,6 +208,10 @@ func (s *Service) DeleteIdentity(ctx context.Context, rg, name string) error {
 	return s.Store.Update(ctx, func(tx store.Tx) error { return tx.DeleteObject(ctx, kindIdentity, identityKey(rg, name)) })
 }
 
+// AgentSecretLife is how long an identity agent's secret lasts: the agent
+// fetches a new one when it restarts.
+const AgentSecretLife = 24 * time.Hour
+
 // AgentSecret gives an identity a short-lived client secret for the
 // identity agent, which holds it in memory only.
 func (s *Service) AgentSecret(ctx context.Context, rg, name string) (Identity, string, time.Time, error) {
@@ -215,7 +219,7 @@ func (s *Service) AgentSecret(ctx context.Context, rg, name string) (Identity, s
 	if err != nil {
 		return Identity{}, "", time.Time{}, err
 	}
-	secret, cred, err := s.Dir.AddSecretFor(ctx, id.PrincipalID, "identity agent "+uuid.NewString()[:8], 24*time.Hour)
+	secret, cred, err := s.Dir.AddSecretFor(ctx, id.PrincipalID, "identity agent "+uuid.NewString()[:8], AgentSecretLife)
 	if err != nil {
 		return Identity{}, "", time.Time{}, err
 	}

@@ -3,9 +3,11 @@ package arm
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/audit"
+	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/fault"
 )
@@ -21,6 +23,8 @@ func (a *API) RegisterDiagnostics(mux *http.ServeMux, d *diagnostics.Service) {
 	mux.Handle("PUT /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/write", pathScope, a.putAccount))
 	mux.Handle("PATCH /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/write", pathScope, a.patchAccount))
 	mux.Handle("DELETE /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/delete", pathScope, a.deleteAccount))
+	mux.Handle("POST /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}/keywardAgentSecret",
+		a.handle("Microsoft.Storage/storageAccounts/listKeys/action", pathScope, a.accountAgentSecret))
 	settings := "/subscriptions/{sub}/resourceGroups/{rg}" + provider + "/{name}/providers/Microsoft.Insights/diagnosticSettings"
 	mux.Handle("GET "+settings, a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.listSettings))
 	mux.Handle("GET "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.getSetting))
@@ -99,6 +103,30 @@ func (a *API) patchAccount(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, a.accountResource(acct))
+	return nil
+}
+
+// accountAgentSecret gives `keyward identity agent --ids ACCOUNT` a
+// short-lived secret of the account's system-assigned identity, as the
+// user-assigned identities' keywardAgentSecret does.
+func (a *API) accountAgentSecret(w http.ResponseWriter, r *http.Request) error {
+	acct, err := a.diag.GetAccount(r.Context(), r.PathValue("account"))
+	if err != nil {
+		return err
+	}
+	if acct.IdentityPrincipalID == "" {
+		return fault.Invalidf("the storage account %s has no system-assigned identity: run 'keyward storage account update --assign-identity'", acct.Name)
+	}
+	p, err := a.dir.Get(r.Context(), acct.IdentityPrincipalID)
+	if err != nil {
+		return err
+	}
+	secret, cred, err := a.dir.AddSecretFor(r.Context(), p.ID, "identity agent", controlplane.AgentSecretLife)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"clientId": p.AppID, "principalId": p.ID,
+		"tenantId": a.dir.TenantID(), "secret": secret, "expires": cred.Expires.UTC().Format(time.RFC3339)})
 	return nil
 }
 
