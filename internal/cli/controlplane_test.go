@@ -58,6 +58,9 @@ func TestControlPlaneStory(t *testing.T) {
 	admin.ok("ad", "group", "member", "add", "-g", "Security Team", "--member-id", alice)
 	team := admin.ok("ad", "group", "show", "-g", "Security Team", "--query", "id", "-o", "tsv")
 	sub := admin.ok("account", "show", "--query", "id", "-o", "tsv")
+	if got := admin.ok("account", "show", "--query", "user.type", "-o", "tsv"); got != "servicePrincipal" {
+		t.Fatalf("account show user.type = %q", got)
+	}
 	admin.ok("role", "assignment", "create", "--assignee-object-id", team, "--assignee-principal-type", "Group", "--role", "Managed HSM Contributor",
 		"--scope", "/subscriptions/"+sub)
 	admin.ok("group", "create", "--name", "app-rg", "--location", "local")
@@ -79,6 +82,13 @@ func TestControlPlaneStory(t *testing.T) {
 	_, errs, code := a.run("", "role", "assignment", "create", "--assignee-object-id", alice, "--role", "Owner")
 	if code != 1 || !strings.Contains(errs, "AuthorizationFailed") {
 		t.Fatalf("contributor grants Owner: %d %q", code, errs)
+	}
+	if got := a.ok("account", "show", "--query", "user.[name, type]", "-o", "tsv"); got != "alice@contoso.test\nuser" {
+		t.Fatalf("account show as Alice = %q", got)
+	}
+	a.ok("logout")
+	if _, errs, code := a.run("", "keyvault", "list"); code == 0 || !strings.Contains(errs, "not logged in") {
+		t.Fatalf("after logout: %d %q", code, errs)
 	}
 	d := login("dave@contoso.test", "Dave-Pass-1")
 	_, errs, code = d.run("", "keyvault", "create", "--hsm-name", "dave-hsm", "--resource-group", "app-rg", "--administrators", team)

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -167,4 +170,21 @@ func newAccountCmd(e *env) *cobra.Command {
 	out.register(show)
 	account.AddCommand(show)
 	return account
+}
+
+// newLogoutCmd is `keyward logout`, as `az logout`: it forgets the saved
+// profile (and with it the secret it holds).
+func newLogoutCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "Forget the saved login",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := os.Remove(filepath.Join(e.configDir, profileFile))
+			if errors.Is(err, fs.ErrNotExist) {
+				return usagef("not logged in")
+			}
+			return err
+		},
+	}
 }

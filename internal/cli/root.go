@@ -74,6 +74,6 @@ func newRoot(e *env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(e), newLoginCmd(e), newADCmd(e), newKeyvaultCmd(e), newStorageCmd(e), newMonitorCmd(e), newAuditCmd(e),
-		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e))
+		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e), newLogoutCmd(e))
 	return root
 }
