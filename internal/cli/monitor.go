@@ -15,7 +15,7 @@ func newStorageCmd(e *env) *cobra.Command {
 	acct := &cobra.Command{Use: "account", Short: "Manage storage accounts"}
 	acct.AddCommand(storageCreate(e), storageShow(e, "show"), storageShow(e, "delete"), storageShow(e, "update"),
 		tableColumns(storageList(e), "name", "location", "kind"))
-	st.AddCommand(acct)
+	st.AddCommand(acct, newContainerCmd(e))
 	return st
 }
 
