@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -97,6 +99,22 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			body := map[string]any{"properties": map[string]string{"roleDefinitionId": def, "principalId": principal, "principalType": who.principalType}}
 			var out map[string]any
 			err = c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
+			var ae *apiError
+			if errors.As(err, &ae) && ae.Code == "RoleAssignmentExists" {
+				// As az does: granting what is already granted is not an error.
+				var list struct {
+					Value []map[string]any `json:"value"`
+				}
+				filter := "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
+				if c.arm(ctx, http.MethodGet, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter, nil, &list) == nil {
+					for _, a := range list.Value {
+						props, _ := a["properties"].(map[string]any)
+						if id, _ := props["roleDefinitionId"].(string); strings.EqualFold(id, def) && strings.EqualFold(fmt.Sprint(props["scope"]), sc) {
+							return a, nil
+						}
+					}
+				}
+			}
 			return out, err
 		}))
 	var lwho assigneeFlags

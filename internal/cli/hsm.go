@@ -77,15 +77,26 @@ func hsmCreate(e *env) *cobra.Command {
 }
 
 func hsmShow(e *env, verb string) *cobra.Command {
-	var name string
+	var name, group string
 	return command(e, verb, map[string]string{"show": "Show a Managed HSM", "delete": "Delete a Managed HSM with all its keys"}[verb],
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the HSM")
-			cmd.Flags().StringP("resource-group", "g", "", "resource group (optional: names are unique)")
+			cmd.Flags().StringVarP(&group, "resource-group", "g", "", "resource group (optional: without it the HSM is looked up among those you may read)")
 			required(cmd, "hsm-name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			h, err := c.findHSM(ctx, name)
+			var h map[string]any
+			var err error
+			if group != "" {
+				// As az does with -g: a direct GET, refused or found.
+				sub, serr := c.subscriptionPath()
+				if serr != nil {
+					return nil, serr
+				}
+				err = c.arm(ctx, http.MethodGet, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.KeyVault/managedHSMs/"+url.PathEscape(name), nil, &h)
+			} else {
+				h, err = c.findHSM(ctx, name)
+			}
 			if err != nil || verb == "show" {
 				return h, err
 			}

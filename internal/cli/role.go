@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -237,7 +238,12 @@ func assignmentCreate(e *env) *cobra.Command {
 			}
 			body := map[string]any{"properties": map[string]string{"roleDefinitionId": def.ID, "principalId": principal}}
 			var a roleAssignment
-			if err := c.hsm(ctx, hsm, http.MethodPut, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments/"+name, body, &a); err != nil {
+			err = c.hsm(ctx, hsm, http.MethodPut, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments/"+name, body, &a)
+			if existing, ok := c.existingAssignment(ctx, hsm, err, scope, principal, def.ID); ok {
+				// As az does: granting what is already granted is not an error.
+				a, err = existing, nil
+			}
+			if err != nil {
 				return nil, err
 			}
 			out, err := c.flatten(ctx, hsm, []roleAssignment{a})
@@ -246,6 +252,25 @@ func assignmentCreate(e *env) *cobra.Command {
 			}
 			return out[0], nil
 		})
+}
+
+// existingAssignment finds, after a RoleAssignmentExists refusal, the
+// assignment of role to principal at exactly scope.
+func (c *client) existingAssignment(ctx context.Context, hsm string, err error, scope, principal, roleID string) (roleAssignment, bool) {
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Code != "RoleAssignmentExists" {
+		return roleAssignment{}, false
+	}
+	var list struct{ Value []roleAssignment }
+	if c.hsm(ctx, hsm, http.MethodGet, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments?$filter="+url.QueryEscape("principalId eq '"+principal+"'"), nil, &list) != nil {
+		return roleAssignment{}, false
+	}
+	for _, a := range list.Value {
+		if strings.EqualFold(a.Properties.RoleDefinitionID, roleID) && scopePath(a.Properties.Scope) == scopePath(scope) {
+			return a, true
+		}
+	}
+	return roleAssignment{}, false
 }
 
 // assignments lists the assignments at scope (and below), keeping those of
