@@ -90,7 +90,12 @@ func TestControlPlaneStory(t *testing.T) {
 	if _, errs, code := a.run("", "keyvault", "list"); code == 0 || !strings.Contains(errs, "not logged in") {
 		t.Fatalf("after logout: %d %q", code, errs)
 	}
-	d := login("dave@contoso.test", "Dave-Pass-1")
+	// The tenant is optional, as for az login: the server names it.
+	d := kw{t, t.TempDir()}
+	d.ok("login", "--server", b.AuthorityHost, "-u", "dave@contoso.test", "-p", "Dave-Pass-1", "--ca-file", b.CAFile)
+	if got := d.ok("account", "show", "--query", "tenantId", "-o", "tsv"); got != b.TenantID {
+		t.Fatalf("tenant learned from the server: %q", got)
+	}
 	_, errs, code = d.run("", "keyvault", "create", "--hsm-name", "dave-hsm", "--resource-group", "app-rg", "--administrators", team)
 	if code != 1 || !strings.Contains(errs, "(AuthorizationFailed)") {
 		t.Fatalf("developer creates an HSM: %d %q", code, errs)

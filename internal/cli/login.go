@@ -31,8 +31,8 @@ func newLoginCmd(e *env) *cobra.Command {
   keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test --tenant TENANT   # password read from stdin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if p.Server == "" || p.Username == "" || p.TenantID == "" {
-				return usagef("--server, --username (-u) and --tenant are required")
+			if p.Server == "" || p.Username == "" {
+				return usagef("--server and --username (-u) are required")
 			}
 			if p.Certificate != "" {
 				if !sp || p.Secret != "" {
@@ -95,7 +95,7 @@ func newLoginCmd(e *env) *cobra.Command {
 	f.StringVarP(&p.Username, "username", "u", "", "user principal name, or the app id of a service principal")
 	f.StringVarP(&p.Secret, "password", "p", "", "password or client secret; omit or '-' to read it from standard input")
 	f.StringVar(&p.Certificate, "certificate", "", "PEM file with a service principal's certificate and private key (see 'ad sp credential reset --create-cert')")
-	f.StringVarP(&p.TenantID, "tenant", "t", "", "the tenant id")
+	f.StringVarP(&p.TenantID, "tenant", "t", "", "the tenant id (default: the server's)")
 	f.StringVar(&caFile, "ca-file", "", "PEM file of the CA to trust (the server's data dir has ca.pem)")
 	out.register(cmd)
 	return cmd
@@ -138,7 +138,13 @@ func discover(ctx context.Context, p *profile) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&m); err != nil {
 		return fmt.Errorf("reading server metadata: %w", err)
 	}
-	if m.Authentication.Tenant != "" && !strings.EqualFold(m.Authentication.Tenant, p.TenantID) {
+	switch {
+	case p.TenantID == "" && m.Authentication.Tenant == "":
+		return usagef("the server does not name its tenant: pass --tenant")
+	case p.TenantID == "":
+		// As az: the tenant is optional and learned from the server.
+		p.TenantID = m.Authentication.Tenant
+	case m.Authentication.Tenant != "" && !strings.EqualFold(m.Authentication.Tenant, p.TenantID):
 		return usagef("the server's tenant is %s, not %s", m.Authentication.Tenant, p.TenantID)
 	}
 	p.MHSMDNS = m.Suffixes["mhsmDns"]
