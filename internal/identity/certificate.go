@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -194,38 +193,48 @@ func (f *Federation) authenticateCertificate(ctx context.Context, p *Principal, 
 	if claims.ID == "" {
 		return fmt.Errorf("the assertion has no jti")
 	}
-	if !f.replay.first(p.ID+"/"+claims.ID, claims.ExpiresAt.Add(clockSkew), now) {
+	first, err := f.dir.firstUse(ctx, p.ID, claims.ID, claims.ExpiresAt.Add(clockSkew), now)
+	if err != nil {
+		return err
+	}
+	if !first {
 		return fmt.Errorf("the assertion was used before")
 	}
 	return nil
 }
 
 // maxAssertionLife bounds how far ahead a self-signed assertion may expire,
-// so the replay cache stays small.
+// so the record of used assertions stays small.
 const maxAssertionLife = time.Hour
 
-// replayCache remembers assertion ids until they expire.
-type replayCache struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
+const kindAssertion = "usedAssertion"
 
-// first records id and reports whether it was new; expired ids are dropped
-// as it goes.
-func (c *replayCache) first(id string, until, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.seen == nil {
-		c.seen = map[string]time.Time{}
-	}
-	for k, exp := range c.seen {
-		if now.After(exp) {
-			delete(c.seen, k)
+// firstUse records that principalID used the assertion id until it expires
+// and reports whether it had not been used before. The record is in the
+// store, so a restart does not reopen a replay window; expired records of
+// the principal are dropped as it goes.
+func (d *Directory) firstUse(ctx context.Context, principalID, id string, until, now time.Time) (bool, error) {
+	first := false
+	err := d.store.Update(ctx, func(tx store.Tx) error {
+		used, err := tx.ListObjects(ctx, kindAssertion, strings.ToLower(principalID+"/"))
+		if err != nil {
+			return err
 		}
-	}
-	if _, ok := c.seen[id]; ok {
-		return false
-	}
-	c.seen[id] = until
-	return true
+		key := strings.ToLower(principalID + "/" + id)
+		for _, o := range used {
+			exp, err := time.Parse(time.RFC3339Nano, string(o.Data))
+			if err != nil || now.After(exp) {
+				if err := tx.DeleteObject(ctx, kindAssertion, o.ID); err != nil {
+					return err
+				}
+				continue
+			}
+			if o.ID == key {
+				return nil
+			}
+		}
+		first = true
+		return tx.PutObject(ctx, &store.Object{Kind: kindAssertion, ID: key, Data: []byte(until.UTC().Format(time.RFC3339Nano))})
+	})
+	return first, err
 }

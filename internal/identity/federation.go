@@ -95,8 +95,6 @@ type Federation struct {
 
 	mu   sync.Mutex
 	jwks map[string]cachedKeys
-
-	replay replayCache
 }
 
 type cachedKeys struct {
