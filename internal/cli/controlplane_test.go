@@ -19,6 +19,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
@@ -283,5 +284,42 @@ func TestWorkloadIdentityFederation(t *testing.T) {
 		if code := exchange(assertion); code != 401 {
 			t.Errorf("%s: %d", name, code)
 		}
+	}
+}
+
+// TestAgentRenewsItsSecret: an hour before the agent's secret expires, the
+// next token request fetches a new one, so a long-running agent keeps
+// working.
+func TestAgentRenewsItsSecret(t *testing.T) {
+	srv := servertest.Start(t)
+	b := srv.Boot
+	admin := kw{t, t.TempDir()}
+	admin.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", b.ClientID, "-p", b.ClientSecret, "--tenant", b.TenantID, "--ca-file", b.CAFile)
+	admin.ok("group", "create", "--name", "app-rg")
+	admin.ok("identity", "create", "--name", "app-vm", "--resource-group", "app-rg")
+	id := admin.ok("identity", "show", "--name", "app-vm", "--resource-group", "app-rg", "--query", "id", "-o", "tsv")
+
+	e := &env{configDir: admin.cfg}
+	c, err := e.client()
+	must(t, err)
+	ctx := context.Background()
+	a := &agentCredential{c: c, path: id + "/keywardAgentSecret"}
+	_, err = a.renew(ctx)
+	must(t, err)
+	first := a.expires
+	if life := time.Until(first); life < 23*time.Hour || life > 25*time.Hour {
+		t.Fatalf("the agent's secret lives %s", life)
+	}
+	opts := policy.TokenRequestOptions{Scopes: []string{"https://managedhsm.azure.net/.default"}}
+	_, err = a.GetToken(ctx, opts)
+	must(t, err)
+	if !a.expires.Equal(first) {
+		t.Fatal("the secret was renewed a day before it expires")
+	}
+	a.expires = time.Now().Add(30 * time.Minute) // as if 23.5 hours had passed
+	_, err = a.GetToken(ctx, opts)
+	must(t, err)
+	if time.Until(a.expires) < 23*time.Hour {
+		t.Fatalf("the secret was not renewed: it expires in %s", time.Until(a.expires))
 	}
 }
