@@ -79,6 +79,9 @@ func TestControlPlaneStory(t *testing.T) {
 	if got := a.ok("keyvault", "show", "--hsm-name", "contoso-hsm", "--query", "id", "-o", "tsv"); !strings.HasSuffix(got, "/resourceGroups/app-rg/providers/Microsoft.KeyVault/managedHSMs/contoso-hsm") {
 		t.Fatalf("HSM id = %q", got)
 	}
+	if got := a.ok("keyvault", "show", "--hsm-name", "contoso-hsm", "-g", "app-rg", "--query", "properties.softDeleteRetentionInDays"); got != "28" {
+		t.Fatalf("show -g: retention %q", got)
+	}
 	// The contributor cannot grant control-plane roles.
 	_, errs, code := a.run("", "role", "assignment", "create", "--assignee-object-id", alice, "--role", "Owner")
 	if code != 1 || !strings.Contains(errs, "AuthorizationFailed") {
