@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -236,7 +237,7 @@ func (a *agentCredential) GetToken(ctx context.Context, o policy.TokenRequestOpt
 func agentHandler(cred azcore.TokenCredential, clientID, header string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if r.Header.Get("X-IDENTITY-HEADER") != header || r.URL.Path != "/msi/token" {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-IDENTITY-HEADER")), []byte(header)) != 1 || r.URL.Path != "/msi/token" {
 			w.WriteHeader(http.StatusUnauthorized)
 			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": "missing or wrong X-IDENTITY-HEADER"})
 			return
