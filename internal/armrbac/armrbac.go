@@ -177,31 +177,41 @@ func covers(scope, resource string) bool {
 // Decide reports whether the caller (or a group it is in) holds a role
 // that grants action at scope.
 func (s *Service) Decide(ctx context.Context, caller *identity.Caller, action, scope string) (bool, error) {
+	permits, err := s.Permits(ctx, caller, action)
+	if err != nil {
+		return false, err
+	}
+	return permits(scope), nil
+}
+
+// Permits returns whether the caller may perform action at a given scope,
+// reading the caller's groups and the assignments once: for filtering a
+// list down to what the caller may read.
+func (s *Service) Permits(ctx context.Context, caller *identity.Caller, action string) (func(scope string) bool, error) {
 	if caller == nil {
-		return false, nil
+		return func(string) bool { return false }, nil
 	}
 	as, err := s.all(ctx)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	groups, err := s.dir.GroupsOf(ctx, caller.ObjectID)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	principals := append([]string{caller.ObjectID}, groups...)
+	var granting []string // scopes of assignments that grant action to the caller
 	for _, a := range as {
-		if !covers(a.Scope, scope) {
+		if !slices.Contains(principals, a.PrincipalID) {
 			continue
 		}
-		for _, p := range principals {
-			if a.PrincipalID == p {
-				if r, ok := RoleByID(a.RoleID); ok && r.Permits(action) {
-					return true, nil
-				}
-			}
+		if r, ok := RoleByID(a.RoleID); ok && r.Permits(action) {
+			granting = append(granting, a.Scope)
 		}
 	}
-	return false, nil
+	return func(scope string) bool {
+		return slices.ContainsFunc(granting, func(g string) bool { return covers(g, scope) })
+	}, nil
 }
 
 // Authorize returns ErrDenied in Azure's words unless Decide allows.

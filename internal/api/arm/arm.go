@@ -145,6 +145,24 @@ func (a *API) can(r *http.Request, action, scope string) bool {
 	return err == nil && ok
 }
 
+// writeVisible answers a list with the items whose resource id the caller
+// may perform action on (ARM lists show only what one may read).
+func writeVisible[T any](a *API, w http.ResponseWriter, r *http.Request, action string, items []T, id func(T) string) error {
+	c, _ := identity.FromContext(r.Context())
+	permits, err := a.rbac.Permits(r.Context(), c, action)
+	if err != nil {
+		return err
+	}
+	out := []T{}
+	for _, it := range items {
+		if permits(id(it)) {
+			out = append(out, it)
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string][]T{"value": out})
+	return nil
+}
+
 func (a *API) subscriptionID() string { return "/subscriptions/" + a.subscription }
 
 // scopeExists reports whether a scope names the subscription, a resource

@@ -159,15 +159,13 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := map[string][]StorageAccount{"value": {}}
+	var res []StorageAccount
 	for _, acct := range accts {
-		res := a.accountResource(acct)
-		if rg := r.PathValue("rg"); (rg == "" || strings.EqualFold(rg, acct.ResourceGroup)) && a.can(r, "Microsoft.Storage/storageAccounts/read", res.ID) {
-			out["value"] = append(out["value"], res)
+		if rg := r.PathValue("rg"); rg == "" || strings.EqualFold(rg, acct.ResourceGroup) {
+			res = append(res, a.accountResource(acct))
 		}
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return writeVisible(a, w, r, "Microsoft.Storage/storageAccounts/read", res, func(s StorageAccount) string { return s.ID })
 }
 
 func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request) error {

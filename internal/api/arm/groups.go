@@ -64,15 +64,11 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := map[string][]ResourceGroup{"value": {}}
+	var res []ResourceGroup
 	for _, g := range gs {
-		res := a.group(g)
-		if a.can(r, "Microsoft.Resources/subscriptions/resourceGroups/read", res.ID) {
-			out["value"] = append(out["value"], res)
-		}
+		res = append(res, a.group(g))
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return writeVisible(a, w, r, "Microsoft.Resources/subscriptions/resourceGroups/read", res, func(g ResourceGroup) string { return g.ID })
 }
 
 func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {

@@ -100,19 +100,14 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := map[string][]ManagedHSM{"value": {}}
+	var res []ManagedHSM
 	rg := r.PathValue("rg")
 	for _, h := range hsms {
-		if !h.Deleted.IsZero() || (rg != "" && !strings.EqualFold(h.ResourceGroup, rg)) {
-			continue
-		}
-		res := a.resource(h)
-		if a.can(r, "Microsoft.KeyVault/managedHSMs/read", res.ID) {
-			out["value"] = append(out["value"], res)
+		if h.Deleted.IsZero() && (rg == "" || strings.EqualFold(h.ResourceGroup, rg)) {
+			res = append(res, a.resource(h))
 		}
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return writeVisible(a, w, r, "Microsoft.KeyVault/managedHSMs/read", res, func(m ManagedHSM) string { return m.ID })
 }
 
 // lookup finds the live HSM of the path, in its resource group.

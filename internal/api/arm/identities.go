@@ -84,15 +84,11 @@ func (a *API) listIdentities(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := map[string][]ManagedIdentity{"value": {}}
+	var res []ManagedIdentity
 	for _, id := range ids {
-		res := a.identityResource(id)
-		if a.can(r, "Microsoft.ManagedIdentity/userAssignedIdentities/read", res.ID) {
-			out["value"] = append(out["value"], res)
-		}
+		res = append(res, a.identityResource(id))
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return writeVisible(a, w, r, "Microsoft.ManagedIdentity/userAssignedIdentities/read", res, func(m ManagedIdentity) string { return m.ID })
 }
 
 func (a *API) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
