@@ -166,40 +166,16 @@ func newARMRoleCmd(e *env) *cobra.Command {
 // flattenARM renders control-plane assignments as az does: properties at
 // the top, with the role's and the principal's names.
 func (c *client) flattenARM(ctx context.Context, as []roleAssignment) ([]map[string]any, error) {
-	sub, err := c.subscriptionPath()
+	defs, err := c.armRoleDefinitions(ctx)
 	if err != nil {
-		return nil, err
-	}
-	var defs struct {
-		Value []struct {
-			ID         string
-			Properties struct{ RoleName string }
-		}
-	}
-	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Authorization/roleDefinitions", nil, &defs); err != nil {
 		return nil, err
 	}
 	roleNames := map[string]string{}
-	for _, d := range defs.Value {
+	for _, d := range defs {
 		// Assignments name definitions by their subscription-level id.
 		roleNames[strings.ToLower(d.ID)] = d.Properties.RoleName
 	}
-	ids := []string{}
-	for _, a := range as {
-		ids = append(ids, a.Properties.PrincipalID)
-	}
-	names, types, err := c.principalNames(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := []map[string]any{}
-	for _, a := range as {
-		p := a.Properties.PrincipalID
-		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "type": a.Type, "scope": a.Properties.Scope,
-			"roleDefinitionId": a.Properties.RoleDefinitionID, "roleDefinitionName": roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
-			"principalId": p, "principalName": names[p], "principalType": types[p]})
-	}
-	return out, nil
+	return c.flattenAssignments(ctx, as, roleNames, "roleDefinitionName")
 }
 
 func (c *client) scope(s string) (string, error) {
@@ -213,23 +189,26 @@ func (c *client) scope(s string) (string, error) {
 	return strings.TrimSuffix(s, "/"), nil
 }
 
+// armRoleDefinitions lists the control-plane role definitions.
+func (c *client) armRoleDefinitions(ctx context.Context) ([]roleDefinition, error) {
+	sub, err := c.subscriptionPath()
+	if err != nil {
+		return nil, err
+	}
+	var list struct{ Value []roleDefinition }
+	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Authorization/roleDefinitions", nil, &list); err != nil {
+		return nil, err
+	}
+	return list.Value, nil
+}
+
 // armRole resolves a control-plane role name (any case) or id.
 func (c *client) armRole(ctx context.Context, role string) (string, error) {
-	sub, err := c.subscriptionPath()
+	defs, err := c.armRoleDefinitions(ctx)
 	if err != nil {
 		return "", err
 	}
-	var list struct {
-		Value []struct {
-			ID         string
-			Name       string
-			Properties struct{ RoleName string }
-		}
-	}
-	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Authorization/roleDefinitions", nil, &list); err != nil {
-		return "", err
-	}
-	for _, d := range list.Value {
+	for _, d := range defs {
 		if strings.EqualFold(d.Properties.RoleName, role) || strings.EqualFold(d.Name, role) || strings.EqualFold(d.ID, role) {
 			return d.ID, nil
 		}

@@ -144,6 +144,14 @@ func (c *client) flatten(ctx context.Context, hsm string, as []roleAssignment) (
 	for _, d := range defs {
 		roleNames[strings.ToLower(d.ID)] = d.Properties.RoleName
 	}
+	return c.flattenAssignments(ctx, as, roleNames, "roleName")
+}
+
+// flattenAssignments puts an assignment's properties at the top, with the
+// principal's name and type and the role's name (under roleKey: az says
+// roleName on an HSM, roleDefinitionName in Azure RBAC). roleNames maps
+// lower-case definition ids to names.
+func (c *client) flattenAssignments(ctx context.Context, as []roleAssignment, roleNames map[string]string, roleKey string) ([]map[string]any, error) {
 	ids := []string{}
 	for _, a := range as {
 		ids = append(ids, a.Properties.PrincipalID)
@@ -156,7 +164,7 @@ func (c *client) flatten(ctx context.Context, hsm string, as []roleAssignment) (
 	for _, a := range as {
 		p := a.Properties.PrincipalID
 		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "type": a.Type, "scope": a.Properties.Scope,
-			"roleDefinitionId": a.Properties.RoleDefinitionID, "roleName": roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
+			"roleDefinitionId": a.Properties.RoleDefinitionID, roleKey: roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
 			"principalId": p, "principalName": names[p], "principalType": types[p]})
 	}
 	return out, nil
