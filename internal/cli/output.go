@@ -52,12 +52,11 @@ func (o *outputFlags) print(w io.Writer, v any) error {
 	}
 	switch o.format {
 	case "json", "jsonc", "":
-		b, err := json.MarshalIndent(generic, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		// As az: URLs and SAS tokens print with their & and <, unescaped.
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		return enc.Encode(generic)
 	case "tsv":
 		return writeTSV(w, generic)
 	case "table":
