@@ -27,29 +27,13 @@ func newADCmd(e *env) *cobra.Command {
 // command builds a client command with -o/--query whose run returns the
 // value to print.
 func command(e *env, use, short string, setup func(*cobra.Command), run func(ctx context.Context, c *client) (any, error)) *cobra.Command {
-	var out outputFlags
-	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			v, err := run(cmd.Context(), c)
-			if err != nil {
-				return err
-			}
-			if cols := cmd.Annotations["table"]; cols != "" {
-				out.columns = strings.Split(cols, ",")
-			}
-			return out.print(e.stdout, v)
-		},
-	}
-	setup(cmd)
-	out.register(cmd)
-	return cmd
+	return offline(e, use, short, setup, func(ctx context.Context) (any, error) {
+		c, err := e.client()
+		if err != nil {
+			return nil, err
+		}
+		return run(ctx, c)
+	})
 }
 
 func required(cmd *cobra.Command, names ...string) {

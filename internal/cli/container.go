@@ -63,44 +63,35 @@ func newContainerCmd(e *env) *cobra.Command {
 			}
 			return map[string]bool{"created": true}, nil
 		}))
-	sasCmd := &cobra.Command{
-		Use:   "generate-sas",
-		Short: "Make a SAS token for a container, signed with the account key (no server call)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	ctr.AddCommand(offline(e, "generate-sas", "Make a SAS token for a container, signed with the account key (no server call)",
+		func(cmd *cobra.Command) {
+			accountFlags(cmd)
+			cmd.Flags().StringVar(&permissions, "permissions", "racwdl", "permissions, from (r)ead (a)dd (c)reate (w)rite (d)elete (l)ist")
+			cmd.Flags().StringVar(&expiry, "expiry", "", "when the token expires (UTC)")
+			required(cmd, "expiry")
+		},
+		func(context.Context) (any, error) {
 			cred, err := credential()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			until, err := time.Parse(time.RFC3339, expiry)
 			if err != nil {
 				if until, err = time.Parse("2006-01-02", expiry); err != nil {
-					return usagef("--expiry must be a date (2026-12-31) or an RFC 3339 time")
+					return nil, usagef("--expiry must be a date (2026-12-31) or an RFC 3339 time")
 				}
 			}
 			perms, err := containerPermissions(permissions)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			qp, err := sas.BlobSignatureValues{Protocol: sas.ProtocolHTTPSandHTTP, ExpiryTime: until.UTC(), ContainerName: name,
 				Permissions: perms.String()}.SignWithSharedKey(cred)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if format, _ := cmd.Flags().GetString("output"); format == "tsv" {
-				fmt.Fprintln(e.stdout, qp.Encode())
-				return nil
-			}
-			fmt.Fprintf(e.stdout, "%q\n", qp.Encode())
-			return nil
-		},
-	}
-	accountFlags(sasCmd)
-	sasCmd.Flags().StringVar(&permissions, "permissions", "racwdl", "permissions, from (r)ead (a)dd (c)reate (w)rite (d)elete (l)ist")
-	sasCmd.Flags().StringVar(&expiry, "expiry", "", "when the token expires (UTC)")
-	sasCmd.Flags().StringP("output", "o", "json", "output format: json or tsv")
-	required(sasCmd, "expiry")
-	ctr.AddCommand(sasCmd)
+			return qp.Encode(), nil
+		}))
 	return ctr
 }
 
