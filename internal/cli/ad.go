@@ -109,16 +109,16 @@ func (c *client) resolve(ctx context.Context, coll, ref string) (map[string]any,
 		err := c.graph(ctx, http.MethodGet, "/"+coll+"/"+url.PathEscape(ref), nil, &out)
 		return out, err
 	}
-	var list struct{ Value []map[string]any }
 	filter := "displayName eq '" + strings.ReplaceAll(ref, "'", "''") + "'"
-	if err := c.graph(ctx, http.MethodGet, "/groups?$filter="+url.QueryEscape(filter), nil, &list); err != nil {
+	groups, err := c.graphList(ctx, "/groups?$filter="+url.QueryEscape(filter))
+	if err != nil {
 		return nil, err
 	}
-	switch len(list.Value) {
+	switch len(groups) {
 	case 0:
 		return nil, &apiError{404, "Request_ResourceNotFound", "no group matches the name or id '" + ref + "'"}
 	case 1:
-		return list.Value[0], nil
+		return groups[0], nil
 	}
 	return nil, usagef("more than one group is named '%s': use its object id", ref)
 }
@@ -166,11 +166,7 @@ func objList(e *env, coll string) *cobra.Command {
 			if name != "" {
 				path += "?$filter=" + url.QueryEscape("displayName eq '"+strings.ReplaceAll(name, "'", "''")+"'")
 			}
-			var list struct {
-				Value []map[string]any `json:"value"`
-			}
-			err := c.graph(ctx, http.MethodGet, path, nil, &list)
-			return list.Value, err
+			return c.graphList(ctx, path)
 		})
 }
 
@@ -218,10 +214,6 @@ func memberList(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			var list struct {
-				Value []map[string]any `json:"value"`
-			}
-			err = c.graph(ctx, http.MethodGet, "/groups/"+g["id"].(string)+"/members", nil, &list)
-			return list.Value, err
+			return c.graphList(ctx, "/groups/"+g["id"].(string)+"/members")
 		})
 }

@@ -88,10 +88,7 @@ func newSPCredentialCmd(e *env) *cobra.Command {
 			required(cmd, "id")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			var out struct {
-				Value []map[string]any `json:"value"`
-			}
-			return &out.Value, c.graph(ctx, http.MethodGet, "/servicePrincipals/"+url.PathEscape(id)+"/keyCredentials", nil, &out)
+			return c.graphList(ctx, "/servicePrincipals/"+url.PathEscape(id)+"/keyCredentials")
 		}))
 	return cred
 }
@@ -180,10 +177,7 @@ func newAppCmd(e *env) *cobra.Command {
 			required(cmd, "id")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			var out struct {
-				Value []map[string]any `json:"value"`
-			}
-			return &out.Value, c.graph(ctx, http.MethodGet, "/applications/"+url.PathEscape(id)+"/federatedIdentityCredentials", nil, &out)
+			return c.graphList(ctx, "/applications/"+url.PathEscape(id)+"/federatedIdentityCredentials")
 		}))
 	fc.AddCommand(command(e, "delete", "Delete a federated identity credential",
 		func(cmd *cobra.Command) {

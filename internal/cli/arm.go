@@ -58,11 +58,7 @@ func newGroupCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			var list struct {
-				Value []map[string]any `json:"value"`
-			}
-			err = c.arm(ctx, http.MethodGet, sub+"/resourcegroups", nil, &list)
-			return list.Value, err
+			return c.armList(ctx, sub+"/resourcegroups")
 		}), "name", "location"))
 	return g
 }
@@ -102,12 +98,9 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			var ae *apiError
 			if errors.As(err, &ae) && ae.Code == "RoleAssignmentExists" {
 				// As az does: granting what is already granted is not an error.
-				var list struct {
-					Value []map[string]any `json:"value"`
-				}
 				filter := "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
-				if c.arm(ctx, http.MethodGet, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter, nil, &list) == nil {
-					for _, a := range list.Value {
+				if existing, lerr := c.armList(ctx, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter); lerr == nil {
+					for _, a := range existing {
 						props, _ := a["properties"].(map[string]any)
 						if id, _ := props["roleDefinitionId"].(string); strings.EqualFold(id, def) && strings.EqualFold(fmt.Sprint(props["scope"]), sc) {
 							return a, nil

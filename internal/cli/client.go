@@ -121,6 +121,19 @@ func newCertificateCredential(p *profile, opts azcore.ClientOptions) (azcore.Tok
 		&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
 }
 
+// armList and graphList GET a collection and return its value array.
+func (c *client) armList(ctx context.Context, path string) ([]map[string]any, error) {
+	var list struct{ Value []map[string]any }
+	err := c.arm(ctx, http.MethodGet, path, nil, &list)
+	return list.Value, err
+}
+
+func (c *client) graphList(ctx context.Context, path string) ([]map[string]any, error) {
+	var list struct{ Value []map[string]any }
+	err := c.graph(ctx, http.MethodGet, path, nil, &list)
+	return list.Value, err
+}
+
 // credCloud points azidentity at the server's token service.
 func credCloud(p *profile) cloud.Configuration {
 	return cloud.Configuration{ActiveDirectoryAuthorityHost: strings.TrimSuffix(p.Server, "/") + "/"}

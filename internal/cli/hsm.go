@@ -33,11 +33,11 @@ func (c *client) findHSM(ctx context.Context, name string) (map[string]any, erro
 	if err != nil {
 		return nil, err
 	}
-	var list struct{ Value []map[string]any }
-	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.KeyVault/managedHSMs", nil, &list); err != nil {
+	hsms, err := c.armList(ctx, sub+"/providers/Microsoft.KeyVault/managedHSMs")
+	if err != nil {
 		return nil, err
 	}
-	for _, h := range list.Value {
+	for _, h := range hsms {
 		if strings.EqualFold(h["name"].(string), name) {
 			return h, nil
 		}
@@ -139,10 +139,6 @@ func hsmList(e *env) *cobra.Command {
 			if group != "" {
 				path = sub + "/resourceGroups/" + url.PathEscape(group) + "/providers/Microsoft.KeyVault/managedHSMs"
 			}
-			var list struct {
-				Value []map[string]any `json:"value"`
-			}
-			err = c.arm(ctx, http.MethodGet, path, nil, &list)
-			return list.Value, err
+			return c.armList(ctx, path)
 		})
 }

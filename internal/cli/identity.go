@@ -68,12 +68,12 @@ func newIdentityCmd(e *env) *cobra.Command {
 			if lgroup != "" {
 				path = sub + "/resourceGroups/" + url.PathEscape(lgroup) + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
 			}
-			var list struct{ Value []map[string]any }
-			if err := c.arm(ctx, http.MethodGet, path, nil, &list); err != nil {
+			ids, err := c.armList(ctx, path)
+			if err != nil {
 				return nil, err
 			}
 			out := []map[string]any{}
-			for _, x := range list.Value {
+			for _, x := range ids {
 				out = append(out, flattenIdentity(x))
 			}
 			return out, nil

@@ -59,11 +59,11 @@ func (c *client) findAccount(ctx context.Context, nameOrID string) (map[string]a
 	if err != nil {
 		return nil, err
 	}
-	var list struct{ Value []map[string]any }
-	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Storage/storageAccounts", nil, &list); err != nil {
+	accounts, err := c.armList(ctx, sub+"/providers/Microsoft.Storage/storageAccounts")
+	if err != nil {
 		return nil, err
 	}
-	for _, a := range list.Value {
+	for _, a := range accounts {
 		if strings.EqualFold(a["name"].(string), nameOrID) {
 			return a, nil
 		}
@@ -113,11 +113,7 @@ func storageList(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			var list struct {
-				Value []map[string]any `json:"value"`
-			}
-			err = c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Storage/storageAccounts", nil, &list)
-			return list.Value, err
+			return c.armList(ctx, sub+"/providers/Microsoft.Storage/storageAccounts")
 		})
 }
 
@@ -189,10 +185,6 @@ func diagList(e *env) *cobra.Command {
 			required(cmd, "resource")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			var list struct {
-				Value []map[string]any `json:"value"`
-			}
-			err := c.arm(ctx, http.MethodGet, strings.TrimSuffix(resource, "/")+diagPath, nil, &list)
-			return list.Value, err
+			return c.armList(ctx, strings.TrimSuffix(resource, "/")+diagPath)
 		})
 }

@@ -113,14 +113,14 @@ func (c *client) resolveAssignee(ctx context.Context, assignee string) (string, 
 	if strings.Contains(assignee, "@") {
 		coll, filter = "users", "userPrincipalName eq '"+strings.ReplaceAll(assignee, "'", "''")+"'"
 	}
-	var list struct{ Value []map[string]any }
-	if err := c.graph(ctx, http.MethodGet, "/"+coll+"?$filter="+url.QueryEscape(filter), nil, &list); err != nil {
+	found, err := c.graphList(ctx, "/"+coll+"?$filter="+url.QueryEscape(filter))
+	if err != nil {
 		return "", err
 	}
-	if len(list.Value) != 1 {
+	if len(found) != 1 {
 		return "", usagef("cannot find a single user or service principal named '%s' in the directory", assignee)
 	}
-	return list.Value[0]["id"].(string), nil
+	return found[0]["id"].(string), nil
 }
 
 type roleAssignment struct {
