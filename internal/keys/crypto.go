@@ -6,7 +6,6 @@ import (
 
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/kcrypto"
-	"github.com/keyward/keyward/internal/store"
 )
 
 // usable returns the parsed key for an operation after checking that the
@@ -14,11 +13,7 @@ import (
 func (s *Service) usable(ctx context.Context, h *domain.HSM, name, version, op string) (*entry, error) {
 	e, gen := s.cache.get(h.Name, name, version)
 	if e == nil {
-		var v *store.KeyVersion
-		err := s.store.View(ctx, func(tx store.Tx) (err error) {
-			_, v, err = liveVersion(ctx, tx, h.Name, name, version)
-			return err
-		})
+		v, err := s.readLiveVersion(ctx, h, name, version)
 		if err != nil {
 			return nil, err
 		}

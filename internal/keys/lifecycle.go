@@ -256,15 +256,21 @@ func notFound(name, version string) error {
 
 // Get returns a version of a live key; version "" is the latest.
 func (s *Service) Get(ctx context.Context, h *domain.HSM, name, version string) (*Version, error) {
-	var v *store.KeyVersion
-	err := s.store.View(ctx, func(tx store.Tx) (err error) {
-		_, v, err = liveVersion(ctx, tx, h.Name, name, version)
-		return err
-	})
+	v, err := s.readLiveVersion(ctx, h, name, version)
 	if err != nil {
 		return nil, err
 	}
 	return s.view(h, v, nil), nil
+}
+
+// readLiveVersion reads a version of a live key in a read transaction of
+// its own; version "" is the latest.
+func (s *Service) readLiveVersion(ctx context.Context, h *domain.HSM, name, version string) (v *store.KeyVersion, err error) {
+	err = s.store.View(ctx, func(tx store.Tx) (lerr error) {
+		_, v, lerr = liveVersion(ctx, tx, h.Name, name, version)
+		return lerr
+	})
+	return v, err
 }
 
 // Page is one page of a listing. Next is the cursor of the following page,
