@@ -3,7 +3,6 @@ package arm
 import (
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/audit"
@@ -125,8 +124,7 @@ func (a *API) accountAgentSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]string{"clientId": p.AppID, "principalId": p.ID,
-		"tenantId": a.dir.TenantID(), "secret": secret, "expires": cred.Expires.UTC().Format(time.RFC3339)})
+	a.writeAgentSecret(w, p.AppID, p.ID, secret, cred.Expires)
 	return nil
 }
 

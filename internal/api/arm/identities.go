@@ -109,9 +109,16 @@ func (a *API) agentSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]string{"clientId": id.ClientID, "principalId": id.PrincipalID,
-		"tenantId": a.dir.TenantID(), "secret": secret, "expires": expires.UTC().Format(time.RFC3339)})
+	a.writeAgentSecret(w, id.ClientID, id.PrincipalID, secret, expires)
 	return nil
+}
+
+// writeAgentSecret is the answer of keywardAgentSecret, for a user- or
+// system-assigned identity alike.
+func (a *API) writeAgentSecret(w http.ResponseWriter, clientID, principalID, secret string, expires time.Time) {
+	w.Header().Set("Cache-Control", "no-store")
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"clientId": clientID, "principalId": principalID,
+		"tenantId": a.dir.TenantID(), "secret": secret, "expires": expires.UTC().Format(time.RFC3339)})
 }
 
 // FederatedCredential is the ARM resource.
