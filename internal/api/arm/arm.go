@@ -163,6 +163,15 @@ func writeVisible[T any](a *API, w http.ResponseWriter, r *http.Request, action 
 	return nil
 }
 
+// putStatus is ARM's answer to a PUT: 201 when it created the resource,
+// 200 when it updated one.
+func putStatus(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
 func (a *API) subscriptionID() string { return "/subscriptions/" + a.subscription }
 
 // scopeExists reports whether a scope names the subscription, a resource

@@ -42,11 +42,7 @@ func (a *API) putGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st := http.StatusOK
-	if created {
-		st = http.StatusCreated
-	}
-	httpx.WriteJSON(w, st, a.group(g))
+	httpx.WriteJSON(w, putStatus(created), a.group(g))
 	return nil
 }
 

@@ -62,11 +62,7 @@ func (a *API) putIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st := http.StatusOK
-	if created {
-		st = http.StatusCreated
-	}
-	httpx.WriteJSON(w, st, a.identityResource(id))
+	httpx.WriteJSON(w, putStatus(created), a.identityResource(id))
 	return nil
 }
 
