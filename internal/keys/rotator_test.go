@@ -90,10 +90,20 @@ func TestRotatorFollowsPolicies(t *testing.T) {
 	mk("before-expiry", t0.AddDate(0, 0, 40), RotationPolicy{ExpiryTime: "P60D", LifetimeActions: []LifetimeAction{{Action: "Rotate", TimeBeforeExpiry: "P10D"}}})
 	mk("notify", t0.AddDate(0, 0, 20), RotationPolicy{ExpiryTime: "P60D", LifetimeActions: []LifetimeAction{{Action: "Notify", TimeBeforeExpiry: "P7D"}}})
 
+	newVersions := func() (n int) {
+		for _, e := range hk.events() {
+			if e.Type == events.KeyNewVersionCreated {
+				n++
+			}
+		}
+		return n
+	}
 	at(12)
 	at(29)
-	if versions("after-create") != 1 || versions("before-expiry") != 1 || len(hk.events()) != 0 {
-		t.Fatalf("day 29: %d, %d versions, %d events", versions("after-create"), versions("before-expiry"), len(hk.events()))
+	// By day 29 the expired "notify" key may have sent its near-expiry event
+	// (delivery is asynchronous); nothing may have rotated.
+	if versions("after-create") != 1 || versions("before-expiry") != 1 || newVersions() != 0 {
+		t.Fatalf("day 29: %d, %d versions, %d new-version events", versions("after-create"), versions("before-expiry"), newVersions())
 	}
 	at(30)
 	if versions("after-create") != 2 {
