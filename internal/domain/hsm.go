@@ -59,7 +59,7 @@ type Registry struct {
 	now   func() time.Time
 
 	mu     sync.RWMutex
-	opened map[string]*HSM
+	opened map[string]*HSM // by lower-cased name
 }
 
 // NewRegistry returns a registry over s whose domain keys rest under seal.
@@ -123,15 +123,16 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 		return nil, fmt.Errorf("domain: storing HSM %s: %w", p.Name, err)
 	}
 	r.mu.Lock()
-	r.opened[h.Name] = h
+	r.opened[strings.ToLower(h.Name)] = h
 	r.mu.Unlock()
 	return h, nil
 }
 
-// Get returns the HSM called name, opening its domain key on first use.
+// Get returns the HSM called name, ignoring case (as Azure's names and
+// host routing do), opening its domain key on first use.
 func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
 	r.mu.RLock()
-	h, ok := r.opened[name]
+	h, ok := r.opened[strings.ToLower(name)]
 	r.mu.RUnlock()
 	if ok {
 		return h, nil
@@ -149,7 +150,7 @@ func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.opened[name] = h
+	r.opened[strings.ToLower(name)] = h
 	r.mu.Unlock()
 	return h, nil
 }
@@ -226,6 +227,6 @@ func (r *Registry) Recover(ctx context.Context, name string) error {
 // HSMs handed out before stay valid snapshots for the requests using them.
 func (r *Registry) forget(name string) {
 	r.mu.Lock()
-	delete(r.opened, name)
+	delete(r.opened, strings.ToLower(name))
 	r.mu.Unlock()
 }

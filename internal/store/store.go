@@ -138,7 +138,11 @@ type HSM struct {
 
 // HSMs is the HSM part of a transaction.
 type HSMs interface {
+	// InsertHSM adds an HSM; a name taken without regard to case is
+	// ErrConflict.
 	InsertHSM(ctx context.Context, h *HSM) error
+	// GetHSM finds an HSM by name, ignoring case; the record carries the
+	// name as created.
 	GetHSM(ctx context.Context, name string) (*HSM, error)
 	ListHSMs(ctx context.Context) ([]*HSM, error)
 	// UpdateHSM changes an HSM's state, security domain and exchange key.
@@ -280,6 +284,9 @@ type DiagnosticSetting struct {
 
 // Diagnostics is the logging-configuration part of a transaction.
 type Diagnostics interface {
+	// PutStorageAccount inserts an account or updates it in its own
+	// resource group; an account of another group is ErrConflict, never
+	// moved. Names are unique without regard to case.
 	PutStorageAccount(ctx context.Context, a *StorageAccount) error
 	GetStorageAccount(ctx context.Context, name string) (*StorageAccount, error)
 	ListStorageAccounts(ctx context.Context) ([]*StorageAccount, error)

@@ -2,17 +2,27 @@ package sqlite
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/keyward/keyward/internal/store"
 )
 
+// PutStorageAccount never moves an account to another resource group: the
+// update applies only in the account's own group, and a name held in
+// another group is store.ErrConflict.
 func (t *txn) PutStorageAccount(ctx context.Context, a *store.StorageAccount) error {
-	_, err := t.exec(ctx, `INSERT INTO storage_accounts(name, resource_group, blob_endpoint, credential_kind, secret, created)
+	res, err := t.exec(ctx, `INSERT INTO storage_accounts(name, resource_group, blob_endpoint, credential_kind, secret, created)
 		VALUES(?, ?, ?, ?, ?, ?)
-		ON CONFLICT(name) DO UPDATE SET resource_group = excluded.resource_group, blob_endpoint = excluded.blob_endpoint,
-		credential_kind = excluded.credential_kind, secret = excluded.secret`,
+		ON CONFLICT(name) DO UPDATE SET blob_endpoint = excluded.blob_endpoint,
+		credential_kind = excluded.credential_kind, secret = excluded.secret
+		WHERE storage_accounts.resource_group = excluded.resource_group COLLATE NOCASE`,
 		a.Name, a.ResourceGroup, a.BlobEndpoint, a.CredentialKind, a.Secret, unix(a.Created))
-	return err
+	if err := mustAffect(res, err); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: the storage account %s belongs to another resource group", store.ErrConflict, a.Name)
+	} else {
+		return err
+	}
 }
 
 const accountCols = `name, resource_group, blob_endpoint, credential_kind, secret, created`

@@ -43,6 +43,11 @@ func tagsOf(t map[string]string) map[string]string {
 }
 
 func (t *txn) DeleteHSM(ctx context.Context, name string) error {
+	// Keys, roles and settings carry the HSM's name as stored: find it,
+	// whatever the case of the caller's spelling.
+	if err := t.tx.QueryRowContext(ctx, `SELECT name FROM hsms WHERE name = ? COLLATE NOCASE`, name).Scan(&name); err != nil {
+		return notFound(err)
+	}
 	for _, q := range []string{`DELETE FROM keys WHERE hsm = ?`, `DELETE FROM role_assignments WHERE hsm = ?`,
 		`DELETE FROM role_definitions WHERE hsm = ?`, `DELETE FROM diagnostic_settings WHERE hsm = ?`} {
 		if _, err := t.exec(ctx, q, name); err != nil {
@@ -72,7 +77,7 @@ func scanHSM(row scanner) (*store.HSM, error) {
 }
 
 func (t *txn) GetHSM(ctx context.Context, name string) (*store.HSM, error) {
-	return scanHSM(t.tx.QueryRowContext(ctx, `SELECT `+hsmCols+` FROM hsms WHERE name = ?`, name))
+	return scanHSM(t.tx.QueryRowContext(ctx, `SELECT `+hsmCols+` FROM hsms WHERE name = ? COLLATE NOCASE`, name))
 }
 
 func (t *txn) ListHSMs(ctx context.Context) ([]*store.HSM, error) {

@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // migrations are applied in order; the schema version is their count.
@@ -127,6 +129,46 @@ var migrations = []string{
 	ALTER TABLE hsms ADD COLUMN location TEXT NOT NULL DEFAULT 'local';
 	ALTER TABLE hsms ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
 	ALTER TABLE hsms ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;`,
+
+	// 6: HSM names are unique without regard to case, as Azure's are: host
+	// routing lower-cases the name, and audit streams are per lower-cased
+	// name. caseDuplicates refuses a file that already has such twins.
+	`CREATE UNIQUE INDEX hsms_name_nocase ON hsms(name COLLATE NOCASE);`,
+}
+
+// prechecks run before the migration of the same number (1-based) and stop
+// the upgrade with a message an operator can act on, rather than let the
+// migration fail on a constraint or change data silently.
+var prechecks = map[int]func(ctx context.Context, tx *sql.Tx) error{
+	6: caseDuplicates,
+}
+
+// caseDuplicates refuses to add the case-insensitive HSM name index when
+// two HSMs' names differ only by case. Keyward cannot choose which of them
+// to keep: the operator deletes (and purges) all but one with the previous
+// version, then upgrades.
+func caseDuplicates(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT group_concat(name, ', ') FROM hsms GROUP BY lower(name) HAVING count(*) > 1`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var twins []string
+	for rows.Next() {
+		var names string
+		if err := rows.Scan(&names); err != nil {
+			return err
+		}
+		twins = append(twins, "("+names+")")
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(twins) > 0 {
+		return fmt.Errorf("HSM names must differ by more than case, and this data directory has %s: "+
+			"purge all but one of each with the previous keyward version, then start this one", strings.Join(twins, ", "))
+	}
+	return nil
 }
 
 // migrate applies the migrations the file has not seen yet, each in its own
@@ -143,6 +185,12 @@ func (db *DB) migrate(ctx context.Context) error {
 		tx, err := db.writer.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+		}
+		if check := prechecks[v+1]; check != nil {
+			if err := check(ctx, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			tx.Rollback()
