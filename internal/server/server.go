@@ -52,6 +52,9 @@ const (
 	ARMResource        = "https://management.azure.com"
 )
 
+// MaxHeaderBytes bounds a request's header block.
+const MaxHeaderBytes = 64 << 10
+
 // DevHSMName is the HSM that --dev creates and serves at the bare address.
 const DevHSMName = "dev"
 
@@ -108,15 +111,19 @@ type Server struct {
 	mux      *http.ServeMux // identity, graph, metadata
 	tls      *tls.Config
 	closers  []func() error
-	base     string // authority host and management URL, ending in "/"
+	unlock   func() error // releases the data directory, after the store closes
+	base     string       // authority host and management URL, ending in "/"
 	port     string
-	boot     *Bootstrap
-	audit    *audit.Log
-	rotator  *keys.Rotator
-	cp       *controlplane.Service
-	armRBAC  *armrbac.Service
-	arm      *arm.API
-	sub      string // the subscription id
+	// listenHost is the host of the listen address, lower-cased: in dev
+	// mode the dev HSM answers there.
+	listenHost string
+	boot       *Bootstrap
+	audit      *audit.Log
+	rotator    *keys.Rotator
+	cp         *controlplane.Service
+	armRBAC    *armrbac.Service
+	arm        *arm.API
+	sub        string // the subscription id
 }
 
 // New opens the data directory (creating it on first start) and builds the
@@ -143,13 +150,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, port: port, base: "https://" + net.JoinHostPort(host, port) + "/"}
-
+	s := &Server{cfg: cfg, log: cfg.Log, port: port, listenHost: strings.ToLower(host), base: "https://" + net.JoinHostPort(host, port) + "/"}
+	if s.unlock, err = lockDataDir(dir); err != nil {
+		return nil, err
+	}
 	if s.tls, err = s.tlsConfig(host); err != nil {
+		s.unlock()
 		return nil, err
 	}
 	db, err := sqlite.Open(ctx, filepath.Join(dir, "keyward.db"))
 	if err != nil {
+		s.unlock()
 		return nil, err
 	}
 	s.store = db
@@ -174,7 +185,18 @@ func (s *Server) tlsConfig(host string) (*tls.Config, error) {
 	// HTTP/1.1 only: measured with azkeys on two cores, Go's HTTP/2 costs
 	// about 40 % more CPU per small request than HTTP/1.1 with keep-alive,
 	// and every Azure client speaks HTTP/1.1.
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: tls12Suites(), Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}, nil
+}
+
+// tls12Suites are the TLS 1.2 suites offered: forward-secret AEAD only,
+// as Mozilla's "intermediate" profile (no CBC, no SHA-1, no RSA key
+// exchange). TLS 1.3's suites are not configurable and all qualify.
+func tls12Suites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
 }
 
 // openSeal opens the configured seal and checks that the data directory
@@ -319,7 +341,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Headers are copied into audit records: bound them well below
+		// net/http's 1 MiB default.
+		MaxHeaderBytes: MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	srv.TLSConfig = s.tls
 	interval := s.cfg.RotationInterval
@@ -351,7 +376,8 @@ func (s *Server) Close() error {
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		errs = append(errs, s.closers[i]())
 	}
-	return errors.Join(append(errs, s.store.Close())...)
+	errs = append(errs, s.store.Close())
+	return errors.Join(append(errs, s.unlock())...)
 }
 
 // dataPlaneRoots are the first path segments of the HSM data plane.
@@ -396,24 +422,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	r.URL.Path = cleanPath(r.URL.Path)
 	first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	switch name, ok := s.hsmName(r.Host, first, r.URL.Path); {
+	// r stays the request the deferred audit record reads: an
+	// authenticated copy goes by another name, so a refused sign-in still
+	// leaves a record of the request it refused.
+	switch name, bare, ok := s.hsmName(r.Host, first, r.URL.Path); {
 	case ok:
-		info.hsm = name
-		s.serveDataPlane(w, r, name)
+		s.serveDataPlane(w, r, info, name, bare)
 	case first == "v1.0":
-		if r = s.authenticate(w, r, GraphResource); r != nil {
-			s.serveMux(w, r)
+		if ar := s.authenticate(w, r, GraphResource); ar != nil {
+			s.serveMux(w, ar)
 		}
 	case strings.EqualFold(first, "subscriptions"):
 		r.URL.Path = arm.Canonicalize(r.URL.Path)
-		if r = s.authenticate(w, r, ARMResource); r == nil {
+		ar := s.authenticate(w, r, ARMResource)
+		if ar == nil {
 			return
 		}
 		if arm.IsAuthorizationPath(r.URL.Path) {
 			info.pattern = "ARM " + r.Method + " roleAssignments/roleDefinitions"
-			s.arm.ServeAuthorization(w, r)
+			s.arm.ServeAuthorization(w, ar)
 		} else {
-			s.serveMux(w, r)
+			s.serveMux(w, ar)
 		}
 	default:
 		s.serveMux(w, r)
@@ -462,38 +491,69 @@ func cleanPath(p string) string {
 }
 
 // hsmName tells whether a request is for an HSM data plane, and which: a
-// host {name}.{suffix}, or in dev mode a data-plane path at any other host.
-func (s *Server) hsmName(hostport, first, path string) (string, bool) {
+// host {name}.{suffix} (a trailing dot, as in a fully qualified name, is
+// the same host), or in dev mode a data-plane path at the bare listen
+// address (bare). Any other host under the suffix, such as
+// {a}.{b}.{suffix}, is no HSM's and never falls back to the dev HSM.
+func (s *Server) hsmName(hostport, first, path string) (name string, bare, ok bool) {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	if name, ok := strings.CutSuffix(strings.ToLower(host), "."+s.cfg.DNSSuffix); ok && name != "" && !strings.Contains(name, ".") {
-		return name, true
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if label, under := strings.CutSuffix(host, "."+s.cfg.DNSSuffix); under {
+		return label, false, label != "" && !strings.Contains(label, ".")
 	}
-	if s.cfg.Dev && (dataPlaneRoots[strings.ToLower(first)] ||
-		!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/")) {
-		return DevHSMName, true
+	if host == s.cfg.DNSSuffix || !s.cfg.Dev || !s.bareHost(host) {
+		return "", false, false
 	}
-	return "", false
+	if dataPlaneRoots[strings.ToLower(first)] ||
+		!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/") {
+		return DevHSMName, true, true
+	}
+	return "", false, false
 }
 
-func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, name string) {
-	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
-		info.data = s.data.Describe(r) // named even if authentication fails
+// bareHost tells whether host is one of the names the bare listen address
+// is reached by: the listen host, localhost or a loopback address.
+func (s *Server) bareHost(host string) bool {
+	if host == "localhost" || host == s.listenHost {
+		return true
 	}
-	if r = s.authenticate(w, r, ManagedHSMResource); r == nil {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serveDataPlane serves a request addressed to the HSM called name. Only
+// an HSM that exists gets the request's audit record in its own stream;
+// a name that is no HSM's is answered 404 and recorded in the tenant's
+// stream, so no outside request can open a journal stream. Key ids and
+// links are built from the HSM's configured URI, never from the Host
+// header.
+func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, info *requestInfo, name string, bare bool) {
+	h, err := s.registry.Get(r.Context(), name)
+	if err == nil {
+		info.hsm = h.Name
+		info.data = s.data.Describe(r) // named even if authentication fails
+	} else {
+		info.pattern = "data plane of no HSM"
+	}
+	ar := s.authenticate(w, r, ManagedHSMResource)
+	if ar == nil {
 		return
 	}
-	h, err := s.registry.Get(r.Context(), name)
 	if err == nil && !h.Deleted.IsZero() {
 		err = domain.ErrHSMNotFound
 	}
 	if err != nil {
-		httpx.WriteError(w, r, s.log, err)
+		httpx.WriteError(w, ar, s.log, err)
 		return
 	}
-	s.data.Serve(w, r, h)
+	base := s.HSMURI(h.Name)
+	if bare {
+		base = strings.TrimSuffix(s.base, "/")
+	}
+	s.data.Serve(w, ar, h, base)
 }
 
 // authenticate verifies the bearer token for resource and returns r with

@@ -99,14 +99,16 @@ func (a *API) Describe(r *http.Request) Info {
 	return Info{Operation: op.name, Action: op.action, Key: c.name, Scope: op.scope(c)}
 }
 
-// Serve handles one authenticated request addressed to HSM h.
-func (a *API) Serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) {
-	if err := a.serve(w, r, h); err != nil {
+// Serve handles one authenticated request addressed to HSM h, whose
+// configured URI (no trailing slash) is base: key ids and links are built
+// from it, never from the request's Host header.
+func (a *API) Serve(w http.ResponseWriter, r *http.Request, h *domain.HSM, base string) {
+	if err := a.serve(w, r, h, base); err != nil {
 		httpx.WriteError(w, r, a.log, err)
 	}
 }
 
-func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) error {
+func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM, base string) error {
 	v := r.URL.Query().Get("api-version")
 	if v == "" {
 		return fault.Invalidf("the api-version query parameter is required")
@@ -126,7 +128,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM) error
 	if op == nil {
 		return fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path)
 	}
-	c.w, c.hsm, c.r, c.ctx, c.base, c.scope = w, h, r, r.Context(), "https://"+r.Host, scope
+	c.w, c.hsm, c.r, c.ctx, c.base, c.scope = w, h, r, r.Context(), base, scope
 	resource := op.scope(c)
 	info, _ := r.Context().Value(infoKey{}).(*Info)
 	if info == nil {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -31,6 +32,9 @@ var _ store.Store = (*DB)(nil)
 // Open opens (creating if needed) the database at path and brings its
 // schema up to date.
 func Open(ctx context.Context, path string) (*DB, error) {
+	if err := restrictFiles(path); err != nil {
+		return nil, err
+	}
 	dsn := func(extra string) string {
 		q := url.Values{}
 		for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
@@ -58,6 +62,25 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// restrictFiles makes the database file and its WAL and shared-memory
+// files readable by the owner only, whatever the umask or the mode of a
+// directory that existed before. SQLite creates the -wal and -shm files
+// with the mode of the database file, so the database is created 0600
+// before SQLite opens it.
+func restrictFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite: creating %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("sqlite: restricting %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Close closes both pools.
