@@ -21,6 +21,7 @@ import (
 	"crypto/rand"
 	"io"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/keyward/keyward/internal/fault"
@@ -122,19 +123,23 @@ func checkName(name string) error {
 	return nil
 }
 
-func checkOps(ops []string) error {
+// checkOps validates key operations and folds repeats, keeping the first
+// of each: a key's key_ops is a set, and a list with repeats would be
+// stored and shown as sent.
+func checkOps(ops []string) ([]string, error) {
+	if ops == nil {
+		return nil, nil
+	}
+	out := make([]string, 0, len(ops))
 	for _, op := range ops {
-		valid := false
-		for _, a := range allOps {
-			if op == a {
-				valid = true
-			}
+		if !slices.Contains(allOps, op) {
+			return nil, fault.Invalidf("unknown key operation %q", op)
 		}
-		if !valid {
-			return fault.Invalidf("unknown key operation %q", op)
+		if !slices.Contains(out, op) {
+			out = append(out, op)
 		}
 	}
-	return nil
+	return out, nil
 }
 
 const maxTags = 15

@@ -97,7 +97,8 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 	if ops == nil {
 		ops = defaultOps[k.Type()]
 	}
-	if err := checkOps(ops); err != nil {
+	ops, err := checkOps(ops)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkTags(tags); err != nil {
@@ -364,10 +365,9 @@ func (s *Service) ListVersions(ctx context.Context, h *domain.HSM, name, cursor 
 
 // Update changes the attributes, operations or tags of a version.
 func (s *Service) Update(ctx context.Context, h *domain.HSM, name, version string, p UpdateParams) (*Version, error) {
-	if p.Ops != nil {
-		if err := checkOps(p.Ops); err != nil {
-			return nil, err
-		}
+	var err error
+	if p.Ops, err = checkOps(p.Ops); err != nil {
+		return nil, err
 	}
 	if p.Tags != nil {
 		if err := checkTags(p.Tags); err != nil {
@@ -375,7 +375,7 @@ func (s *Service) Update(ctx context.Context, h *domain.HSM, name, version strin
 		}
 	}
 	var v *store.KeyVersion
-	err := s.store.Update(ctx, func(tx store.Tx) (err error) {
+	err = s.store.Update(ctx, func(tx store.Tx) (err error) {
 		if _, v, err = liveVersion(ctx, tx, h.Name, name, version); err != nil {
 			return err
 		}

@@ -227,6 +227,11 @@ func validateCustomRole(r *Role) error {
 			return fault.Invalidf("Managed HSM roles grant data actions only: actions and notActions must be empty")
 		}
 		for _, a := range append(slices.Clone(p.DataActions), p.NotDataActions...) {
+			if strings.TrimSpace(string(a)) == "*" {
+				// Azure takes an explicit list: a bare "*" would also grant
+				// every data action added in a later version.
+				return fault.Invalidf(`a custom role names its data actions: a bare "*" is not accepted; list the actions, or use a narrower wildcard such as Microsoft.KeyVault/managedHsm/keys/read/*`)
+			}
 			if !knownAction(a) {
 				return fault.Invalidf("%q is not a Managed HSM data action", a)
 			}

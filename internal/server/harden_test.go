@@ -323,3 +323,46 @@ func TestOversizeHeadersRefused(t *testing.T) {
 		t.Fatalf("a 100 KiB header: %d, want 431", r.Status)
 	}
 }
+
+// Item 8: a custom role with the data action "*" was accepted, granting
+// every data action, including ones a later version adds.
+func TestCustomRoleRefusesBareWildcard(t *testing.T) {
+	env := servertest.Start(t)
+	tok := env.AdminToken(hsmResource)
+	for _, perms := range []map[string]any{
+		{"dataActions": []string{"*"}},
+		{"dataActions": []string{"Microsoft.KeyVault/managedHsm/keys/read/action"}, "notDataActions": []string{" * "}},
+	} {
+		r := env.Do("PUT", "/providers/Microsoft.Authorization/roleDefinitions/"+servertest.NewGUID()+"?api-version=7.6", tok,
+			map[string]any{"properties": map[string]any{"roleName": "everything", "permissions": []map[string]any{perms}}})
+		if r.Status != http.StatusBadRequest || r.ErrorCode() != "BadParameter" {
+			t.Errorf("%v: %d %s, want 400 BadParameter", perms, r.Status, r.Body)
+		}
+	}
+}
+
+// Item 8: repeated key_ops were stored and shown as sent.
+func TestDuplicateKeyOpsAreFolded(t *testing.T) {
+	env := servertest.Start(t)
+	tok := env.AdminToken(hsmResource)
+	r := env.Do("POST", "/keys/dup/create?api-version=7.4", tok,
+		map[string]any{"kty": "EC", "crv": "P-256", "key_ops": []string{"sign", "sign", "verify", "sign"}})
+	var out struct {
+		Key struct {
+			KeyOps []string `json:"key_ops"`
+		}
+	}
+	if err := json.Unmarshal(r.Body, &out); err != nil || r.Status != http.StatusOK {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	if strings.Join(out.Key.KeyOps, ",") != "sign,verify" {
+		t.Errorf("create: key_ops %v, want [sign verify]", out.Key.KeyOps)
+	}
+	r = env.Do("PATCH", "/keys/dup?api-version=7.4", tok, map[string]any{"key_ops": []string{"verify", "verify"}})
+	if err := json.Unmarshal(r.Body, &out); err != nil || r.Status != http.StatusOK {
+		t.Fatalf("update: %d %s", r.Status, r.Body)
+	}
+	if strings.Join(out.Key.KeyOps, ",") != "verify" {
+		t.Errorf("update: key_ops %v, want [verify]", out.Key.KeyOps)
+	}
+}
