@@ -41,7 +41,13 @@ func (l *Log) Ready() error {
 	return nil
 }
 
-// Append writes e to stream.
+// Append writes e to stream. A record for a name that cannot be a stream
+// (see ValidStream) goes to TenantStream instead: the request is kept,
+// and one bad name cannot stop the log.
 func (l *Log) Append(stream string, e *Event) error {
-	return l.journal.Append(stream, e)
+	err := l.journal.Append(stream, e)
+	if errors.Is(err, ErrBadStream) && stream != TenantStream {
+		err = l.journal.Append(TenantStream, e)
+	}
+	return err
 }
