@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -260,5 +261,39 @@ func TestJournalRecoversFromRealFullDisk(t *testing.T) {
 	// A line the full disk tore was cut: the chain is whole.
 	if n := verifyStream(t, j, "h"); n != kept+5 {
 		t.Fatalf("%d records, want %d", n, kept+5)
+	}
+}
+
+// The backlog used to stop counting after the first 4 MiB batch: with
+// storage down, hundreds of megabytes waited undelivered and Ready never
+// refused a request.
+func TestShipperBacklogCountsEveryUndeliveredFile(t *testing.T) {
+	j, err := OpenJournal(t.TempDir(), 1<<20, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	sink := &memorySink{fail: true}
+	const limit = 8 << 20
+	sh := StartShipper(ShipperConfig{Journal: j, Stream: "h", Sink: sink, Limit: limit, Log: slog.Default(),
+		Save: func(context.Context, uint64) error { return nil }})
+	log := NewLog(j)
+	log.AddShipper(sh)
+	defer log.RemoveShipper(sh)
+	big := strings.Repeat("u", 8<<10)
+	for range (12 << 20) / len(big) { // 12 MiB in 12 files
+		if err := j.Append("h", &Event{ResourceID: "/SUBSCRIPTIONS/S/X", ClientInfo: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the shipper read the files afresh (its count of appends since
+	// start-up is reset by a round), twice to be sure one round passed.
+	for range 2 {
+		sh.Wake()
+		time.Sleep(300 * time.Millisecond)
+	}
+	if err := log.Ready(); err == nil {
+		sh.mu.Lock()
+		t.Fatalf("12 MiB undelivered with a limit of 8 MiB, and Ready is fine (backlog counted: %d)", sh.backlog)
 	}
 }

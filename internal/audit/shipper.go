@@ -197,8 +197,9 @@ func fileFirst(f *os.File, path string) (uint64, error) {
 }
 
 // read collects undelivered records after the shipper's position, grouped
-// by blob path, up to maxBatch bytes, and measures the backlog from file
-// sizes. Only what was not read before is read.
+// by blob path, up to maxBatch bytes, and measures the backlog from the
+// sizes of all the undelivered files, read or not. Only what was not read
+// before is read.
 func (s *Shipper) read() ([]batch, int64, error) {
 	files, err := s.cfg.Journal.Files(s.cfg.Stream)
 	if err != nil {
@@ -210,6 +211,16 @@ func (s *Shipper) read() ([]batch, int64, error) {
 	var lastSeen uint64 // the sequence of the last record read
 	started := s.pos == nil
 	for _, path := range files {
+		if size >= maxBatch {
+			// The batch is full, but the backlog counts every
+			// undelivered file, not only the ones read.
+			if started {
+				if fi, err := os.Stat(path); err == nil {
+					backlog += fi.Size()
+				}
+			}
+			continue
+		}
 		f, err := os.Open(path)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // rotated away meanwhile: found under its new name next round
@@ -284,9 +295,6 @@ func (s *Shipper) read() ([]batch, int64, error) {
 			}
 		}
 		f.Close()
-		if size >= maxBatch {
-			break
-		}
 	}
 	return out, backlog, nil
 }
