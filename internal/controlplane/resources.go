@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
@@ -219,7 +217,7 @@ func (s *Service) AgentSecret(ctx context.Context, rg, name string) (Identity, s
 	if err != nil {
 		return Identity{}, "", time.Time{}, err
 	}
-	secret, cred, err := s.Dir.AddSecretFor(ctx, id.PrincipalID, "identity agent "+uuid.NewString()[:8], AgentSecretLife)
+	secret, cred, err := s.Dir.ReplaceSecretFor(ctx, id.PrincipalID, "identity agent", AgentSecretLife)
 	if err != nil {
 		return Identity{}, "", time.Time{}, err
 	}

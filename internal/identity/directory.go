@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,12 +33,25 @@ type Directory struct {
 	// store notification.
 	mu     sync.Mutex
 	groups map[string][]string
+
+	// pepper keys the HMAC under which client secrets are stored.
+	pepper []byte
+	// slots bounds the Argon2id hashes running at once (19 MiB each).
+	slots chan struct{}
+	// slowHashes counts the Argon2id hashes run, for tests.
+	slowHashes atomic.Int64
 }
 
-// NewDirectory returns the directory of tenant held in s.
+// NewDirectory returns the directory of tenant held in s. Before it adds or
+// checks client secrets it needs the node's pepper: see SetPepper.
 func NewDirectory(s store.Store, tenant string, rand io.Reader, now func() time.Time) *Directory {
-	return &Directory{store: s, tenant: tenant, rand: rand, now: now, groups: map[string][]string{}}
+	return &Directory{store: s, tenant: tenant, rand: rand, now: now, groups: map[string][]string{}, slots: newSlots()}
 }
+
+// SetPepper sets the key under which client secrets are stored (see
+// LoadOrCreatePepper). Secrets added under one pepper are accepted only
+// under the same one. Call it before the directory is used.
+func (d *Directory) SetPepper(pepper []byte) { d.pepper = pepper }
 
 // TenantID returns the directory's tenant.
 func (d *Directory) TenantID() string { return d.tenant }
@@ -78,7 +92,11 @@ func (d *Directory) CreateUser(ctx context.Context, displayName, upn, password s
 	if len(password) < 8 {
 		return nil, fault.Invalidf("the password must have at least 8 characters")
 	}
-	h, err := hashSecret(d.rand, password)
+	var h string
+	var err error
+	if berr := d.slow(ctx, func() { h, err = hashSecret(d.rand, password) }); berr != nil {
+		return nil, berr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -130,19 +148,67 @@ func (d *Directory) AddSecret(ctx context.Context, principalID, displayName stri
 	return d.AddSecretFor(ctx, principalID, displayName, 365*24*time.Hour)
 }
 
-// AddSecretFor adds a client secret valid for life and returns it.
+// MaxSecrets is how many unexpired client secrets an application may hold.
+const MaxSecrets = 20
+
+// AddSecretFor adds a client secret valid for life and returns it. It
+// refuses a secret beyond MaxSecrets unexpired ones; expired ones are
+// dropped on the way.
 func (d *Directory) AddSecretFor(ctx context.Context, principalID, displayName string, life time.Duration) (string, *store.Credential, error) {
-	secret, cred, err := d.newCredential(principalID, displayName, life)
-	if err != nil {
-		return "", nil, err
+	return d.addSecret(ctx, principalID, displayName, life, false)
+}
+
+// ReplaceSecretFor adds a client secret valid for life, as AddSecretFor,
+// and removes the application's other secrets of the same display name in
+// the same transaction: a caller that fetches a secret on each start (the
+// identity agent) keeps one live secret, not one per start.
+func (d *Directory) ReplaceSecretFor(ctx context.Context, principalID, displayName string, life time.Duration) (string, *store.Credential, error) {
+	return d.addSecret(ctx, principalID, displayName, life, true)
+}
+
+func (d *Directory) addSecret(ctx context.Context, principalID, displayName string, life time.Duration, replace bool) (string, *store.Credential, error) {
+	if d.pepper == nil {
+		return "", nil, errors.New("identity: the directory has no secret pepper")
 	}
-	err = d.store.Update(ctx, func(tx store.Tx) error {
+	var secret string
+	var cred *store.Credential
+	err := d.store.Update(ctx, func(tx store.Tx) error {
 		p, err := tx.GetPrincipal(ctx, principalID)
 		if err != nil {
 			return err
 		}
 		if p.AppID == "" {
 			return fault.Invalidf("only applications have client secrets")
+		}
+		creds, err := tx.Credentials(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		now := d.now()
+		live := 0
+		keyIDs := map[string]bool{}
+		for _, c := range creds {
+			if !now.Before(c.Expires) || (replace && c.DisplayName == displayName) {
+				if err := tx.DeleteCredential(ctx, c.ID); err != nil {
+					return err
+				}
+				continue
+			}
+			live++
+			keyIDs[keyIDOf(c.ID)] = true
+		}
+		if live >= MaxSecrets {
+			return fault.Invalidf("the application already has %d unexpired client secrets, the most it may hold: remove one or let one expire", live)
+		}
+		// Key ids are 48 random bits; one that repeats within the
+		// application would make a secret's lookup ambiguous.
+		for {
+			if secret, cred, err = d.newCredential(principalID, displayName, life, now); err != nil {
+				return err
+			}
+			if !keyIDs[keyIDOf(cred.ID)] {
+				break
+			}
 		}
 		return tx.InsertCredential(ctx, cred)
 	})
@@ -152,18 +218,18 @@ func (d *Directory) AddSecretFor(ctx context.Context, principalID, displayName s
 	return secret, cred, nil
 }
 
-func (d *Directory) newCredential(principalID, displayName string, life time.Duration) (string, *store.Credential, error) {
-	secret, err := newSecret(d.rand)
+func (d *Directory) newCredential(principalID, displayName string, life time.Duration, now time.Time) (string, *store.Credential, error) {
+	u, err := uuid.NewRandomFromReader(d.rand)
+	if err != nil {
+		return "", nil, fmt.Errorf("identity: reading randomness: %w", err)
+	}
+	id := u.String()
+	secret, err := newSecret(d.rand, keyIDOf(id))
 	if err != nil {
 		return "", nil, err
 	}
-	h, err := hashSecret(d.rand, secret)
-	if err != nil {
-		return "", nil, err
-	}
-	now := d.now()
-	return secret, &store.Credential{ID: uuid.NewString(), PrincipalID: principalID, DisplayName: displayName,
-		Hash: h, Hint: secret[:3], Created: now, Expires: now.Add(life)}, nil
+	return secret, &store.Credential{ID: id, PrincipalID: principalID, DisplayName: displayName,
+		Hash: d.mac(secret), Hint: secret[:3], Created: now, Expires: now.Add(life)}, nil
 }
 
 func (d *Directory) insert(ctx context.Context, p *Principal) error {
@@ -318,7 +384,12 @@ func (d *Directory) IsMember(ctx context.Context, groupID, principalID string) (
 	return slices.Contains(gs, groupID), err
 }
 
-// AuthenticateClient checks an application's client secret.
+// AuthenticateClient checks an application's client secret. Whether the
+// application exists, has no secret or several, it costs one HMAC: the
+// secret names the one credential it may match. Secrets of the older,
+// Argon2id-hashed format are still accepted; each costs one Argon2id hash
+// in a bounded slot (the one credential with the secret's hint, or a dummy),
+// so it may fail with ErrBusy.
 func (d *Directory) AuthenticateClient(ctx context.Context, appID, secret string) (*Principal, error) {
 	var p *Principal
 	var creds []*store.Credential
@@ -329,37 +400,73 @@ func (d *Directory) AuthenticateClient(ctx context.Context, appID, secret string
 		creds, err = tx.Credentials(ctx, p.ID)
 		return err
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		checkSecret(dummyHash, secret)
-		return nil, ErrInvalidCredentials
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	now := d.now()
-	for _, c := range creds {
-		if now.Before(c.Expires) && checkSecret(c.Hash, secret) {
+	if keyID, ok := secretKeyID(secret); ok {
+		var match *store.Credential
+		for _, c := range creds {
+			if strings.HasPrefix(c.Hash, macPrefix) && keyIDOf(c.ID) == keyID {
+				match = c
+				break
+			}
+		}
+		encoded := macPrefix
+		if match != nil {
+			encoded = match.Hash
+		}
+		if d.checkMAC(encoded, secret) && match != nil && now.Before(match.Expires) {
 			return p, nil
 		}
+		return nil, ErrInvalidCredentials
 	}
-	return nil, ErrInvalidCredentials
+	if !isLegacySecret(secret) {
+		d.checkMAC(macPrefix, secret)
+		return nil, ErrInvalidCredentials
+	}
+	var match *store.Credential
+	for _, c := range creds {
+		if strings.HasPrefix(c.Hash, "$argon2id$") && c.Hint == secret[:3] && now.Before(c.Expires) {
+			match = c
+			break
+		}
+	}
+	encoded := dummyHash
+	if match != nil {
+		encoded = match.Hash
+	}
+	ok, err := d.slowCheck(ctx, encoded, secret)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || match == nil {
+		return nil, ErrInvalidCredentials
+	}
+	return p, nil
 }
 
-// AuthenticateUser checks a user's password.
+// AuthenticateUser checks a user's password. An unknown user costs one
+// Argon2id hash as a known one does. Hashes run in a bounded number of
+// slots; when none frees up in time it returns ErrBusy.
 func (d *Directory) AuthenticateUser(ctx context.Context, upn, password string) (*Principal, error) {
 	var p *Principal
 	err := d.store.View(ctx, func(tx store.Tx) (err error) {
 		p, err = tx.PrincipalByUPN(ctx, upn)
 		return err
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		checkSecret(dummyHash, password)
-		return nil, ErrInvalidCredentials.With("the user name or password is not valid")
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
 	}
+	encoded := dummyHash
+	if p != nil && p.PasswordHash != "" {
+		encoded = p.PasswordHash
+	}
+	ok, err := d.slowCheck(ctx, encoded, password)
 	if err != nil {
 		return nil, err
 	}
-	if !checkSecret(p.PasswordHash, password) {
+	if !ok || encoded == dummyHash {
 		return nil, ErrInvalidCredentials.With("the user name or password is not valid")
 	}
 	return p, nil

@@ -99,14 +99,33 @@ type Federation struct {
 
 type cachedKeys struct {
 	keys    jose.JSONWebKeySet
+	err     error // a failed fetch, remembered for failureTTL
 	fetched time.Time
 }
+
+// How long an issuer's keys, or the failure to fetch them, are remembered.
+// Failures are remembered too, so that assertions naming an unreachable
+// issuer do not make the server fetch on every request.
+const (
+	keysTTL      = 5 * time.Minute
+	failureTTL   = 30 * time.Second
+	fetchTimeout = 10 * time.Second
+)
 
 // NewFederation returns a verifier that fetches issuers' keys with client.
 func NewFederation(dir *Directory, client *http.Client, now func() time.Time) *Federation {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
+	// A copy, so that redirects too stay on https.
+	c := *client
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme != "https" || len(via) >= 5 {
+			return fmt.Errorf("refusing a redirect to %s", req.URL.Redacted())
+		}
+		return nil
+	}
+	client = &c
 	return &Federation{dir: dir, client: client, now: now, jwks: map[string]cachedKeys{}}
 }
 
@@ -138,14 +157,21 @@ func (f *Federation) Authenticate(ctx context.Context, clientID, assertion strin
 	if err != nil {
 		return nil, err
 	}
+	// Several credentials may trust one issuer for different subjects or
+	// audiences: the assertion passes if it satisfies any of them.
+	var errs []error
 	for _, fc := range fcs {
 		if fc.Issuer != unverified.Issuer {
 			continue
 		}
-		if err := f.verify(ctx, fc, assertion); err != nil {
-			return nil, ErrAssertion.With("the client assertion was refused: %v", err)
+		err := f.verify(ctx, fc, assertion)
+		if err == nil {
+			return p, nil
 		}
-		return p, nil
+		errs = append(errs, fmt.Errorf("%s: %w", fc.Name, err))
+	}
+	if len(errs) > 0 {
+		return nil, ErrAssertion.With("the client assertion was refused: %v", errors.Join(errs...))
 	}
 	return nil, ErrAssertion
 }
@@ -178,13 +204,35 @@ func (f *Federation) verify(ctx context.Context, fc FederatedCredential, asserti
 }
 
 // keys returns an issuer's signing keys, from its discovery document,
-// cached for five minutes.
+// cached for keysTTL; a failure is cached for failureTTL. Only https
+// issuers and key URLs are fetched.
 func (f *Federation) keys(ctx context.Context, issuer string) (jose.JSONWebKeySet, error) {
 	f.mu.Lock()
 	c, ok := f.jwks[issuer]
 	f.mu.Unlock()
-	if ok && f.now().Sub(c.fetched) < 5*time.Minute {
-		return c.keys, nil
+	if ok {
+		age := f.now().Sub(c.fetched)
+		if c.err == nil && age < keysTTL {
+			return c.keys, nil
+		}
+		if c.err != nil && age < failureTTL {
+			return jose.JSONWebKeySet{}, c.err
+		}
+	}
+	// The result is cached for everyone, so a caller that gives up must not
+	// cut the fetch short and leave a failure behind.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
+	set, err := f.fetchKeys(fctx, issuer)
+	f.mu.Lock()
+	f.jwks[issuer] = cachedKeys{keys: set, err: err, fetched: f.now()}
+	f.mu.Unlock()
+	return set, err
+}
+
+func (f *Federation) fetchKeys(ctx context.Context, issuer string) (jose.JSONWebKeySet, error) {
+	if u, err := url.Parse(issuer); err != nil || u.Scheme != "https" || u.Host == "" {
+		return jose.JSONWebKeySet{}, fmt.Errorf("the issuer %q is not an https URL", issuer)
 	}
 	var disco struct {
 		Issuer  string `json:"issuer"`
@@ -193,20 +241,20 @@ func (f *Federation) keys(ctx context.Context, issuer string) (jose.JSONWebKeySe
 	if err := f.getJSON(ctx, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration", &disco); err != nil {
 		return jose.JSONWebKeySet{}, err
 	}
-	if disco.Issuer != issuer || !strings.HasPrefix(disco.JWKSURI, "https://") {
+	if u, err := url.Parse(disco.JWKSURI); disco.Issuer != issuer || err != nil || u.Scheme != "https" || u.Host == "" {
 		return jose.JSONWebKeySet{}, fmt.Errorf("the issuer's discovery document does not match it")
 	}
 	var set jose.JSONWebKeySet
 	if err := f.getJSON(ctx, disco.JWKSURI, &set); err != nil {
 		return jose.JSONWebKeySet{}, err
 	}
-	f.mu.Lock()
-	f.jwks[issuer] = cachedKeys{keys: set, fetched: f.now()}
-	f.mu.Unlock()
 	return set, nil
 }
 
 func (f *Federation) getJSON(ctx context.Context, u string, v any) error {
+	if !strings.HasPrefix(u, "https://") {
+		return fmt.Errorf("refusing to fetch %s: not https", u)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err

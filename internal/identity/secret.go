@@ -1,14 +1,38 @@
 package identity
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
 	"golang.org/x/crypto/argon2"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/store"
 )
+
+// Two kinds of secret, two kinds of hash.
+//
+// A client secret is generated here with 180 random bits, so guessing it is
+// hopeless whatever the hash; it is stored as HMAC-SHA-256 under a pepper
+// that the node seal protects, and checked in constant time, as API-token
+// issuers do. A secret also carries a key id (the first 48 bits of its
+// credential's id), so one HMAC decides: a wrong secret costs a lookup and
+// a hash of a few dozen bytes, never one slow hash per stored credential.
+//
+// A password is chosen by a person and may be weak, so it is stored as
+// salted Argon2id. Each check costs 19 MiB and tens of milliseconds;
+// Directory runs at most a few at once (see ErrBusy).
 
 // Argon2id parameters: OWASP's minimum recommendation (19 MiB, 2 passes).
 // They are written into each hash, so raising them later keeps old hashes
@@ -33,8 +57,8 @@ func hashSecret(rand io.Reader, secret string) (string, error) {
 		b64.EncodeToString(salt), b64.EncodeToString(sum)), nil
 }
 
-// checkSecret reports whether secret matches encoded, in constant time
-// with respect to the secret.
+// checkSecret reports whether secret matches the Argon2id hash encoded, in
+// constant time with respect to the secret.
 func checkSecret(encoded, secret string) bool {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
@@ -54,17 +78,157 @@ func checkSecret(encoded, secret string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
-// dummyHash is checked against when the principal does not exist, so that
-// a wrong client id costs as long as a wrong secret.
+// dummyHash is checked against when there is no password to check, so that
+// a wrong user name costs as long as a wrong password.
 const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0YmhU7ZsoRfJ3UqV3f3Zx8mLqf7kK1X3cT2VXn0Qm5o"
 
-// newSecret returns a random client secret in the form Entra uses: three
-// characters, "Q~", and 37 more.
-func newSecret(rand io.Reader) (string, error) {
+// ErrBusy is returned when a password cannot be checked now because as many
+// Argon2id hashes as the node allows are already running and none finished
+// within the wait. The caller should retry after a second.
+var ErrBusy = fault.New(fault.Unavailable, "temporarily_unavailable",
+	"AADSTS90055: the token service is busy checking other sign-ins: retry after a second")
+
+// maxSlowHashes bounds the Argon2id hashes running at once, whatever the
+// number of cores, so memory stays under maxSlowHashes × 19 MiB.
+const maxSlowHashes = 8
+
+// slowHashWait is how long a password check waits for a hashing slot.
+const slowHashWait = 2 * time.Second
+
+func newSlots() chan struct{} {
+	return make(chan struct{}, max(1, min(runtime.NumCPU(), maxSlowHashes)))
+}
+
+// slowCheck runs checkSecret(encoded, secret) in one of the directory's
+// hashing slots. It returns ErrBusy when no slot frees up within
+// slowHashWait or before ctx ends.
+func (d *Directory) slowCheck(ctx context.Context, encoded, secret string) (bool, error) {
+	var ok bool
+	err := d.slow(ctx, func() { ok = checkSecret(encoded, secret) })
+	return ok, err
+}
+
+func (d *Directory) slow(ctx context.Context, fn func()) error {
+	t := time.NewTimer(slowHashWait)
+	defer t.Stop()
+	select {
+	case d.slots <- struct{}{}:
+	case <-t.C:
+		return ErrBusy
+	case <-ctx.Done():
+		return ErrBusy
+	}
+	defer func() { <-d.slots }()
+	d.slowHashes.Add(1)
+	fn()
+	return nil
+}
+
+// Client secret format: Entra's look, forty characters, three of them, "Q~",
+// then the key id (8 characters) and 27 more random ones. Secrets issued
+// before the key id existed are 42 characters long and hashed with Argon2id.
+const (
+	secretLen       = 40
+	legacySecretLen = 42
+	keyIDLen        = 8
+	macPrefix       = "$hmac-sha256$"
+)
+
+var b64url = base64.RawURLEncoding
+
+// keyIDOf returns the key id that a credential's secret carries: the first
+// six bytes of its id (a random UUID) in base64url.
+func keyIDOf(credentialID string) string {
+	u, err := uuid.Parse(credentialID)
+	if err != nil {
+		return ""
+	}
+	return b64url.EncodeToString(u[:6])
+}
+
+// secretKeyID returns the key id carried by a client secret of the current
+// format.
+func secretKeyID(secret string) (string, bool) {
+	if len(secret) != secretLen || secret[3:5] != "Q~" {
+		return "", false
+	}
+	return secret[5 : 5+keyIDLen], true
+}
+
+func isLegacySecret(secret string) bool {
+	return len(secret) == legacySecretLen && secret[3:5] == "Q~"
+}
+
+// newSecret returns a random client secret that carries keyID.
+func newSecret(rand io.Reader, keyID string) (string, error) {
+	if len(keyID) != keyIDLen {
+		return "", fmt.Errorf("identity: key id %q is not %d characters", keyID, keyIDLen)
+	}
 	b := make([]byte, 30)
 	if _, err := io.ReadFull(rand, b); err != nil {
 		return "", fmt.Errorf("identity: reading randomness: %w", err)
 	}
-	s := base64.RawURLEncoding.EncodeToString(b) // 40 characters
-	return s[:3] + "Q~" + s[3:], nil
+	s := b64url.EncodeToString(b) // 40 characters, of which 30 are used: 180 bits
+	return s[:3] + "Q~" + keyID + s[3:30], nil
+}
+
+// mac returns the stored form of a client secret.
+func (d *Directory) mac(secret string) string {
+	m := hmac.New(sha256.New, d.pepper)
+	m.Write([]byte(secret))
+	return macPrefix + b64.EncodeToString(m.Sum(nil))
+}
+
+// checkMAC reports whether secret matches the stored form encoded, in
+// constant time. It costs the same whether encoded is well formed or not.
+func (d *Directory) checkMAC(encoded, secret string) bool {
+	got := d.mac(secret)
+	return strings.HasPrefix(encoded, macPrefix) && subtle.ConstantTimeCompare([]byte(got), []byte(encoded)) == 1
+}
+
+// PepperSize is the size of the key under which client secrets are stored.
+const PepperSize = 32
+
+// pepperAAD binds the sealed pepper to its use.
+var pepperAAD = []byte("keyward client secret pepper")
+
+const pepperMeta = "secretPepper"
+
+// LoadOrCreatePepper returns the node's client-secret pepper from s,
+// opened with seal, creating and storing a random one (sealed) on first
+// use. Pass it to Directory.SetPepper before serving.
+func LoadOrCreatePepper(ctx context.Context, s store.Store, seal domain.Seal, rand io.Reader) ([]byte, error) {
+	var pepper []byte
+	err := s.Update(ctx, func(tx store.Tx) error {
+		v, err := tx.GetMeta(ctx, pepperMeta)
+		if err == nil {
+			sealed, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				return fmt.Errorf("identity: decoding the secret pepper: %w", err)
+			}
+			if pepper, err = seal.Open(ctx, sealed, pepperAAD); err != nil {
+				return fmt.Errorf("identity: opening the secret pepper: %w", err)
+			}
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		pepper = make([]byte, PepperSize)
+		if _, err := io.ReadFull(rand, pepper); err != nil {
+			return fmt.Errorf("identity: reading randomness: %w", err)
+		}
+		sealed, err := seal.Seal(ctx, pepper, pepperAAD)
+		if err != nil {
+			return fmt.Errorf("identity: sealing the secret pepper: %w", err)
+		}
+		return tx.SetMeta(ctx, pepperMeta, base64.StdEncoding.EncodeToString(sealed))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(pepper) != PepperSize {
+		return nil, fmt.Errorf("identity: the secret pepper has %d bytes, not %d", len(pepper), PepperSize)
+	}
+	return pepper, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newTestService(t *testing.T) (*TokenService, *Directory, *clock, store.Store) {
+func newTestService(t testing.TB) (*TokenService, *Directory, *clock, store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "id.db"))
@@ -34,6 +35,11 @@ func newTestService(t *testing.T) (*TokenService, *Directory, *clock, store.Stor
 	}
 	c := &clock{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	dir := NewDirectory(db, "tenant-1", rand.Reader, c.now)
+	pepper, err := LoadOrCreatePepper(ctx, db, seal, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir.SetPepper(pepper)
 	key, err := LoadOrCreateSigningKey(ctx, db, seal, rand.Reader, c.now())
 	if err != nil {
 		t.Fatal(err)
@@ -136,8 +142,8 @@ func TestClientSecretsAndPasswords(t *testing.T) {
 	}
 	db.View(ctx, func(tx store.Tx) error {
 		creds, _ := tx.Credentials(ctx, p.ID)
-		if len(creds) != 1 || creds[0].Hash == secret || len(creds[0].Hash) < 60 {
-			t.Fatalf("the secret is not stored as a salted hash: %+v", creds)
+		if len(creds) != 1 || strings.Contains(creds[0].Hash, secret) || !strings.HasPrefix(creds[0].Hash, "$hmac-sha256$") {
+			t.Fatalf("the secret is not stored as a keyed hash: %+v", creds)
 		}
 		return nil
 	})

@@ -248,6 +248,11 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.dir = identity.NewDirectory(s.store, tenant, rand.Reader, time.Now)
+	pepper, err := identity.LoadOrCreatePepper(ctx, s.store, seal, rand.Reader)
+	if err != nil {
+		return err
+	}
+	s.dir.SetPepper(pepper)
 	key, err := identity.LoadOrCreateSigningKey(ctx, s.store, seal, rand.Reader, time.Now())
 	if err != nil {
 		return err
@@ -278,7 +283,9 @@ func (s *Server) build(ctx context.Context) error {
 	s.armRBAC = armrbac.NewService(s.store, s.dir, time.Now)
 
 	s.mux = http.NewServeMux()
-	identityapi.New(s.dir, identity.NewFederation(s.dir, s.cfg.FederationClient, time.Now), s.tokens, s.base, s.log).Register(s.mux)
+	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, s.cfg.FederationClient, time.Now), s.tokens, s.base, s.log)
+	idAPI.Throttle = identity.NewThrottle(identity.ThrottleConfig{Now: clock}) // lockouts follow the test clock
+	idAPI.Register(s.mux)
 	graph.New(s.dir, s.log).Register(s.mux)
 	armAPI := arm.New(cp, s.armRBAC, s.dir, subscription, s.HSMURI, s.log)
 	armAPI.Register(s.mux)

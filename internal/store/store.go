@@ -108,6 +108,7 @@ type Directory interface {
 
 	InsertCredential(ctx context.Context, c *Credential) error
 	Credentials(ctx context.Context, principalID string) ([]*Credential, error)
+	DeleteCredential(ctx context.Context, id string) error
 
 	InsertTokenKey(ctx context.Context, k *TokenKey) error
 	TokenKeys(ctx context.Context) ([]*TokenKey, error)

@@ -120,7 +120,7 @@ func (a *API) accountAgentSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	secret, cred, err := a.dir.AddSecretFor(r.Context(), p.ID, "identity agent", controlplane.AgentSecretLife)
+	secret, cred, err := a.dir.ReplaceSecretFor(r.Context(), p.ID, "identity agent", controlplane.AgentSecretLife)
 	if err != nil {
 		return err
 	}

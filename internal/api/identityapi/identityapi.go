@@ -9,7 +9,10 @@ import (
 	"errors"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,11 +30,21 @@ type API struct {
 	// base is the authority host with a trailing slash.
 	base string
 	log  *slog.Logger
+
+	// Throttle locks out client ids, user names and source addresses after
+	// repeated failed sign-ins. New sets one with the default limits; set
+	// another before Register to change them or the clock.
+	Throttle *identity.Throttle
+	// OnAttempt, when set, is called once per token request with the client
+	// id or user name it is for ("" when it names none), as soon as the
+	// request is parsed and before it is checked: the audit record names
+	// whom a request tried to sign in as. It never sees a secret.
+	OnAttempt func(ctx context.Context, subject string)
 }
 
 // New returns the identity API; base is the authority host URL ending in "/".
 func New(dir *identity.Directory, fed *identity.Federation, tokens *identity.TokenService, base string, log *slog.Logger) *API {
-	return &API{dir: dir, fed: fed, tokens: tokens, base: base, log: log}
+	return &API{dir: dir, fed: fed, tokens: tokens, base: base, log: log, Throttle: identity.NewThrottle(identity.ThrottleConfig{})}
 }
 
 // Register adds the endpoints to mux.
@@ -115,45 +128,108 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 	if !a.tenantOK(w, r) {
 		return
 	}
+	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "AADSTS900144: The request body must be a form.", 900144)
 		return
+	}
+	subject := subjectOf(r)
+	if a.OnAttempt != nil {
+		a.OnAttempt(ctx, subject)
 	}
 	aud, err := a.tokens.Audience(r.PostForm.Get("scope"))
 	if err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "AADSTS500011: The resource principal was not found: "+err.Error(), 500011)
 		return
 	}
-	p, amr, err := a.authenticate(r.Context(), r)
-	if err != nil {
-		if fault.KindOf(err) == fault.Internal {
-			a.log.ErrorContext(r.Context(), "token request failed", "err", err)
-			oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
-			return
-		}
+	source := sourceOf(r)
+	if until, err := a.Throttle.Check(subject, source); err != nil {
+		a.log.WarnContext(ctx, "sign-in refused: locked out", "subject", subject, "source", source, "until", until)
 		fe, _ := fault.As(err)
-		code := fe.Code
-		if code == "" {
-			code = "invalid_request"
-		}
-		st := http.StatusBadRequest
-		if errors.Is(err, identity.ErrInvalidCredentials) {
-			st = http.StatusUnauthorized
-		}
-		oauthError(w, st, code, fe.Msg, 7000215)
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(until)/time.Second))))
+		oauthError(w, http.StatusBadRequest, fe.Code, fe.Msg, 50053)
 		return
 	}
-	tok, life, err := a.tokens.Issue(r.Context(), p, aud, amr)
+	p, amr, err := a.authenticate(ctx, r)
 	if err != nil {
-		a.log.ErrorContext(r.Context(), "token issue failed", "err", err)
+		a.refuse(w, r, subject, source, err)
+		return
+	}
+	tok, life, err := a.tokens.Issue(ctx, p, aud, amr)
+	if err != nil {
+		a.log.ErrorContext(ctx, "token issue failed", "err", err)
 		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
 		return
 	}
-	a.log.InfoContext(r.Context(), "token issued", "oid", p.ID, "aud", aud)
+	a.log.InfoContext(ctx, "token issued", "oid", p.ID, "aud", aud)
 	w.Header().Set("Cache-Control", "no-store")
 	secs := int(life / time.Second)
 	httpx.WriteJSON(w, http.StatusOK, tokenResponse{TokenType: "Bearer", ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: tok})
+}
+
+// refuse answers a failed token request and counts wrong credentials
+// towards a lockout.
+func (a *API) refuse(w http.ResponseWriter, r *http.Request, subject, source string, err error) {
+	ctx := r.Context()
+	switch {
+	case errors.Is(err, identity.ErrBusy):
+		a.log.WarnContext(ctx, "sign-in refused: busy", "subject", subject, "source", source)
+		w.Header().Set("Retry-After", "1")
+		fe, _ := fault.As(err)
+		oauthError(w, http.StatusTooManyRequests, fe.Code, fe.Msg, 90055)
+		return
+	case fault.KindOf(err) == fault.Internal:
+		a.log.ErrorContext(ctx, "token request failed", "err", err)
+		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
+		return
+	case fault.KindOf(err) == fault.Unauthenticated:
+		if a.Throttle.Fail(subject, source) {
+			a.log.WarnContext(ctx, "sign-in locked out after repeated failures", "subject", subject, "source", source)
+		}
+	}
+	fe, _ := fault.As(err)
+	code := fe.Code
+	if code == "" {
+		code = "invalid_request"
+	}
+	st := http.StatusBadRequest
+	if errors.Is(err, identity.ErrInvalidCredentials) {
+		st = http.StatusUnauthorized
+	}
+	oauthError(w, st, code, fe.Msg, 7000215)
+}
+
+// subjectOf returns whom a token request tries to sign in as: the client
+// id (from the form or HTTP Basic) or, for the password grant, the user.
+func subjectOf(r *http.Request) string {
+	if r.PostForm.Get("grant_type") == "password" {
+		return r.PostForm.Get("username")
+	}
+	if u, _, ok := r.BasicAuth(); ok {
+		return u
+	}
+	return r.PostForm.Get("client_id")
+}
+
+// sourceOf returns the address a request came from, for the lockout: the
+// peer's IP (an IPv6 address stands for its /64, which one host often
+// holds whole). X-Forwarded-For is not trusted: anyone can write it.
+func sourceOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 // authenticate handles the grants Keyward supports: client_credentials

@@ -129,6 +129,10 @@ func (t *txn) Credentials(ctx context.Context, principalID string) ([]*store.Cre
 	return out, rows.Err()
 }
 
+func (t *txn) DeleteCredential(ctx context.Context, id string) error {
+	return mustAffect(t.exec(ctx, `DELETE FROM credentials WHERE id = ?`, id))
+}
+
 func (t *txn) InsertTokenKey(ctx context.Context, k *store.TokenKey) error {
 	_, err := t.exec(ctx, `INSERT INTO token_keys(id, sealed, created) VALUES(?, ?, ?)`, k.ID, k.Sealed, unix(k.Created))
 	return err
