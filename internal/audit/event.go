@@ -80,6 +80,10 @@ type Properties struct {
 	Action        string         `json:"action,omitempty"`
 	Scope         string         `json:"requestScope,omitempty"`
 	Authorization *Authorization `json:"authorization,omitempty"`
+	// SignInSubject is, on a failed sign-in, the client id or user name
+	// the attempt was for (never its secret), so that guessing against one
+	// account shows in the log. A Keyward property: Azure has none.
+	SignInSubject string `json:"signInSubject,omitempty"`
 }
 
 // Authorization is the decision the request met.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/domain"
@@ -25,11 +27,12 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		HTTPStatusCode:   status,
 		DurationMs:       time.Since(start).Milliseconds(),
 		CallerIPAddress:  r.RemoteAddr,
-		ClientInfo:       r.UserAgent(),
-		CorrelationID:    r.Header.Get("x-ms-client-request-id"),
-		RequestURI:       "https://" + r.Host + r.URL.RequestURI(),
+		ClientInfo:       capField(r.UserAgent(), maxRecordedField),
+		CorrelationID:    capField(r.Header.Get("x-ms-client-request-id"), maxRecordedField),
+		RequestURI:       capField(recordedURI(r), maxRecordedField),
 		OperationName:    info.data.Operation,
 	}
+	e.OperationVersion = capField(e.OperationVersion, 64)
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		e.CallerIPAddress = host
 	}
@@ -41,7 +44,7 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		stream = audit.StreamOf(info.hsm)
 		e.ResourceID = s.hsmResourceID(r, info.hsm)
 		e.Properties = audit.Properties{PoolType: "M-HSM", SKUFamily: "B", SKUName: "Standard_B1",
-			Key: info.data.Key, Action: string(info.data.Action), Scope: info.data.Scope}
+			Key: capField(info.data.Key, maxRecordedField), Action: string(info.data.Action), Scope: capField(info.data.Scope, maxRecordedField)}
 		if e.OperationName == "" {
 			e.OperationName = "Unknown"
 		}
@@ -61,6 +64,66 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		// Ready refuses the next requests; this one already ran.
 		s.log.Error("audit record lost", "err", err, "operation", e.OperationName, "status", status)
 	}
+}
+
+// maxRecordedField bounds what a record copies of one field of a request
+// (its URI, user agent, correlation id): a client cannot make the log, and
+// the storage it is shipped to, grow by more than a few KiB a request.
+const maxRecordedField = 4 << 10
+
+// truncatedMark ends a field cut to its bound.
+const truncatedMark = "…[truncated]"
+
+// capField returns s, or its first bytes and truncatedMark within max
+// bytes, cut between characters.
+func capField(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
+}
+
+// recordedQuery are the query parameters whose values a record keeps
+// (compared in lower case): paging and filtering, never a value a client
+// might have put a secret in.
+var recordedQuery = map[string]bool{
+	"api-version": true, "$skiptoken": true, "maxresults": true, "$filter": true,
+	"$top": true, "$skip": true, "$expand": true, "$select": true, "$orderby": true,
+}
+
+// redactedValue replaces the values of other query parameters.
+const redactedValue = "REDACTED"
+
+// recordedURI is the request's URI as a record keeps it: the values of
+// query parameters not in recordedQuery are replaced by redactedValue, so
+// a client_secret sent in a query string lands neither in the journal nor
+// in blob storage.
+func recordedURI(r *http.Request) string {
+	u := *r.URL
+	u.RawQuery = redactQuery(u.RawQuery)
+	return "https://" + r.Host + u.RequestURI()
+}
+
+func redactQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		k, _, hasValue := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if hasValue && !recordedQuery[strings.ToLower(name)] {
+			parts[i] = k + "=" + redactedValue
+		}
+	}
+	return strings.Join(parts, "&")
 }
 
 // hsmResourceID is the ARM id of an HSM, upper-cased as Azure writes it in
