@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -25,8 +26,47 @@ import (
 
 func newSecurityDomainCmd(e *env) *cobra.Command {
 	sd := &cobra.Command{Use: "security-domain", Short: "Download, recover and upload a Managed HSM's security domain"}
-	sd.AddCommand(sdDownload(e), sdInitRecovery(e), sdUpload(e), sdWait(e))
+	sd.AddCommand(sdDownload(e), sdInitRecovery(e), sdUpload(e), sdWait(e), sdListRequests(e), sdApprove(e))
 	return sd
+}
+
+// sdListRequests lists the download requests that wait for, or had, a
+// second administrator's approval (Keyward's two-person rule).
+func sdListRequests(e *env) *cobra.Command {
+	var h hsmFlags
+	return command(e, "list-requests", "List security-domain download requests of an active HSM and their approvals",
+		func(cmd *cobra.Command) { h.register(cmd) },
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			var out struct{ Value []map[string]any }
+			err = c.hsm(ctx, hsm, http.MethodGet, "/securitydomain/download/requests", nil, &out)
+			return out.Value, err
+		})
+}
+
+// sdApprove approves another principal's download request; the requester
+// then repeats the same download.
+func sdApprove(e *env) *cobra.Command {
+	var h hsmFlags
+	var id string
+	return command(e, "approve", "Approve another administrator's security-domain download request",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			cmd.Flags().StringVar(&id, "request-id", "", "the request id (see list-requests)")
+			required(cmd, "request-id")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			var out map[string]any
+			err = c.hsm(ctx, hsm, http.MethodPost, "/securitydomain/download/requests/"+url.PathEscape(id)+"/approve", nil, &out)
+			return out, err
+		})
 }
 
 // readCert reads a certificate file, PEM or DER, as openssl writes them.

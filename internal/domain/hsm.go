@@ -60,6 +60,10 @@ type Registry struct {
 
 	mu     sync.RWMutex
 	opened map[string]*HSM // by lower-cased name
+
+	// OnSecurityDomainEvent, if set, is told of each security-domain
+	// download request, approval and approved download, for alerts.
+	OnSecurityDomainEvent func(context.Context, SecurityDomainEvent)
 }
 
 // NewRegistry returns a registry over s whose domain keys rest under seal.

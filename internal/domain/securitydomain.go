@@ -35,8 +35,10 @@ var (
 // DownloadSecurityDomain returns the HSM's security domain encrypted to
 // the custodians' certificates, any required of whom can recover it, and
 // activates a provisioned HSM. An active HSM may download again (new
-// custodians, the same domain).
-func (r *Registry) DownloadSecurityDomain(ctx context.Context, name string, certs []*x509.Certificate, required int) (*securitydomain.File, error) {
+// custodians, the same domain) once another administrator approved the
+// request (see ApproveDownload), unless its setting turns that off;
+// until then it returns ErrApprovalRequired.
+func (r *Registry) DownloadSecurityDomain(ctx context.Context, name, requester string, certs []*x509.Certificate, required int) (*securitydomain.File, error) {
 	h, err := r.Get(ctx, name)
 	if err != nil {
 		return nil, err
@@ -51,6 +53,9 @@ func (r *Registry) DownloadSecurityDomain(ctx context.Context, name string, cert
 	defer clear(payload)
 	f, err := securitydomain.Seal(r.rand, map[string][]byte{domainTag: payload}, certs, required)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.downloadApproved(ctx, h, requester, certs, required); err != nil {
 		return nil, err
 	}
 	if h.State == StateProvisioned {

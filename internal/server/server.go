@@ -302,12 +302,36 @@ func (s *Server) build(ctx context.Context) error {
 	s.closers = append(s.closers, diag.Stop)
 	publisher := events.NewPublisher(s.cfg.EventWebhooks, nil, s.log)
 	s.closers = append(s.closers, publisher.Close)
+	s.registry.OnSecurityDomainEvent = func(ctx context.Context, e domain.SecurityDomainEvent) {
+		s.alertSecurityDomain(ctx, publisher, e)
+	}
 	s.rotator = keys.NewRotator(keySvc, s.registry.List, publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) }, s.log)
 	s.rotator.Record = s.recordScheduled
 	s.mux.HandleFunc("GET /metadata/endpoints", s.metadata)
 
 	s.boot, err = s.bootstrap(ctx, tenant)
 	return err
+}
+
+// Security-domain alert events (Keyward's; Event Grid has none for these).
+const (
+	EventSecurityDomainDownloadRequested = "Keyward.ManagedHSM.SecurityDomainDownloadRequested"
+	EventSecurityDomainDownloadApproved  = "Keyward.ManagedHSM.SecurityDomainDownloadApproved"
+	EventSecurityDomainDownloaded        = "Keyward.ManagedHSM.SecurityDomainDownloaded"
+)
+
+// alertSecurityDomain raises an alert for a step of a security-domain
+// download from an active HSM: a webhook event and a warning in the log.
+func (s *Server) alertSecurityDomain(ctx context.Context, p *events.Publisher, e domain.SecurityDomainEvent) {
+	typ := map[string]string{"requested": EventSecurityDomainDownloadRequested, "approved": EventSecurityDomainDownloadApproved,
+		"downloaded": EventSecurityDomainDownloaded}[e.Kind]
+	uri := s.HSMURI(e.HSM.Name)
+	s.log.WarnContext(ctx, "security domain download "+e.Kind, "hsm", e.HSM.Name, "request", e.Request.ID,
+		"requester", e.Request.Requester, "approver", e.Request.Approver)
+	p.Publish(events.Event{SpecVersion: "1.0", Type: typ, Source: s.hsmResourceIDOf(e.HSM), ID: uuid.NewString(),
+		Time: time.Now().UTC().Format(time.RFC3339), Subject: e.Request.ID, DataContentType: "application/json",
+		Data: events.Data{ID: uri + "/securitydomain/download/requests/" + e.Request.ID, VaultName: e.HSM.Name,
+			ObjectType: "SecurityDomainDownloadRequest", ObjectName: e.Request.ID}})
 }
 
 // metaID returns a node-wide id (the tenant, the subscription), creating

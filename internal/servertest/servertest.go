@@ -269,6 +269,7 @@ func (b *syncBuffer) String() string {
 type Principal struct {
 	ObjectID string
 	AppID    string
+	Secret   string                 // for service principals
 	Cred     azcore.TokenCredential // for service principals
 }
 
@@ -290,7 +291,7 @@ func (e *Env) ServicePrincipal(name string) Principal {
 	if err := json.Unmarshal(r.Body, &pw); err != nil || pw.SecretText == "" {
 		e.T.Fatalf("adding a secret to %s: %d %s", name, r.Status, r.Body)
 	}
-	return Principal{ObjectID: sp.ID, AppID: sp.AppID, Cred: e.Credential(sp.AppID, pw.SecretText)}
+	return Principal{ObjectID: sp.ID, AppID: sp.AppID, Secret: pw.SecretText, Cred: e.Credential(sp.AppID, pw.SecretText)}
 }
 
 // Graph sends a Graph request as the bootstrap administrator.

@@ -60,6 +60,7 @@ type call struct {
 	hsm     *domain.HSM
 	name    string
 	version string
+	id      string // a security-domain download request's id
 	// scope is the RBAC scope a role-assignment path names ("/" otherwise).
 	scope string
 	// base is the scheme and host the client used, for ids and links.
@@ -169,6 +170,8 @@ func (a *API) match(method, path string) (*operation, *call) {
 				c.name = segs[j]
 			case "{version}":
 				c.version = segs[j]
+			case "{id}":
+				c.id = segs[j]
 			default:
 				ok = ok && strings.EqualFold(p, segs[j])
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/securitydomain"
 )
@@ -57,6 +58,16 @@ func securityDomainOperations() []operation {
 		op("SecurityDomainTransferKey", http.MethodGet, path("securitydomain", "upload"), rbac.SecurityDomainTransferKey, hsmScope, (*API).sdTransferKey),
 		op("SecurityDomainRestore", http.MethodPost, path("securitydomain", "upload"), rbac.SecurityDomainUpload, hsmScope, (*API).sdUpload),
 		op("SecurityDomainRestoreStatus", http.MethodGet, path("securitydomain", "upload", "pending"), rbac.SecurityDomainUploadRead, hsmScope, (*API).sdStatus),
+		// Keyward's two-person rule for downloads from an active HSM:
+		// approvers need the download right themselves, at "/".
+		op("SecurityDomainDownloadRequestList", http.MethodGet, path("securitydomain", "download", "requests"), rbac.SecurityDomainDownload, hsmScope, (*API).sdRequests),
+		op("SecurityDomainDownloadApprove", http.MethodPost, path("securitydomain", "download", "requests", "{id}", "approve"), rbac.SecurityDomainDownload, hsmScope, (*API).sdApprove),
+		op("SettingsList", http.MethodGet, path("settings"), rbac.RoleDefinitionsRead, hsmScope, (*API).settingsList),
+		op("SettingsGet", http.MethodGet, path("settings", "{id}"), rbac.RoleDefinitionsRead, hsmScope, (*API).settingGet),
+		// The only setting is the two-person rule itself: changing it
+		// needs the download right (Administrator's), not merely role
+		// management, which Crypto Officers have too.
+		op("SettingsUpdate", http.MethodPatch, path("settings", "{id}"), rbac.SecurityDomainDownload, hsmScope, (*API).settingUpdate),
 	}
 	for i := range ops {
 		ops[i].beforeActivation = true
@@ -96,7 +107,11 @@ func (a *API) sdDownload(c *call) error {
 		}
 		certs = append(certs, cert)
 	}
-	f, err := a.hsms.DownloadSecurityDomain(c.ctx, c.hsm.Name, certs, *req.Required)
+	var requester string
+	if caller, ok := identity.FromContext(c.ctx); ok {
+		requester = caller.ObjectID
+	}
+	f, err := a.hsms.DownloadSecurityDomain(c.ctx, c.hsm.Name, requester, certs, *req.Required)
 	if err != nil {
 		return err
 	}
@@ -154,4 +169,92 @@ func (a *API) sdUpload(c *call) error {
 	}
 	c.async("securitydomain/upload/pending")
 	return c.status(http.StatusAccepted, sdStatus{Status: "Success", StatusDetails: "The security domain was restored; the HSM is activated."})
+}
+
+// downloadRequest is a security-domain download request on the wire
+// (a Keyward extension).
+type downloadRequest struct {
+	ID           string   `json:"id"`
+	Status       string   `json:"status"`
+	Requester    string   `json:"requester"`
+	Approver     string   `json:"approver,omitempty"`
+	Certificates []string `json:"certificates"`
+	Required     int      `json:"required"`
+	Created      int64    `json:"created"`
+	Approved     *int64   `json:"approved,omitempty"`
+	Completed    *int64   `json:"completed,omitempty"`
+}
+
+func (a *API) wireRequest(d *domain.DownloadRequest) downloadRequest {
+	return downloadRequest{ID: d.ID, Status: d.Status(a.hsms.Now()), Requester: d.Requester, Approver: d.Approver,
+		Certificates: d.Certificates, Required: d.Required, Created: d.Created.Unix(),
+		Approved: unixPtr(d.Approved), Completed: unixPtr(d.Completed)}
+}
+
+func (a *API) sdRequests(c *call) error {
+	all, err := a.hsms.DownloadRequests(c.ctx, c.hsm.Name)
+	if err != nil {
+		return err
+	}
+	out := make([]downloadRequest, 0, len(all))
+	for _, d := range all {
+		out = append(out, a.wireRequest(d))
+	}
+	return c.ok(map[string]any{"value": out})
+}
+
+func (a *API) sdApprove(c *call) error {
+	var approver string
+	if caller, ok := identity.FromContext(c.ctx); ok {
+		approver = caller.ObjectID
+	}
+	d, err := a.hsms.ApproveDownload(c.ctx, c.hsm, c.id, approver)
+	if err != nil {
+		return err
+	}
+	return c.ok(a.wireRequest(d))
+}
+
+// setting is Managed HSM's account setting: values are strings, even for
+// booleans.
+type setting struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Type  string `json:"type"`
+}
+
+func (a *API) settingsList(c *call) error {
+	all, err := a.hsms.Settings(c.ctx, c.hsm.Name)
+	if err != nil {
+		return err
+	}
+	out := []setting{}
+	for name, v := range all {
+		out = append(out, setting{Name: name, Value: v, Type: "boolean"})
+	}
+	return c.ok(map[string]any{"settings": out})
+}
+
+func (a *API) settingGet(c *call) error {
+	v, err := a.hsms.Setting(c.ctx, c.hsm.Name, c.id)
+	if err != nil {
+		return err
+	}
+	return c.ok(setting{Name: domain.SettingDownloadApproval, Value: v, Type: "boolean"})
+}
+
+func (a *API) settingUpdate(c *call) error {
+	var req struct {
+		Value *string `json:"value"`
+	}
+	if err := c.readJSON(&req); err != nil {
+		return err
+	}
+	if req.Value == nil {
+		return fault.Invalidf("value is required")
+	}
+	if err := a.hsms.SetSetting(c.ctx, c.hsm.Name, c.id, *req.Value); err != nil {
+		return err
+	}
+	return a.settingGet(c)
 }
