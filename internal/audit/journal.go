@@ -70,6 +70,7 @@ type stream struct {
 	size    int64       // bytes of whole records in the current file
 	seq     uint64
 	last    string // hash of the last record
+	res     string // resource id of the last record
 	dirty   bool
 	written int64  // bytes appended since start-up, for the shippers
 	used    uint64 // the journal's clock at the last use of file
@@ -176,7 +177,7 @@ func (j *Journal) state(name string) (*stream, error) {
 			s.size = good
 		}
 		if last != nil {
-			s.seq, s.last = last.Sequence, last.Hash
+			s.seq, s.last, s.res = last.Sequence, last.Hash, last.ResourceID
 			break
 		}
 	}
@@ -323,7 +324,7 @@ func (j *Journal) Append(streamName string, e *Event) error {
 		return j.failed
 	}
 	j.failed = nil
-	s.seq, s.last, s.size, s.dirty = e.Sequence, e.Hash, s.size+int64(len(line)), true
+	s.seq, s.last, s.res, s.size, s.dirty = e.Sequence, e.Hash, e.ResourceID, s.size+int64(len(line)), true
 	s.written += int64(len(line))
 	return nil
 }
@@ -393,6 +394,8 @@ type Head struct {
 	Stream   string
 	Sequence uint64 // of the last record; 0 for an empty stream
 	Hash     string // of the last record
+	// ResourceID is the resource of the last record.
+	ResourceID string
 }
 
 // Head returns the end of a stream's chain.
@@ -403,7 +406,7 @@ func (j *Journal) Head(name string) (Head, error) {
 	if err != nil {
 		return Head{Stream: name}, err
 	}
-	return Head{Stream: name, Sequence: s.seq, Hash: s.last}, nil
+	return Head{Stream: name, Sequence: s.seq, Hash: s.last, ResourceID: s.res}, nil
 }
 
 // heads returns the end of every stream used since the journal opened.
@@ -412,7 +415,7 @@ func (j *Journal) heads() []Head {
 	defer j.mu.Unlock()
 	out := make([]Head, 0, len(j.streams))
 	for _, s := range j.streams {
-		out = append(out, Head{Stream: s.name, Sequence: s.seq, Hash: s.last})
+		out = append(out, Head{Stream: s.name, Sequence: s.seq, Hash: s.last, ResourceID: s.res})
 	}
 	return out
 }

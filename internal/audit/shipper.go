@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,10 @@ type Shipper struct {
 	writtenAt int64
 	lastErr   error
 	pos       *position // owned by the shipper's goroutine
+	// cpOffset is where the next checkpoint to ship starts in the
+	// stream's checkpoint file; cpStarted tells it was found.
+	cpOffset  int64
+	cpStarted bool
 
 	wake chan struct{}
 	stop chan struct{}
@@ -139,8 +144,11 @@ func (s *Shipper) round(ctx context.Context) error {
 		s.mu.Lock()
 		s.backlog, s.writtenAt = backlog, written
 		s.mu.Unlock()
-		if err != nil || len(batches) == 0 {
+		if err != nil {
 			return err
+		}
+		if len(batches) == 0 {
+			return s.shipCheckpoints(ctx)
 		}
 		for _, b := range batches {
 			if err := s.cfg.Sink.Append(ctx, b.path, b.lines); err != nil {
@@ -298,6 +306,86 @@ func (s *Shipper) read() ([]batch, int64, error) {
 	}
 	return out, backlog, nil
 }
+
+// shipCheckpoints delivers the stream's checkpoints (see Checkpointer)
+// whose records are delivered, beside those records: in the blob
+// checkpoints.json of the hour of the checkpoint. After a restart the
+// last checkpoint delivered before is delivered again; VerifyCheckpointed
+// ignores copies.
+func (s *Shipper) shipCheckpoints(ctx context.Context) error {
+	f, err := os.Open(CheckpointPath(s.cfg.Journal, s.cfg.Stream))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || (s.cpStarted && fi.Size() <= s.cpOffset) {
+		return err
+	}
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, fi.Size()))
+	if err != nil {
+		return err
+	}
+	if !s.cpStarted {
+		// Resume with the last checkpoint whose records were delivered.
+		for off := int64(0); ; {
+			i := bytes.IndexByte(data[off:], '\n')
+			if i < 0 {
+				break
+			}
+			var c Checkpoint
+			if json.Unmarshal(data[off:off+int64(i)], &c) == nil && c.LastSequence <= s.cfg.After {
+				s.cpOffset = off
+			}
+			off += int64(i) + 1
+		}
+		s.cpStarted = true
+	}
+	delivered := s.Delivered()
+	for s.cpOffset < int64(len(data)) {
+		var path string
+		var lines []byte
+		end := s.cpOffset
+		for {
+			i := bytes.IndexByte(data[end:], '\n')
+			if i < 0 {
+				break // a torn last line is not a checkpoint yet
+			}
+			line := data[end : end+int64(i)+1]
+			var c Checkpoint
+			if json.Unmarshal(line, &c) != nil {
+				end += int64(len(line))
+				continue
+			}
+			p := checkpointBlobPath(c)
+			if c.LastSequence > delivered || (path != "" && p != path) {
+				break
+			}
+			path, lines, end = p, append(lines, line...), end+int64(len(line))
+		}
+		if len(lines) == 0 {
+			s.cpOffset = end
+			return nil
+		}
+		if err := s.cfg.Sink.Append(ctx, path, lines); err != nil {
+			return err
+		}
+		s.cpOffset = end
+	}
+	return nil
+}
+
+// checkpointBlobPath is where a checkpoint is delivered: beside the
+// records of its hour, in checkpoints.json.
+func checkpointBlobPath(c Checkpoint) string {
+	return strings.TrimSuffix(BlobPath(c.ResourceID, c.Time), "PT1H.json") + CheckpointBlob
+}
+
+// CheckpointBlob is the name of the blobs checkpoints are delivered to.
+const CheckpointBlob = "checkpoints.json"
 
 // BlobPath is where Azure puts a record in the insights-logs-auditevent
 // container: the resource id, then the record's UTC hour.
