@@ -80,7 +80,10 @@ func (s *Service) PutGroup(ctx context.Context, g ResourceGroup) (ResourceGroup,
 		return ResourceGroup{}, false, err
 	}
 	if !created {
-		g.Created, g.Name = old.Created, old.Name
+		if old.Name != g.Name {
+			return ResourceGroup{}, false, caseTwin("resource group", old.Name)
+		}
+		g.Created = old.Created
 	} else {
 		g.Created = time.Now().UTC()
 	}
@@ -135,6 +138,13 @@ func (s *Service) DeleteGroup(ctx context.Context, name string) error {
 	return s.Store.Update(ctx, func(tx store.Tx) error { return tx.DeleteObject(ctx, kindGroup, name) })
 }
 
+// caseTwin refuses a name that differs from an existing one by case only.
+// Azure's names are case-insensitive, so the two would be one resource; the
+// existing spelling is the one to use.
+func caseTwin(what, existing string) error {
+	return fault.Errorf(fault.Conflict, "Conflict", "A %s named '%s' already exists: names that differ only by case are the same name.", what, existing)
+}
+
 func identityKey(rg, name string) string { return strings.ToLower(rg + "/" + name) }
 
 // PutIdentity creates a user-assigned managed identity (its directory
@@ -143,12 +153,17 @@ func (s *Service) PutIdentity(ctx context.Context, id Identity) (Identity, bool,
 	if !identityName.MatchString(id.Name) {
 		return Identity{}, false, fault.Invalidf("managed identity names have 3 to 128 letters, digits, '-' and '_', starting with a letter or digit")
 	}
-	if _, err := s.Group(ctx, id.ResourceGroup); err != nil {
+	g, err := s.Group(ctx, id.ResourceGroup)
+	if err != nil {
 		return Identity{}, false, err
 	}
+	id.ResourceGroup = g.Name
 	var old Identity
-	err := s.get(ctx, kindIdentity, identityKey(id.ResourceGroup, id.Name), &old)
+	err = s.get(ctx, kindIdentity, identityKey(id.ResourceGroup, id.Name), &old)
 	if err == nil {
+		if old.Name != id.Name {
+			return Identity{}, false, caseTwin("managed identity", old.Name)
+		}
 		old.Tags = id.Tags
 		return old, false, s.put(ctx, kindIdentity, identityKey(id.ResourceGroup, id.Name), old)
 	}

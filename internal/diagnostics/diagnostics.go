@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,9 @@ import (
 var (
 	ErrAccountNotFound = fault.New(fault.NotFound, "ResourceNotFound", "the storage account does not exist")
 	ErrSettingNotFound = fault.New(fault.NotFound, "ResourceNotFound", "the diagnostic setting does not exist")
+	// ErrAccountTaken is a storage account name held in another resource
+	// group: names are global, as Azure's are, and an account never moves.
+	ErrAccountTaken = fault.New(fault.Conflict, "StorageAccountAlreadyTaken", "the storage account name is already taken")
 )
 
 // Account is a storage account as callers see it: never its secret.
@@ -65,18 +69,18 @@ func New(s store.Store, seal domain.Seal, log *audit.Log, limit int64, dir *iden
 
 const kindAccountIdentity = "storageAccountIdentity"
 
-// AssignIdentity gives an account a system-assigned managed identity.
-func (s *Service) AssignIdentity(ctx context.Context, name string) (Account, error) {
-	acct, err := s.GetAccount(ctx, name)
+// AssignIdentity gives the account rg/name a system-assigned managed identity.
+func (s *Service) AssignIdentity(ctx context.Context, rg, name string) (Account, error) {
+	acct, err := s.Account(ctx, rg, name)
 	if err != nil || acct.IdentityPrincipalID != "" {
 		return acct, err
 	}
-	p, err := s.dir.CreateServicePrincipal(ctx, store.KindManagedIdentity, name)
+	p, err := s.dir.CreateServicePrincipal(ctx, store.KindManagedIdentity, acct.Name)
 	if err != nil {
 		return Account{}, err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		return tx.PutObject(ctx, &store.Object{Kind: kindAccountIdentity, ID: name, Data: []byte(p.ID)})
+		return tx.PutObject(ctx, &store.Object{Kind: kindAccountIdentity, ID: acct.Name, Data: []byte(p.ID)})
 	})
 	acct.IdentityPrincipalID = p.ID
 	return acct, err
@@ -96,10 +100,51 @@ var accountName = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
 
 func secretAAD(name string) []byte { return []byte("keyward storage secret\x00" + name) }
 
-// RegisterAccount stores an account with its shared key or SAS token.
+// dropIdentity removes the system-assigned identity of an account name,
+// object and principal: an identity never outlives its account, so that a
+// new account of the same name (perhaps someone else's) does not inherit
+// the grants of the old one's identity.
+func (s *Service) dropIdentity(ctx context.Context, name string) error {
+	var principal string
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		o, err := tx.GetObject(ctx, kindAccountIdentity, name)
+		if err != nil {
+			return err
+		}
+		principal = string(o.Data)
+		return tx.DeleteObject(ctx, kindAccountIdentity, name)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.dir.Delete(ctx, principal); err != nil && !errors.Is(err, identity.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// RegisterAccount stores an account with its shared key or SAS token, or
+// updates the account of that name in the same resource group. A name
+// taken in another group is ErrAccountTaken.
 func (s *Service) RegisterAccount(ctx context.Context, a Account, key, sas string) (Account, error) {
 	if !accountName.MatchString(a.Name) {
 		return Account{}, fault.Invalidf("storage account names have 3 to 24 lower-case letters and digits")
+	}
+	old, err := s.GetAccount(ctx, a.Name)
+	switch {
+	case err == nil && !strings.EqualFold(old.ResourceGroup, a.ResourceGroup):
+		return Account{}, ErrAccountTaken.With("The storage account named %s is already taken.", a.Name)
+	case errors.Is(err, ErrAccountNotFound):
+		// A new account starts without an identity, even if an account of
+		// this name once had one.
+		if err := s.dropIdentity(ctx, a.Name); err != nil {
+			return Account{}, err
+		}
+	case err != nil:
+		return Account{}, err
 	}
 	u, err := url.Parse(a.BlobEndpoint)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -121,7 +166,13 @@ func (s *Service) RegisterAccount(ctx context.Context, a Account, key, sas strin
 		return tx.PutStorageAccount(ctx, &store.StorageAccount{Name: a.Name, ResourceGroup: a.ResourceGroup,
 			BlobEndpoint: a.BlobEndpoint, CredentialKind: a.CredentialKind, Secret: sealed, Created: a.Created})
 	})
-	return a, err
+	if errors.Is(err, store.ErrConflict) {
+		return Account{}, ErrAccountTaken.With("The storage account named %s is already taken.", a.Name)
+	}
+	if err != nil {
+		return Account{}, err
+	}
+	return s.GetAccount(ctx, a.Name)
 }
 
 func accountOf(r *store.StorageAccount) Account {
@@ -141,6 +192,20 @@ func (s *Service) GetAccount(ctx context.Context, name string) (Account, error) 
 	return s.withIdentity(ctx, accountOf(r)), nil
 }
 
+// Account returns the account name of resource group rg: an account of
+// another group is ErrAccountNotFound, as ARM finds resources by their full
+// id.
+func (s *Service) Account(ctx context.Context, rg, name string) (Account, error) {
+	a, err := s.GetAccount(ctx, name)
+	if err == nil && !strings.EqualFold(a.ResourceGroup, rg) {
+		err = ErrAccountNotFound
+	}
+	if errors.Is(err, ErrAccountNotFound) {
+		return Account{}, ErrAccountNotFound.With("The Resource 'Microsoft.Storage/storageAccounts/%s' under resource group '%s' was not found.", name, rg)
+	}
+	return a, err
+}
+
 // ListAccounts lists registered accounts.
 func (s *Service) ListAccounts(ctx context.Context) ([]Account, error) {
 	var rs []*store.StorageAccount
@@ -152,24 +217,33 @@ func (s *Service) ListAccounts(ctx context.Context) ([]Account, error) {
 	return out, err
 }
 
-// DeleteAccount removes an account no setting uses.
-func (s *Service) DeleteAccount(ctx context.Context, name string) error {
-	return s.store.Update(ctx, func(tx store.Tx) error {
+// DeleteAccount removes the account rg/name, which no setting may use,
+// with its system-assigned identity.
+func (s *Service) DeleteAccount(ctx context.Context, rg, name string) error {
+	notFound := ErrAccountNotFound.With("The Resource 'Microsoft.Storage/storageAccounts/%s' under resource group '%s' was not found.", name, rg)
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		acct, err := tx.GetStorageAccount(ctx, name)
+		if errors.Is(err, store.ErrNotFound) || err == nil && !strings.EqualFold(acct.ResourceGroup, rg) {
+			return notFound
+		}
+		if err != nil {
+			return err
+		}
 		settings, err := tx.ListDiagnosticSettings(ctx, "")
 		if err != nil {
 			return err
 		}
 		for _, d := range settings {
-			if d.StorageAccount == name {
-				return fault.Errorf(fault.Conflict, "Conflict", "diagnostic setting %s of %s still sends logs to %s", d.Name, d.HSM, name)
+			if strings.EqualFold(d.StorageAccount, acct.Name) {
+				return fault.Errorf(fault.Conflict, "Conflict", "diagnostic setting %s of %s still sends logs to %s", d.Name, d.HSM, acct.Name)
 			}
 		}
-		if err := tx.DeleteStorageAccount(ctx, name); errors.Is(err, store.ErrNotFound) {
-			return ErrAccountNotFound
-		} else {
-			return err
-		}
+		return tx.DeleteStorageAccount(ctx, acct.Name)
 	})
+	if err != nil {
+		return err
+	}
+	return s.dropIdentity(ctx, name)
 }
 
 // PutSetting creates or replaces a setting and starts (or stops) its
@@ -231,6 +305,24 @@ func (s *Service) DeleteSetting(ctx context.Context, hsm, name string) error {
 		s.stopShipper(hsm, name)
 	}
 	return err
+}
+
+// ForgetHSM stops the shippers of a purged HSM: its settings are gone
+// with it, and a new HSM of the same name must not send its records to the
+// old one's storage.
+func (s *Service) ForgetHSM(hsm string) {
+	s.mu.Lock()
+	var gone []*audit.Shipper
+	for k, sh := range s.shippers {
+		if h, _, _ := strings.Cut(k, "/"); strings.EqualFold(h, hsm) {
+			gone = append(gone, sh)
+			delete(s.shippers, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, sh := range gone {
+		s.log.RemoveShipper(sh)
+	}
 }
 
 // Start runs the shippers of every enabled setting, resuming each where it

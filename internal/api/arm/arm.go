@@ -97,6 +97,18 @@ func (a *API) Register(mux *http.ServeMux) {
 // pathScope is the resource the request path names.
 func pathScope(r *http.Request) string { return r.URL.Path }
 
+// agentSecretAction is the right to mint an identity agent's secret. The
+// secret acts as the identity, with every grant the identity holds, so it
+// needs what granting those would: roleAssignments/write over the
+// identity's resource (Owner, User Access Administrator), not
+// Contributor's "*", which excludes Microsoft.Authorization writes.
+const agentSecretAction = "Microsoft.Authorization/roleAssignments/write"
+
+// resourceScope is the resource an action path (…/{name}/keywardAgentSecret) acts on.
+func resourceScope(r *http.Request) string {
+	return r.URL.Path[:strings.LastIndex(r.URL.Path, "/")]
+}
+
 // subScope is the subscription (deleted HSMs are subscription-level).
 func subScope(r *http.Request) string { return "/subscriptions/" + r.PathValue("sub") }
 
@@ -204,8 +216,8 @@ func (a *API) scopeExists(ctx context.Context, scope string) bool {
 		_, err := a.cp.Identity(ctx, segs[3], segs[7])
 		return err == nil
 	case "Microsoft.Storage/storageAccounts":
-		acct, err := a.diag.GetAccount(ctx, segs[7])
-		return err == nil && strings.EqualFold(acct.ResourceGroup, segs[3])
+		_, err := a.diag.Account(ctx, segs[3], segs[7])
+		return err == nil
 	}
 	return false
 }

@@ -69,6 +69,25 @@ func (a *API) definitionOut(r *armrbac.Role) roleDefinition {
 	return o
 }
 
+// assignmentRequest is the body of a role assignment PUT.
+type assignmentRequest struct {
+	Properties struct {
+		RoleDefinitionID string `json:"roleDefinitionId"`
+		PrincipalID      string `json:"principalId"`
+		PrincipalType    string `json:"principalType"`
+	} `json:"properties"`
+}
+
+// validate checks the body on its own; armrbac.Assign checks the role,
+// the principal and the scope.
+func (req *assignmentRequest) validate() error {
+	p := req.Properties
+	if p.RoleDefinitionID == "" || p.PrincipalID == "" {
+		return fault.Invalidf("properties.roleDefinitionId and properties.principalId are required")
+	}
+	return nil
+}
+
 var principalFilter = regexp.MustCompile(`(?i)principalId\s+eq\s+'([^']*)'`)
 
 // ServeAuthorization serves {scope}/providers/Microsoft.Authorization/...
@@ -156,20 +175,14 @@ func (a *API) serveAuthorization(w http.ResponseWriter, r *http.Request) error {
 			if err := auth("Microsoft.Authorization/roleAssignments/write"); err != nil {
 				return err
 			}
-			var req struct {
-				Properties struct {
-					RoleDefinitionID string `json:"roleDefinitionId"`
-					PrincipalID      string `json:"principalId"`
-					PrincipalType    string `json:"principalType"`
-				} `json:"properties"`
-			}
+			var req assignmentRequest
 			if err := httpx.ReadJSON(w, r, &req); err != nil {
 				return err
 			}
-			p := req.Properties
-			if p.RoleDefinitionID == "" || p.PrincipalID == "" {
-				return fault.Invalidf("properties.roleDefinitionId and properties.principalId are required")
+			if err := req.validate(); err != nil {
+				return err
 			}
+			p := req.Properties
 			x, err := a.rbac.Assign(r.Context(), armrbac.Assignment{Name: rest[1], Scope: scope, RoleID: p.RoleDefinitionID,
 				PrincipalID: p.PrincipalID, PrincipalType: p.PrincipalType})
 			if err != nil {

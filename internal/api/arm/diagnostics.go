@@ -1,7 +1,9 @@
 package arm
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/keyward/keyward/internal/api/httpx"
@@ -9,6 +11,7 @@ import (
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
 )
 
 const storageProvider = "/providers/Microsoft.Storage/storageAccounts"
@@ -23,7 +26,7 @@ func (a *API) RegisterDiagnostics(mux *http.ServeMux, d *diagnostics.Service) {
 	mux.Handle("PATCH /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/write", pathScope, a.patchAccount))
 	mux.Handle("DELETE /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/delete", pathScope, a.deleteAccount))
 	mux.Handle("POST /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}/keywardAgentSecret",
-		a.handle("Microsoft.Storage/storageAccounts/listKeys/action", pathScope, a.accountAgentSecret))
+		a.handle(agentSecretAction, resourceScope, a.accountAgentSecret))
 	settings := "/subscriptions/{sub}/resourceGroups/{rg}" + provider + "/{name}/providers/Microsoft.Insights/diagnosticSettings"
 	mux.Handle("GET "+settings, a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.listSettings))
 	mux.Handle("GET "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.getSetting))
@@ -92,12 +95,12 @@ func (a *API) patchAccount(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.ReadJSON(w, r, &req); err != nil {
 		return err
 	}
-	acct, err := a.diag.GetAccount(r.Context(), r.PathValue("account"))
+	acct, err := a.diag.Account(r.Context(), r.PathValue("rg"), r.PathValue("account"))
 	if err != nil {
 		return err
 	}
 	if req.Identity != nil && strings.EqualFold(req.Identity.Type, "SystemAssigned") && acct.IdentityPrincipalID == "" {
-		if acct, err = a.diag.AssignIdentity(r.Context(), acct.Name); err != nil {
+		if acct, err = a.diag.AssignIdentity(r.Context(), acct.ResourceGroup, acct.Name); err != nil {
 			return err
 		}
 	}
@@ -109,7 +112,7 @@ func (a *API) patchAccount(w http.ResponseWriter, r *http.Request) error {
 // short-lived secret of the account's system-assigned identity, as the
 // user-assigned identities' keywardAgentSecret does.
 func (a *API) accountAgentSecret(w http.ResponseWriter, r *http.Request) error {
-	acct, err := a.diag.GetAccount(r.Context(), r.PathValue("account"))
+	acct, err := a.diag.Account(r.Context(), r.PathValue("rg"), r.PathValue("account"))
 	if err != nil {
 		return err
 	}
@@ -128,13 +131,34 @@ func (a *API) accountAgentSecret(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// validate checks the body on its own; the account's name is the
+// service's to check.
+func (req *accountRequest) validate() error {
+	p := req.Properties
+	u, err := url.Parse(p.PrimaryEndpoints.Blob)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fault.Invalidf("properties.primaryEndpoints.blob must be an http(s) URL")
+	}
+	if (p.KeywardCredential.AccountKey == "") == (p.KeywardCredential.SASToken == "") {
+		return fault.Invalidf("give properties.keywardCredential.accountKey or .sasToken, one of them")
+	}
+	return nil
+}
+
 func (a *API) putAccount(w http.ResponseWriter, r *http.Request) error {
 	var req accountRequest
 	if err := httpx.ReadJSON(w, r, &req); err != nil {
 		return err
 	}
+	if err := req.validate(); err != nil {
+		return err
+	}
 	p := req.Properties
-	acct, err := a.diag.RegisterAccount(r.Context(), diagnostics.Account{Name: r.PathValue("account"), ResourceGroup: r.PathValue("rg"),
+	g, err := a.cp.Group(r.Context(), r.PathValue("rg"))
+	if err != nil {
+		return err
+	}
+	acct, err := a.diag.RegisterAccount(r.Context(), diagnostics.Account{Name: r.PathValue("account"), ResourceGroup: g.Name,
 		BlobEndpoint: strings.TrimSuffix(p.PrimaryEndpoints.Blob, "/")}, p.KeywardCredential.AccountKey, p.KeywardCredential.SASToken)
 	if err != nil {
 		return err
@@ -144,7 +168,7 @@ func (a *API) putAccount(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) getAccount(w http.ResponseWriter, r *http.Request) error {
-	acct, err := a.diag.GetAccount(r.Context(), r.PathValue("account"))
+	acct, err := a.diag.Account(r.Context(), r.PathValue("rg"), r.PathValue("account"))
 	if err != nil {
 		return err
 	}
@@ -167,7 +191,10 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request) error {
-	if err := a.diag.DeleteAccount(r.Context(), r.PathValue("account")); err != nil {
+	if err := a.diag.DeleteAccount(r.Context(), r.PathValue("rg"), r.PathValue("account")); err != nil {
+		return err
+	}
+	if err := a.rbac.Forget(r.Context(), r.URL.Path); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
@@ -207,24 +234,30 @@ func (a *API) settingResource(r *http.Request, d diagnostics.Setting) Diagnostic
 	return s
 }
 
-func (a *API) putSetting(w http.ResponseWriter, r *http.Request) error {
-	h, err := a.lookup(r)
-	if err != nil {
-		return err
-	}
-	var req struct {
-		Properties struct {
-			StorageAccountID string       `json:"storageAccountId"`
-			Logs             []logSetting `json:"logs"`
-		} `json:"properties"`
-	}
-	if err := httpx.ReadJSON(w, r, &req); err != nil {
-		return err
-	}
+// settingRequest is the body of a diagnostic setting PUT.
+type settingRequest struct {
+	Properties struct {
+		StorageAccountID string       `json:"storageAccountId"`
+		Logs             []logSetting `json:"logs"`
+	} `json:"properties"`
+}
+
+// destination is a diagnostic setting's storage account, by its full id.
+type destination struct {
+	ID, ResourceGroup, Account string
+}
+
+// validate checks the body on its own: the destination is the full id of a
+// storage account of subscription sub, and the logs are AuditEvent's.
+func (req *settingRequest) validate(sub string) (destination, bool, error) {
 	p := req.Properties
-	i := strings.LastIndex(strings.ToLower(p.StorageAccountID), strings.ToLower(storageProvider)+"/")
-	if i < 0 {
-		return fault.Invalidf("properties.storageAccountId must be a storage account resource id; other destinations are not supported")
+	segs := strings.Split(strings.Trim(Canonicalize(p.StorageAccountID), "/"), "/")
+	if len(segs) != 8 || segs[0] != "subscriptions" || segs[2] != "resourceGroups" || segs[4] != "providers" ||
+		segs[5] != "Microsoft.Storage" || segs[6] != "storageAccounts" || segs[3] == "" || segs[7] == "" {
+		return destination{}, false, fault.Invalidf("properties.storageAccountId must be a storage account resource id; other destinations are not supported")
+	}
+	if !strings.EqualFold(segs[1], sub) {
+		return destination{}, false, fault.Invalidf("properties.storageAccountId must name a storage account of subscription %s", sub)
 	}
 	enabled := false
 	for _, l := range p.Logs {
@@ -232,11 +265,43 @@ func (a *API) putSetting(w http.ResponseWriter, r *http.Request) error {
 		case strings.EqualFold(l.Category, audit.Category), strings.EqualFold(l.CategoryGroup, "audit"), strings.EqualFold(l.CategoryGroup, "allLogs"):
 			enabled = enabled || l.Enabled
 		default:
-			return fault.Invalidf("unknown log category %q: a Managed HSM has AuditEvent only", l.Category+l.CategoryGroup)
+			return destination{}, false, fault.Invalidf("unknown log category %q: a Managed HSM has AuditEvent only", l.Category+l.CategoryGroup)
 		}
 	}
-	d, err := a.diag.PutSetting(r.Context(), diagnostics.Setting{HSM: h.Name, Name: r.PathValue("setting"),
-		StorageAccount: p.StorageAccountID[i+len(storageProvider)+1:], Enabled: enabled})
+	return destination{ID: "/" + strings.Join(segs, "/"), ResourceGroup: segs[3], Account: segs[7]}, enabled, nil
+}
+
+// putSetting sends the HSM's logs to a storage account named by its full
+// id. The caller must be able to read that account (Azure's linked
+// authorization): without it, an HSM's owner could write into any group's
+// account with that account's credential.
+func (a *API) putSetting(w http.ResponseWriter, r *http.Request) error {
+	h, err := a.lookup(r)
+	if err != nil {
+		return err
+	}
+	var req settingRequest
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	dest, enabled, err := req.validate(a.subscription)
+	if err != nil {
+		return err
+	}
+	const linked = "Microsoft.Storage/storageAccounts/read"
+	if !a.can(r, linked, dest.ID) {
+		c, _ := identity.FromContext(r.Context())
+		return fault.Errorf(fault.Forbidden, "LinkedAuthorizationFailed", "The client '%s' has permission to perform action 'Microsoft.Insights/diagnosticSettings/write' on scope '%s', however it does not have permission to perform action '%s' on the linked scope '%s'.",
+			c.ObjectID, a.hsmID(h), linked, dest.ID)
+	}
+	acct, err := a.diag.Account(r.Context(), dest.ResourceGroup, dest.Account)
+	if errors.Is(err, diagnostics.ErrAccountNotFound) {
+		return fault.Invalidf("properties.storageAccountId names no registered storage account (%s)", dest.ID)
+	}
+	if err != nil {
+		return err
+	}
+	d, err := a.diag.PutSetting(r.Context(), diagnostics.Setting{HSM: h.Name, Name: r.PathValue("setting"), StorageAccount: acct.Name, Enabled: enabled})
 	if err != nil {
 		return err
 	}

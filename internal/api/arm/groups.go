@@ -6,6 +6,7 @@ import (
 
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/controlplane"
+	"github.com/keyward/keyward/internal/fault"
 )
 
 // ResourceGroup is the ARM resource.
@@ -67,8 +68,25 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) error {
 	return writeVisible(a, w, r, "Microsoft.Resources/subscriptions/resourceGroups/read", res, func(g ResourceGroup) string { return g.ID })
 }
 
+// deleteGroup removes an empty group. Storage accounts count too: an
+// account left behind would come back into a new group of the same name.
 func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {
-	if err := a.cp.DeleteGroup(r.Context(), r.PathValue("rg")); err != nil {
+	rg := r.PathValue("rg")
+	if _, err := a.cp.Group(r.Context(), rg); err != nil {
+		return err
+	}
+	if a.diag != nil {
+		accts, err := a.diag.ListAccounts(r.Context())
+		if err != nil {
+			return err
+		}
+		for _, acct := range accts {
+			if strings.EqualFold(acct.ResourceGroup, rg) {
+				return fault.Errorf(fault.Conflict, "ResourceGroupNotEmpty", "Resource group '%s' still holds storage account %s.", rg, acct.Name)
+			}
+		}
+	}
+	if err := a.cp.DeleteGroup(r.Context(), rg); err != nil {
 		return err
 	}
 	if err := a.rbac.Forget(r.Context(), strings.TrimSuffix(r.URL.Path, "/")); err != nil {

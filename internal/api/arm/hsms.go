@@ -131,54 +131,20 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) error {
 
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-// put creates an HSM (or recovers a deleted one with createMode recover, or
-// updates an existing one's tags). It answers 200 with provisioningState
-// Succeeded: the creation is complete when the call returns, which the
-// armkeyvault poller takes as a finished long-running operation.
-func (a *API) put(w http.ResponseWriter, r *http.Request) error {
-	var req createRequest
-	if err := httpx.ReadJSON(w, r, &req); err != nil {
-		return err
-	}
-	name, rg := r.PathValue("name"), r.PathValue("rg")
-	if _, err := a.cp.Group(r.Context(), rg); err != nil {
-		return err
-	}
-	if existing, err := a.cp.HSMs.Get(r.Context(), name); err == nil {
-		switch {
-		case !existing.Deleted.IsZero() && strings.EqualFold(req.Properties.CreateMode, "recover"):
-			if err := a.cp.HSMs.Recover(r.Context(), name); err != nil {
-				return err
-			}
-		case !existing.Deleted.IsZero():
-			return fault.Errorf(fault.Conflict, "ConflictError", "A deleted managed HSM named %s exists: recover it (createMode recover) or purge it first.", name)
-		case !strings.EqualFold(existing.ResourceGroup, rg):
-			return fault.Errorf(fault.Conflict, "ConflictError", "The name %s is already in use.", name)
-		default:
-			if err := a.cp.HSMs.SetTags(r.Context(), name, req.Tags); err != nil {
-				return err
-			}
-		}
-		h, err := a.cp.HSMs.Get(r.Context(), name)
-		if err != nil {
-			return err
-		}
-		httpx.WriteJSON(w, http.StatusOK, a.resource(h))
-		return nil
-	}
+// validate checks what the PUT body says on its own and returns the
+// retention in days; whether the administrators exist is the directory's
+// to say.
+func (req *createRequest) validate(tenant string) (int, error) {
 	p := req.Properties
-	if p.TenantID != "" && !strings.EqualFold(p.TenantID, a.dir.TenantID()) {
-		return fault.Invalidf("properties.tenantId must be this directory's tenant, %s", a.dir.TenantID())
+	if p.TenantID != "" && !strings.EqualFold(p.TenantID, tenant) {
+		return 0, fault.Invalidf("properties.tenantId must be this directory's tenant, %s", tenant)
 	}
 	if len(p.InitialAdminObjectIDs) == 0 {
-		return fault.Invalidf("properties.initialAdminObjectIds needs at least one object id")
+		return 0, fault.Invalidf("properties.initialAdminObjectIds needs at least one object id")
 	}
 	for _, id := range p.InitialAdminObjectIDs {
 		if !guid.MatchString(id) {
-			return fault.Invalidf("initial administrator %q is not an object id", id)
-		}
-		if _, err := a.dir.Get(r.Context(), id); err != nil {
-			return fault.Errorf(fault.Invalid, "PrincipalNotFound", "initial administrator %s does not exist in the directory", id)
+			return 0, fault.Invalidf("initial administrator %q is not an object id", id)
 		}
 	}
 	days := 90
@@ -186,10 +152,78 @@ func (a *API) put(w http.ResponseWriter, r *http.Request) error {
 		days = *p.SoftDeleteRetentionInDays
 	}
 	if days < 7 || days > 90 {
-		return fault.Invalidf("softDeleteRetentionInDays must be between 7 and 90, got %d", days)
+		return 0, fault.Invalidf("softDeleteRetentionInDays must be between 7 and 90, got %d", days)
 	}
+	return days, nil
+}
+
+// patchRequest is the PATCH body.
+type patchRequest struct {
+	Tags map[string]string `json:"tags"`
+}
+
+// put creates an HSM (or recovers a deleted one with createMode recover, or
+// updates an existing one's tags). It answers 200 with provisioningState
+// Succeeded: the creation is complete when the call returns, which the
+// armkeyvault poller takes as a finished long-running operation.
+//
+// HSM names are global and case-insensitive, as Azure's: a name held in
+// another resource group, or spelled with other case, is a conflict, and a
+// deleted HSM is recovered only through its own group's path.
+func (a *API) put(w http.ResponseWriter, r *http.Request) error {
+	var req createRequest
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	name, rg := r.PathValue("name"), r.PathValue("rg")
+	g, err := a.cp.Group(r.Context(), rg)
+	if err != nil {
+		return err
+	}
+	recovering := strings.EqualFold(req.Properties.CreateMode, "recover")
+	if existing, err := a.cp.HSMs.Get(r.Context(), name); err == nil {
+		switch {
+		case !strings.EqualFold(existing.ResourceGroup, rg) && recovering:
+			return fault.Errorf(fault.NotFound, "ResourceNotFound", "The deleted managed HSM %s was not found in resource group '%s'.", name, rg)
+		case !strings.EqualFold(existing.ResourceGroup, rg):
+			return fault.Errorf(fault.Conflict, "ConflictError", "The name %s is already in use: managed HSM names are global.", name)
+		case existing.Name != name:
+			return fault.Errorf(fault.Conflict, "ConflictError", "A managed HSM named %s exists: names differ by more than case; use %s.", existing.Name, existing.Name)
+		case !existing.Deleted.IsZero() && recovering:
+			if err := a.cp.HSMs.Recover(r.Context(), existing.Name); err != nil {
+				return err
+			}
+		case !existing.Deleted.IsZero():
+			return fault.Errorf(fault.Conflict, "ConflictError", "A deleted managed HSM named %s exists: recover it (createMode recover) or purge it first.", name)
+		default:
+			if err := a.cp.HSMs.SetTags(r.Context(), existing.Name, req.Tags); err != nil {
+				return err
+			}
+		}
+		h, err := a.cp.HSMs.Get(r.Context(), existing.Name)
+		if err != nil {
+			return err
+		}
+		httpx.WriteJSON(w, http.StatusOK, a.resource(h))
+		return nil
+	} else if !errors.Is(err, domain.ErrHSMNotFound) {
+		return err
+	}
+	if recovering {
+		return fault.Errorf(fault.NotFound, "ResourceNotFound", "The deleted managed HSM %s was not found in resource group '%s'.", name, rg)
+	}
+	days, err := req.validate(a.dir.TenantID())
+	if err != nil {
+		return err
+	}
+	for _, id := range req.Properties.InitialAdminObjectIDs {
+		if _, err := a.dir.Get(r.Context(), id); err != nil {
+			return fault.Errorf(fault.Invalid, "PrincipalNotFound", "initial administrator %s does not exist in the directory", id)
+		}
+	}
+	p := req.Properties
 	h, err := a.cp.Create(r.Context(), domain.CreateParams{Name: name, Admins: p.InitialAdminObjectIDs, RetentionDays: days,
-		PurgeProtection: p.EnablePurgeProtection, ResourceGroup: rg, Location: orLocal(req.Location), Tags: req.Tags})
+		PurgeProtection: p.EnablePurgeProtection, ResourceGroup: g.Name, Location: orLocal(req.Location), Tags: req.Tags})
 	if err != nil {
 		return err
 	}
@@ -203,9 +237,7 @@ func (a *API) patch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Tags map[string]string `json:"tags"`
-	}
+	var req patchRequest
 	if err := httpx.ReadJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -262,9 +294,10 @@ func (a *API) deleted(h *domain.HSM) DeletedHSM {
 	return d
 }
 
+// deletedHSM finds the deleted HSM of the path, at its location.
 func (a *API) deletedHSM(r *http.Request) (*domain.HSM, error) {
 	h, err := a.cp.HSMs.Get(r.Context(), r.PathValue("name"))
-	if err == nil && h.Deleted.IsZero() {
+	if err == nil && (h.Deleted.IsZero() || !strings.EqualFold(orLocal(h.Location), r.PathValue("location"))) {
 		err = domain.ErrHSMNotFound
 	}
 	if errors.Is(err, domain.ErrHSMNotFound) {
@@ -312,6 +345,9 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := a.cp.Delete(r.Context(), h.Name); err != nil {
 		return err
+	}
+	if a.diag != nil {
+		a.diag.ForgetHSM(h.Name)
 	}
 	if err := a.rbac.Forget(r.Context(), a.hsmID(h)); err != nil {
 		return err

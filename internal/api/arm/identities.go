@@ -18,7 +18,7 @@ func (a *API) registerIdentities(mux *http.ServeMux, rg string) {
 	mux.Handle("GET "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/read", pathScope, a.getIdentity))
 	mux.Handle("PUT "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/write", pathScope, a.putIdentity))
 	mux.Handle("DELETE "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/delete", pathScope, a.deleteIdentity))
-	mux.Handle("POST "+item+"/keywardAgentSecret", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/assign/action", pathScope, a.agentSecret))
+	mux.Handle("POST "+item+"/keywardAgentSecret", a.handle(agentSecretAction, resourceScope, a.agentSecret))
 	fic := item + "/federatedIdentityCredentials"
 	mux.Handle("GET "+fic, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read", pathScope, a.listFederated))
 	mux.Handle("PUT "+fic+"/{fic}", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write", pathScope, a.putFederated))
@@ -129,9 +129,9 @@ type FederatedCredential struct {
 	} `json:"properties"`
 }
 
-func (a *API) federatedResource(r *http.Request, fc identity.FederatedCredential) FederatedCredential {
+func (a *API) federatedResource(id controlplane.Identity, fc identity.FederatedCredential) FederatedCredential {
 	var out FederatedCredential
-	out.ID = a.subscriptionID() + "/resourceGroups/" + r.PathValue("rg") + identityProvider + "/" + r.PathValue("name") + "/federatedIdentityCredentials/" + fc.Name
+	out.ID = a.subscriptionID() + "/resourceGroups/" + id.ResourceGroup + identityProvider + "/" + id.Name + "/federatedIdentityCredentials/" + fc.Name
 	out.Name, out.Type = fc.Name, "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials"
 	out.Properties.Issuer, out.Properties.Subject, out.Properties.Audiences = fc.Issuer, fc.Subject, fc.Audiences
 	return out
@@ -158,7 +158,7 @@ func (a *API) putFederated(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, a.federatedResource(r, fc))
+	httpx.WriteJSON(w, http.StatusOK, a.federatedResource(id, fc))
 	return nil
 }
 
@@ -173,7 +173,7 @@ func (a *API) listFederated(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := map[string][]FederatedCredential{"value": {}}
 	for _, fc := range fcs {
-		out["value"] = append(out["value"], a.federatedResource(r, fc))
+		out["value"] = append(out["value"], a.federatedResource(id, fc))
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil

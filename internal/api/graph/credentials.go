@@ -58,38 +58,46 @@ func (a *API) patchServicePrincipal(w http.ResponseWriter, r *http.Request) erro
 	if req.KeyCredentials == nil {
 		return fault.Invalidf("only keyCredentials can be updated")
 	}
-	p, err := a.lookup(r, store.KindServicePrincipal, r.PathValue("id"))
+	keep, add, err := parseKeyCredentials(*req.KeyCredentials)
 	if err != nil {
 		return err
 	}
-	var keep []string
-	var add []identity.CertificateCredential
-	for _, kc := range *req.KeyCredentials {
-		if kc.Key == "" {
-			if kc.KeyID == "" {
-				return fault.Invalidf("a key credential needs a key or the keyId of an existing one")
-			}
-			keep = append(keep, kc.KeyID)
-			continue
-		}
-		if kc.Type != "AsymmetricX509Cert" || kc.Usage != "Verify" {
-			return fault.Invalidf("only keyCredentials of type AsymmetricX509Cert with usage Verify are supported")
-		}
-		der, err := base64.StdEncoding.DecodeString(kc.Key)
-		if err != nil {
-			return fault.Invalidf("a key credential's key must be a base64 DER certificate")
-		}
-		c, err := identity.ParseCertificateCredential(der, kc.DisplayName)
-		if err != nil {
-			return err
-		}
-		add = append(add, c)
+	p, err := a.lookup(r, store.KindServicePrincipal, r.PathValue("id"))
+	if err != nil {
+		return err
 	}
 	if err := a.dir.SetCertificates(r.Context(), p.ID, keep, add); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// parseKeyCredentials splits a PATCH's keyCredentials into the key ids of
+// existing credentials to keep and the new certificates to add.
+func parseKeyCredentials(kcs []KeyCredential) (keep []string, add []identity.CertificateCredential, err error) {
+	for _, kc := range kcs {
+		if kc.Key == "" {
+			if kc.KeyID == "" {
+				return nil, nil, fault.Invalidf("a key credential needs a key or the keyId of an existing one")
+			}
+			keep = append(keep, kc.KeyID)
+			continue
+		}
+		if kc.Type != "AsymmetricX509Cert" || kc.Usage != "Verify" {
+			return nil, nil, fault.Invalidf("only keyCredentials of type AsymmetricX509Cert with usage Verify are supported")
+		}
+		der, err := base64.StdEncoding.DecodeString(kc.Key)
+		if err != nil {
+			return nil, nil, fault.Invalidf("a key credential's key must be a base64 DER certificate")
+		}
+		c, err := identity.ParseCertificateCredential(der, kc.DisplayName)
+		if err != nil {
+			return nil, nil, err
+		}
+		add = append(add, c)
+	}
+	return keep, add, nil
 }
 
 func (a *API) keyCredentials(w http.ResponseWriter, r *http.Request) error {

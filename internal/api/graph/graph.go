@@ -65,6 +65,15 @@ type CreateRequest struct {
 	ServicePrincipalType string `json:"servicePrincipalType"`
 }
 
+// validate checks what a create body of kind needs on its own; the
+// directory checks names and passwords.
+func (req *CreateRequest) validate(kind string) error {
+	if kind == store.KindUser && req.PasswordProfile == nil {
+		return fault.Invalidf("passwordProfile.password is required")
+	}
+	return nil
+}
+
 // MemberRef is the body of a POST to members/$ref.
 type MemberRef struct {
 	ODataID string `json:"@odata.id"`
@@ -237,13 +246,13 @@ func (a *API) create(kind string) handler {
 		if err := httpx.ReadJSON(w, r, &req); err != nil {
 			return err
 		}
+		if err := req.validate(kind); err != nil {
+			return err
+		}
 		var p *identity.Principal
 		var err error
 		switch kind {
 		case store.KindUser:
-			if req.PasswordProfile == nil {
-				return fault.Invalidf("passwordProfile.password is required")
-			}
 			p, err = a.dir.CreateUser(r.Context(), req.DisplayName, req.UserPrincipalName, req.PasswordProfile.Password)
 		case store.KindGroup:
 			p, err = a.dir.CreateGroup(r.Context(), req.DisplayName, req.MailNickname)
