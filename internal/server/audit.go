@@ -2,15 +2,23 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/store"
 )
 
 // record writes the audit record of a finished request. It reads only the
@@ -158,4 +166,75 @@ func (s *Server) recordScheduled(ctx context.Context, h *domain.HSM, op, key, ve
 	if err := s.audit.Append(audit.StreamOf(h.Name), e); err != nil {
 		s.log.Error("audit record of a scheduled action lost", "err", err, "operation", op)
 	}
+}
+
+// checkpointKeyMeta names the store meta entry that holds the audit
+// checkpoint key, sealed.
+const checkpointKeyMeta = "audit.checkpointKey"
+
+func checkpointKeyAAD() []byte { return []byte("keyward audit checkpoint key") }
+
+// checkpointPublicKeyFile is where, in the journal's directory, the
+// checkpoints' public key is published for `keyward audit verify`.
+const checkpointPublicKeyFile = "checkpoint-public-key.pem"
+
+// startAuditCheckpoints starts signing checkpoints of the audit journal
+// (see audit.Checkpointer) with the node's checkpoint key, created on the
+// first start and kept sealed in the store as the token key is, and
+// publishes its public key. The last checkpoint is signed at Close,
+// before the journal closes.
+func (s *Server) startAuditCheckpoints(ctx context.Context, seal domain.Seal, j *audit.Journal) error {
+	key, err := loadOrCreateCheckpointKey(ctx, s.store, seal)
+	if err != nil {
+		return err
+	}
+	pub, err := audit.MarshalPublicKey(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(j.Dir(), checkpointPublicKeyFile), pub, 0o644); err != nil {
+		return fmt.Errorf("server: publishing the audit checkpoint key: %w", err)
+	}
+	c, err := audit.StartCheckpointer(audit.CheckpointerConfig{Journal: j, Key: key, Log: s.log})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, c.Close)
+	return nil
+}
+
+func loadOrCreateCheckpointKey(ctx context.Context, st store.Store, seal domain.Seal) (ed25519.PrivateKey, error) {
+	var key ed25519.PrivateKey
+	err := st.Update(ctx, func(tx store.Tx) error {
+		v, err := tx.GetMeta(ctx, checkpointKeyMeta)
+		if err == nil {
+			sealed, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				return fmt.Errorf("server: reading the audit checkpoint key: %w", err)
+			}
+			seed, err := seal.Open(ctx, sealed, checkpointKeyAAD())
+			if err != nil {
+				return fmt.Errorf("server: opening the audit checkpoint key: %w", err)
+			}
+			if len(seed) != ed25519.SeedSize {
+				return errors.New("server: the audit checkpoint key is not an Ed25519 seed")
+			}
+			key = ed25519.NewKeyFromSeed(seed)
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return fmt.Errorf("server: generating the audit checkpoint key: %w", err)
+		}
+		sealed, err := seal.Seal(ctx, k.Seed(), checkpointKeyAAD())
+		if err != nil {
+			return err
+		}
+		key = k
+		return tx.SetMeta(ctx, checkpointKeyMeta, base64.StdEncoding.EncodeToString(sealed))
+	})
+	return key, err
 }

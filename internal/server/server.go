@@ -278,6 +278,9 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.closers = append(s.closers, journal.Close)
 	s.audit = audit.NewLog(journal)
+	if err := s.startAuditCheckpoints(ctx, seal, journal); err != nil {
+		return err
+	}
 	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc, Store: s.store, Dir: s.dir}
 	s.cp = cp
 	s.armRBAC = armrbac.NewService(s.store, s.dir, time.Now)
