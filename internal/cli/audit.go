@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"encoding/json"
 
@@ -38,6 +41,15 @@ func offline(e *env, use, short string, setup func(*cobra.Command), run func(ctx
 			if cols := cmd.Annotations["table"]; cols != "" {
 				out.columns = strings.Split(cols, ",")
 			}
+			if out.format == "tsv" || out.format == "table" {
+				// Records hold what clients sent: no terminal escape
+				// of theirs reaches an auditor's screen.
+				g, err := toGeneric(v)
+				if err != nil {
+					return err
+				}
+				v = escapeControls(g)
+			}
 			return out.print(e.stdout, v)
 		}}
 	setup(cmd)
@@ -45,11 +57,57 @@ func offline(e *env, use, short string, setup func(*cobra.Command), run func(ctx
 	return cmd
 }
 
+// escapeControls replaces, in every string of a decoded JSON value, the
+// characters that could drive a terminal or reorder what it shows.
+func escapeControls(v any) any {
+	switch x := v.(type) {
+	case string:
+		return escapeControlString(x)
+	case []any:
+		for i := range x {
+			x[i] = escapeControls(x[i])
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = escapeControls(e)
+		}
+	}
+	return v
+}
+
+// escapeControlString writes control characters (C0, DEL, C1) and Unicode
+// bidirectional controls as Go escapes: "\x1b", "\u202e".
+func escapeControlString(s string) string {
+	if !strings.ContainsFunc(s, needsEscape) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !needsEscape(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return unicode.IsControl(r) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f
+}
+
 func auditVerify(e *env) *cobra.Command {
-	var files []string
-	cmd := offline(e, "verify", "Check the hash chain of audit journal files (oldest first); name the first bad record",
+	var files, checkpoints []string
+	var publicKey string
+	cmd := offline(e, "verify", "Check the hash chain of audit journal files (oldest first), and their signed checkpoints; name the first bad record",
 		func(cmd *cobra.Command) {
-			cmd.Flags().StringSliceVar(&files, "file", nil, "journal files of one stream, oldest first (e.g. keyward-data/audit/contoso-hsm.jsonl)")
+			fl := cmd.Flags()
+			fl.StringSliceVar(&files, "file", nil, "journal files of one stream, oldest first (e.g. keyward-data/audit/contoso-hsm.jsonl)")
+			fl.StringSliceVar(&checkpoints, "checkpoints", nil, "checkpoint files, or directories of them (default with --public-key: the checkpoints directory beside the first file)")
+			fl.StringVar(&publicKey, "public-key", "", "the server's checkpoint public key (keyward-data/audit/checkpoint-public-key.pem; keep a copy apart from the server)")
 			required(cmd, "file")
 		},
 		func(context.Context) (any, error) {
@@ -61,17 +119,104 @@ func auditVerify(e *env) *cobra.Command {
 				}
 				readers = append(readers, bytes.NewReader(b))
 			}
-			n, err := audit.Verify(io.MultiReader(readers...))
-			var ce *audit.ChainError
-			if errors.As(err, &ce) {
-				return nil, fmt.Errorf("the log is NOT intact: line %d (sequence %d): %s", ce.Line, ce.Sequence, ce.Reason)
+			journal := io.MultiReader(readers...)
+			if len(checkpoints) == 0 && publicKey == "" {
+				n, err := audit.Verify(journal)
+				if err != nil {
+					return nil, notIntact(err)
+				}
+				return map[string]any{"files": files, "records": n, "intact": true,
+					"warning": "without --public-key, a cut tail cannot be seen: checkpoints were not checked"}, nil
 			}
+			if publicKey == "" {
+				return nil, usagef("--checkpoints needs --public-key, the server's checkpoint public key")
+			}
+			pemData, err := os.ReadFile(publicKey)
 			if err != nil {
 				return nil, err
 			}
-			return map[string]any{"files": files, "records": n, "intact": true}, nil
+			pub, err := audit.ParsePublicKey(pemData)
+			if err != nil {
+				return nil, err
+			}
+			if len(checkpoints) == 0 {
+				checkpoints = []string{filepath.Join(filepath.Dir(files[0]), "checkpoints")}
+			}
+			cps, err := readCheckpoints(checkpoints)
+			if err != nil {
+				return nil, err
+			}
+			rep, err := audit.VerifyCheckpointed(journal, cps, pub)
+			if err != nil {
+				return nil, notIntact(err)
+			}
+			out := map[string]any{"files": files, "stream": rep.Stream, "records": rep.Records, "intact": true,
+				"checkpoints": rep.Checkpoints, "coveredThrough": rep.CoveredThrough, "uncoveredRecords": rep.Uncovered}
+			if rep.Uncovered > 0 {
+				out["warning"] = fmt.Sprintf("records %d to %d are after the last checkpoint: no checkpoint vouches for them yet", rep.Last-rep.Uncovered+1, rep.Last)
+			}
+			return out, nil
 		})
 	return spaceSeparated(cmd, "file", &files)
+}
+
+// notIntact phrases what audit.Verify or audit.VerifyCheckpointed found.
+func notIntact(err error) error {
+	var ce *audit.ChainError
+	var cpe *audit.CheckpointError
+	switch {
+	case errors.As(err, &ce):
+		return fmt.Errorf("the log is NOT intact: line %d (sequence %d): %s", ce.Line, ce.Sequence, ce.Reason)
+	case errors.As(err, &cpe) && cpe.Index != 0:
+		return fmt.Errorf("the log is NOT intact: %s: checkpoint %d of stream %s: %s", cpe.Problem, cpe.Index, cpe.Stream, cpe.Reason)
+	case errors.As(err, &cpe):
+		return fmt.Errorf("the log is NOT intact: %s: stream %s: %s", cpe.Problem, cpe.Stream, cpe.Reason)
+	}
+	return err
+}
+
+// readCheckpoints reads checkpoint files, and in directories (walked) the
+// files a server or a shipper writes: *.jsonl and checkpoints.json.
+func readCheckpoints(paths []string) ([]audit.Checkpoint, error) {
+	var out []audit.Checkpoint
+	read := func(p string) error {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cps, err := audit.ReadCheckpoints(f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		out = append(out, cps...)
+		return nil
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			if err := read(p); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			if strings.HasSuffix(path, ".jsonl") || d.Name() == audit.CheckpointBlob {
+				return read(path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // queryFilter selects records.
@@ -256,6 +401,9 @@ func (e *env) blobRecords(ctx context.Context, account, endpoint, key, sas, reso
 			return nil, fmt.Errorf("listing %s: %w", audit.Container, err)
 		}
 		for _, b := range page.Segment.BlobItems {
+			if strings.HasSuffix(*b.Name, "/"+audit.CheckpointBlob) {
+				continue // signed checkpoints, not records
+			}
 			resp, err := client.DownloadStream(ctx, audit.Container, *b.Name, nil)
 			if err != nil {
 				return nil, fmt.Errorf("reading %s: %w", *b.Name, err)
