@@ -281,28 +281,38 @@ func load(ctx context.Context, h *domain.HSM, c *container.Client, folder string
 	if folder == "" || strings.Contains(folder, "..") {
 		return nil, fault.Invalidf("folderToRestore must name a backup folder")
 	}
-	read := func(name string) ([]byte, error) {
+	read := func(name string, limit int64) ([]byte, error) {
 		resp, err := c.NewBlobClient(folder+"/"+name).DownloadStream(ctx, nil)
 		if err != nil {
 			return nil, storageError("reading the backup", err)
 		}
 		defer resp.Body.Close()
-		return io.ReadAll(io.LimitReader(resp.Body, 4<<30))
+		return io.ReadAll(io.LimitReader(resp.Body, limit))
 	}
-	mb, err := read(manifestName)
+	mb, err := read(manifestName, maxManifest)
 	if err != nil {
 		return nil, err
 	}
+	sealed, err := read(backupName, 4<<30)
+	if err != nil {
+		return nil, err
+	}
+	return openBackup(h, mb, sealed)
+}
+
+// maxManifest bounds the manifest read: it is a few hundred bytes.
+const maxManifest = 64 << 10
+
+// openBackup checks a backup's manifest and opens its sealed content with
+// h's domain key. Both come from storage that the caller named, so
+// neither is trusted.
+func openBackup(h *domain.HSM, mb, sealed []byte) (*content, error) {
 	var m manifest
 	if err := json.Unmarshal(mb, &m); err != nil || m.Format != 1 {
 		return nil, ErrBadBackup.With("the backup manifest is not valid")
 	}
 	if m.DomainID != h.DomainID {
 		return nil, ErrBadBackup.With("the backup was made under another security domain: it restores only into an HSM holding that domain")
-	}
-	sealed, err := read(backupName)
-	if err != nil {
-		return nil, err
 	}
 	sum := sha256.Sum256(sealed)
 	if len(sealed) != m.Size || hex.EncodeToString(sum[:]) != m.SHA256 {

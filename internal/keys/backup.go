@@ -59,25 +59,42 @@ func (s *Service) Backup(ctx context.Context, h *domain.HSM, name string) ([]byt
 	return h.Key.Encrypt(plain, backupAAD(h.DomainID))
 }
 
-// Restore recreates a key from a backup blob, with its name, versions and
-// attributes. It fails with a conflict when the name exists, live or
-// deleted.
-func (s *Service) Restore(ctx context.Context, h *domain.HSM, blob []byte) (*Version, error) {
+// openBackup opens a key backup blob sealed under h's domain key and
+// checks that every version's material opens here, before anything is
+// written.
+func openBackup(h *domain.HSM, blob []byte) (*backupFormat, error) {
 	plain, err := h.Key.Decrypt(blob, backupAAD(h.DomainID))
 	if err != nil {
 		return nil, ErrBadBackup
 	}
+	defer clear(plain)
 	var b backupFormat
 	if err := json.Unmarshal(plain, &b); err != nil || b.Format != 1 || b.DomainID != h.DomainID || len(b.Versions) == 0 {
 		return nil, ErrBadBackup
 	}
-	latest := &b.Versions[len(b.Versions)-1]
-	// The material must open here before anything is written.
+	if err := checkName(b.Key.Name); err != nil {
+		return nil, ErrBadBackup
+	}
 	for i := range b.Versions {
+		if b.Versions[i].Name != b.Key.Name {
+			return nil, ErrBadBackup
+		}
 		if _, err := unseal(h, &b.Versions[i]); err != nil {
 			return nil, ErrBadBackup
 		}
 	}
+	return &b, nil
+}
+
+// Restore recreates a key from a backup blob, with its name, versions and
+// attributes. It fails with a conflict when the name exists, live or
+// deleted.
+func (s *Service) Restore(ctx context.Context, h *domain.HSM, blob []byte) (*Version, error) {
+	b, err := openBackup(h, blob)
+	if err != nil {
+		return nil, err
+	}
+	latest := &b.Versions[len(b.Versions)-1]
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetKey(ctx, h.Name, b.Key.Name); err == nil {
 			return ErrConflict.With("a key named %s already exists, live or deleted", b.Key.Name)

@@ -107,7 +107,7 @@ func FuzzCombine(f *testing.F) {
 	})
 }
 
-func newCustodian(t *testing.T) (*rsa.PrivateKey, *x509.Certificate) {
+func newCustodian(t testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

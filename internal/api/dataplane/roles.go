@@ -150,29 +150,70 @@ var (
 	filterRoleName  = regexp.MustCompile(`(?i)^roleName\s+eq\s+'((?:[^']|'')*)'$`)
 )
 
+var filterAnd = regexp.MustCompile(`(?i)\s+and\s+`)
+
+// maxFilter bounds a $filter: the supported expressions are short.
+const maxFilter = 1024
+
 // filterTerms splits an OData $filter on "and".
-func filterTerms(f string) []string {
-	if strings.TrimSpace(f) == "" {
-		return nil
+func filterTerms(f string) ([]string, error) {
+	if len(f) > maxFilter {
+		return nil, fault.Invalidf("$filter is longer than %d characters", maxFilter)
 	}
-	terms := regexp.MustCompile(`(?i)\s+and\s+`).Split(strings.TrimSpace(f), -1)
+	if strings.TrimSpace(f) == "" {
+		return nil, nil
+	}
+	terms := filterAnd.Split(strings.TrimSpace(f), -1)
 	for i := range terms {
 		terms[i] = strings.TrimSpace(terms[i])
 	}
-	return terms
+	return terms, nil
 }
 
-func (a *API) listAssignments(c *call) error {
-	f := rbac.Filter{Scope: c.scope}
-	for _, t := range filterTerms(c.r.URL.Query().Get("$filter")) {
+// assignmentFilter parses the $filter of a role assignment list.
+func assignmentFilter(scope, filter string) (rbac.Filter, error) {
+	f := rbac.Filter{Scope: scope}
+	terms, err := filterTerms(filter)
+	if err != nil {
+		return f, err
+	}
+	for _, t := range terms {
 		switch {
 		case filterAtScope.MatchString(t):
 			f.AtScope = true
 		case filterPrincipal.MatchString(t):
 			f.PrincipalID = filterPrincipal.FindStringSubmatch(t)[1]
 		default:
-			return fault.Invalidf("unsupported $filter %q: use atScope() and/or principalId eq '{id}'", t)
+			return f, fault.Invalidf("unsupported $filter %q: use atScope() and/or principalId eq '{id}'", t)
 		}
+	}
+	return f, nil
+}
+
+// definitionFilter parses the $filter of a role definition list into the
+// role name it asks for ("" for all).
+func definitionFilter(filter string) (string, error) {
+	var name string
+	terms, err := filterTerms(filter)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range terms {
+		switch {
+		case filterBelow.MatchString(t):
+		case filterRoleName.MatchString(t):
+			name = strings.ReplaceAll(filterRoleName.FindStringSubmatch(t)[1], "''", "'")
+		default:
+			return "", fault.Invalidf("unsupported $filter %q: use atScopeAndBelow() and/or roleName eq '{name}'", t)
+		}
+	}
+	return name, nil
+}
+
+func (a *API) listAssignments(c *call) error {
+	f, err := assignmentFilter(c.scope, c.r.URL.Query().Get("$filter"))
+	if err != nil {
+		return err
 	}
 	as, err := a.rbac.Assignments(c.ctx, c.hsm, f)
 	if err != nil {
@@ -218,15 +259,9 @@ func (a *API) deleteAssignment(c *call) error {
 }
 
 func (a *API) listDefinitions(c *call) error {
-	var name string
-	for _, t := range filterTerms(c.r.URL.Query().Get("$filter")) {
-		switch {
-		case filterBelow.MatchString(t):
-		case filterRoleName.MatchString(t):
-			name = strings.ReplaceAll(filterRoleName.FindStringSubmatch(t)[1], "''", "'")
-		default:
-			return fault.Invalidf("unsupported $filter %q: use atScopeAndBelow() and/or roleName eq '{name}'", t)
-		}
+	name, err := definitionFilter(c.r.URL.Query().Get("$filter"))
+	if err != nil {
+		return err
 	}
 	roles, err := a.rbac.Roles(c.ctx, c.hsm)
 	if err != nil {

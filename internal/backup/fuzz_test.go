@@ -1,0 +1,41 @@
+package backup
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"testing"
+
+	"github.com/keyward/keyward/internal/domain"
+)
+
+// FuzzOpenBackup feeds arbitrary manifests and backup contents (both read
+// from storage the caller names) to openBackup: it must never panic.
+// With fix set, the manifest is made to match, so the fuzzer reaches the
+// sealed content's decoder.
+func FuzzOpenBackup(f *testing.F) {
+	dk, err := domain.GenerateKey(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := &domain.HSM{Name: "fuzz", DomainID: "d0m41n", Key: dk}
+	plain, _ := json.Marshal(content{Format: 1, DomainID: h.DomainID})
+	f.Add([]byte(`{"format":1,"domainId":"d0m41n","size":3,"sha256":"00"}`), plain, true)
+	f.Add([]byte(`{"format":1}`), []byte(`{"format":1,"domainId":"d0m41n","keys":[{}],"versions":[{"sealed":"AA=="}]}`), true)
+	f.Add([]byte(`[]`), []byte{}, false)
+	f.Fuzz(func(t *testing.T, mb, data []byte, fix bool) {
+		sealed := data
+		if fix {
+			if sealed, err = dk.Encrypt(data, backupAAD(h.DomainID)); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(sealed)
+			mb, _ = json.Marshal(manifest{Format: 1, DomainID: h.DomainID, Size: len(sealed), SHA256: hex.EncodeToString(sum[:])})
+		}
+		b, err := openBackup(h, mb, sealed)
+		if err == nil && (b.Format != 1 || b.DomainID != h.DomainID) {
+			t.Fatalf("accepted content of another format or domain: %d %q", b.Format, b.DomainID)
+		}
+	})
+}
