@@ -95,8 +95,11 @@ const maxSlowHashes = 8
 // slowHashWait is how long a password check waits for a hashing slot.
 const slowHashWait = 2 * time.Second
 
+// newSlots returns the hashing slots: half the cores (at least one, at
+// most maxSlowHashes), so that a flood of sign-ins leaves the other half
+// to everyone else.
 func newSlots() chan struct{} {
-	return make(chan struct{}, max(1, min(runtime.NumCPU(), maxSlowHashes)))
+	return make(chan struct{}, max(1, min(runtime.NumCPU()/2, maxSlowHashes)))
 }
 
 // slowCheck runs checkSecret(encoded, secret) in one of the directory's
