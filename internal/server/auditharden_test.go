@@ -4,9 +4,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/servertest"
@@ -85,4 +87,63 @@ func TestAuditRecordCapsAndRedacts(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// With the data directory's disk full the server rightly answers 503, but
+// once space was freed it used to keep refusing until restarted. It must
+// serve again within seconds, by itself. Root only: a small tmpfs.
+func TestAuditServesAgainAfterDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root; audit.TestJournalRecoversFromFullDisk covers the journal with an injected ENOSPC")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() }) // after the server stops
+	env := servertest.StartIn(t, dir)
+	tok := env.AdminToken("https://managedhsm.azure.net")
+	get := func() int { return env.Do("GET", "/keys?api-version=7.4", tok, nil).Status }
+	if st := get(); st != 200 {
+		t.Fatalf("status %d", st)
+	}
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	must(t, err)
+	for {
+		if _, err := f.Write(make([]byte, 64<<10)); err != nil {
+			break
+		}
+	}
+	for {
+		if _, err := f.Write(make([]byte, 512)); err != nil {
+			break
+		}
+	}
+	f.Close()
+	refused := false
+	for range 50 {
+		if get() == http.StatusServiceUnavailable {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Fatal("the server never refused with its disk full")
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if st := get(); st != http.StatusServiceUnavailable {
+		t.Fatalf("with the disk still full: %d", st)
+	}
+	must(t, os.Remove(filler))
+	start := time.Now()
+	for get() != 200 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("still refusing 5s after space was freed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("serving again %v after space was freed", time.Since(start))
+	env.Stop()
+	readAudit(t, env, audit.StreamOf(env.Boot.HSMName)) // the chain is whole
 }
