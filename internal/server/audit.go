@@ -67,6 +67,9 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		if e.OperationName = info.pattern; e.OperationName == "" {
 			e.OperationName = r.Method + " (no route)"
 		}
+		if info.signInSubject != "" && status >= 400 {
+			e.Properties.SignInSubject = capField(info.signInSubject, 256)
+		}
 	}
 	if err := s.audit.Append(stream, e); err != nil {
 		// Ready refuses the next requests; this one already ran.

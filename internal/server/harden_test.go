@@ -366,3 +366,26 @@ func TestDuplicateKeyOpsAreFolded(t *testing.T) {
 		t.Errorf("update: key_ops %v, want [verify]", out.Key.KeyOps)
 	}
 }
+
+// Item 6: failed sign-ins name the account they were for (never the
+// secret), so that guessing against one account shows in the log.
+func TestFailedSignInRecordsItsSubject(t *testing.T) {
+	env := servertest.Start(t)
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"guessed-client-id"},
+		"client_secret": {"wrong-secret-value"}, "scope": {hsmResource + "/.default"}}
+	resp, err := env.HTTP.PostForm(env.Boot.AuthorityHost+env.Boot.TenantID+"/oauth2/v2.0/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Fatalf("a wrong secret: %d", resp.StatusCode)
+	}
+	rec := waitForRecord(t, env, "tenant", func(m map[string]any) bool {
+		p, _ := m["properties"].(map[string]any)
+		return p["signInSubject"] == "guessed-client-id"
+	})
+	if b, _ := json.Marshal(rec); strings.Contains(string(b), "wrong-secret-value") {
+		t.Fatal("the record holds the secret")
+	}
+}

@@ -288,6 +288,11 @@ func (s *Server) build(ctx context.Context) error {
 	s.mux = http.NewServeMux()
 	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, s.cfg.FederationClient, time.Now), s.tokens, s.base, s.log)
 	idAPI.Throttle = identity.NewThrottle(identity.ThrottleConfig{Now: clock}) // lockouts follow the test clock
+	idAPI.OnAttempt = func(ctx context.Context, subject string) {
+		if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+			info.signInSubject = subject
+		}
+	}
 	idAPI.Register(s.mux)
 	graph.New(s.dir, s.log).Register(s.mux)
 	armAPI := arm.New(cp, s.armRBAC, s.dir, subscription, s.HSMURI, s.log)
@@ -493,7 +498,10 @@ type requestInfo struct {
 	caller  *identity.Caller
 	hsm     string // the HSM addressed, if any
 	pattern string // the route of a non-HSM request
-	data    dataplane.Info
+	// signInSubject is the client id or user name a token request was
+	// for: a failed one names it in its record.
+	signInSubject string
+	data          dataplane.Info
 }
 
 type requestInfoKey struct{}
