@@ -76,9 +76,9 @@ type Config struct {
 	// AuditBufferBytes is how many undelivered bytes a blob sink may fall
 	// behind before requests are refused (default 256 MiB).
 	AuditBufferBytes int64
-	// Clock is the time the key service and the rotation scheduler see
-	// (default time.Now); tests move it to run months in seconds. Tokens
-	// keep real time.
+	// Clock is the time the key service, the rotation scheduler and the
+	// sign-in lockouts see (default time.Now); tests move it to run months
+	// in seconds. Tokens keep real time.
 	Clock func() time.Time
 	// RotationInterval is how often rotation policies are checked
 	// (default one minute).
