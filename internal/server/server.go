@@ -296,6 +296,7 @@ func (s *Server) build(ctx context.Context) error {
 	idAPI.Register(s.mux)
 	graph.New(s.dir, s.log).Register(s.mux)
 	armAPI := arm.New(cp, s.armRBAC, s.dir, subscription, s.HSMURI, s.log)
+	armAPI.ManagementURL = strings.TrimSuffix(s.base, "/")
 	armAPI.Register(s.mux)
 	s.arm = armAPI
 	limit := s.cfg.AuditBufferBytes

@@ -31,6 +31,10 @@ type API struct {
 	hsmURI func(name string) string
 	log    *slog.Logger
 	diag   *diagnostics.Service
+	// ManagementURL is the resource manager's configured URL, without a
+	// trailing slash: operation links are built from it, never from the
+	// request's Host header.
+	ManagementURL string
 }
 
 // New returns the ARM API.
