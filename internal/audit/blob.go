@@ -18,10 +18,18 @@ import (
 // Container is where Azure writes AuditEvent logs.
 const Container = "insights-logs-auditevent"
 
+// CheckpointContainer is where Keyward delivers signed checkpoints (see
+// Checkpointer), in the same path layout as the records, in blobs named
+// checkpoints.json: apart from Azure's container, whose readers expect
+// records only.
+const CheckpointContainer = "keyward-audit-checkpoints"
+
 // BlobSink appends records to append blobs in Azure Blob storage (or
-// Azurite), in Azure's container and path layout.
+// Azurite), in Azure's container and path layout, and checkpoints to
+// CheckpointContainer.
 type BlobSink struct {
-	container *container.Client
+	container   *container.Client
+	checkpoints *container.Client
 }
 
 // NewBlobSink returns a sink for the account at endpoint (e.g.
@@ -50,13 +58,22 @@ func NewBlobSink(endpoint, account, key, sas string, opts *azcore.ClientOptions)
 	if err != nil {
 		return nil, fmt.Errorf("audit: storage client: %w", err)
 	}
-	return &BlobSink{container: svc.NewContainerClient(Container)}, nil
+	return &BlobSink{container: svc.NewContainerClient(Container), checkpoints: svc.NewContainerClient(CheckpointContainer)}, nil
 }
 
 // Append implements Sink: it creates the container and the append blob
 // when they are missing, then appends one block.
 func (b *BlobSink) Append(ctx context.Context, path string, lines []byte) error {
-	ab := b.container.NewAppendBlobClient(path)
+	return appendBlock(ctx, b.container, path, lines)
+}
+
+// AppendCheckpoints implements CheckpointSink, in CheckpointContainer.
+func (b *BlobSink) AppendCheckpoints(ctx context.Context, path string, lines []byte) error {
+	return appendBlock(ctx, b.checkpoints, path, lines)
+}
+
+func appendBlock(ctx context.Context, c *container.Client, path string, lines []byte) error {
+	ab := c.NewAppendBlobClient(path)
 	for attempt := 0; ; attempt++ {
 		_, err := ab.AppendBlock(ctx, streaming.NopCloser(bytes.NewReader(lines)), nil)
 		if err == nil {
@@ -67,7 +84,7 @@ func (b *BlobSink) Append(ctx context.Context, path string, lines []byte) error 
 		}
 		switch {
 		case bloberror.HasCode(err, bloberror.ContainerNotFound):
-			if _, err := b.container.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+			if _, err := c.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
 				return fmt.Errorf("audit: creating container: %w", err)
 			}
 			fallthrough

@@ -307,9 +307,17 @@ func (s *Shipper) read() ([]batch, int64, error) {
 	return out, backlog, nil
 }
 
+// CheckpointSink is a Sink that keeps checkpoints apart from records.
+// A shipper delivers checkpoints to AppendCheckpoints when its sink has
+// it, and to Append otherwise.
+type CheckpointSink interface {
+	AppendCheckpoints(ctx context.Context, path string, lines []byte) error
+}
+
 // shipCheckpoints delivers the stream's checkpoints (see Checkpointer)
 // whose records are delivered, beside those records: in the blob
-// checkpoints.json of the hour of the checkpoint. After a restart the
+// checkpoints.json of the hour of the checkpoint (in CheckpointContainer
+// for a BlobSink). After a restart the
 // last checkpoint delivered before is delivered again; VerifyCheckpointed
 // ignores copies.
 func (s *Shipper) shipCheckpoints(ctx context.Context) error {
@@ -370,7 +378,11 @@ func (s *Shipper) shipCheckpoints(ctx context.Context) error {
 			s.cpOffset = end
 			return nil
 		}
-		if err := s.cfg.Sink.Append(ctx, path, lines); err != nil {
+		appendTo := s.cfg.Sink.Append
+		if cs, ok := s.cfg.Sink.(CheckpointSink); ok {
+			appendTo = cs.AppendCheckpoints
+		}
+		if err := appendTo(ctx, path, lines); err != nil {
 			return err
 		}
 		s.cpOffset = end

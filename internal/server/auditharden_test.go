@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -9,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/servertest"
@@ -146,4 +151,70 @@ func TestAuditServesAgainAfterDiskFull(t *testing.T) {
 	t.Logf("serving again %v after space was freed", time.Since(start))
 	env.Stop()
 	readAudit(t, env, audit.StreamOf(env.Boot.HSMName)) // the chain is whole
+}
+
+// Checkpoints travel to blob storage beside the records, so that the
+// journal and the checkpoint file cut together on the server still show.
+func TestAuditCheckpointsAreDelivered(t *testing.T) {
+	az := servertest.StartAzurite(t)
+	dir := t.TempDir()
+	env := servertest.StartIn(t, dir)
+	arm := env.AdminToken("https://management.azure.com")
+	var subs struct {
+		Value []struct{ SubscriptionID string }
+	}
+	must(t, jsonUnmarshal(env.Do("GET", env.Boot.AuthorityHost+"subscriptions?api-version=2022-12-01", arm, nil).Body, &subs))
+	env.Do("PUT", env.Boot.AuthorityHost+"subscriptions/"+subs.Value[0].SubscriptionID+"/resourceGroups/logs?api-version=2021-04-01", arm,
+		map[string]string{"location": "local"})
+	enableBlobLogging(t, env, az)
+	for range 3 {
+		env.Do("GET", "/keys?api-version=7.4", env.AdminToken("https://managedhsm.azure.net"), nil)
+	}
+	env.Stop() // signs the last checkpoint
+	env2 := servertest.StartIn(t, dir)
+	pemData, err := os.ReadFile(filepath.Join(dir, "audit", "checkpoint-public-key.pem"))
+	must(t, err)
+	pub, err := audit.ParsePublicKey(pemData)
+	must(t, err)
+	cred, _ := azblob.NewSharedKeyCredential(servertest.AzuriteAccount, servertest.AzuriteKey)
+	c, err := azblob.NewClientWithSharedKeyCredential(az.Endpoint(), cred, nil)
+	must(t, err)
+	download := func(container string) []byte {
+		var all []byte
+		for pg := c.NewListBlobsFlatPager(container, nil); pg.More(); {
+			page, err := pg.NextPage(context.Background())
+			if err != nil {
+				return nil
+			}
+			for _, b := range page.Segment.BlobItems {
+				resp, err := c.DownloadStream(context.Background(), container, *b.Name, nil)
+				must(t, err)
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				all = append(all, data...)
+			}
+		}
+		return all
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cps, err := audit.ReadCheckpoints(bytes.NewReader(download(audit.CheckpointContainer)))
+		must(t, err)
+		if len(cps) > 0 {
+			// Records delivered before the setting's start are not in storage.
+			rep, err := audit.VerifyCheckpointed(bytes.NewReader(download(audit.Container)), cps, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.CoveredThrough == 0 || rep.Records == 0 {
+				t.Fatalf("%+v", rep)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint delivered")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	env2.Stop()
 }
