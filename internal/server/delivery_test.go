@@ -30,6 +30,9 @@ func enableBlobLogging(t testing.TB, env *servertest.Env, az *servertest.Azurite
 		t.Fatal(err)
 	}
 	sub := "subscriptions/" + subs.Value[0].SubscriptionID
+	if r := env.Do("PUT", env.Boot.AuthorityHost+sub+"/resourcegroups/logs?api-version=2021-04-01", arm, map[string]string{"location": "local"}); r.Status != 200 && r.Status != 201 {
+		t.Fatalf("create resource group: %d %s", r.Status, r.Body)
+	}
 	acct := map[string]any{"properties": map[string]any{"primaryEndpoints": map[string]string{"blob": az.Endpoint()},
 		"keywardCredential": map[string]string{"accountKey": servertest.AzuriteKey}}}
 	if r := env.Do("PUT", env.Boot.AuthorityHost+sub+"/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/"+servertest.AzuriteAccount+"?api-version=2023-01-01", arm, acct); r.Status != 200 {
