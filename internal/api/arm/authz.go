@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/api/odata"
 	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
@@ -88,7 +89,54 @@ func (req *assignmentRequest) validate() error {
 	return nil
 }
 
-var principalFilter = regexp.MustCompile(`(?i)principalId\s+eq\s+'([^']*)'`)
+// The $filter terms of control-plane role lists that az sends.
+var (
+	filterAtScope   = regexp.MustCompile(`(?i)^atScope\(\)$`)
+	filterPrincipal = regexp.MustCompile(`(?i)^principalId\s+eq\s+'([^']*)'$`)
+	filterRoleName  = regexp.MustCompile(`(?i)^roleName\s+eq\s+'((?:[^']|'')*)'$`)
+	filterRoleType  = regexp.MustCompile(`(?i)^type\s+eq\s+'(BuiltInRole|CustomRole)'$`)
+)
+
+// assignmentFilter parses a role assignment list's $filter: atScope()
+// and principalId eq '{id}', as ARM takes them; anything else is refused
+// rather than ignored, so a filter never silently widens a list.
+func assignmentFilter(filter string) (atScope bool, principal string, err error) {
+	terms, err := odata.Terms(filter)
+	if err != nil {
+		return false, "", err
+	}
+	for _, t := range terms {
+		switch {
+		case filterAtScope.MatchString(t):
+			atScope = true
+		case filterPrincipal.MatchString(t):
+			principal = filterPrincipal.FindStringSubmatch(t)[1]
+		default:
+			return false, "", fault.Errorf(fault.Invalid, "InvalidFilterInQueryString", "unsupported $filter %q: use atScope() and/or principalId eq '{id}'", t)
+		}
+	}
+	return atScope, principal, nil
+}
+
+// definitionFilter parses a role definition list's $filter: roleName eq
+// '{name}' and type eq 'BuiltInRole'|'CustomRole'.
+func definitionFilter(filter string) (name string, customOnly bool, err error) {
+	terms, err := odata.Terms(filter)
+	if err != nil {
+		return "", false, err
+	}
+	for _, t := range terms {
+		switch {
+		case filterRoleName.MatchString(t):
+			name = odata.Unquote(filterRoleName.FindStringSubmatch(t)[1])
+		case filterRoleType.MatchString(t):
+			customOnly = strings.EqualFold(filterRoleType.FindStringSubmatch(t)[1], "CustomRole")
+		default:
+			return "", false, fault.Errorf(fault.Invalid, "InvalidFilterInQueryString", "unsupported $filter %q: use roleName eq '{name}' and/or type eq 'CustomRole'", t)
+		}
+	}
+	return name, customOnly, nil
+}
 
 // ServeAuthorization serves {scope}/providers/Microsoft.Authorization/...
 func (a *API) ServeAuthorization(w http.ResponseWriter, r *http.Request) {
@@ -118,11 +166,14 @@ func (a *API) serveAuthorization(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		out := map[string][]roleDefinition{"value": {}}
-		want := ""
-		if m := regexp.MustCompile(`(?i)roleName\s+eq\s+'([^']*)'`).FindStringSubmatch(r.URL.Query().Get("$filter")); m != nil {
-			want = m[1]
+		want, custom, err := definitionFilter(r.URL.Query().Get("$filter"))
+		if err != nil {
+			return err
 		}
 		for i := range armrbac.BuiltInRoles {
+			if custom {
+				break // every control-plane role here is built in
+			}
 			if want == "" || strings.EqualFold(armrbac.BuiltInRoles[i].Name, want) {
 				out["value"] = append(out["value"], a.definitionOut(&armrbac.BuiltInRoles[i]))
 			}
@@ -143,12 +194,11 @@ func (a *API) serveAuthorization(w http.ResponseWriter, r *http.Request) error {
 		if err := auth("Microsoft.Authorization/roleAssignments/read"); err != nil {
 			return err
 		}
-		f := r.URL.Query().Get("$filter")
-		principal := ""
-		if m := principalFilter.FindStringSubmatch(f); m != nil {
-			principal = m[1]
+		atScope, principal, err := assignmentFilter(r.URL.Query().Get("$filter"))
+		if err != nil {
+			return err
 		}
-		as, err := a.rbac.List(r.Context(), scope, strings.Contains(strings.ToLower(f), "atscope()"), principal)
+		as, err := a.rbac.List(r.Context(), scope, atScope, principal)
 		if err != nil {
 			return err
 		}

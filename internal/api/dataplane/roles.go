@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/keyward/keyward/internal/api/odata"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/rbac"
 )
@@ -150,30 +151,10 @@ var (
 	filterRoleName  = regexp.MustCompile(`(?i)^roleName\s+eq\s+'((?:[^']|'')*)'$`)
 )
 
-var filterAnd = regexp.MustCompile(`(?i)\s+and\s+`)
-
-// maxFilter bounds a $filter: the supported expressions are short.
-const maxFilter = 1024
-
-// filterTerms splits an OData $filter on "and".
-func filterTerms(f string) ([]string, error) {
-	if len(f) > maxFilter {
-		return nil, fault.Invalidf("$filter is longer than %d characters", maxFilter)
-	}
-	if strings.TrimSpace(f) == "" {
-		return nil, nil
-	}
-	terms := filterAnd.Split(strings.TrimSpace(f), -1)
-	for i := range terms {
-		terms[i] = strings.TrimSpace(terms[i])
-	}
-	return terms, nil
-}
-
 // assignmentFilter parses the $filter of a role assignment list.
 func assignmentFilter(scope, filter string) (rbac.Filter, error) {
 	f := rbac.Filter{Scope: scope}
-	terms, err := filterTerms(filter)
+	terms, err := odata.Terms(filter)
 	if err != nil {
 		return f, err
 	}
@@ -194,7 +175,7 @@ func assignmentFilter(scope, filter string) (rbac.Filter, error) {
 // role name it asks for ("" for all).
 func definitionFilter(filter string) (string, error) {
 	var name string
-	terms, err := filterTerms(filter)
+	terms, err := odata.Terms(filter)
 	if err != nil {
 		return "", err
 	}
@@ -202,7 +183,7 @@ func definitionFilter(filter string) (string, error) {
 		switch {
 		case filterBelow.MatchString(t):
 		case filterRoleName.MatchString(t):
-			name = strings.ReplaceAll(filterRoleName.FindStringSubmatch(t)[1], "''", "'")
+			name = odata.Unquote(filterRoleName.FindStringSubmatch(t)[1])
 		default:
 			return "", fault.Invalidf("unsupported $filter %q: use atScopeAndBelow() and/or roleName eq '{name}'", t)
 		}
