@@ -178,22 +178,23 @@ func TestSecurityDomainRecovery(t *testing.T) {
 	again := filepath.Join(dir, "contoso-SD-2.json")
 	redownload := []string{"keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", newCerts[0], newCerts[1], newCerts[2],
 		"--sd-quorum", "3", "--security-domain-file", again}
-	// On an active HSM it waits for a second administrator's approval.
-	fail(admin, "SecurityDomainDownloadApprovalRequired", redownload...)
+	// On an active HSM it waits for a second administrator's approval: a
+	// second administrator asks, the HSM's first approves.
+	second := env.ServicePrincipal("second-admin")
+	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee-object-id", second.ObjectID, "--scope", "/", "--role", "Managed HSM Administrator")
+	asker := kw{t, t.TempDir()}
+	asker.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", second.AppID, "-p", second.Secret, "--tenant", b.TenantID, "--ca-file", b.CAFile)
+	fail(asker, "SecurityDomainDownloadApprovalRequired", redownload...)
 	if _, err := os.Stat(again); err == nil {
 		t.Fatal("a refused download wrote its file")
 	}
 	id := admin.ok("keyvault", "security-domain", "list-requests", "--hsm-name", "contoso-a", "--query", "[?status=='Pending'].id | [0]", "-o", "tsv")
-	fail(admin, "another principal", "keyvault", "security-domain", "approve", "--hsm-name", "contoso-a", "--request-id", id)
-	second := env.ServicePrincipal("second-admin")
-	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee-object-id", second.ObjectID, "--scope", "/", "--role", "Managed HSM Administrator")
-	approver := kw{t, t.TempDir()}
-	approver.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", second.AppID, "-p", second.Secret, "--tenant", b.TenantID, "--ca-file", b.CAFile)
-	if got := approver.ok("keyvault", "security-domain", "approve", "--hsm-name", "contoso-a", "--request-id", id, "--query", "status", "-o", "tsv"); got != "Approved" {
+	fail(asker, "another principal", "keyvault", "security-domain", "approve", "--hsm-name", "contoso-a", "--request-id", id)
+	if got := admin.ok("keyvault", "security-domain", "approve", "--hsm-name", "contoso-a", "--request-id", id, "--query", "status", "-o", "tsv"); got != "Approved" {
 		t.Fatalf("approve: %q", got)
 	}
-	admin.ok(redownload...)
-	fail(admin, "already exists", "keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", newCerts[0], newCerts[1], newCerts[2],
+	asker.ok(redownload...)
+	fail(asker, "already exists", "keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", newCerts[0], newCerts[1], newCerts[2],
 		"--sd-quorum", "3", "--security-domain-file", again)
 
 	// The domain key never shows outside the encrypted file.

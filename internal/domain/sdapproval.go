@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -51,8 +50,11 @@ const SettingDownloadApproval = "KeywardSecurityDomainDownloadApproval"
 // domain. It is bound to the exact custodian certificates and quorum it
 // was made with: an approval does not carry over to other certificates.
 type DownloadRequest struct {
-	ID           string    `json:"id"`
-	HSM          string    `json:"hsm"`
+	ID  string `json:"id"`
+	HSM string `json:"hsm"`
+	// Operation is what the request asks for: OpDownload or
+	// OpDisableApproval.
+	Operation    string    `json:"operation"`
 	Requester    string    `json:"requester"`
 	Certificates []string  `json:"certificates"` // SHA-256 thumbprints of the custodians' certificates, sorted
 	Required     int       `json:"required"`
@@ -87,7 +89,7 @@ var ErrRequestNotFound = fault.New(fault.NotFound, "NotFound", "the security dom
 // SecurityDomainEvent is told of every step of the two-person rule, so
 // the server can raise alerts.
 type SecurityDomainEvent struct {
-	Kind    string // "requested", "approved", "downloaded"
+	Kind    string // "requested", "approved", "downloaded", "setting"
 	HSM     *HSM
 	Request *DownloadRequest
 }
@@ -107,26 +109,39 @@ func certificateSet(certs []*x509.Certificate) []string {
 	return out
 }
 
+// Operations a request may ask approval for.
+const (
+	OpDownload        = "download"        // download the security domain again
+	OpDisableApproval = "disableApproval" // turn the two-person rule off
+)
+
 // downloadApproved decides whether requester may download h's domain to
 // certs now. On an active HSM under the two-person rule it consumes an
-// approved request for the same certificates and quorum, or records (or
-// finds) a pending one and returns ErrApprovalRequired.
-func (r *Registry) downloadApproved(ctx context.Context, h *HSM, requester string, certs []*x509.Certificate, required int) error {
+// approved request for the same certificates and quorum and returns it, or
+// records (or finds) a pending one and returns ErrApprovalRequired.
+func (r *Registry) downloadApproved(ctx context.Context, h *HSM, requester string, certs []*x509.Certificate, required int) (*DownloadRequest, error) {
 	if h.State != StateActive {
-		return nil
+		return nil, nil
 	}
 	on, err := r.DownloadApprovalRequired(ctx, h.Name)
 	if err != nil || !on {
-		return err
+		return nil, err
 	}
-	if requester == "" {
-		return ErrApprovalRequired.With("the requester is unknown")
+	return r.approved(ctx, h, &DownloadRequest{Operation: OpDownload, Requester: requester, Certificates: certificateSet(certs), Required: required},
+		"then repeat this download with the same certificates and quorum")
+}
+
+// approved consumes requester's approved request for the operation want
+// describes and returns it; or records (or finds) a pending one and
+// returns ErrApprovalRequired, whose message tells what to do next.
+func (r *Registry) approved(ctx context.Context, h *HSM, want *DownloadRequest, then string) (*DownloadRequest, error) {
+	if want.Requester == "" {
+		return nil, ErrApprovalRequired.With("the requester is unknown")
 	}
-	set := certificateSet(certs)
 	now := r.now()
 	var event *SecurityDomainEvent
-	var wait *DownloadRequest // committed before the refusal is returned
-	err = r.store.Update(ctx, func(tx store.Tx) error {
+	var wait, used *DownloadRequest // wait is committed before the refusal is returned
+	err := r.store.Update(ctx, func(tx store.Tx) error {
 		objs, err := tx.ListObjects(ctx, requestKind, requestID(h.Name, ""))
 		if err != nil {
 			return err
@@ -137,21 +152,21 @@ func (r *Registry) downloadApproved(ctx context.Context, h *HSM, requester strin
 			if err := json.Unmarshal(o.Data, &d); err != nil {
 				return fmt.Errorf("domain: reading download request %s: %w", o.ID, err)
 			}
-			if d.Requester != requester || d.Required != required || !slices.Equal(d.Certificates, set) {
+			if d.Operation != want.Operation || d.Requester != want.Requester || d.Required != want.Required || !slices.Equal(d.Certificates, want.Certificates) {
 				continue
 			}
 			switch d.Status(now) {
 			case RequestApproved:
 				d.Completed = now
-				event = &SecurityDomainEvent{Kind: "downloaded", HSM: h, Request: &d}
+				used = &d
 				return putRequest(ctx, tx, &d)
 			case RequestPending:
 				pending = &d
 			}
 		}
 		if pending == nil {
-			pending = &DownloadRequest{ID: uuid.NewString(), HSM: h.Name, Requester: requester, Certificates: set,
-				Required: required, Created: now}
+			pending = &DownloadRequest{ID: uuid.NewString(), HSM: h.Name, Operation: want.Operation, Requester: want.Requester,
+				Certificates: want.Certificates, Required: want.Required, Created: now}
 			if err := putRequest(ctx, tx, pending); err != nil {
 				return err
 			}
@@ -161,17 +176,17 @@ func (r *Registry) downloadApproved(ctx context.Context, h *HSM, requester strin
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if event != nil && r.OnSecurityDomainEvent != nil {
 		r.OnSecurityDomainEvent(ctx, *event)
 	}
 	if wait != nil {
-		return ErrApprovalRequired.With("request %s waits for another Managed HSM Administrator's approval "+
-			"(keyward keyvault security-domain approve --hsm-name %s --request-id %s); then repeat this download with the same certificates and quorum",
-			wait.ID, h.Name, wait.ID)
+		return nil, ErrApprovalRequired.With("request %s waits for another Managed HSM Administrator's approval "+
+			"(keyward keyvault security-domain approve --hsm-name %s --request-id %s); %s",
+			wait.ID, h.Name, wait.ID, then)
 	}
-	return nil
+	return used, nil
 }
 
 func putRequest(ctx context.Context, tx store.Tx, d *DownloadRequest) error {
@@ -204,6 +219,25 @@ func (r *Registry) DownloadRequests(ctx context.Context, hsm string) ([]*Downloa
 	}
 	slices.SortFunc(out, func(a, b *DownloadRequest) int { return b.Created.Compare(a.Created) })
 	return out, nil
+}
+
+// DownloadRequest returns one of h's requests.
+func (r *Registry) DownloadRequest(ctx context.Context, h *HSM, id string) (*DownloadRequest, error) {
+	var d DownloadRequest
+	err := r.store.View(ctx, func(tx store.Tx) error {
+		o, err := tx.GetObject(ctx, requestKind, requestID(h.Name, strings.ToLower(id)))
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrRequestNotFound.With("no security domain download request %s on %s", id, h.Name)
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(o.Data, &d)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
 }
 
 // ApproveDownload approves a pending request. The approver must be
@@ -284,15 +318,30 @@ func (r *Registry) Setting(ctx context.Context, hsm, name string) (string, error
 }
 
 // SetSetting changes an HSM setting; boolean settings take "true" or
-// "false".
-func (r *Registry) SetSetting(ctx context.Context, hsm, name, value string) error {
-	if _, err := r.Setting(ctx, hsm, name); err != nil {
+// "false". Turning the two-person rule off is itself subject to it: it
+// needs another administrator's approval of requester's request, as a
+// download does, so that one administrator cannot switch the rule off,
+// download alone and switch it on again. Every change is alerted.
+func (r *Registry) SetSetting(ctx context.Context, h *HSM, name, value, requester string) error {
+	was, err := r.Setting(ctx, h.Name, name)
+	if err != nil {
 		return err
 	}
-	if _, err := strconv.ParseBool(value); err != nil || (value != "true" && value != "false") {
+	if value != "true" && value != "false" {
 		return fault.Invalidf("the setting %s takes \"true\" or \"false\"", name)
 	}
-	return r.store.Update(ctx, func(tx store.Tx) error {
-		return tx.PutObject(ctx, &store.Object{Kind: settingKind, ID: strings.ToLower(hsm) + "/" + strings.ToLower(name), Data: []byte(value)})
+	if was == "true" && value == "false" && h.State == StateActive {
+		if _, err := r.approved(ctx, h, &DownloadRequest{Operation: OpDisableApproval, Requester: requester},
+			"then repeat this change"); err != nil {
+			return err
+		}
+	}
+	err = r.store.Update(ctx, func(tx store.Tx) error {
+		return tx.PutObject(ctx, &store.Object{Kind: settingKind, ID: strings.ToLower(h.Name) + "/" + strings.ToLower(name), Data: []byte(value)})
 	})
+	if err == nil && was != value && r.OnSecurityDomainEvent != nil {
+		r.OnSecurityDomainEvent(ctx, SecurityDomainEvent{Kind: "setting", HSM: h, Request: &DownloadRequest{HSM: h.Name,
+			Operation: name + "=" + value, Requester: requester, Created: r.now(), Completed: r.now()}})
+	}
+	return err
 }

@@ -55,17 +55,32 @@ func (r *Registry) DownloadSecurityDomain(ctx context.Context, name, requester s
 	if err != nil {
 		return nil, err
 	}
-	if err := r.downloadApproved(ctx, h, requester, certs, required); err != nil {
+	approved, err := r.downloadApproved(ctx, h, requester, certs, required)
+	if err != nil {
 		return nil, err
 	}
 	if h.State == StateProvisioned {
+		// Only one activating download: a second one racing it (with other
+		// custodians) finds the HSM active and needs approval instead.
 		err := r.update(ctx, name, func(rec *store.HSM) error {
+			if rec.State != StateProvisioned {
+				return ErrWrongState.With("the HSM was activated meanwhile by another download: download again, with a second administrator's approval")
+			}
 			rec.State = StateActive
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
+	}
+	// Every download is alerted: the activating one, an approved one, and
+	// one made while the two-person rule is off.
+	if r.OnSecurityDomainEvent != nil {
+		if approved == nil {
+			approved = &DownloadRequest{HSM: h.Name, Requester: requester, Certificates: certificateSet(certs),
+				Required: required, Created: r.now(), Completed: r.now()}
+		}
+		r.OnSecurityDomainEvent(ctx, SecurityDomainEvent{Kind: "downloaded", HSM: h, Request: approved})
 	}
 	return f, nil
 }

@@ -25,6 +25,8 @@ type grant struct {
 	// once from its patterns, so a decision needs no pattern matching.
 	actions    map[Action]bool
 	start, end time.Time
+	created    time.Time
+	createdBy  string
 }
 
 // grantedActions evaluates a role's patterns against the vocabulary.
@@ -119,7 +121,8 @@ func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssign
 			granted[role] = grantedActions(role)
 		}
 		ix.byPrincipal[a.PrincipalID] = append(ix.byPrincipal[a.PrincipalID],
-			grant{assignment: a.ID, role: role.ID, scope: strings.ToLower(a.Scope), actions: granted[role], start: a.Start, end: a.End})
+			grant{assignment: a.ID, role: role.ID, scope: strings.ToLower(a.Scope), actions: granted[role], start: a.Start, end: a.End,
+				created: a.Created, createdBy: a.CreatedBy})
 	}
 	return ix
 }
@@ -128,12 +131,18 @@ func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssign
 // now. Actions come from the operation table, so they are in the
 // vocabulary that grant.actions was computed over.
 func (ix *index) decide(principals []string, action Action, resource string, now time.Time) *grant {
+	return ix.decideWhere(principals, action, resource, now, nil)
+}
+
+// decideWhere is decide counting only the grants accept accepts (all, if
+// accept is nil).
+func (ix *index) decideWhere(principals []string, action Action, resource string, now time.Time, accept func(*grant) bool) *grant {
 	resource = strings.ToLower(resource)
 	for _, p := range principals {
 		grants := ix.byPrincipal[p]
 		for i := range grants {
 			g := &grants[i]
-			if !g.actions[action] || !lowerScopeContains(g.scope, resource) {
+			if !g.actions[action] || !lowerScopeContains(g.scope, resource) || accept != nil && !accept(g) {
 				continue
 			}
 			if !g.start.IsZero() && now.Before(g.start) || !g.end.IsZero() && !now.Before(g.end) {
@@ -219,6 +228,33 @@ func (s *Service) Decide(ctx context.Context, req Request) (Decision, error) {
 	}
 	principals := append([]string{req.Caller.ObjectID}, groups...)
 	if g := ix.decide(principals, req.Action, req.Scope, s.now()); g != nil {
+		return Decision{Allowed: true, AssignmentID: g.assignment, RoleID: g.role}, nil
+	}
+	return Decision{}, nil
+}
+
+// DecideApart is Decide for a second person's approval: it counts only
+// assignments made before the time given and by another principal than
+// notBy, so that whoever asks cannot make their own approver, by a direct
+// grant or one to a group.
+func (s *Service) DecideApart(ctx context.Context, req Request, before time.Time, notBy string) (Decision, error) {
+	if req.Caller == nil {
+		return Decision{}, nil
+	}
+	ix, err := s.index(ctx, req.HSM)
+	if err != nil {
+		return Decision{}, err
+	}
+	groups, err := s.dir.GroupsOf(ctx, req.Caller.ObjectID)
+	if err != nil {
+		return Decision{}, err
+	}
+	principals := append([]string{req.Caller.ObjectID}, groups...)
+	// Assignments keep their creation time to the second: one made in the
+	// request's second counts as made before it.
+	cutoff := before.Truncate(time.Second)
+	apart := func(g *grant) bool { return g.createdBy != notBy && !g.created.After(cutoff) }
+	if g := ix.decideWhere(principals, req.Action, req.Scope, s.now(), apart); g != nil {
 		return Decision{Allowed: true, AssignmentID: g.assignment, RoleID: g.role}, nil
 	}
 	return Decision{}, nil

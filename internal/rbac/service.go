@@ -56,11 +56,13 @@ type Assignment struct {
 	Created     time.Time
 	Start, End  time.Time
 	Source      string
+	// CreatedBy is the principal that made the assignment.
+	CreatedBy string
 }
 
 func assignmentFromStore(a *store.RoleAssignment) Assignment {
 	return Assignment{ID: a.ID, Scope: a.Scope, RoleID: a.RoleDefinitionID, PrincipalID: a.PrincipalID,
-		Created: a.Created, Start: a.Start, End: a.End, Source: a.Source}
+		Created: a.Created, Start: a.Start, End: a.End, Source: a.Source, CreatedBy: a.CreatedBy}
 }
 
 func roleFromStore(d *store.RoleDefinition) Role {
@@ -351,7 +353,8 @@ func (s *Service) Assign(ctx context.Context, h *domain.HSM, a Assignment) (Assi
 			return fault.Invalidf("at most %d role assignments are allowed at scope %s", limit, a.Scope)
 		}
 		return tx.InsertRoleAssignment(ctx, &store.RoleAssignment{HSM: h.Name, ID: a.ID, Scope: a.Scope,
-			RoleDefinitionID: a.RoleID, PrincipalID: a.PrincipalID, Created: a.Created, Start: a.Start, End: a.End, Source: a.Source})
+			RoleDefinitionID: a.RoleID, PrincipalID: a.PrincipalID, Created: a.Created, Start: a.Start, End: a.End, Source: a.Source,
+			CreatedBy: a.CreatedBy})
 	})
 	if err != nil {
 		return Assignment{}, err

@@ -32,7 +32,12 @@ func TestSecurityDomainRedownloadNeedsSecondAdministrator(t *testing.T) {
 	}))
 	defer hook.Close()
 	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.EventWebhooks = []string{hook.URL} })
-	tok := env.AdminToken(hsmResource) // Administrator of the dev HSM (active)
+	// The dev HSM's seeded administrator approves; an administrator it
+	// granted asks.
+	approverTok := env.AdminToken(hsmResource)
+	requester := env.ServicePrincipal("requester")
+	env.Assign(requester.ObjectID, roleColumns[0].id, "/")
+	tok := env.Token(requester.Cred, hsmResource)
 	custodians := func() []map[string]any {
 		var out []map[string]any
 		for range 3 {
@@ -62,8 +67,8 @@ func TestSecurityDomainRedownloadNeedsSecondAdministrator(t *testing.T) {
 		}
 		return out.Value
 	}
-	reqs := list(tok)
-	if len(reqs) != 1 || reqs[0]["status"] != "Pending" {
+	reqs := list(approverTok)
+	if len(reqs) != 1 || reqs[0]["status"] != "Pending" || reqs[0]["operation"] != "download" {
 		t.Fatalf("requests after two tries: %v", reqs)
 	}
 	id := reqs[0]["id"].(string)
@@ -83,17 +88,33 @@ func TestSecurityDomainRedownloadNeedsSecondAdministrator(t *testing.T) {
 	if r := approve(env.Token(officer.Cred, hsmResource), id); r.Status != http.StatusForbidden {
 		t.Fatalf("approval by a Crypto Officer: %d %s", r.Status, r.Body)
 	}
-	// A second administrator approves.
-	second := env.ServicePrincipal("second-admin")
-	env.Assign(second.ObjectID, roleColumns[0].id, "/")
-	secondTok := env.Token(second.Cred, hsmResource)
-	if r := approve(secondTok, "no-such-request"); r.Status != http.StatusNotFound {
+	// Nor can an administrator the requester made: a sockpuppet, granted
+	// directly or through a group, before or after the request.
+	puppet := env.ServicePrincipal("puppet")
+	grant := map[string]any{"properties": map[string]string{"roleDefinitionId": roleColumns[0].id, "principalId": puppet.ObjectID}}
+	if r := env.Do("PUT", "/providers/Microsoft.Authorization/roleAssignments/"+servertest.NewGUID()+"?api-version=7.6", tok, grant); r.Status != http.StatusCreated {
+		t.Fatalf("the requester grants Administrator: %d %s", r.Status, r.Body)
+	}
+	if r := approve(env.Token(puppet.Cred, hsmResource), id); r.Status != http.StatusForbidden {
+		t.Fatalf("approval by the requester's sockpuppet: %d %s", r.Status, r.Body)
+	}
+	// An administrator granted after the request by someone else cannot
+	// either: approvers are those who held the right when it was asked.
+	late := env.ServicePrincipal("late-admin")
+	for start := time.Now().Unix(); time.Now().Unix() == start; { // assignments are dated to the second
+		time.Sleep(10 * time.Millisecond)
+	}
+	env.Assign(late.ObjectID, roleColumns[0].id, "/")
+	if r := approve(env.Token(late.Cred, hsmResource), id); r.Status != http.StatusForbidden {
+		t.Fatalf("approval by an administrator granted after the request: %d %s", r.Status, r.Body)
+	}
+	if r := approve(approverTok, "no-such-request"); r.Status != http.StatusNotFound {
 		t.Fatalf("approving an unknown request: %d %s", r.Status, r.Body)
 	}
-	if r := approve(secondTok, id); r.Status != http.StatusOK || jsonField(r.Body, "status") != "Approved" {
+	if r := approve(approverTok, id); r.Status != http.StatusOK || jsonField(r.Body, "status") != "Approved" {
 		t.Fatalf("approval: %d %s", r.Status, r.Body)
 	}
-	if r := approve(secondTok, id); r.Status != http.StatusConflict {
+	if r := approve(approverTok, id); r.Status != http.StatusConflict {
 		t.Fatalf("approving twice: %d %s", r.Status, r.Body)
 	}
 	// The approval does not carry over to other certificates or quorum.
@@ -104,7 +125,7 @@ func TestSecurityDomainRedownloadNeedsSecondAdministrator(t *testing.T) {
 		t.Fatalf("download with another quorum after approval: %d %s", r.Status, r.Body)
 	}
 	// The approver cannot use the requester's approval.
-	if r := download(secondTok, mine, 2); r.Status != http.StatusForbidden {
+	if r := download(approverTok, mine, 2); r.Status != http.StatusForbidden {
 		t.Fatalf("download by the approver: %d %s", r.Status, r.Body)
 	}
 	// The requester downloads, once.
@@ -114,38 +135,91 @@ func TestSecurityDomainRedownloadNeedsSecondAdministrator(t *testing.T) {
 	if r := download(tok, mine, 2); r.Status != http.StatusForbidden {
 		t.Fatalf("a second download on one approval: %d %s", r.Status, r.Body)
 	}
-	// Alerts: requested (three distinct requests here, and a fourth after
-	// the completed one), approved, downloaded.
-	waitFor(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		joined := strings.Join(alerts, " ")
-		return strings.Contains(joined, server.EventSecurityDomainDownloadRequested) &&
-			strings.Contains(joined, server.EventSecurityDomainDownloadApproved) &&
-			strings.Contains(joined, server.EventSecurityDomainDownloaded)
-	})
 	// Audited by name.
 	waitForRecord(t, env, "dev", func(m map[string]any) bool {
 		return m["operationName"] == "SecurityDomainDownloadApprove" && m["httpStatusCode"] == float64(200)
 	})
 
-	// The HSM setting turns the rule off, for Azure's behaviour; only an
-	// administrator may change it.
-	if r := env.Do("PATCH", "/settings/KeywardSecurityDomainDownloadApproval?api-version=7.5", env.Token(officer.Cred, hsmResource),
-		map[string]string{"value": "false"}); r.Status != http.StatusForbidden {
+	// The setting that turns the rule off for Azure's behaviour: not a
+	// Crypto Officer's, and one administrator alone cannot switch it off
+	// (download, and switch it on again).
+	setting := func(tok, value string) *servertest.Response {
+		return env.Do("PATCH", "/settings/KeywardSecurityDomainDownloadApproval?api-version=7.5", tok, map[string]string{"value": value})
+	}
+	if r := setting(env.Token(officer.Cred, hsmResource), "false"); r.Status != http.StatusForbidden {
 		t.Fatalf("setting changed by a Crypto Officer: %d %s", r.Status, r.Body)
 	}
-	if r := env.Do("PATCH", "/settings/KeywardSecurityDomainDownloadApproval?api-version=7.5", tok, map[string]string{"value": "no"}); r.Status != http.StatusBadRequest {
+	if r := setting(tok, "no"); r.Status != http.StatusBadRequest {
 		t.Fatalf("setting to a non-boolean: %d %s", r.Status, r.Body)
 	}
-	if r := env.Do("PATCH", "/settings/KeywardSecurityDomainDownloadApproval?api-version=7.5", tok, map[string]string{"value": "false"}); r.Status != http.StatusOK || jsonField(r.Body, "value") != "false" {
-		t.Fatalf("setting: %d %s", r.Status, r.Body)
+	r = setting(tok, "false")
+	if r.Status != http.StatusForbidden || r.ErrorCode() != "SecurityDomainDownloadApprovalRequired" {
+		t.Fatalf("one administrator turns the rule off: %d %s", r.Status, r.Body)
+	}
+	var off string
+	for _, q := range list(approverTok) {
+		if q["operation"] == "disableApproval" && q["status"] == "Pending" {
+			off = q["id"].(string)
+		}
+	}
+	if r := approve(approverTok, off); r.Status != http.StatusOK {
+		t.Fatalf("approving the switch: %d %s", r.Status, r.Body)
+	}
+	if r := setting(tok, "false"); r.Status != http.StatusOK || jsonField(r.Body, "value") != "false" {
+		t.Fatalf("setting after approval: %d %s", r.Status, r.Body)
 	}
 	if r := env.Do("GET", "/settings?api-version=7.5", tok, nil); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"value":"false"`) {
 		t.Fatalf("settings: %d %s", r.Status, r.Body)
 	}
 	if r := download(tok, custodians(), 2); r.Status != http.StatusAccepted {
 		t.Fatalf("download with the rule off: %d %s", r.Status, r.Body)
+	}
+	// Turning it on again needs nobody's approval.
+	if r := setting(tok, "true"); r.Status != http.StatusOK {
+		t.Fatalf("turning the rule on: %d %s", r.Status, r.Body)
+	}
+	// Alerts: requested, approved, downloaded, and the switch.
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		joined := strings.Join(alerts, " ")
+		return strings.Contains(joined, server.EventSecurityDomainDownloadRequested) &&
+			strings.Contains(joined, server.EventSecurityDomainDownloadApproved) &&
+			strings.Contains(joined, server.EventSecurityDomainDownloaded) &&
+			strings.Contains(joined, server.EventSecurityDomainSettingChanged)
+	})
+}
+
+// Two first downloads racing on a new HSM: one activates it, the other
+// is refused (it would otherwise give a second set of custodians the
+// domain without anyone's approval).
+func TestConcurrentActivatingDownloads(t *testing.T) {
+	env := servertest.Start(t)
+	hsm := createHSM(t, env, "racing")
+	tok := env.AdminToken(hsmResource)
+	var wg sync.WaitGroup
+	statuses := make([]int, 4)
+	for i := range statuses {
+		var certs []map[string]any
+		for range 3 {
+			_, c := selfSigned(t, 2048)
+			certs = append(certs, map[string]any{"kty": "RSA", "x5c": []string{base64.StdEncoding.EncodeToString(c.Raw)}})
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = env.Do("POST", hsm+"securitydomain/download?api-version=7.4", tok, map[string]any{"certificates": certs, "required": 2}).Status
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, st := range statuses {
+		if st == http.StatusAccepted {
+			ok++
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("concurrent activating downloads: %v, want exactly one 202", statuses)
 	}
 }
 

@@ -327,20 +327,24 @@ const (
 	EventSecurityDomainDownloadRequested = "Keyward.ManagedHSM.SecurityDomainDownloadRequested"
 	EventSecurityDomainDownloadApproved  = "Keyward.ManagedHSM.SecurityDomainDownloadApproved"
 	EventSecurityDomainDownloaded        = "Keyward.ManagedHSM.SecurityDomainDownloaded"
+	EventSecurityDomainSettingChanged    = "Keyward.ManagedHSM.SecurityDomainDownloadApprovalChanged"
 )
 
 // alertSecurityDomain raises an alert for a step of a security-domain
 // download from an active HSM: a webhook event and a warning in the log.
 func (s *Server) alertSecurityDomain(ctx context.Context, p *events.Publisher, e domain.SecurityDomainEvent) {
 	typ := map[string]string{"requested": EventSecurityDomainDownloadRequested, "approved": EventSecurityDomainDownloadApproved,
-		"downloaded": EventSecurityDomainDownloaded}[e.Kind]
+		"downloaded": EventSecurityDomainDownloaded, "setting": EventSecurityDomainSettingChanged}[e.Kind]
 	uri := s.HSMURI(e.HSM.Name)
-	s.log.WarnContext(ctx, "security domain download "+e.Kind, "hsm", e.HSM.Name, "request", e.Request.ID,
+	s.log.WarnContext(ctx, "security domain "+e.Kind, "hsm", e.HSM.Name, "operation", e.Request.Operation, "request", e.Request.ID,
 		"requester", e.Request.Requester, "approver", e.Request.Approver)
+	id, name := uri+"/securitydomain/download", e.Request.Operation
+	if e.Request.ID != "" {
+		id, name = uri+"/securitydomain/download/requests/"+e.Request.ID, e.Request.ID
+	}
 	p.Publish(events.Event{SpecVersion: "1.0", Type: typ, Source: s.hsmResourceIDOf(e.HSM), ID: uuid.NewString(),
-		Time: time.Now().UTC().Format(time.RFC3339), Subject: e.Request.ID, DataContentType: "application/json",
-		Data: events.Data{ID: uri + "/securitydomain/download/requests/" + e.Request.ID, VaultName: e.HSM.Name,
-			ObjectType: "SecurityDomainDownloadRequest", ObjectName: e.Request.ID}})
+		Time: time.Now().UTC().Format(time.RFC3339), Subject: name, DataContentType: "application/json",
+		Data: events.Data{ID: id, VaultName: e.HSM.Name, ObjectType: "SecurityDomainDownloadRequest", ObjectName: name}})
 }
 
 // metaID returns a node-wide id (the tenant, the subscription), creating

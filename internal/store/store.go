@@ -244,6 +244,9 @@ type RoleAssignment struct {
 	// Source says where the assignment came from: "direct", or a PIM
 	// activation's request id.
 	Source string
+	// CreatedBy is the object id of the principal that made the
+	// assignment ("" for the service itself, or before it was recorded).
+	CreatedBy string
 }
 
 // RBAC is the role part of a transaction.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyward/keyward/internal/api/odata"
 	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/rbac"
 )
 
@@ -223,7 +224,11 @@ func (a *API) createAssignment(c *call) error {
 	if req.Properties == nil || req.Properties.RoleDefinitionID == "" || req.Properties.PrincipalID == "" {
 		return fault.Invalidf("properties.roleDefinitionId and properties.principalId are required")
 	}
-	x, err := a.rbac.Assign(c.ctx, c.hsm, rbac.Assignment{ID: c.name, Scope: c.scope,
+	var creator string
+	if caller, ok := identity.FromContext(c.ctx); ok {
+		creator = caller.ObjectID
+	}
+	x, err := a.rbac.Assign(c.ctx, c.hsm, rbac.Assignment{ID: c.name, Scope: c.scope, CreatedBy: creator,
 		RoleID: roleDefinitionGUID(req.Properties.RoleDefinitionID), PrincipalID: req.Properties.PrincipalID})
 	if err != nil {
 		return err

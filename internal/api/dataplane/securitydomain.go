@@ -175,6 +175,7 @@ func (a *API) sdUpload(c *call) error {
 // (a Keyward extension).
 type downloadRequest struct {
 	ID           string   `json:"id"`
+	Operation    string   `json:"operation"`
 	Status       string   `json:"status"`
 	Requester    string   `json:"requester"`
 	Approver     string   `json:"approver,omitempty"`
@@ -186,7 +187,7 @@ type downloadRequest struct {
 }
 
 func (a *API) wireRequest(d *domain.DownloadRequest) downloadRequest {
-	return downloadRequest{ID: d.ID, Status: d.Status(a.hsms.Now()), Requester: d.Requester, Approver: d.Approver,
+	return downloadRequest{ID: d.ID, Operation: d.Operation, Status: d.Status(a.hsms.Now()), Requester: d.Requester, Approver: d.Approver,
 		Certificates: d.Certificates, Required: d.Required, Created: d.Created.Unix(),
 		Approved: unixPtr(d.Approved), Completed: unixPtr(d.Completed)}
 }
@@ -204,15 +205,28 @@ func (a *API) sdRequests(c *call) error {
 }
 
 func (a *API) sdApprove(c *call) error {
-	var approver string
-	if caller, ok := identity.FromContext(c.ctx); ok {
-		approver = caller.ObjectID
-	}
-	d, err := a.hsms.ApproveDownload(c.ctx, c.hsm, c.id, approver)
+	caller, _ := identity.FromContext(c.ctx)
+	req, err := a.hsms.DownloadRequest(c.ctx, c.hsm, c.id)
 	if err != nil {
 		return err
 	}
-	return c.ok(a.wireRequest(d))
+	// The table checked that the approver holds the download right; it
+	// must also hold it independently of the requester: through an
+	// assignment made before the request, by someone else.
+	d, err := a.rbac.DecideApart(c.ctx, rbac.Request{HSM: c.hsm, Caller: caller, Action: rbac.SecurityDomainDownload, Scope: "/"},
+		req.Created, req.Requester)
+	if err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return fault.Errorf(fault.Forbidden, "Forbidden", "the approver must hold the security domain download right through a role assignment "+
+			"made before the request and by someone other than the requester")
+	}
+	approved, err := a.hsms.ApproveDownload(c.ctx, c.hsm, c.id, caller.ObjectID)
+	if err != nil {
+		return err
+	}
+	return c.ok(a.wireRequest(approved))
 }
 
 // setting is Managed HSM's account setting: values are strings, even for
@@ -253,7 +267,11 @@ func (a *API) settingUpdate(c *call) error {
 	if req.Value == nil {
 		return fault.Invalidf("value is required")
 	}
-	if err := a.hsms.SetSetting(c.ctx, c.hsm.Name, c.id, *req.Value); err != nil {
+	var requester string
+	if caller, ok := identity.FromContext(c.ctx); ok {
+		requester = caller.ObjectID
+	}
+	if err := a.hsms.SetSetting(c.ctx, c.hsm, c.id, *req.Value, requester); err != nil {
 		return err
 	}
 	return a.settingGet(c)

@@ -134,6 +134,9 @@ var migrations = []string{
 	// routing lower-cases the name, and audit streams are per lower-cased
 	// name. caseDuplicates refuses a file that already has such twins.
 	`CREATE UNIQUE INDEX hsms_name_nocase ON hsms(name COLLATE NOCASE);`,
+	// 7: who created a role assignment: a second administrator's approval
+	// does not count through an assignment the requester made.
+	`ALTER TABLE role_assignments ADD COLUMN created_by TEXT NOT NULL DEFAULT '';`,
 }
 
 // prechecks run before the migration of the same number (1-based) and stop

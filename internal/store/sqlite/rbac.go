@@ -61,18 +61,18 @@ func (t *txn) InsertRoleAssignment(ctx context.Context, a *store.RoleAssignment)
 	if source == "" {
 		source = "direct"
 	}
-	_, err := t.exec(ctx, `INSERT INTO role_assignments(hsm, id, scope, role_definition_id, principal_id, created, valid_from, valid_until, source)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.HSM, a.ID, a.Scope, a.RoleDefinitionID, a.PrincipalID, unix(a.Created), unix(a.Start), unix(a.End), source)
+	_, err := t.exec(ctx, `INSERT INTO role_assignments(hsm, id, scope, role_definition_id, principal_id, created, valid_from, valid_until, source, created_by)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.HSM, a.ID, a.Scope, a.RoleDefinitionID, a.PrincipalID, unix(a.Created), unix(a.Start), unix(a.End), source, a.CreatedBy)
 	return err
 }
 
-const roleAssignCols = `hsm, id, scope, role_definition_id, principal_id, created, valid_from, valid_until, source`
+const roleAssignCols = `hsm, id, scope, role_definition_id, principal_id, created, valid_from, valid_until, source, created_by`
 
 func scanRoleAssignment(row scanner) (*store.RoleAssignment, error) {
 	var a store.RoleAssignment
 	var created, start, end int64
-	if err := row.Scan(&a.HSM, &a.ID, &a.Scope, &a.RoleDefinitionID, &a.PrincipalID, &created, &start, &end, &a.Source); err != nil {
+	if err := row.Scan(&a.HSM, &a.ID, &a.Scope, &a.RoleDefinitionID, &a.PrincipalID, &created, &start, &end, &a.Source, &a.CreatedBy); err != nil {
 		return nil, notFound(err)
 	}
 	a.Created, a.Start, a.End = fromUnix(created), fromUnix(start), fromUnix(end)
