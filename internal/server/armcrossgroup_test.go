@@ -124,6 +124,7 @@ func TestARMCrossGroup(t *testing.T) {
 	tok := e.Token(attacker.Cred, mgmtAudience)
 	ownerTok := e.Token(ownerA.Cred, mgmtAudience)
 	e.ok(tok, "PUT", e.url(mine+hsmP+"attacker-hsm", "2024-11-01"), hsmBody(attacker.ObjectID), 200)
+	e.ok(tok, "PUT", e.url(mine+idP+"attacker-id", "2023-01-31"), map[string]string{"location": "local"}, 201)
 
 	snapshot := func() string {
 		t.Helper()
@@ -200,7 +201,11 @@ func TestARMCrossGroup(t *testing.T) {
 		{"identity agent secret (Contributor)", tok, "POST", mine + idP + "victim-id/keywardAgentSecret", "2023-01-31", nil, 403, "AuthorizationFailed"},
 		{"identity agent secret (Owner of the group)", ownerTok, "POST", mine + idP + "victim-id/keywardAgentSecret", "2023-01-31", nil, 404, "ResourceNotFound"},
 		{"federated list", tok, "GET", mine + idP + "victim-id/federatedIdentityCredentials", "2023-01-31", nil, 404, "ResourceNotFound"},
-		{"federated put", tok, "PUT", mine + idP + "victim-id/federatedIdentityCredentials/victim-fic", "2023-01-31", fic, 404, "ResourceNotFound"},
+		{"federated put (Contributor)", tok, "PUT", mine + idP + "victim-id/federatedIdentityCredentials/victim-fic", "2023-01-31", fic, 403, "AuthorizationFailed"},
+		{"federated put (Owner of the group)", ownerTok, "PUT", mine + idP + "victim-id/federatedIdentityCredentials/victim-fic", "2023-01-31", fic, 404, "ResourceNotFound"},
+		// A federated credential signs in as the identity, as a minted
+		// secret does: not a Contributor's, even on its own identity.
+		{"federated put on its own identity (Contributor)", tok, "PUT", mine + idP + "attacker-id/federatedIdentityCredentials/evil", "2023-01-31", fic, 403, "AuthorizationFailed"},
 		{"federated delete", tok, "DELETE", mine + idP + "victim-id/federatedIdentityCredentials/victim-fic", "2023-01-31", nil, 404, "ResourceNotFound"},
 
 		{"setting list", tok, "GET", mine + hsmP + "victim-hsm/providers/Microsoft.Insights/diagnosticSettings", "2021-05-01-preview", nil, 404, "ResourceNotFound"},

@@ -21,7 +21,10 @@ func (a *API) registerIdentities(mux *http.ServeMux, rg string) {
 	mux.Handle("POST "+item+"/keywardAgentSecret", a.handle(agentSecretAction, resourceScope, a.agentSecret))
 	fic := item + "/federatedIdentityCredentials"
 	mux.Handle("GET "+fic, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read", pathScope, a.listFederated))
-	mux.Handle("PUT "+fic+"/{fic}", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write", pathScope, a.putFederated))
+	// A federated credential lets its issuer sign in as the identity, as a
+	// minted secret does: writing one needs the same right (Azure lets a
+	// Contributor do it; Keyward does not).
+	mux.Handle("PUT "+fic+"/{fic}", a.handle(agentSecretAction, pathScope, a.putFederated))
 	mux.Handle("DELETE "+fic+"/{fic}", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete", pathScope, a.deleteFederated))
 }
 
