@@ -22,9 +22,17 @@ var errSourceLockedOut = ErrLockedOut.With(
 // ThrottleConfig sets the limits of a Throttle. Zero fields take the
 // defaults in brackets.
 type ThrottleConfig struct {
-	// PrincipalLimit failures against one client id or user name within
-	// Window lock it out [20].
+	// PrincipalLimit failures against one client id or user name from
+	// one source within Window lock that principal out for that source
+	// [20].
 	PrincipalLimit int
+	// SpreadLimit failures against one principal from any sources within
+	// Window lock it out for every source it has not signed in from
+	// recently [5 × PrincipalLimit].
+	SpreadLimit int
+	// Familiar is how long a source stays familiar to a principal after a
+	// successful sign-in from it [24 hours].
+	Familiar time.Duration
 	// SourceLimit failures from one source address within Window lock the
 	// address out [100].
 	SourceLimit int
@@ -39,9 +47,15 @@ type ThrottleConfig struct {
 	Now func() time.Time
 }
 
-// Throttle counts failed sign-ins per principal and per source address and
-// locks either out for a while after too many. It keeps a bounded amount of
-// memory and is safe for concurrent use.
+// Throttle counts failed sign-ins and locks out for a while after too
+// many, as Entra's smart lockout does with familiar and unfamiliar
+// locations: failures against a principal count per source, so whoever
+// guesses from one address locks out that address for that principal,
+// not the principal's own workloads elsewhere; failures spread over many
+// sources lock the principal out for every source it has not recently
+// signed in from; and a source with too many failures overall is locked
+// out for everyone. It keeps a bounded amount of memory and is safe for
+// concurrent use.
 type Throttle struct {
 	cfg ThrottleConfig
 
@@ -62,6 +76,12 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	if cfg.PrincipalLimit <= 0 {
 		cfg.PrincipalLimit = 20
 	}
+	if cfg.SpreadLimit <= 0 {
+		cfg.SpreadLimit = 5 * cfg.PrincipalLimit
+	}
+	if cfg.Familiar <= 0 {
+		cfg.Familiar = 24 * time.Hour
+	}
 	if cfg.SourceLimit <= 0 {
 		cfg.SourceLimit = 100
 	}
@@ -80,18 +100,23 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	return &Throttle{cfg: cfg, entries: map[string]*list.Element{}, order: list.New()}
 }
 
-func principalKey(p string) string { return "p\x00" + strings.ToLower(p) }
-func sourceKey(s string) string    { return "s\x00" + s }
+func principalKey(p string) string   { return "p\x00" + strings.ToLower(p) }
+func pairKey(p, s string) string     { return "x\x00" + strings.ToLower(p) + "\x00" + s }
+func familiarKey(p, s string) string { return "f\x00" + strings.ToLower(p) + "\x00" + s }
+func sourceKey(s string) string      { return "s\x00" + s }
 
 // Check returns ErrLockedOut, and when the lockout ends, if principal (a
-// client id or user name) or source (an address) is locked out. Empty
-// arguments are not checked.
+// client id or user name) is locked out for source (an address), or
+// source is. Empty arguments are not checked.
 func (t *Throttle) Check(principal, source string) (time.Time, error) {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if principal != "" {
-		if until, ok := t.locked(principalKey(principal), now); ok {
+		if until, ok := t.locked(pairKey(principal, source), now); ok {
+			return until, ErrLockedOut
+		}
+		if until, ok := t.locked(principalKey(principal), now); ok && !t.familiar(principal, source, now) {
 			return until, ErrLockedOut
 		}
 	}
@@ -101,6 +126,32 @@ func (t *Throttle) Check(principal, source string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, nil
+}
+
+// familiar tells whether principal signed in from source recently.
+func (t *Throttle) familiar(principal, source string, now time.Time) bool {
+	e, ok := t.entries[familiarKey(principal, source)]
+	return ok && now.Before(e.Value.(*failures).lockedUntil)
+}
+
+// Succeed records a successful sign-in of principal from source: the
+// source becomes familiar to the principal for a while.
+func (t *Throttle) Succeed(principal, source string) {
+	if principal == "" || source == "" {
+		return
+	}
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := familiarKey(principal, source)
+	e, ok := t.entries[key]
+	if !ok {
+		t.evict(now)
+		e = t.order.PushBack(&failures{key: key, first: now})
+		t.entries[key] = e
+	}
+	t.order.MoveToBack(e)
+	e.Value.(*failures).lockedUntil = now.Add(t.cfg.Familiar) // here: familiar until
 }
 
 func (t *Throttle) locked(key string, now time.Time) (time.Time, bool) {
@@ -120,7 +171,8 @@ func (t *Throttle) Fail(principal, source string) bool {
 	defer t.mu.Unlock()
 	locked := false
 	if principal != "" {
-		locked = t.fail(principalKey(principal), t.cfg.PrincipalLimit, now) || locked
+		locked = t.fail(pairKey(principal, source), t.cfg.PrincipalLimit, now) || locked
+		locked = t.fail(principalKey(principal), t.cfg.SpreadLimit, now) || locked
 	}
 	if source != "" {
 		locked = t.fail(sourceKey(source), t.cfg.SourceLimit, now) || locked

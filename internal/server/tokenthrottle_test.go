@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -303,5 +304,42 @@ func TestTokenSourceLockout(t *testing.T) {
 	clock.advance(61 * time.Second)
 	if a := postToken(t, env, secretForm(env.Boot.ClientID, env.Boot.ClientSecret), nil); a.status != http.StatusOK {
 		t.Fatalf("after the lockout: %+v", a)
+	}
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip, as another machine's would.
+func clientFrom(t *testing.T, env *servertest.Env, ip string) *http.Client {
+	tr := env.HTTP.Transport.(*http.Transport).Clone()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr.DialContext = d.DialContext
+	return &http.Client{Transport: tr}
+}
+
+// TestLockoutSparesTheVictimElsewhere: client ids are not secret, so the
+// review locked a workload out indefinitely by failing sign-ins for it from
+// another address. Failures count per source: the guesser is locked out,
+// the workload (at its familiar address, or a new one) signs in.
+func TestLockoutSparesTheVictimElsewhere(t *testing.T) {
+	env, _ := startWithLockoutClock(t)
+	sp := env.ServicePrincipal("victim-app")
+	app := clientFrom(t, env, "127.0.0.2")
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {sp.AppID}, "client_secret": {sp.Secret},
+		"scope": {"https://managedhsm.azure.net/.default"}}
+	if a := postTokenWith(t, env, app, form, nil); a.status != http.StatusOK {
+		t.Fatalf("the app signs in: %+v", a)
+	}
+	attacker := clientFrom(t, env, "127.0.0.1")
+	for range 25 {
+		postTokenWith(t, env, attacker, secretForm(sp.AppID, guessSecret()), nil)
+	}
+	if a := postTokenWith(t, env, attacker, form, nil); a.status != http.StatusBadRequest || !strings.Contains(a.desc, "AADSTS50053") {
+		t.Fatalf("the guesser's address, even with the right secret: %+v", a)
+	}
+	if a := postTokenWith(t, env, app, form, nil); a.status != http.StatusOK {
+		t.Fatalf("the app at its own address during the guesser's lockout: %+v", a)
+	}
+	if a := postTokenWith(t, env, clientFrom(t, env, "127.0.0.3"), form, nil); a.status != http.StatusOK {
+		t.Fatalf("the app from a new address during the guesser's lockout: %+v", a)
 	}
 }

@@ -162,6 +162,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
 		return
 	}
+	a.Throttle.Succeed(subject, source)
 	a.log.InfoContext(ctx, "token issued", "oid", p.ID, "aud", aud)
 	w.Header().Set("Cache-Control", "no-store")
 	secs := int(life / time.Second)
