@@ -28,6 +28,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/store"
 )
@@ -79,6 +80,9 @@ type Service struct {
 	mu   sync.Mutex
 	jobs map[string]*Job
 	busy map[string]bool // HSMs with a running job
+
+	// Egress guards the storage URLs that callers name.
+	Egress egress.Policy
 }
 
 // NewService returns the backup service; caches are told when a restore
@@ -115,16 +119,22 @@ const (
 
 func backupAAD(domainID string) []byte { return []byte("keyward full backup\x00" + domainID) }
 
-func (t Target) container() (*container.Client, error) {
+// container returns a client of t's container, through the egress
+// policy: a Backup or Restore User names the URL, and must not be able to
+// aim the server at its own network.
+func (s *Service) container(t Target) (*container.Client, error) {
 	u, err := url.Parse(t.ContainerURI)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") == "" {
 		return nil, fault.Invalidf("storageResourceUri must be the URL of a blob container")
+	}
+	if err := s.Egress.CheckURL(t.ContainerURI); err != nil {
+		return nil, err
 	}
 	full := strings.TrimSuffix(t.ContainerURI, "/")
 	if t.SASToken != "" {
 		full += "?" + strings.TrimPrefix(t.SASToken, "?")
 	}
-	return container.NewClientWithNoCredential(full, nil)
+	return container.NewClientWithNoCredential(full, &container.ClientOptions{ClientOptions: s.Egress.ClientOptions()})
 }
 
 // begin registers a job, refusing a second one for the same HSM.
@@ -183,7 +193,7 @@ func (s *Service) Wait(ctx context.Context, hsm, id string) (Job, error) {
 
 // StartBackup begins a full backup of h into t and returns its job.
 func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job, error) {
-	c, err := t.container()
+	c, err := s.container(t)
 	if err != nil {
 		return Job{}, err
 	}
@@ -342,7 +352,7 @@ func (s *Service) StartSelectiveRestore(ctx context.Context, h *domain.HSM, t Ta
 }
 
 func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, t Target, folder, key string) (Job, error) {
-	c, err := t.container()
+	c, err := s.container(t)
 	if err != nil {
 		return Job{}, err
 	}

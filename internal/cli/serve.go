@@ -31,6 +31,9 @@ HSM named "dev" that answers at the bare listen address.`,
 				h = slog.NewJSONHandler(e.stderr, nil)
 			}
 			cfg.Log = slog.New(h)
+			if !cmd.Flags().Changed("allow-private-endpoints") {
+				cfg.AllowPrivateEndpoints = cfg.Dev
+			}
 			if cfg.Seal == "pkcs11" {
 				pin, err := readPIN(pinFile)
 				if err != nil {
@@ -56,6 +59,8 @@ HSM named "dev" that answers at the bare listen address.`,
 	f.StringSliceVar(&cfg.EventWebhooks, "event-webhook", nil, "URL that receives key events (CloudEvents JSON); repeat for several")
 	f.DurationVar(&cfg.RotationInterval, "rotation-interval", time.Minute, "how often rotation policies are checked")
 	f.StringVar(&pinFile, "pkcs11-pin-file", "", "file holding the token's user PIN (default: $KEYWARD_PKCS11_PIN)")
+	f.BoolVar(&cfg.AllowPrivateEndpoints, "allow-private-endpoints", false,
+		"let storage endpoints and federated issuers that callers name use http and loopback or private addresses (default: on with --dev, for Azurite)")
 	return cmd
 }
 

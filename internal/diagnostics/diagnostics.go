@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
@@ -60,6 +61,9 @@ type Service struct {
 
 	mu       sync.Mutex
 	shippers map[string]*audit.Shipper // by hsm + "/" + setting
+
+	// Egress guards the blob endpoints that account owners register.
+	Egress egress.Policy
 }
 
 // New returns the service; limit bounds each shipper's backlog in bytes.
@@ -149,6 +153,9 @@ func (s *Service) RegisterAccount(ctx context.Context, a Account, key, sas strin
 	u, err := url.Parse(a.BlobEndpoint)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return Account{}, fault.Invalidf("the blob endpoint must be an http(s) URL")
+	}
+	if err := s.Egress.CheckURL(a.BlobEndpoint); err != nil {
+		return Account{}, err
 	}
 	if (key == "") == (sas == "") {
 		return Account{}, fault.Invalidf("give the account key or a SAS token, one of them")
@@ -386,7 +393,8 @@ func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error
 	if acct.CredentialKind == "sas" {
 		key, sas = "", string(secret)
 	}
-	sink, err := audit.NewBlobSink(acct.BlobEndpoint, acct.Name, key, sas, nil)
+	opts := s.Egress.ClientOptions()
+	sink, err := audit.NewBlobSink(acct.BlobEndpoint, acct.Name, key, sas, &opts)
 	if err != nil {
 		return err
 	}

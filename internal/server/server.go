@@ -36,6 +36,7 @@ import (
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/events"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
@@ -86,8 +87,13 @@ type Config struct {
 	// EventWebhooks receive key events (CloudEvents JSON).
 	EventWebhooks []string
 	// FederationClient fetches trusted OIDC issuers' keys (default: an
-	// HTTPS client with the system roots).
+	// HTTPS client with the system roots, under the egress policy).
 	FederationClient *http.Client
+	// AllowPrivateEndpoints lets the URLs callers name — backup and log
+	// storage, federated issuers — use http and reach loopback and private
+	// addresses; off, they are https to public addresses only, so that no
+	// caller can aim the server at its own network (SSRF).
+	AllowPrivateEndpoints bool
 	// NoAuditForBenchmarks turns the audit log off. It exists only so a
 	// benchmark can measure what auditing costs; nothing else sets it.
 	NoAuditForBenchmarks bool
@@ -266,7 +272,9 @@ func (s *Server) build(ctx context.Context) error {
 		clock = time.Now
 	}
 	keySvc := keys.NewService(s.store, rand.Reader, clock)
-	s.data = dataplane.New(keySvc, s.rbac, s.registry, backup.NewService(s.store, s.registry, time.Now, keySvc, s.rbac), s.log)
+	backups := backup.NewService(s.store, s.registry, time.Now, keySvc, s.rbac)
+	backups.Egress = egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
+	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups, s.log)
 	subscription, err := s.metaID(ctx, "subscription")
 	if err != nil {
 		return err
@@ -286,7 +294,12 @@ func (s *Server) build(ctx context.Context) error {
 	s.armRBAC = armrbac.NewService(s.store, s.dir, time.Now)
 
 	s.mux = http.NewServeMux()
-	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, s.cfg.FederationClient, time.Now), s.tokens, s.base, s.log)
+	egressPolicy := egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
+	fedClient := s.cfg.FederationClient
+	if fedClient == nil {
+		fedClient = egressPolicy.Client(10 * time.Second)
+	}
+	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, fedClient, time.Now), s.tokens, s.base, s.log)
 	idAPI.Throttle = identity.NewThrottle(identity.ThrottleConfig{Now: clock}) // lockouts follow the test clock
 	idAPI.OnAttempt = func(ctx context.Context, subject string) {
 		if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
@@ -304,6 +317,7 @@ func (s *Server) build(ctx context.Context) error {
 		limit = 256 << 20
 	}
 	diag := diagnostics.New(s.store, seal, s.audit, limit, s.dir, s.log)
+	diag.Egress = egressPolicy
 	armAPI.RegisterDiagnostics(s.mux, diag)
 	if err := diag.Start(ctx); err != nil {
 		return err

@@ -70,7 +70,8 @@ func TryStart(t testing.TB, dir string, configure func(*server.Config)) (*Env, e
 	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := server.Config{Listen: ln.Addr().String(), DataDir: dir, Dev: true,
+	// Tests reach Azurite and test issuers on loopback, as --dev allows.
+	cfg := server.Config{Listen: ln.Addr().String(), DataDir: dir, Dev: true, AllowPrivateEndpoints: true,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if configure != nil {
 		configure(&cfg)
