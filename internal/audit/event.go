@@ -84,6 +84,10 @@ type Properties struct {
 	// the attempt was for (never its secret), so that guessing against one
 	// account shows in the log. A Keyward property: Azure has none.
 	SignInSubject string `json:"signInSubject,omitempty"`
+	// RequestHost is the Host header when it differs from the configured
+	// host that requestUri names (a request for an HSM that does not
+	// exist, say). The client chose it: it is evidence, not an address.
+	RequestHost string `json:"requestHost,omitempty"`
 }
 
 // Authorization is the decision the request met.

@@ -207,6 +207,8 @@ func Seal(rnd io.Reader, items map[string][]byte, certs []*x509.Certificate, req
 
 // CheckCertificates applies Azure's rules to a download request: 3 to 10
 // distinct RSA certificates of at least 2048 bits, quorum 2 to their number.
+// Distinct means distinct keys: several certificates over one key would
+// give its holder several shares, a quorum alone perhaps.
 func CheckCertificates(certs []*x509.Certificate, required int) error {
 	if len(certs) < MinCertificates || len(certs) > MaxCertificates {
 		return fault.Invalidf("a security domain needs %d to %d certificates, got %d", MinCertificates, MaxCertificates, len(certs))
@@ -220,10 +222,11 @@ func CheckCertificates(certs []*x509.Certificate, required int) error {
 		if !ok || pub.N.BitLen() < MinRSABits {
 			return fault.Invalidf("certificate %d is not an RSA key of at least %d bits", i+1, MinRSABits)
 		}
-		if seen[Thumbprint(c)] {
-			return fault.Invalidf("certificate %d is given twice", i+1)
+		key := string(c.RawSubjectPublicKeyInfo)
+		if seen[key] {
+			return fault.Invalidf("certificate %d carries the same public key as an earlier one: each custodian needs a key of their own", i+1)
 		}
-		seen[Thumbprint(c)] = true
+		seen[key] = true
 	}
 	return nil
 }

@@ -213,3 +213,24 @@ func flip(compact string) string {
 	parts[3] = string(ct)
 	return strings.Join(parts, ".")
 }
+
+// TestCertificatesOverOneKeyRefused: three self-signed certificates over
+// one RSA key have three thumbprints, but give one person every share.
+func TestCertificatesOverOneKeyRefused(t *testing.T) {
+	k, c1 := newCustodian(t)
+	var certs []*x509.Certificate
+	certs = append(certs, c1)
+	for i := range 2 {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: "same key"},
+			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		certs = append(certs, c)
+	}
+	if err := CheckCertificates(certs, 2); err == nil || !strings.Contains(err.Error(), "same public key") {
+		t.Fatalf("three certificates over one key: %v", err)
+	}
+}

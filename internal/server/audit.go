@@ -37,7 +37,7 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		CallerIPAddress:  r.RemoteAddr,
 		ClientInfo:       capField(r.UserAgent(), maxRecordedField),
 		CorrelationID:    capField(r.Header.Get("x-ms-client-request-id"), maxRecordedField),
-		RequestURI:       capField(recordedURI(r), maxRecordedField),
+		RequestURI:       capField(recordedURI(r, s.recordedBase(info)), maxRecordedField),
 		OperationName:    info.data.Operation,
 	}
 	e.OperationVersion = capField(e.OperationVersion, 64)
@@ -70,6 +70,9 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		if info.signInSubject != "" && status >= 400 {
 			e.Properties.SignInSubject = capField(info.signInSubject, 256)
 		}
+	}
+	if host := r.Host; !strings.HasPrefix(e.RequestURI, "https://"+host+"/") {
+		e.Properties.RequestHost = capField(host, 256)
 	}
 	if err := s.audit.Append(stream, e); err != nil {
 		// Ready refuses the next requests; this one already ran.
@@ -113,10 +116,21 @@ const redactedValue = "REDACTED"
 // query parameters not in recordedQuery are replaced by redactedValue, so
 // a client_secret sent in a query string lands neither in the journal nor
 // in blob storage.
-func recordedURI(r *http.Request) string {
+// The scheme and host are the configured ones the request reached (base),
+// not its Host header, which the client chose.
+func recordedURI(r *http.Request, base string) string {
 	u := *r.URL
 	u.RawQuery = redactQuery(u.RawQuery)
-	return "https://" + r.Host + u.RequestURI()
+	return base + u.RequestURI()
+}
+
+// recordedBase is the configured URL a request reached, without a
+// trailing slash: its HSM's URI, or the server's for other surfaces.
+func (s *Server) recordedBase(info *requestInfo) string {
+	if info.base != "" {
+		return info.base
+	}
+	return strings.TrimSuffix(s.base, "/")
 }
 
 func redactQuery(raw string) string {
@@ -130,8 +144,12 @@ func redactQuery(raw string) string {
 		if err != nil {
 			name = k
 		}
-		if hasValue && !recordedQuery[strings.ToLower(name)] {
+		switch {
+		case recordedQuery[strings.ToLower(name)]:
+		case hasValue:
 			parts[i] = k + "=" + redactedValue
+		case p != "":
+			parts[i] = redactedValue // a bare word may itself be a secret
 		}
 	}
 	return strings.Join(parts, "&")

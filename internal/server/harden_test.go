@@ -127,8 +127,10 @@ func TestUnknownHSMHostCannotStopTheService(t *testing.T) {
 		}
 		// The request is recorded in the tenant's stream.
 		waitForRecord(t, env, "tenant", func(m map[string]any) bool {
+			p, _ := m["properties"].(map[string]any)
+			h, _ := p["requestHost"].(string)
 			u, _ := m["requestUri"].(string)
-			return strings.Contains(u, label+".mhsm.localhost") && m["httpStatusCode"] == float64(404)
+			return strings.HasPrefix(h, label+".mhsm.localhost") && strings.HasPrefix(u, env.Boot.AuthorityHost) && m["httpStatusCode"] == float64(404)
 		})
 	}
 	// No stream was opened for a name that is no HSM's.
@@ -387,5 +389,24 @@ func TestFailedSignInRecordsItsSubject(t *testing.T) {
 	})
 	if b, _ := json.Marshal(rec); strings.Contains(string(b), "wrong-secret-value") {
 		t.Fatal("the record holds the secret")
+	}
+}
+
+// The review's follow-ups on records: requestUri came from the Host
+// header (a client could make records name any host), and a query word
+// with no "=" was kept as sent, though it may be a secret.
+func TestRecordNamesTheConfiguredHost(t *testing.T) {
+	env := servertest.Start(t)
+	r := sendAs(t, env, "GET", "evil.example", "/metadata/endpoints?S9secretonly&api-version=1", "")
+	if r.Status != http.StatusOK {
+		t.Fatalf("metadata: %d", r.Status)
+	}
+	rec := waitForRecord(t, env, "tenant", func(m map[string]any) bool {
+		p, _ := m["properties"].(map[string]any)
+		return p["requestHost"] == "evil.example"
+	})
+	u := rec["requestUri"].(string)
+	if !strings.HasPrefix(u, env.Boot.AuthorityHost+"metadata/endpoints?") || strings.Contains(u, "S9secretonly") || !strings.Contains(u, "api-version=1") {
+		t.Fatalf("requestUri %q", u)
 	}
 }

@@ -517,6 +517,7 @@ type requestInfo struct {
 	caller  *identity.Caller
 	hsm     string // the HSM addressed, if any
 	pattern string // the route of a non-HSM request
+	base    string // the configured URL of the HSM addressed, if any
 	// signInSubject is the client id or user name a token request was
 	// for: a failed one names it in its record.
 	signInSubject string
@@ -596,6 +597,10 @@ func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, info *re
 	if err == nil {
 		info.hsm = h.Name
 		info.data = s.data.Describe(r) // named even if authentication fails
+		info.base = s.HSMURI(h.Name)
+		if bare {
+			info.base = strings.TrimSuffix(s.base, "/")
+		}
 	} else {
 		info.pattern = "data plane of no HSM"
 	}
@@ -610,11 +615,7 @@ func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, info *re
 		httpx.WriteError(w, ar, s.log, err)
 		return
 	}
-	base := s.HSMURI(h.Name)
-	if bare {
-		base = strings.TrimSuffix(s.base, "/")
-	}
-	s.data.Serve(w, ar, h, base)
+	s.data.Serve(w, ar, h, info.base)
 }
 
 // authenticate verifies the bearer token for resource and returns r with
