@@ -222,31 +222,46 @@ func readCheckpointFile(path string) ([]Checkpoint, error) {
 	return ReadCheckpoints(bytes.NewReader(b))
 }
 
+// firstCheckpointEvery is how soon a stream that has none gets its first
+// checkpoint: a stream without any cannot tell a verifier that its
+// checkpoints were deleted, so that window is kept short.
+const firstCheckpointEvery = time.Second
+
 func (c *Checkpointer) loop() {
 	defer close(c.done)
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
+	first := time.NewTicker(firstCheckpointEvery)
+	defer first.Stop()
 	for {
+		var err error
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
-			if err := c.Checkpoint(); err != nil {
-				c.cfg.Log.Error("audit checkpoint failed", "err", err)
-			}
+			err = c.checkpoint(false)
+		case <-first.C:
+			err = c.checkpoint(true)
+		}
+		if err != nil {
+			c.cfg.Log.Error("audit checkpoint failed", "err", err)
 		}
 	}
 }
 
 // Checkpoint signs and stores a checkpoint of every stream with records
 // since its last one.
-func (c *Checkpointer) Checkpoint() error {
+func (c *Checkpointer) Checkpoint() error { return c.checkpoint(false) }
+
+// checkpoint is Checkpoint, for the streams that have none yet only when
+// onlyFirst is set.
+func (c *Checkpointer) checkpoint(onlyFirst bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
 	for _, h := range c.cfg.Journal.heads() {
 		last := c.last[h.Stream]
-		if h.Sequence == 0 || (last != nil && last.LastSequence == h.Sequence && last.LastHash == h.Hash) {
+		if h.Sequence == 0 || (last != nil && last.LastSequence == h.Sequence && last.LastHash == h.Hash) || (onlyFirst && last != nil) {
 			continue
 		}
 		cp := &Checkpoint{Stream: h.Stream, Index: 1, LastSequence: h.Sequence, LastHash: h.Hash, ResourceID: h.ResourceID,

@@ -292,3 +292,37 @@ func FuzzVerifyCheckpointed(f *testing.F) {
 		}
 	})
 }
+
+// TestNewStreamIsCheckpointedPromptly: a stream with no checkpoint at all
+// cannot show that its checkpoints were deleted, so its first one comes
+// within a second or two, not at the next interval.
+func TestNewStreamIsCheckpointedPromptly(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	j, err := OpenJournal(t.TempDir(), 0, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	c, err := StartCheckpointer(CheckpointerConfig{Journal: j, Key: key, Interval: time.Hour, Log: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := j.Append("fresh", &Event{Time: time.Now().UTC().Format(TimeLayout), OperationName: "KeyGet"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cps, err := readCheckpointFile(CheckpointPath(j, "fresh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cps) == 1 && cps[0].LastSequence == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint of a new stream after 5 s: %v", cps)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

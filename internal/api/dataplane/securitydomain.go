@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
@@ -173,23 +174,31 @@ func (a *API) sdUpload(c *call) error {
 
 // downloadRequest is a security-domain download request on the wire
 // (a Keyward extension).
+// (a Keyward extension). Certificates are the SHA-256 of each custodian
+// certificate's DER, as `openssl x509 -outform der | sha256sum` prints
+// them, so an approver can check what they approve.
 type downloadRequest struct {
 	ID           string   `json:"id"`
 	Operation    string   `json:"operation"`
 	Status       string   `json:"status"`
 	Requester    string   `json:"requester"`
-	Approver     string   `json:"approver,omitempty"`
+	Approver     string   `json:"approver"`
 	Certificates []string `json:"certificates"`
-	Required     int      `json:"required"`
-	Created      int64    `json:"created"`
-	Approved     *int64   `json:"approved,omitempty"`
-	Completed    *int64   `json:"completed,omitempty"`
+	Quorum       int      `json:"quorum"`
+	Created      string   `json:"created"`
+	Approved     string   `json:"approved"`
+	Completed    string   `json:"completed"`
 }
 
 func (a *API) wireRequest(d *domain.DownloadRequest) downloadRequest {
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
 	return downloadRequest{ID: d.ID, Operation: d.Operation, Status: d.Status(a.hsms.Now()), Requester: d.Requester, Approver: d.Approver,
-		Certificates: d.Certificates, Required: d.Required, Created: d.Created.Unix(),
-		Approved: unixPtr(d.Approved), Completed: unixPtr(d.Completed)}
+		Certificates: d.Certificates, Quorum: d.Required, Created: stamp(d.Created), Approved: stamp(d.Approved), Completed: stamp(d.Completed)}
 }
 
 func (a *API) sdRequests(c *call) error {
