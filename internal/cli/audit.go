@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/audit"
@@ -397,6 +398,12 @@ func (e *env) blobRecords(ctx context.Context, account, endpoint, key, sas, reso
 	pager := client.NewListBlobsFlatPager(audit.Container, &azblob.ListBlobsFlatOptions{Prefix: &prefix})
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
+		if bloberror.HasCode(err, bloberror.ContainerNotFound) {
+			return out, nil // nothing delivered yet: the first delivery creates the container
+		}
+		if bloberror.HasCode(err, bloberror.AuthenticationFailed, bloberror.AuthorizationFailure, bloberror.NoAuthenticationInformation) {
+			return nil, fmt.Errorf("the storage account refused the listing of %s: pass its key (--account-key or $AZURE_STORAGE_KEY) or a SAS token (--sas-token or $AZURE_STORAGE_SAS_TOKEN) that may read it", audit.Container)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("listing %s: %w", audit.Container, err)
 		}

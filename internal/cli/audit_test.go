@@ -60,10 +60,7 @@ func TestAuditStory(t *testing.T) {
 		t.Helper()
 		args = append([]string{"audit", "query", "--source", "blob", "--storage-account", servertest.AzuriteAccount,
 			"--account-key", servertest.AzuriteKey, "--blob-endpoint", az.Endpoint()}, args...)
-		out, errs, code := auditor.run("", args...)
-		if code != 0 && strings.Contains(errs, "ContainerNotFound") {
-			return nil // delivery has not begun yet: the shipper creates the container
-		}
+		out, errs, code := auditor.run("", args...) // no records (not an error) until the first delivery
 		if code != 0 {
 			t.Fatalf("keyward %s: exit %d: %s", strings.Join(args, " "), code, errs)
 		}
