@@ -129,14 +129,9 @@ func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssign
 
 // decide reports whether any of principals holds action on resource at
 // now. Actions come from the operation table, so they are in the
-// vocabulary that grant.actions was computed over.
-func (ix *index) decide(principals []string, action Action, resource string, now time.Time) *grant {
-	return ix.decideWhere(principals, action, resource, now, nil)
-}
-
-// decideWhere is decide counting only the grants accept accepts (all, if
-// accept is nil).
-func (ix *index) decideWhere(principals []string, action Action, resource string, now time.Time, accept func(*grant) bool) *grant {
+// vocabulary that grant.actions was computed over. Only the grants accept
+// accepts count (all, when accept is nil).
+func (ix *index) decide(principals []string, action Action, resource string, now time.Time, accept func(*grant) bool) *grant {
 	resource = strings.ToLower(resource)
 	for _, p := range principals {
 		grants := ix.byPrincipal[p]
@@ -215,22 +210,7 @@ type Decision struct {
 // through other groups, must hold a role that grants the action at a scope
 // containing the resource, now. A refusal is a Decision, not an error.
 func (s *Service) Decide(ctx context.Context, req Request) (Decision, error) {
-	if req.Caller == nil {
-		return Decision{}, nil
-	}
-	ix, err := s.index(ctx, req.HSM)
-	if err != nil {
-		return Decision{}, err
-	}
-	groups, err := s.dir.GroupsOf(ctx, req.Caller.ObjectID)
-	if err != nil {
-		return Decision{}, err
-	}
-	principals := append([]string{req.Caller.ObjectID}, groups...)
-	if g := ix.decide(principals, req.Action, req.Scope, s.now()); g != nil {
-		return Decision{Allowed: true, AssignmentID: g.assignment, RoleID: g.role}, nil
-	}
-	return Decision{}, nil
+	return s.decide(ctx, req, nil)
 }
 
 // DecideApart is Decide for a second person's approval: it counts only
@@ -238,6 +218,15 @@ func (s *Service) Decide(ctx context.Context, req Request) (Decision, error) {
 // notBy, so that whoever asks cannot make their own approver, by a direct
 // grant or one to a group.
 func (s *Service) DecideApart(ctx context.Context, req Request, before time.Time, notBy string) (Decision, error) {
+	// Assignments keep their creation time to the second: one made in the
+	// request's second counts as made before it.
+	cutoff := before.Truncate(time.Second)
+	return s.decide(ctx, req, func(g *grant) bool { return g.createdBy != notBy && !g.created.After(cutoff) })
+}
+
+// decide is Decide counting only the assignments accept accepts (all,
+// when it is nil).
+func (s *Service) decide(ctx context.Context, req Request, accept func(*grant) bool) (Decision, error) {
 	if req.Caller == nil {
 		return Decision{}, nil
 	}
@@ -250,11 +239,7 @@ func (s *Service) DecideApart(ctx context.Context, req Request, before time.Time
 		return Decision{}, err
 	}
 	principals := append([]string{req.Caller.ObjectID}, groups...)
-	// Assignments keep their creation time to the second: one made in the
-	// request's second counts as made before it.
-	cutoff := before.Truncate(time.Second)
-	apart := func(g *grant) bool { return g.createdBy != notBy && !g.created.After(cutoff) }
-	if g := ix.decideWhere(principals, req.Action, req.Scope, s.now(), apart); g != nil {
+	if g := ix.decide(principals, req.Action, req.Scope, s.now(), accept); g != nil {
 		return Decision{Allowed: true, AssignmentID: g.assignment, RoleID: g.role}, nil
 	}
 	return Decision{}, nil

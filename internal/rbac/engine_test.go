@@ -92,7 +92,7 @@ func TestAssignmentWindows(t *testing.T) {
 	}
 	for name, c := range cases {
 		ix := buildIndex(nil, []*store.RoleAssignment{{ID: "a", Scope: "/", RoleDefinitionID: CryptoUserID, PrincipalID: "p", Start: c.start, End: c.end}})
-		if got := ix.decide([]string{"p"}, KeysSign, "/keys/k", now) != nil; got != c.want {
+		if got := ix.decide([]string{"p"}, KeysSign, "/keys/k", now, nil) != nil; got != c.want {
 			t.Errorf("%s: decide = %v", name, got)
 		}
 	}
