@@ -201,11 +201,12 @@ func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job
 	if err != nil {
 		return Job{}, err
 	}
+	started := *j // before the job's goroutine may change it
 	go func() {
 		folder, err := s.backup(context.WithoutCancel(ctx), h, c, t)
 		s.finish(j, folder, err)
 	}()
-	return *j, nil
+	return started, nil
 }
 
 func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client, t Target) (string, error) {
@@ -363,6 +364,7 @@ func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, 
 	if err != nil {
 		return Job{}, err
 	}
+	started := *j // before the job's goroutine may change it
 	go func() {
 		ctx := context.WithoutCancel(ctx)
 		b, err := load(ctx, h, c, folder)
@@ -376,7 +378,7 @@ func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, 
 		}
 		s.finish(j, "", err)
 	}()
-	return *j, nil
+	return started, nil
 }
 
 // apply writes a backup into the store in one transaction: all of it
