@@ -27,6 +27,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/google/uuid"
 
+	"github.com/keyward/keyward/internal/backup/format"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/fault"
@@ -102,15 +103,9 @@ type manifest struct {
 	SHA256   string `json:"sha256"`
 }
 
-// content is the plaintext of a backup.
-type content struct {
-	Format      int                     `json:"format"`
-	DomainID    string                  `json:"domainId"`
-	Keys        []store.Key             `json:"keys"`
-	Versions    []store.KeyVersion      `json:"versions"`
-	Roles       []*store.RoleDefinition `json:"roles"`
-	Assignments []*store.RoleAssignment `json:"assignments"`
-}
+// content is the plaintext of a backup: its records, in package format,
+// are never the store's structs, so a backup outlives their renaming.
+type content = format.Full
 
 const (
 	manifestName = "manifest.json"
@@ -210,43 +205,7 @@ func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job
 }
 
 func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client, t Target) (string, error) {
-	b := content{Format: 1, DomainID: h.DomainID}
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		for _, deleted := range []bool{false, true} {
-			after := ""
-			for {
-				items, err := tx.ListKeys(ctx, h.Name, deleted, after, 500)
-				if err != nil {
-					return err
-				}
-				for _, it := range items {
-					b.Keys = append(b.Keys, it.Key)
-					var seq int64
-					for {
-						vs, err := tx.ListKeyVersions(ctx, h.Name, it.Key.Name, seq, 500)
-						if err != nil {
-							return err
-						}
-						if len(vs) == 0 {
-							break
-						}
-						b.Versions = append(b.Versions, vs...)
-						seq = vs[len(vs)-1].Seq
-					}
-				}
-				if len(items) < 500 {
-					break
-				}
-				after = items[len(items)-1].Key.Name
-			}
-		}
-		var err error
-		if b.Roles, err = tx.ListRoleDefinitions(ctx, h.Name); err != nil {
-			return err
-		}
-		b.Assignments, err = tx.ListRoleAssignments(ctx, h.Name)
-		return err
-	})
+	b, err := readContent(ctx, s.store, h)
 	if err != nil {
 		return "", fmt.Errorf("backup: reading %s: %w", h.Name, err)
 	}
@@ -262,7 +221,7 @@ func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client
 	now := s.now().UTC()
 	folder := fmt.Sprintf("mhsm-%s-%s", h.Name, now.Format("20060102150405"))
 	sum := sha256.Sum256(sealed)
-	m, _ := json.Marshal(manifest{Format: 1, HSM: h.Name, DomainID: h.DomainID, Created: now.Format(time.RFC3339),
+	m, _ := json.Marshal(manifest{Format: format.Version, HSM: h.Name, DomainID: h.DomainID, Created: now.Format(time.RFC3339),
 		Keys: len(b.Keys), Size: len(sealed), SHA256: hex.EncodeToString(sum[:])})
 	if _, err := c.NewBlockBlobClient(folder+"/"+backupName).UploadBuffer(ctx, sealed, nil); err != nil {
 		return "", storageError("writing the backup", err)
@@ -271,6 +230,61 @@ func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client
 		return "", storageError("writing the backup manifest", err)
 	}
 	return strings.TrimSuffix(t.ContainerURI, "/") + "/" + folder, nil
+}
+
+// readContent reads everything a backup of h holds, in one read
+// transaction.
+func readContent(ctx context.Context, st store.Store, h *domain.HSM) (*content, error) {
+	b := &content{Format: format.Version, DomainID: h.DomainID}
+	err := st.View(ctx, func(tx store.Tx) error {
+		for _, deleted := range []bool{false, true} {
+			after := ""
+			for {
+				items, err := tx.ListKeys(ctx, h.Name, deleted, after, 500)
+				if err != nil {
+					return err
+				}
+				for _, it := range items {
+					b.Keys = append(b.Keys, format.FromKey(&it.Key))
+					var seq int64
+					for {
+						vs, err := tx.ListKeyVersions(ctx, h.Name, it.Key.Name, seq, 500)
+						if err != nil {
+							return err
+						}
+						if len(vs) == 0 {
+							break
+						}
+						b.Versions = append(b.Versions, format.FromKeyVersions(vs)...)
+						seq = vs[len(vs)-1].Seq
+					}
+				}
+				if len(items) < 500 {
+					break
+				}
+				after = items[len(items)-1].Key.Name
+			}
+		}
+		roles, err := tx.ListRoleDefinitions(ctx, h.Name)
+		if err != nil {
+			return err
+		}
+		for _, r := range roles {
+			b.Roles = append(b.Roles, format.FromRoleDefinition(r))
+		}
+		assignments, err := tx.ListRoleAssignments(ctx, h.Name)
+		if err != nil {
+			return err
+		}
+		for _, a := range assignments {
+			b.Assignments = append(b.Assignments, format.FromRoleAssignment(a))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // storageError turns a storage failure into a message for the caller.
@@ -319,7 +333,7 @@ const maxManifest = 64 << 10
 // neither is trusted.
 func openBackup(h *domain.HSM, mb, sealed []byte) (*content, error) {
 	var m manifest
-	if err := json.Unmarshal(mb, &m); err != nil || m.Format != 1 {
+	if err := json.Unmarshal(mb, &m); err != nil || m.Format != format.Version {
 		return nil, ErrBadBackup.With("the backup manifest is not valid")
 	}
 	if m.DomainID != h.DomainID {
@@ -335,7 +349,7 @@ func openBackup(h *domain.HSM, mb, sealed []byte) (*content, error) {
 	}
 	defer clear(plain)
 	var b content
-	if err := json.Unmarshal(plain, &b); err != nil || b.Format != 1 || b.DomainID != h.DomainID {
+	if err := json.Unmarshal(plain, &b); err != nil || b.Format != format.Version || b.DomainID != h.DomainID {
 		return nil, ErrBadBackup
 	}
 	return &b, nil
@@ -389,13 +403,15 @@ func (s *Service) apply(ctx context.Context, h *domain.HSM, b *content, only str
 			if err := clearHSM(ctx, tx, h.Name); err != nil {
 				return err
 			}
-			for _, r := range b.Roles {
+			for i := range b.Roles {
+				r := b.Roles[i].Store()
 				r.HSM = h.Name
 				if err := tx.PutRoleDefinition(ctx, r); err != nil {
 					return err
 				}
 			}
-			for _, a := range b.Assignments {
+			for i := range b.Assignments {
+				a := b.Assignments[i].Store()
 				a.HSM = h.Name
 				if err := tx.InsertRoleAssignment(ctx, a); err != nil {
 					return err
@@ -403,7 +419,8 @@ func (s *Service) apply(ctx context.Context, h *domain.HSM, b *content, only str
 			}
 		}
 		found := false
-		for _, k := range b.Keys {
+		for i := range b.Keys {
+			k := b.Keys[i].Store()
 			if only != "" && !strings.EqualFold(k.Name, only) {
 				continue
 			}
@@ -423,7 +440,8 @@ func (s *Service) apply(ctx context.Context, h *domain.HSM, b *content, only str
 		if only != "" && !found {
 			return fault.Errorf(fault.NotFound, "KeyNotFound", "the backup holds no key named %s", only)
 		}
-		for _, v := range b.Versions {
+		for i := range b.Versions {
+			v := b.Versions[i].Store()
 			if only != "" && !strings.EqualFold(v.Name, only) {
 				continue
 			}

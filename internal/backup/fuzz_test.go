@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/keyward/keyward/internal/backup/format"
 	"github.com/keyward/keyward/internal/domain"
 )
 
@@ -20,7 +21,7 @@ func FuzzOpenBackup(f *testing.F) {
 		f.Fatal(err)
 	}
 	h := &domain.HSM{Name: "fuzz", DomainID: "d0m41n", Key: dk}
-	plain, _ := json.Marshal(content{Format: 1, DomainID: h.DomainID})
+	plain, _ := json.Marshal(content{Format: format.Version, DomainID: h.DomainID})
 	f.Add([]byte(`{"format":1,"domainId":"d0m41n","size":3,"sha256":"00"}`), plain, true)
 	f.Add([]byte(`{"format":1}`), []byte(`{"format":1,"domainId":"d0m41n","keys":[{}],"versions":[{"sealed":"AA=="}]}`), true)
 	f.Add([]byte(`[]`), []byte{}, false)

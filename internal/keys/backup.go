@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/keyward/keyward/internal/backup/format"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/store"
@@ -15,27 +16,19 @@ import (
 // made under another security domain.
 var ErrBadBackup = fault.New(fault.Invalid, "BadParameter", "the backup blob is not valid for this HSM")
 
-// backupFormat is the plaintext of a key backup. Each version's material
-// stays sealed as stored; the whole is sealed again under the domain key.
-type backupFormat struct {
-	Format         int                `json:"format"`
-	DomainID       string             `json:"domainId"`
-	Key            store.Key          `json:"key"`
-	Versions       []store.KeyVersion `json:"versions"`
-	RotationPolicy json.RawMessage    `json:"rotationPolicy,omitempty"`
-}
-
 func backupAAD(domainID string) []byte { return []byte("keyward key backup\x00" + domainID) }
 
-// Backup returns an opaque blob holding every version of a live key.
+// Backup returns an opaque blob holding every version of a live key: a
+// format.KeyBackup, each version's material still sealed as stored, the
+// whole sealed again under the domain key.
 func (s *Service) Backup(ctx context.Context, h *domain.HSM, name string) ([]byte, error) {
-	b := backupFormat{Format: 1, DomainID: h.DomainID}
+	b := format.KeyBackup{Format: format.Version, DomainID: h.DomainID}
 	err := s.store.View(ctx, func(tx store.Tx) error {
 		key, _, err := liveVersion(ctx, tx, h.Name, name, "")
 		if err != nil {
 			return err
 		}
-		b.Key = *key
+		b.Key = format.FromKey(key)
 		var after int64
 		for {
 			vs, err := tx.ListKeyVersions(ctx, h.Name, name, after, 100)
@@ -45,7 +38,7 @@ func (s *Service) Backup(ctx context.Context, h *domain.HSM, name string) ([]byt
 			if len(vs) == 0 {
 				return nil
 			}
-			b.Versions = append(b.Versions, vs...)
+			b.Versions = append(b.Versions, format.FromKeyVersions(vs)...)
 			after = vs[len(vs)-1].Seq
 		}
 	})
@@ -62,14 +55,14 @@ func (s *Service) Backup(ctx context.Context, h *domain.HSM, name string) ([]byt
 // openBackup opens a key backup blob sealed under h's domain key and
 // checks that every version's material opens here, before anything is
 // written.
-func openBackup(h *domain.HSM, blob []byte) (*backupFormat, error) {
+func openBackup(h *domain.HSM, blob []byte) (*format.KeyBackup, error) {
 	plain, err := h.Key.Decrypt(blob, backupAAD(h.DomainID))
 	if err != nil {
 		return nil, ErrBadBackup
 	}
 	defer clear(plain)
-	var b backupFormat
-	if err := json.Unmarshal(plain, &b); err != nil || b.Format != 1 || b.DomainID != h.DomainID || len(b.Versions) == 0 {
+	var b format.KeyBackup
+	if err := json.Unmarshal(plain, &b); err != nil || b.Format != format.Version || b.DomainID != h.DomainID || len(b.Versions) == 0 {
 		return nil, ErrBadBackup
 	}
 	if err := checkName(b.Key.Name); err != nil {
@@ -79,7 +72,8 @@ func openBackup(h *domain.HSM, blob []byte) (*backupFormat, error) {
 		if b.Versions[i].Name != b.Key.Name {
 			return nil, ErrBadBackup
 		}
-		if _, err := unseal(h, &b.Versions[i]); err != nil {
+		v := b.Versions[i].Store()
+		if _, err := unseal(h, &v); err != nil {
 			return nil, ErrBadBackup
 		}
 	}
@@ -94,20 +88,20 @@ func (s *Service) Restore(ctx context.Context, h *domain.HSM, blob []byte) (*Ver
 	if err != nil {
 		return nil, err
 	}
-	latest := &b.Versions[len(b.Versions)-1]
+	latest := b.Versions[len(b.Versions)-1].Store()
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetKey(ctx, h.Name, b.Key.Name); err == nil {
 			return ErrConflict.With("a key named %s already exists, live or deleted", b.Key.Name)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		k := b.Key
+		k := b.Key.Store()
 		k.HSM = h.Name
 		if err := tx.PutKey(ctx, &k); err != nil {
 			return err
 		}
 		for i := range b.Versions {
-			v := b.Versions[i]
+			v := b.Versions[i].Store()
 			v.HSM = h.Name
 			if err := tx.InsertKeyVersion(ctx, &v); err != nil {
 				return err
@@ -119,5 +113,5 @@ func (s *Service) Restore(ctx context.Context, h *domain.HSM, blob []byte) (*Ver
 		return nil, err
 	}
 	s.cache.invalidate(h.Name, b.Key.Name)
-	return s.view(h, latest, nil), nil
+	return s.view(h, &latest, nil), nil
 }

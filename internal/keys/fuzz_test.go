@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/keyward/keyward/internal/backup/format"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/kcrypto"
-	"github.com/keyward/keyward/internal/store"
 )
 
 // FuzzOpenKeyBackup feeds arbitrary key backup blobs (a restore request's
@@ -32,8 +32,8 @@ func FuzzOpenKeyBackup(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	plain, _ := json.Marshal(backupFormat{Format: 1, DomainID: h.DomainID, Key: store.Key{Name: "k"},
-		Versions: []store.KeyVersion{{Name: "k", Version: "v1", Kty: "EC", Sealed: sealed}}})
+	plain, _ := json.Marshal(format.KeyBackup{Format: format.Version, DomainID: h.DomainID, Key: format.Key{Name: "k"},
+		Versions: []format.KeyVersion{{Name: "k", Version: "v1", Kty: "EC", Sealed: sealed}}})
 	blob, _ := dk.Encrypt(plain, backupAAD(h.DomainID))
 	f.Add(plain, false)
 	f.Add(blob, true)
