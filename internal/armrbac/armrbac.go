@@ -37,10 +37,10 @@ const (
 	ManagedHSMContributorID = "18500a29-7fe2-46b2-a342-b16a415e101d"
 )
 
-// BuiltInRoles are Azure's general roles and Managed HSM contributor.
+// builtInRoles are Azure's general roles and Managed HSM contributor.
 // Managed HSM contributor also gets diagnostic settings, so that the
 // security team of the seed story can turn on logging for its HSMs.
-var BuiltInRoles = []Role{
+var builtInRoles = []Role{
 	{ID: OwnerID, Name: "Owner", Description: "Grants full access to manage all resources, including the ability to assign roles.",
 		Actions: []string{"*"}},
 	{ID: ContributorID, Name: "Contributor", Description: "Grants full access to manage all resources, but does not allow you to assign roles.",
@@ -59,7 +59,7 @@ var BuiltInRoles = []Role{
 // Azure, "*" in Actions covers no data action: those need DataActions,
 // which control-plane roles here do not have.
 func (r *Role) Permits(action string) bool {
-	if slices.Contains(rbac.Actions, rbac.Action(action)) {
+	if rbac.IsAction(rbac.Action(action)) {
 		return false
 	}
 	allowed := false
@@ -77,23 +77,51 @@ func (r *Role) Permits(action string) bool {
 	return allowed
 }
 
-// RoleByID finds a built-in role by its GUID or full definition id.
+// BuiltInRoles returns the built-in roles, a copy the caller may change.
+func BuiltInRoles() []Role {
+	out := make([]Role, len(builtInRoles))
+	for i := range builtInRoles {
+		out[i] = builtInRoles[i].clone()
+	}
+	return out
+}
+
+// clone returns a copy of r that shares no slice with it.
+func (r Role) clone() Role {
+	r.Actions, r.NotActions = slices.Clone(r.Actions), slices.Clone(r.NotActions)
+	return r
+}
+
+// RoleByID finds a built-in role by its GUID or full definition id and
+// returns a copy of it.
 func RoleByID(id string) (*Role, bool) {
+	r := builtInByID(id)
+	if r == nil {
+		return nil, false
+	}
+	c := r.clone()
+	return &c, true
+}
+
+// builtInByID is RoleByID without the copy, for the decisions: the
+// table is never written.
+func builtInByID(id string) *Role {
 	id = id[strings.LastIndex(id, "/")+1:]
-	for i := range BuiltInRoles {
-		if strings.EqualFold(BuiltInRoles[i].ID, id) {
-			return &BuiltInRoles[i], true
+	for i := range builtInRoles {
+		if strings.EqualFold(builtInRoles[i].ID, id) {
+			return &builtInRoles[i]
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // RoleByName finds a built-in role by name, ignoring case (Azure's own is
-// "Managed HSM contributor").
+// "Managed HSM contributor"), and returns a copy of it.
 func RoleByName(name string) (*Role, bool) {
-	for i := range BuiltInRoles {
-		if strings.EqualFold(BuiltInRoles[i].Name, name) {
-			return &BuiltInRoles[i], true
+	for i := range builtInRoles {
+		if strings.EqualFold(builtInRoles[i].Name, name) {
+			c := builtInRoles[i].clone()
+			return &c, true
 		}
 	}
 	return nil, false
@@ -205,7 +233,7 @@ func (s *Service) Permits(ctx context.Context, caller *identity.Caller, action s
 		if !slices.Contains(principals, a.PrincipalID) {
 			continue
 		}
-		if r, ok := RoleByID(a.RoleID); ok && r.Permits(action) {
+		if r := builtInByID(a.RoleID); r != nil && r.Permits(action) {
 			granting = append(granting, a.Scope)
 		}
 	}
