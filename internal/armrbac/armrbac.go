@@ -37,10 +37,10 @@ const (
 	ManagedHSMContributorID = "18500a29-7fe2-46b2-a342-b16a415e101d"
 )
 
-// builtInRoles are Azure's general roles and Managed HSM contributor.
+// BuiltInRoles are Azure's general roles and Managed HSM contributor.
 // Managed HSM contributor also gets diagnostic settings, so that the
 // security team of the seed story can turn on logging for its HSMs.
-var builtInRoles = []Role{
+var BuiltInRoles = []Role{
 	{ID: OwnerID, Name: "Owner", Description: "Grants full access to manage all resources, including the ability to assign roles.",
 		Actions: []string{"*"}},
 	{ID: ContributorID, Name: "Contributor", Description: "Grants full access to manage all resources, but does not allow you to assign roles.",
@@ -59,7 +59,7 @@ var builtInRoles = []Role{
 // Azure, "*" in Actions covers no data action: those need DataActions,
 // which control-plane roles here do not have.
 func (r *Role) Permits(action string) bool {
-	if rbac.IsAction(rbac.Action(action)) {
+	if slices.Contains(rbac.Actions, rbac.Action(action)) {
 		return false
 	}
 	allowed := false
@@ -77,51 +77,23 @@ func (r *Role) Permits(action string) bool {
 	return allowed
 }
 
-// BuiltInRoles returns the built-in roles, a copy the caller may change.
-func BuiltInRoles() []Role {
-	out := make([]Role, len(builtInRoles))
-	for i := range builtInRoles {
-		out[i] = builtInRoles[i].clone()
-	}
-	return out
-}
-
-// clone returns a copy of r that shares no slice with it.
-func (r Role) clone() Role {
-	r.Actions, r.NotActions = slices.Clone(r.Actions), slices.Clone(r.NotActions)
-	return r
-}
-
-// RoleByID finds a built-in role by its GUID or full definition id and
-// returns a copy of it.
+// RoleByID finds a built-in role by its GUID or full definition id.
 func RoleByID(id string) (*Role, bool) {
-	r := builtInByID(id)
-	if r == nil {
-		return nil, false
-	}
-	c := r.clone()
-	return &c, true
-}
-
-// builtInByID is RoleByID without the copy, for the decisions: the
-// table is never written.
-func builtInByID(id string) *Role {
 	id = id[strings.LastIndex(id, "/")+1:]
-	for i := range builtInRoles {
-		if strings.EqualFold(builtInRoles[i].ID, id) {
-			return &builtInRoles[i]
+	for i := range BuiltInRoles {
+		if strings.EqualFold(BuiltInRoles[i].ID, id) {
+			return &BuiltInRoles[i], true
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // RoleByName finds a built-in role by name, ignoring case (Azure's own is
-// "Managed HSM contributor"), and returns a copy of it.
+// "Managed HSM contributor").
 func RoleByName(name string) (*Role, bool) {
-	for i := range builtInRoles {
-		if strings.EqualFold(builtInRoles[i].Name, name) {
-			c := builtInRoles[i].clone()
-			return &c, true
+	for i := range BuiltInRoles {
+		if strings.EqualFold(BuiltInRoles[i].Name, name) {
+			return &BuiltInRoles[i], true
 		}
 	}
 	return nil, false
@@ -156,24 +128,44 @@ type Service struct {
 	// resource group or resource; assignments elsewhere are refused.
 	Exists func(ctx context.Context, scope string) bool
 
+	// cache holds every assignment; nil after a change. Its one
+	// invalidation path is the store subscription (apply). A fill that
+	// raced with a change is not kept: fills remember the generation.
 	mu    sync.Mutex
-	cache []Assignment // all assignments; nil after a change
+	gen   uint64
+	cache []Assignment
 }
 
 // NewService returns the control-plane RBAC.
 func NewService(s store.Store, dir *identity.Directory, now func() time.Time) *Service {
-	return &Service{store: s, dir: dir, now: now, Exists: func(context.Context, string) bool { return true }}
+	svc := &Service{store: s, dir: dir, now: now, Exists: func(context.Context, string) bool { return true }}
+	s.Subscribe(svc.apply)
+	return svc
 }
 
 func (s *Service) all(ctx context.Context) ([]Assignment, error) {
 	s.mu.Lock()
-	c := s.cache
+	c, gen := s.cache, s.gen
 	s.mu.Unlock()
 	if c != nil {
 		return c, nil
 	}
-	var objs []*store.Object
-	if err := s.store.View(ctx, func(tx store.Tx) (err error) { objs, err = tx.ListObjects(ctx, kind, ""); return err }); err != nil {
+	var out []Assignment
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) { out, err = list(ctx, tx); return err }); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.gen == gen {
+		s.cache = out
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// list reads every assignment in tx.
+func list(ctx context.Context, tx store.Tx) ([]Assignment, error) {
+	objs, err := tx.ListObjects(ctx, kind, "")
+	if err != nil {
 		return nil, err
 	}
 	out := make([]Assignment, 0, len(objs))
@@ -184,16 +176,21 @@ func (s *Service) all(ctx context.Context) ([]Assignment, error) {
 		}
 		out = append(out, a)
 	}
-	s.mu.Lock()
-	s.cache = out
-	s.mu.Unlock()
 	return out, nil
 }
 
-func (s *Service) invalidate() {
-	s.mu.Lock()
-	s.cache = nil
-	s.mu.Unlock()
+// apply is the store subscription: a committed change to an assignment
+// drops the cache.
+func (s *Service) apply(changes []store.Change) {
+	for _, c := range changes {
+		if c.Kind == store.ObjectChange(kind) {
+			s.mu.Lock()
+			s.gen++
+			s.cache = nil
+			s.mu.Unlock()
+			return
+		}
+	}
 }
 
 // covers reports whether an assignment at scope applies to resource.
@@ -233,7 +230,7 @@ func (s *Service) Permits(ctx context.Context, caller *identity.Caller, action s
 		if !slices.Contains(principals, a.PrincipalID) {
 			continue
 		}
-		if r := builtInByID(a.RoleID); r != nil && r.Permits(action) {
+		if r, ok := RoleByID(a.RoleID); ok && r.Permits(action) {
 			granting = append(granting, a.Scope)
 		}
 	}
@@ -279,19 +276,26 @@ func (s *Service) Assign(ctx context.Context, a Assignment) (Assignment, error) 
 		return Assignment{}, fault.Errorf(fault.Invalid, "PrincipalNotFound", "Principal %s does not exist in the directory %s.", a.PrincipalID, s.dir.TenantID())
 	}
 	a.RoleID, a.ID, a.Created = r.ID, AssignmentID(a.Scope, a.Name), s.now().UTC()
-	existing, err := s.all(ctx)
+	err := s.store.Update(ctx, func(tx store.Tx) error { return AssignTx(ctx, tx, a) })
+	return a, err
+}
+
+// AssignTx stores a checked assignment (its ID, RoleID and Created set)
+// in tx, refusing a name in use or the same role for the same principal at
+// the same scope; the check and the write are one transaction, so two
+// concurrent requests cannot both pass it.
+func AssignTx(ctx context.Context, tx store.Tx, a Assignment) error {
+	existing, err := list(ctx, tx)
 	if err != nil {
-		return Assignment{}, err
+		return err
 	}
 	for _, x := range existing {
 		if strings.EqualFold(x.Name, a.Name) || (x.PrincipalID == a.PrincipalID && x.RoleID == a.RoleID && strings.EqualFold(x.Scope, a.Scope)) {
-			return Assignment{}, ErrAssignmentExists
+			return ErrAssignmentExists
 		}
 	}
 	data, _ := json.Marshal(a)
-	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.PutObject(ctx, &store.Object{Kind: kind, ID: a.ID, Data: data}) })
-	s.invalidate()
-	return a, err
+	return tx.PutObject(ctx, &store.Object{Kind: kind, ID: a.ID, Data: data})
 }
 
 // Get returns the assignment with ARM id id.
@@ -315,7 +319,6 @@ func (s *Service) Delete(ctx context.Context, id string) (Assignment, error) {
 		return Assignment{}, err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.DeleteObject(ctx, kind, a.ID) })
-	s.invalidate()
 	if errors.Is(err, store.ErrNotFound) {
 		return Assignment{}, ErrAssignmentNotFound
 	}
@@ -344,20 +347,22 @@ func (s *Service) List(ctx context.Context, scope string, atScope bool, principa
 
 // Forget removes every assignment at or below scope (a deleted resource).
 func (s *Service) Forget(ctx context.Context, scope string) error {
-	as, err := s.all(ctx)
+	return s.store.Update(ctx, func(tx store.Tx) error { return ForgetTx(ctx, tx, scope) })
+}
+
+// ForgetTx is Forget inside tx, for a caller that removes the resource in
+// the same transaction.
+func ForgetTx(ctx context.Context, tx store.Tx, scope string) error {
+	as, err := list(ctx, tx)
 	if err != nil {
 		return err
 	}
-	err = s.store.Update(ctx, func(tx store.Tx) error {
-		for _, a := range as {
-			if covers(scope, a.Scope) {
-				if err := tx.DeleteObject(ctx, kind, a.ID); err != nil {
-					return err
-				}
+	for _, a := range as {
+		if covers(scope, a.Scope) {
+			if err := tx.DeleteObject(ctx, kind, a.ID); err != nil {
+				return err
 			}
 		}
-		return nil
-	})
-	s.invalidate()
-	return err
+	}
+	return nil
 }

@@ -67,15 +67,10 @@ var (
 	ErrBadBackup   = fault.New(fault.Invalid, "BadParameter", "the backup is not valid for this HSM")
 )
 
-// Forgetter drops what a service caches about an HSM's keys or roles
-// after a restore replaced them.
-type Forgetter interface{ Forget(hsm string) }
-
 // Service runs jobs.
 type Service struct {
 	store    store.Store
 	registry *domain.Registry
-	caches   []Forgetter
 	now      func() time.Time
 
 	mu   sync.Mutex
@@ -86,10 +81,10 @@ type Service struct {
 	Egress egress.Policy
 }
 
-// NewService returns the backup service; caches are told when a restore
-// replaced an HSM's content.
-func NewService(s store.Store, r *domain.Registry, now func() time.Time, caches ...Forgetter) *Service {
-	return &Service{store: s, registry: r, caches: caches, now: now, jobs: map[string]*Job{}, busy: map[string]bool{}}
+// NewService returns the backup service. The caches of keys and roles
+// learn what a restore replaced from the store's change feed.
+func NewService(s store.Store, r *domain.Registry, now func() time.Time) *Service {
+	return &Service{store: s, registry: r, now: now, jobs: map[string]*Job{}, busy: map[string]bool{}}
 }
 
 // manifest is written beside the sealed backup; it holds nothing secret.
@@ -384,11 +379,6 @@ func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, 
 		b, err := load(ctx, h, c, folder)
 		if err == nil {
 			err = s.apply(ctx, h, b, key)
-		}
-		if err == nil {
-			for _, f := range s.caches {
-				f.Forget(h.Name)
-			}
 		}
 		s.finish(j, "", err)
 	}()

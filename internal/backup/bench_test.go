@@ -41,7 +41,7 @@ func BenchmarkBackup5000(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	svc := backup.NewService(db, reg, time.Now, ks)
+	svc := backup.NewService(db, reg, time.Now)
 	t := backup.Target{ContainerURI: uri, SASToken: sas}
 	var folder string
 	b.Run("backup", func(b *testing.B) {

@@ -1,6 +1,6 @@
 // Package controlplane creates and removes Managed HSMs: the registry
 // entry with its domain key, the initial administrators' roles, and, on
-// removal, every cached trace of the HSM.
+// removal, the HSM with everything it holds.
 package controlplane
 
 import (
@@ -32,12 +32,8 @@ func (s *Service) Create(ctx context.Context, p domain.CreateParams) (*domain.HS
 	return h, s.RBAC.SeedInitialRoles(ctx, h, nil)
 }
 
-// Delete removes an HSM with all its keys and roles.
+// Delete removes an HSM with all its keys and roles. The caches let go
+// of it through the store's change feed.
 func (s *Service) Delete(ctx context.Context, name string) error {
-	if err := s.HSMs.Delete(ctx, name); err != nil {
-		return err
-	}
-	s.RBAC.Forget(name)
-	s.Keys.Forget(name)
-	return nil
+	return s.HSMs.Delete(ctx, name)
 }

@@ -58,8 +58,13 @@ type Registry struct {
 	rand  io.Reader
 	now   func() time.Time
 
+	// opened holds the opened HSMs by lower-cased name. Its one
+	// invalidation path is the store subscription (apply): a committed
+	// change to an HSM drops its copy. An open that raced with a change
+	// is not kept: opens remember the generation.
 	mu     sync.RWMutex
-	opened map[string]*HSM // by lower-cased name
+	gen    uint64
+	opened map[string]*HSM
 
 	// OnSecurityDomainEvent, if set, is told of each security-domain
 	// download request, approval and approved download, for alerts.
@@ -68,7 +73,9 @@ type Registry struct {
 
 // NewRegistry returns a registry over s whose domain keys rest under seal.
 func NewRegistry(s store.Store, seal Seal, rand io.Reader, now func() time.Time) *Registry {
-	return &Registry{store: s, seal: seal, rand: rand, now: now, opened: map[string]*HSM{}}
+	r := &Registry{store: s, seal: seal, rand: rand, now: now, opened: map[string]*HSM{}}
+	s.Subscribe(r.apply)
+	return r
 }
 
 // CreateParams describe a new HSM.
@@ -126,9 +133,6 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("domain: storing HSM %s: %w", p.Name, err)
 	}
-	r.mu.Lock()
-	r.opened[strings.ToLower(h.Name)] = h
-	r.mu.Unlock()
 	return h, nil
 }
 
@@ -137,6 +141,7 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
 	r.mu.RLock()
 	h, ok := r.opened[strings.ToLower(name)]
+	gen := r.gen
 	r.mu.RUnlock()
 	if ok {
 		return h, nil
@@ -154,7 +159,9 @@ func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.opened[strings.ToLower(name)] = h
+	if r.gen == gen {
+		r.opened[strings.ToLower(name)] = h
+	}
 	r.mu.Unlock()
 	return h, nil
 }
@@ -199,11 +206,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrHSMNotFound
 	}
-	if err != nil {
-		return err
-	}
-	r.forget(name)
-	return nil
+	return err
 }
 
 // SetTags replaces an HSM's tags.
@@ -227,10 +230,16 @@ func (r *Registry) Recover(ctx context.Context, name string) error {
 	})
 }
 
-// forget drops the opened copy of an HSM; the next Get reads the store.
-// HSMs handed out before stay valid snapshots for the requests using them.
-func (r *Registry) forget(name string) {
-	r.mu.Lock()
-	delete(r.opened, strings.ToLower(name))
-	r.mu.Unlock()
+// apply is the registry's store subscription: it drops the opened copy
+// of each changed HSM; the next Get reads the store. HSMs handed out
+// before stay valid snapshots for the requests using them.
+func (r *Registry) apply(changes []store.Change) {
+	for _, c := range changes {
+		if c.Kind == store.ChangeHSM {
+			r.mu.Lock()
+			r.gen++
+			delete(r.opened, strings.ToLower(c.HSM))
+			r.mu.Unlock()
+		}
+	}
 }

@@ -165,10 +165,10 @@ func (r *Registry) UploadSecurityDomain(ctx context.Context, name string, blob *
 	})
 }
 
-// update changes an HSM's stored record in one transaction and drops the
-// opened copy once it commits.
+// update changes an HSM's stored record in one transaction; the opened
+// copy goes once it commits (apply).
 func (r *Registry) update(ctx context.Context, name string, change func(*store.HSM) error) error {
-	err := r.store.Update(ctx, func(tx store.Tx) error {
+	return r.store.Update(ctx, func(tx store.Tx) error {
 		rec, err := tx.GetHSM(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
 			return ErrHSMNotFound
@@ -181,8 +181,4 @@ func (r *Registry) update(ctx context.Context, name string, change func(*store.H
 		}
 		return tx.UpdateHSM(ctx, rec)
 	})
-	if err == nil {
-		r.forget(name)
-	}
-	return err
 }

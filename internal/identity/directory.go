@@ -28,10 +28,12 @@ type Directory struct {
 	rand   io.Reader
 	now    func() time.Time
 
-	// groups caches each principal's transitive group ids. Any membership
-	// or principal change clears it; a second node would clear it on a
-	// store notification.
+	// groups caches each principal's transitive group ids. Its one
+	// invalidation path is the store subscription (apply): any committed
+	// membership or principal change clears it. A fill that raced with a
+	// change is not kept: fills remember the generation.
 	mu     sync.Mutex
+	gen    uint64
 	groups map[string][]string
 
 	// pepper keys the HMAC under which client secrets are stored.
@@ -45,7 +47,9 @@ type Directory struct {
 // NewDirectory returns the directory of tenant held in s. Before it adds or
 // checks client secrets it needs the node's pepper: see SetPepper.
 func NewDirectory(s store.Store, tenant string, rand io.Reader, now func() time.Time) *Directory {
-	return &Directory{store: s, tenant: tenant, rand: rand, now: now, groups: map[string][]string{}, slots: newSlots()}
+	d := &Directory{store: s, tenant: tenant, rand: rand, now: now, groups: map[string][]string{}, slots: newSlots()}
+	s.Subscribe(d.apply)
+	return d
 }
 
 // SetPepper sets the key under which client secrets are stored (see
@@ -56,10 +60,17 @@ func (d *Directory) SetPepper(pepper []byte) { d.pepper = pepper }
 // TenantID returns the directory's tenant.
 func (d *Directory) TenantID() string { return d.tenant }
 
-func (d *Directory) invalidate() {
-	d.mu.Lock()
-	clear(d.groups)
-	d.mu.Unlock()
+// apply is the directory's store subscription.
+func (d *Directory) apply(changes []store.Change) {
+	for _, c := range changes {
+		if c.Kind == store.ChangePrincipal {
+			d.mu.Lock()
+			d.gen++
+			clear(d.groups)
+			d.mu.Unlock()
+			return
+		}
+	}
 }
 
 func mapErr(err error) error {
@@ -280,7 +291,6 @@ func (d *Directory) List(ctx context.Context, kind string) ([]*Principal, error)
 // Delete removes a principal, its secrets and its memberships.
 func (d *Directory) Delete(ctx context.Context, id string) error {
 	err := d.store.Update(ctx, func(tx store.Tx) error { return tx.DeletePrincipal(ctx, id) })
-	d.invalidate()
 	return mapErr(err)
 }
 
@@ -302,7 +312,6 @@ func (d *Directory) AddMember(ctx context.Context, groupID, memberID string) err
 		}
 		return tx.AddMember(ctx, groupID, memberID)
 	})
-	d.invalidate()
 	if errors.Is(err, store.ErrConflict) {
 		return fault.New(fault.Conflict, "Request_BadRequest", "the member is already in the group")
 	}
@@ -312,7 +321,6 @@ func (d *Directory) AddMember(ctx context.Context, groupID, memberID string) err
 // RemoveMember removes a direct member from a group.
 func (d *Directory) RemoveMember(ctx context.Context, groupID, memberID string) error {
 	err := d.store.Update(ctx, func(tx store.Tx) error { return tx.RemoveMember(ctx, groupID, memberID) })
-	d.invalidate()
 	return mapErr(err)
 }
 
@@ -344,6 +352,7 @@ func (d *Directory) Members(ctx context.Context, groupID string) ([]*Principal, 
 func (d *Directory) GroupsOf(ctx context.Context, principalID string) ([]string, error) {
 	d.mu.Lock()
 	cached, ok := d.groups[principalID]
+	gen := d.gen
 	d.mu.Unlock()
 	if ok {
 		return cached, nil
@@ -373,7 +382,9 @@ func (d *Directory) GroupsOf(ctx context.Context, principalID string) ([]string,
 	}
 	slices.Sort(out)
 	d.mu.Lock()
-	d.groups[principalID] = out
+	if d.gen == gen {
+		d.groups[principalID] = out
+	}
 	d.mu.Unlock()
 	return out, nil
 }

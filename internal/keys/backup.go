@@ -112,6 +112,5 @@ func (s *Service) Restore(ctx context.Context, h *domain.HSM, blob []byte) (*Ver
 	if err != nil {
 		return nil, err
 	}
-	s.cache.invalidate(h.Name, b.Key.Name)
 	return s.view(h, &latest, nil), nil
 }

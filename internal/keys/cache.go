@@ -12,9 +12,10 @@ import (
 // request path neither reads the database nor decrypts and re-parses key
 // material (an RSA key rebuilt per call loses its precomputed values).
 //
-// Every change to a key invalidates its name after the change commits. A
-// fill that raced with an invalidation is dropped: fills remember the
-// generation they started in.
+// Its one invalidation path is the store's change feed (apply): every
+// committed change to a key drops its name, and a change to an HSM drops
+// all of that HSM's keys. A fill that raced with an invalidation is
+// dropped: fills remember the generation they started in.
 type cache struct {
 	mu      sync.RWMutex
 	max     int
@@ -39,7 +40,20 @@ func newCache(max int) *cache {
 	return &cache{max: max, entries: map[versionRef]*entry{}, latest: map[keyRef]string{}}
 }
 
-func ref(hsm, name string) keyRef { return keyRef{hsm, strings.ToLower(name)} }
+func ref(hsm, name string) keyRef { return keyRef{strings.ToLower(hsm), strings.ToLower(name)} }
+
+// apply drops what committed changes name; it is the cache's store
+// subscription.
+func (c *cache) apply(changes []store.Change) {
+	for _, ch := range changes {
+		switch ch.Kind {
+		case store.ChangeKey:
+			c.invalidate(ch.HSM, ch.ID)
+		case store.ChangeHSM:
+			c.invalidateHSM(ch.HSM)
+		}
+	}
+}
 
 // get returns the entry of a version, "" meaning the latest.
 func (c *cache) get(hsm, name, version string) (*entry, uint64) {
@@ -88,6 +102,7 @@ func (c *cache) invalidateHSM(hsm string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	hsm = strings.ToLower(hsm)
 	for k := range c.latest {
 		if k.hsm == hsm {
 			delete(c.latest, k)

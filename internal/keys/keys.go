@@ -92,10 +92,11 @@ type Version struct {
 
 // Service manages the keys of every HSM.
 type Service struct {
-	store store.Store
-	rand  io.Reader
-	now   func() time.Time
-	cache *cache
+	store  store.Store
+	rand   io.Reader
+	now    func() time.Time
+	cache  *cache
+	events eventSink // see SetEvents
 }
 
 // NewService returns a key service over s. rand and now may be nil for
@@ -107,12 +108,10 @@ func NewService(s store.Store, rnd io.Reader, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: s, rand: rnd, now: now, cache: newCache(4096)}
+	svc := &Service{store: s, rand: rnd, now: now, cache: newCache(4096)}
+	s.Subscribe(svc.cache.apply)
+	return svc
 }
-
-// Forget drops every cached key of a removed HSM, so that a new HSM of
-// the same name starts empty.
-func (s *Service) Forget(hsm string) { s.cache.invalidateHSM(hsm) }
 
 var namePattern = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
 

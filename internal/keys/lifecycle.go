@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/events"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/store"
@@ -144,7 +145,7 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 	if err != nil {
 		return nil, err
 	}
-	s.cache.invalidate(h.Name, name)
+	s.publish(h, events.KeyNewVersionCreated, v.Name, v.Version, v.NotBefore, v.Expires)
 	return s.view(h, &v, nil), nil
 }
 
@@ -394,7 +395,6 @@ func (s *Service) Update(ctx context.Context, h *domain.HSM, name, version strin
 	if err != nil {
 		return nil, err
 	}
-	s.cache.invalidate(h.Name, name)
 	return s.view(h, v, nil), nil
 }
 
@@ -413,7 +413,6 @@ func (s *Service) Delete(ctx context.Context, h *domain.HSM, name string) (*Vers
 	if err != nil {
 		return nil, err
 	}
-	s.cache.invalidate(h.Name, name)
 	return s.view(h, v, key), nil
 }
 
@@ -458,7 +457,6 @@ func (s *Service) Recover(ctx context.Context, h *domain.HSM, name string) (*Ver
 	if err != nil {
 		return nil, err
 	}
-	s.cache.invalidate(h.Name, name)
 	return s.view(h, v, nil), nil
 }
 
@@ -476,7 +474,6 @@ func (s *Service) Purge(ctx context.Context, h *domain.HSM, name string) error {
 	if err != nil {
 		return err
 	}
-	s.cache.invalidate(h.Name, name)
 	return nil
 }
 

@@ -8,35 +8,55 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/events"
 	"github.com/keyward/keyward/internal/store"
 )
 
 // Rotator carries out the keys' rotation policies: it rotates keys when a
-// Rotate action falls due and publishes near-expiry events for Notify
-// actions. Each round looks at the latest version only, and a rotation
+// Rotate action falls due and has near-expiry events published for Notify
+// actions (the key service publishes every event, KeyNewVersionCreated
+// included). Each round looks at the latest version only, and a rotation
 // makes a version created now, so a window missed while the server was
 // down is caught up once, not once per missed period.
+//
+// A round runs only while its node holds the store lease RotationLease,
+// so that of several nodes sharing a store one rotates.
 type Rotator struct {
-	keys   *Service
-	hsms   func(context.Context) ([]*domain.HSM, error)
-	events *events.Publisher
+	keys *Service
+	hsms func(context.Context) ([]*domain.HSM, error)
 	// Record is told of every action, for the audit log.
 	Record func(ctx context.Context, h *domain.HSM, op, key, version string, err error)
 	log    *slog.Logger
-	source func(h *domain.HSM) string // the event source of an HSM
+	// Holder names this node in the lease; LeaseTTL is how long a round's
+	// lease lasts unless renewed (Run sets it to twice its interval).
+	Holder   string
+	LeaseTTL time.Duration
 }
 
-// NewRotator returns a rotator over the HSMs hsms lists; source names an
-// HSM in events (its resource id).
-func NewRotator(k *Service, hsms func(context.Context) ([]*domain.HSM, error), p *events.Publisher, source func(*domain.HSM) string, log *slog.Logger) *Rotator {
-	return &Rotator{keys: k, hsms: hsms, events: p, source: source, log: log,
+// RotationLease is the name of the store lease that rounds run under.
+const RotationLease = "keys.rotator"
+
+// NewRotator returns a rotator over the HSMs hsms lists.
+func NewRotator(k *Service, hsms func(context.Context) ([]*domain.HSM, error), log *slog.Logger) *Rotator {
+	return &Rotator{keys: k, hsms: hsms, log: log, Holder: uuid.NewString(), LeaseTTL: 2 * time.Minute,
 		Record: func(context.Context, *domain.HSM, string, string, string, error) {}}
 }
 
-// Run rounds every interval until ctx ends, starting at once.
+// Run rounds every interval until ctx ends, starting at once. When it
+// ends it gives the lease up, so that a restarted node (or another one)
+// need not wait for it to expire.
 func (r *Rotator) Run(ctx context.Context, interval time.Duration) {
+	r.LeaseTTL = 2 * interval
+	defer func() {
+		ctx := context.WithoutCancel(ctx)
+		err := r.keys.store.Update(ctx, func(tx store.Tx) error { return tx.ReleaseLease(ctx, RotationLease, r.Holder) })
+		if err != nil {
+			r.log.Warn("releasing the rotation lease", "err", err)
+		}
+	}()
 	for {
 		if err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("key rotation round failed", "err", err)
@@ -49,8 +69,13 @@ func (r *Rotator) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// RunOnce carries out every action due now.
+// RunOnce carries out every action due now, if this node holds (or can
+// take) the rotation lease; otherwise it does nothing.
 func (r *Rotator) RunOnce(ctx context.Context) error {
+	held, err := store.TakeLease(ctx, r.keys.store, RotationLease, r.Holder, r.keys.now(), r.LeaseTTL)
+	if err != nil || !held {
+		return err
+	}
 	hsms, err := r.hsms(ctx)
 	if err != nil {
 		return err
@@ -116,7 +141,6 @@ func (r *Rotator) key(ctx context.Context, h *domain.HSM, it *store.KeyListItem)
 			ver := ""
 			if nv != nil {
 				ver = nv.Version
-				r.publish(h, events.KeyNewVersionCreated, nv.Name, nv.Version, nv.NotBefore, nv.Expires)
 			}
 			r.Record(ctx, h, "KeyRotate", it.Key.Name, ver, err)
 			if err != nil {
@@ -145,22 +169,6 @@ func (r *Rotator) notify(ctx context.Context, h *domain.HSM, it *store.KeyListIt
 	if err != nil || !first {
 		return
 	}
-	r.publish(h, events.KeyNearExpiry, it.Key.Name, it.Latest.Version, it.Latest.NotBefore, it.Latest.Expires)
+	r.keys.publish(h, events.KeyNearExpiry, it.Key.Name, it.Latest.Version, it.Latest.NotBefore, it.Latest.Expires)
 	r.Record(ctx, h, "KeyNearExpiryEvent", it.Key.Name, it.Latest.Version, nil)
-}
-
-func (r *Rotator) publish(h *domain.HSM, typ, name, version string, nbf, exp time.Time) {
-	if r.events == nil {
-		return
-	}
-	unix := func(t time.Time) *int64 {
-		if t.IsZero() {
-			return nil
-		}
-		u := t.Unix()
-		return &u
-	}
-	src := r.source(h)
-	r.events.Publish(events.New(typ, src, r.keys.now(), events.Data{ID: src + "/keys/" + name + "/" + version,
-		VaultName: h.Name, ObjectName: name, Version: version, NBF: unix(nbf), EXP: unix(exp)}))
 }

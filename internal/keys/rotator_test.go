@@ -54,8 +54,7 @@ func TestRotatorFollowsPolicies(t *testing.T) {
 	defer srv.Close()
 	pub := events.NewPublisher([]string{srv.URL}, nil, slog.Default())
 	defer pub.Close()
-	r := NewRotator(s, func(context.Context) ([]*domain.HSM, error) { return []*domain.HSM{h}, nil }, pub,
-		func(*domain.HSM) string { return "/hsm" }, slog.Default())
+	r := NewRotator(s, func(context.Context) ([]*domain.HSM, error) { return []*domain.HSM{h}, nil }, slog.Default())
 	var recorded []string
 	r.Record = func(_ context.Context, _ *domain.HSM, op, key, _ string, err error) {
 		recorded = append(recorded, op+" "+key)
@@ -89,6 +88,9 @@ func TestRotatorFollowsPolicies(t *testing.T) {
 	mk("after-create", time.Time{}, RotationPolicy{ExpiryTime: "P90D", LifetimeActions: []LifetimeAction{{Action: "Rotate", TimeAfterCreate: "P30D"}}})
 	mk("before-expiry", t0.AddDate(0, 0, 40), RotationPolicy{ExpiryTime: "P60D", LifetimeActions: []LifetimeAction{{Action: "Rotate", TimeBeforeExpiry: "P10D"}}})
 	mk("notify", t0.AddDate(0, 0, 20), RotationPolicy{ExpiryTime: "P60D", LifetimeActions: []LifetimeAction{{Action: "Notify", TimeBeforeExpiry: "P7D"}}})
+	// Events from here on: the creations above would add new-version
+	// events of their own (TestNewVersionEvents).
+	s.SetEvents(pub, func(*domain.HSM) string { return "/hsm" })
 
 	newVersions := func() (n int) {
 		for _, e := range hk.events() {

@@ -32,7 +32,7 @@ type grant struct {
 // grantedActions evaluates a role's patterns against the vocabulary.
 func grantedActions(r *Role) map[Action]bool {
 	out := map[Action]bool{}
-	for _, a := range actions {
+	for _, a := range Actions {
 		if r.Permits(a) {
 			out[a] = true
 		}
@@ -103,8 +103,8 @@ func lowerScopeContains(scope, resource string) bool {
 
 func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssignment) *index {
 	ix := &index{roles: map[string]*Role{}, byPrincipal: map[string][]grant{}, all: assignments}
-	for i := range builtInRoles {
-		r := builtInRoles[i]
+	for i := range BuiltInRoles {
+		r := BuiltInRoles[i]
 		ix.roles[strings.ToLower(r.ID)] = &r
 	}
 	for _, d := range customs {
@@ -149,8 +149,8 @@ func (ix *index) decide(principals []string, action Action, resource string, now
 	return nil
 }
 
-// indexes holds one index per HSM, rebuilt lazily after invalidation. A
-// build that raced with a change is not kept.
+// indexes holds one index per HSM (by lower-cased name), rebuilt lazily
+// after invalidation. A build that raced with a change is not kept.
 type indexes struct {
 	mu  sync.Mutex
 	gen map[string]uint64
@@ -158,9 +158,10 @@ type indexes struct {
 }
 
 func (s *Service) index(ctx context.Context, h *domain.HSM) (*index, error) {
+	name := strings.ToLower(h.Name)
 	s.ixs.mu.Lock()
-	ix, ok := s.ixs.ix[h.Name]
-	gen := s.ixs.gen[h.Name]
+	ix, ok := s.ixs.ix[name]
+	gen := s.ixs.gen[name]
 	s.ixs.mu.Unlock()
 	if ok {
 		return ix, nil
@@ -179,25 +180,32 @@ func (s *Service) index(ctx context.Context, h *domain.HSM) (*index, error) {
 	}
 	ix = buildIndex(customs, assignments)
 	s.ixs.mu.Lock()
-	if s.ixs.gen[h.Name] == gen {
-		s.ixs.ix[h.Name] = ix
+	if s.ixs.gen[name] == gen {
+		s.ixs.ix[name] = ix
 	}
 	s.ixs.mu.Unlock()
 	return ix, nil
 }
 
-// invalidate drops an HSM's index; the next request rebuilds it. It is the
-// one path by which role changes reach decisions (a second node would call
-// it on a store notification).
+// apply is the service's store subscription, the one path by which role
+// changes reach decisions: a committed change to an HSM's roles, or to
+// the HSM itself, drops its index.
+func (s *Service) apply(changes []store.Change) {
+	for _, c := range changes {
+		if c.Kind == store.ChangeRole || c.Kind == store.ChangeHSM {
+			s.invalidate(c.HSM)
+		}
+	}
+}
+
+// invalidate drops an HSM's index; the next request rebuilds it.
 func (s *Service) invalidate(hsm string) {
+	hsm = strings.ToLower(hsm)
 	s.ixs.mu.Lock()
 	s.ixs.gen[hsm]++
 	delete(s.ixs.ix, hsm)
 	s.ixs.mu.Unlock()
 }
-
-// Forget drops what the service holds in memory about a removed HSM.
-func (s *Service) Forget(hsm string) { s.invalidate(hsm) }
 
 // Decision is the outcome of an authorization, for the audit record.
 type Decision struct {

@@ -44,7 +44,9 @@ var _ Authorizer = (*Service)(nil)
 
 // NewService returns the local RBAC of every HSM in s.
 func NewService(s store.Store, dir *identity.Directory, now func() time.Time) *Service {
-	return &Service{store: s, dir: dir, now: now, ixs: indexes{gen: map[string]uint64{}, ix: map[string]*index{}}}
+	svc := &Service{store: s, dir: dir, now: now, ixs: indexes{gen: map[string]uint64{}, ix: map[string]*index{}}}
+	s.Subscribe(svc.apply)
+	return svc
 }
 
 // Assignment grants a role to a principal at a scope.
@@ -119,7 +121,7 @@ func CleanScope(scope string) (string, error) {
 
 // Roles returns the built-in roles followed by the HSM's custom roles.
 func (s *Service) Roles(ctx context.Context, h *domain.HSM) ([]Role, error) {
-	out := BuiltInRoles()
+	out := slices.Clone(BuiltInRoles)
 	var customs []*store.RoleDefinition
 	err := s.store.View(ctx, func(tx store.Tx) (err error) { customs, err = tx.ListRoleDefinitions(ctx, h.Name); return err })
 	for _, d := range customs {
@@ -202,7 +204,6 @@ func (s *Service) PutRole(ctx context.Context, h *domain.HSM, id string, r Role)
 	if err != nil {
 		return Role{}, err
 	}
-	s.invalidate(h.Name)
 	return r, nil
 }
 
@@ -210,7 +211,7 @@ func validateCustomRole(r *Role) error {
 	if strings.TrimSpace(r.Name) == "" || len(r.Name) > 512 {
 		return fault.Invalidf("roleName is required (at most 512 characters)")
 	}
-	for _, b := range builtInRoles {
+	for _, b := range BuiltInRoles {
 		if strings.EqualFold(b.Name, r.Name) {
 			return fault.Invalidf("%q is the name of a built-in role", r.Name)
 		}
@@ -253,7 +254,7 @@ func validateCustomRole(r *Role) error {
 // knownAction accepts an action of the vocabulary, or a wildcard pattern
 // that matches at least one of them.
 func knownAction(pattern Action) bool {
-	for _, a := range actions {
+	for _, a := range Actions {
 		if matchAction(string(pattern), a) {
 			return true
 		}
@@ -290,7 +291,6 @@ func (s *Service) DeleteRole(ctx context.Context, h *domain.HSM, id string) (Rol
 	if err != nil {
 		return Role{}, err
 	}
-	s.invalidate(h.Name)
 	return r, nil
 }
 
@@ -359,7 +359,6 @@ func (s *Service) Assign(ctx context.Context, h *domain.HSM, a Assignment) (Assi
 	if err != nil {
 		return Assignment{}, err
 	}
-	s.invalidate(h.Name)
 	return a, nil
 }
 
@@ -391,7 +390,6 @@ func (s *Service) Unassign(ctx context.Context, h *domain.HSM, id string) (Assig
 	if err != nil {
 		return Assignment{}, err
 	}
-	s.invalidate(h.Name)
 	return assignmentFromStore(a), nil
 }
 

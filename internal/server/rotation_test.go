@@ -90,14 +90,16 @@ func TestRotationAfterDowntime(t *testing.T) {
 		mu.Lock()
 		n := len(got)
 		mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
+		if n > 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 1 || got[0].Type != events.KeyNewVersionCreated || got[0].Subject != "rolling" || got[0].Data.Version != latest.Key.KID.Version() {
+	// The creation's event, then the rotation's: the key service publishes
+	// every new version, whoever made it.
+	if len(got) != 2 || got[1].Type != events.KeyNewVersionCreated || got[1].Subject != "rolling" || got[1].Data.Version != latest.Key.KID.Version() {
 		t.Fatalf("events = %+v", got)
 	}
 	records := readAudit(t, b, "dev")
@@ -109,5 +111,47 @@ func TestRotationAfterDowntime(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the scheduled rotation is not audited")
+	}
+}
+
+// TestRotateThroughAPIPublishes: a rotation asked for through the data
+// plane (azkeys) is announced to the webhook like a scheduled one, after
+// the creation's own event.
+func TestRotateThroughAPIPublishes(t *testing.T) {
+	var mu sync.Mutex
+	var got []events.Event
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e events.Event
+		json.NewDecoder(r.Body).Decode(&e)
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.EventWebhooks = []string{hook.URL} })
+	created, err := env.Keys.CreateKey(ctx, "manual", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
+	must(t, err)
+	rotated, err := env.Keys.RotateKey(ctx, "manual", nil)
+	must(t, err)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{created.Key.KID.Version(), rotated.Key.KID.Version()}
+	if len(got) != 2 {
+		t.Fatalf("events = %+v, want the creation's and the rotation's", got)
+	}
+	for i, e := range got {
+		if e.Type != events.KeyNewVersionCreated || e.Subject != "manual" || e.Data.Version != want[i] || e.Data.VaultName != "dev" {
+			t.Fatalf("event %d = %+v, want KeyNewVersionCreated of version %s", i, e, want[i])
+		}
 	}
 }

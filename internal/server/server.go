@@ -272,7 +272,7 @@ func (s *Server) build(ctx context.Context) error {
 		clock = time.Now
 	}
 	keySvc := keys.NewService(s.store, rand.Reader, clock)
-	backups := backup.NewService(s.store, s.registry, time.Now, keySvc, s.rbac)
+	backups := backup.NewService(s.store, s.registry, time.Now)
 	backups.Egress = egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
 	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups, s.log)
 	subscription, err := s.metaID(ctx, "subscription")
@@ -328,7 +328,8 @@ func (s *Server) build(ctx context.Context) error {
 	s.registry.OnSecurityDomainEvent = func(ctx context.Context, e domain.SecurityDomainEvent) {
 		s.alertSecurityDomain(ctx, publisher, e)
 	}
-	s.rotator = keys.NewRotator(keySvc, s.registry.List, publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) }, s.log)
+	keySvc.SetEvents(publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) })
+	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.log)
 	s.rotator.Record = s.recordScheduled
 	s.mux.HandleFunc("GET /metadata/endpoints", s.metadata)
 

@@ -29,6 +29,9 @@ type Store interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn in a read-only transaction that sees one snapshot.
 	View(ctx context.Context, fn func(Tx) error) error
+	// Subscribe calls fn with what each later Update committed, before
+	// that Update returns (see Hub.Subscribe); the result unsubscribes.
+	Subscribe(fn func([]Change)) (cancel func())
 	Close() error
 }
 
@@ -41,6 +44,7 @@ type Tx interface {
 	RBAC
 	Diagnostics
 	Objects
+	Leases
 }
 
 // Meta holds node-wide settings such as the tenant id.
@@ -319,4 +323,28 @@ type Objects interface {
 	// ListObjects lists a kind's objects whose id starts with prefix.
 	ListObjects(ctx context.Context, kind, prefix string) ([]*Object, error)
 	DeleteObject(ctx context.Context, kind, id string) error
+}
+
+// Leases is the lease part of a transaction. Background work that must run
+// on one node at a time (key rotation, later PIM expiry) holds a named
+// lease while it runs, and renews it before it expires. On SQLite the one
+// node always gets it; with PostgreSQL the nodes compete for it.
+type Leases interface {
+	// TakeLease gives the lease name to holder until now+ttl when it is
+	// free, expired or already holder's, and reports whether holder has
+	// it. Another holder's live lease is left alone (false, nil).
+	TakeLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// ReleaseLease frees holder's lease name; a lease that another holder
+	// took meanwhile, or no lease, is left as it is (nil).
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// TakeLease takes or renews a lease in its own transaction (see
+// Leases.TakeLease).
+func TakeLease(ctx context.Context, s Store, name, holder string, now time.Time, ttl time.Duration) (held bool, err error) {
+	err = s.Update(ctx, func(tx Tx) (err error) {
+		held, err = tx.TakeLease(ctx, name, holder, now, ttl)
+		return err
+	})
+	return held, err
 }

@@ -170,12 +170,12 @@ func (a *API) serveAuthorization(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		for _, role := range armrbac.BuiltInRoles() {
+		for i := range armrbac.BuiltInRoles {
 			if custom {
 				break // every control-plane role here is built in
 			}
-			if want == "" || strings.EqualFold(role.Name, want) {
-				out["value"] = append(out["value"], a.definitionOut(&role))
+			if want == "" || strings.EqualFold(armrbac.BuiltInRoles[i].Name, want) {
+				out["value"] = append(out["value"], a.definitionOut(&armrbac.BuiltInRoles[i]))
 			}
 		}
 		httpx.WriteJSON(w, http.StatusOK, out)

@@ -26,17 +26,13 @@ import (
 	"github.com/keyward/keyward/internal/rbac"
 )
 
-// apiVersions are the api-version values real clients send; others are
+// APIVersions are the api-version values real clients send; others are
 // refused.
-var apiVersions = map[string]bool{
+var APIVersions = map[string]bool{
 	"7.0": true, "7.1": true, "7.2": true, "7.3": true, "7.4": true, "7.5": true, "7.6": true,
 	"7.3-preview": true, "7.4-preview.1": true, "7.5-preview.1": true, "7.6-preview.2": true,
 	"2025-06-01": true, "2025-07-01": true,
 }
-
-// SupportedAPIVersion reports whether v is an api-version real clients
-// send, which the data plane accepts.
-func SupportedAPIVersion(v string) bool { return apiVersions[v] }
 
 // API serves the data plane.
 type API struct {
@@ -118,7 +114,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM, base 
 	if v == "" {
 		return fault.Invalidf("the api-version query parameter is required")
 	}
-	if !SupportedAPIVersion(v) {
+	if !APIVersions[v] {
 		return fault.Invalidf("the api-version '%s' is not supported; use one of 7.2 to 7.6, 2025-06-01 or 2025-07-01", v)
 	}
 	path, scope := r.URL.Path, "/"

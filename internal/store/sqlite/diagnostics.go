@@ -12,6 +12,7 @@ import (
 // update applies only in the account's own group, and a name held in
 // another group is store.ErrConflict.
 func (t *txn) PutStorageAccount(ctx context.Context, a *store.StorageAccount) error {
+	t.note(store.ChangeStorageAccount, "", a.Name)
 	res, err := t.exec(ctx, `INSERT INTO storage_accounts(name, resource_group, blob_endpoint, credential_kind, secret, created)
 		VALUES(?, ?, ?, ?, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET blob_endpoint = excluded.blob_endpoint,
@@ -59,10 +60,12 @@ func (t *txn) ListStorageAccounts(ctx context.Context) ([]*store.StorageAccount,
 }
 
 func (t *txn) DeleteStorageAccount(ctx context.Context, name string) error {
+	t.note(store.ChangeStorageAccount, "", name)
 	return mustAffect(t.exec(ctx, `DELETE FROM storage_accounts WHERE name = ?`, name))
 }
 
 func (t *txn) PutDiagnosticSetting(ctx context.Context, d *store.DiagnosticSetting) error {
+	t.note(store.ChangeDiagnosticSetting, d.HSM, d.Name)
 	_, err := t.exec(ctx, `INSERT INTO diagnostic_settings(hsm, name, storage_account, enabled, created) VALUES(?, ?, ?, ?, ?)
 		ON CONFLICT(hsm, name) DO UPDATE SET storage_account = excluded.storage_account, enabled = excluded.enabled`,
 		d.HSM, d.Name, d.StorageAccount, boolInt(d.Enabled), unix(d.Created))
@@ -103,5 +106,6 @@ func (t *txn) ListDiagnosticSettings(ctx context.Context, hsm string) ([]*store.
 }
 
 func (t *txn) DeleteDiagnosticSetting(ctx context.Context, hsm, name string) error {
+	t.note(store.ChangeDiagnosticSetting, hsm, name)
 	return mustAffect(t.exec(ctx, `DELETE FROM diagnostic_settings WHERE hsm = ? AND name = ?`, hsm, name))
 }

@@ -22,6 +22,7 @@ func scanPrincipal(row scanner) (*store.Principal, error) {
 }
 
 func (t *txn) InsertPrincipal(ctx context.Context, p *store.Principal) error {
+	t.note(store.ChangePrincipal, "", p.ID)
 	roles := p.DirectoryRoles
 	if roles == nil {
 		roles = []string{}
@@ -66,15 +67,18 @@ func (t *txn) ListPrincipals(ctx context.Context, kind string) ([]*store.Princip
 }
 
 func (t *txn) DeletePrincipal(ctx context.Context, id string) error {
+	t.note(store.ChangePrincipal, "", id)
 	return mustAffect(t.exec(ctx, `DELETE FROM principals WHERE id = ?`, id))
 }
 
 func (t *txn) AddMember(ctx context.Context, groupID, memberID string) error {
+	t.note(store.ChangePrincipal, "", groupID)
 	_, err := t.exec(ctx, `INSERT INTO members(group_id, member_id) VALUES(?, ?)`, groupID, memberID)
 	return err
 }
 
 func (t *txn) RemoveMember(ctx context.Context, groupID, memberID string) error {
+	t.note(store.ChangePrincipal, "", groupID)
 	return mustAffect(t.exec(ctx, `DELETE FROM members WHERE group_id = ? AND member_id = ?`, groupID, memberID))
 }
 
@@ -104,6 +108,7 @@ func (t *txn) GroupsOf(ctx context.Context, memberID string) ([]string, error) {
 }
 
 func (t *txn) InsertCredential(ctx context.Context, c *store.Credential) error {
+	t.note(store.ChangePrincipal, "", c.PrincipalID)
 	_, err := t.exec(ctx, `INSERT INTO credentials(id, principal_id, display_name, hash, hint, created, expires) VALUES(?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.PrincipalID, c.DisplayName, c.Hash, c.Hint, unix(c.Created), unix(c.Expires))
 	return err
@@ -130,10 +135,12 @@ func (t *txn) Credentials(ctx context.Context, principalID string) ([]*store.Cre
 }
 
 func (t *txn) DeleteCredential(ctx context.Context, id string) error {
+	t.note(store.ChangePrincipal, "", "")
 	return mustAffect(t.exec(ctx, `DELETE FROM credentials WHERE id = ?`, id))
 }
 
 func (t *txn) InsertTokenKey(ctx context.Context, k *store.TokenKey) error {
+	t.note(store.ChangeTokenKey, "", k.ID)
 	_, err := t.exec(ctx, `INSERT INTO token_keys(id, sealed, created) VALUES(?, ?, ?)`, k.ID, k.Sealed, unix(k.Created))
 	return err
 }

@@ -7,6 +7,7 @@ import (
 )
 
 func (t *txn) InsertHSM(ctx context.Context, h *store.HSM) error {
+	t.note(store.ChangeHSM, h.Name, h.ID)
 	_, err := t.exec(ctx, `INSERT INTO hsms(id, name, state, domain_id, domain_key, admins, retention_days, purge_protection, created,
 		resource_group, exchange_key, exchange_cert, location, tags, deleted) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		h.ID, h.Name, h.State, h.DomainID, nonNilBytes(h.DomainKey), toJSON(h.Admins), h.RetentionDays, boolInt(h.PurgeProtection), unix(h.Created),
@@ -22,6 +23,7 @@ func nonNilBytes(b []byte) []byte {
 }
 
 func (t *txn) UpdateHSM(ctx context.Context, h *store.HSM) error {
+	t.note(store.ChangeHSM, h.Name, h.ID)
 	return mustAffect(t.exec(ctx, `UPDATE hsms SET state = ?, domain_id = ?, domain_key = ?, exchange_key = ?, exchange_cert = ?,
 		tags = ?, deleted = ? WHERE name = ?`,
 		h.State, h.DomainID, nonNilBytes(h.DomainKey), nonNilBytes(h.ExchangeKey), nonNilBytes(h.ExchangeCert),
@@ -43,6 +45,7 @@ func tagsOf(t map[string]string) map[string]string {
 }
 
 func (t *txn) DeleteHSM(ctx context.Context, name string) error {
+	t.note(store.ChangeHSM, name, "")
 	// Keys, roles and settings carry the HSM's name as stored: find it,
 	// whatever the case of the caller's spelling.
 	if err := t.tx.QueryRowContext(ctx, `SELECT name FROM hsms WHERE name = ? COLLATE NOCASE`, name).Scan(&name); err != nil {
@@ -115,6 +118,7 @@ func (t *txn) GetKey(ctx context.Context, hsm, name string) (*store.Key, error) 
 }
 
 func (t *txn) PutKey(ctx context.Context, k *store.Key) error {
+	t.note(store.ChangeKey, k.HSM, k.Name)
 	_, err := t.exec(ctx, `INSERT INTO keys(hsm, name, created, deleted, scheduled_purge, rotation_policy) VALUES(?, ?, ?, ?, ?, ?)
 		ON CONFLICT(hsm, name) DO UPDATE SET deleted = excluded.deleted, scheduled_purge = excluded.scheduled_purge,
 		rotation_policy = excluded.rotation_policy`,
@@ -123,6 +127,7 @@ func (t *txn) PutKey(ctx context.Context, k *store.Key) error {
 }
 
 func (t *txn) PurgeKey(ctx context.Context, hsm, name string) error {
+	t.note(store.ChangeKey, hsm, name)
 	return mustAffect(t.exec(ctx, `DELETE FROM keys WHERE hsm = ? AND name = ?`, hsm, name))
 }
 
@@ -146,6 +151,7 @@ func scanVersion(row scanner, prefix ...any) (*store.KeyVersion, error) {
 }
 
 func (t *txn) InsertKeyVersion(ctx context.Context, v *store.KeyVersion) error {
+	t.note(store.ChangeKey, v.HSM, v.Name)
 	_, err := t.exec(ctx, `INSERT INTO key_versions(hsm, name, version, seq, kty, ops, enabled, nbf, exp, created, updated, tags, exportable, public, sealed)
 		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		v.HSM, v.Name, v.Version, v.Seq, v.Kty, toJSON(v.Ops), boolInt(v.Enabled), unix(v.NotBefore), unix(v.Expires),
@@ -155,6 +161,7 @@ func (t *txn) InsertKeyVersion(ctx context.Context, v *store.KeyVersion) error {
 
 // UpdateKeyVersion changes the mutable fields of a version only.
 func (t *txn) UpdateKeyVersion(ctx context.Context, v *store.KeyVersion) error {
+	t.note(store.ChangeKey, v.HSM, v.Name)
 	return mustAffect(t.exec(ctx, `UPDATE key_versions SET ops = ?, enabled = ?, nbf = ?, exp = ?, updated = ?, tags = ?
 		WHERE hsm = ? AND name = ? AND version = ?`,
 		toJSON(v.Ops), boolInt(v.Enabled), unix(v.NotBefore), unix(v.Expires), unix(v.Updated), toJSON(v.Tags), v.HSM, v.Name, v.Version))

@@ -137,6 +137,11 @@ var migrations = []string{
 	// 7: who created a role assignment: a second administrator's approval
 	// does not count through an assignment the requester made.
 	`ALTER TABLE role_assignments ADD COLUMN created_by TEXT NOT NULL DEFAULT '';`,
+	// 8: leases for background work that runs on one node at a time.
+	`CREATE TABLE leases (
+		name TEXT PRIMARY KEY,
+		holder TEXT NOT NULL,
+		expires INTEGER NOT NULL);`,
 }
 
 // prechecks run before the migration of the same number (1-based) and stop

@@ -8,6 +8,7 @@ import (
 )
 
 func (t *txn) PutObject(ctx context.Context, o *store.Object) error {
+	t.note(store.ObjectChange(o.Kind), "", o.ID)
 	_, err := t.exec(ctx, `INSERT INTO objects(kind, id, data) VALUES(?, ?, ?) ON CONFLICT(kind, id) DO UPDATE SET data = excluded.data`,
 		o.Kind, strings.ToLower(o.ID), o.Data)
 	return err
@@ -40,5 +41,6 @@ func (t *txn) ListObjects(ctx context.Context, kind, prefix string) ([]*store.Ob
 }
 
 func (t *txn) DeleteObject(ctx context.Context, kind, id string) error {
+	t.note(store.ObjectChange(kind), "", id)
 	return mustAffect(t.exec(ctx, `DELETE FROM objects WHERE kind = ? AND id = ?`, kind, strings.ToLower(id)))
 }

@@ -7,6 +7,7 @@ import (
 )
 
 func (t *txn) PutRoleDefinition(ctx context.Context, d *store.RoleDefinition) error {
+	t.note(store.ChangeRole, d.HSM, d.ID)
 	_, err := t.exec(ctx, `INSERT INTO role_definitions(hsm, id, name, description, permissions, assignable_scopes, created, updated)
 		VALUES(?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(hsm, id) DO UPDATE SET name = excluded.name, description = excluded.description,
@@ -53,10 +54,12 @@ func (t *txn) ListRoleDefinitions(ctx context.Context, hsm string) ([]*store.Rol
 }
 
 func (t *txn) DeleteRoleDefinition(ctx context.Context, hsm, id string) error {
+	t.note(store.ChangeRole, hsm, id)
 	return mustAffect(t.exec(ctx, `DELETE FROM role_definitions WHERE hsm = ? AND id = ?`, hsm, id))
 }
 
 func (t *txn) InsertRoleAssignment(ctx context.Context, a *store.RoleAssignment) error {
+	t.note(store.ChangeRole, a.HSM, a.ID)
 	source := a.Source
 	if source == "" {
 		source = "direct"
@@ -101,5 +104,6 @@ func (t *txn) ListRoleAssignments(ctx context.Context, hsm string) ([]*store.Rol
 }
 
 func (t *txn) DeleteRoleAssignment(ctx context.Context, hsm, id string) error {
+	t.note(store.ChangeRole, hsm, id)
 	return mustAffect(t.exec(ctx, `DELETE FROM role_assignments WHERE hsm = ? AND id = ?`, hsm, id))
 }

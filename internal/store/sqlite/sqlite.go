@@ -25,6 +25,7 @@ import (
 type DB struct {
 	writer *sql.DB
 	reader *sql.DB
+	hub    store.Hub
 }
 
 var _ store.Store = (*DB)(nil)
@@ -89,16 +90,25 @@ func (db *DB) Close() error {
 }
 
 // Update implements store.Store.
+// The changes it committed go to the subscribers before it returns.
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	return run(ctx, db.writer, false, fn)
+	t := &txn{}
+	if err := run(ctx, db.writer, false, t, fn); err != nil {
+		return err
+	}
+	db.hub.Publish(t.changes)
+	return nil
 }
 
 // View implements store.Store.
 func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
-	return run(ctx, db.reader, true, fn)
+	return run(ctx, db.reader, true, &txn{}, fn)
 }
 
-func run(ctx context.Context, pool *sql.DB, readOnly bool, fn func(store.Tx) error) (err error) {
+// Subscribe implements store.Store.
+func (db *DB) Subscribe(fn func([]store.Change)) func() { return db.hub.Subscribe(fn) }
+
+func run(ctx context.Context, pool *sql.DB, readOnly bool, t *txn, fn func(store.Tx) error) (err error) {
 	tx, err := pool.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly})
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
@@ -112,7 +122,8 @@ func run(ctx context.Context, pool *sql.DB, readOnly bool, fn func(store.Tx) err
 			tx.Rollback()
 		}
 	}()
-	if err := fn(&txn{tx}); err != nil {
+	t.tx = tx
+	if err := fn(t); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -122,7 +133,19 @@ func run(ctx context.Context, pool *sql.DB, readOnly bool, fn func(store.Tx) err
 }
 
 // txn implements store.Tx over one *sql.Tx.
-type txn struct{ tx *sql.Tx }
+type txn struct {
+	tx *sql.Tx
+	// changes are what the transaction wrote, for the subscribers once it
+	// commits.
+	changes []store.Change
+}
+
+// note records that the transaction writes a record. Each mutating method
+// notes its change, even when it then fails: a change delivered in vain
+// only costs a cache refill.
+func (t *txn) note(kind, hsm, id string) {
+	t.changes = append(t.changes, store.Change{Kind: kind, HSM: hsm, ID: id})
+}
 
 var _ store.Tx = (*txn)(nil)
 
@@ -168,6 +191,7 @@ func (t *txn) GetMeta(ctx context.Context, key string) (string, error) {
 }
 
 func (t *txn) SetMeta(ctx context.Context, key, value string) error {
+	t.note(store.ChangeNode, "", key)
 	_, err := t.exec(ctx, `INSERT INTO meta(key, value) VALUES(?, ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
 	return err
