@@ -61,11 +61,20 @@ func Classify(err error) (int, string, string) {
 	return s.status, code, fe.Msg
 }
 
-// WriteError renders err as Azure's envelope and logs internal causes.
+// WriteError renders err as Azure's envelope and logs internal causes: an
+// internal error at Error; a classified error that carries a cause
+// (fault.Wrap), which the envelope leaves out, at Warn for a 5xx and at
+// Info for a refusal of the request.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	st, code, msg := Classify(err)
-	if st == http.StatusInternalServerError {
+	switch fe, _ := fault.As(err); {
+	case st == http.StatusInternalServerError:
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	case fe == nil || fe.Cause() == nil:
+	case st >= 500:
+		log.WarnContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", st, "err", err)
+	default:
+		log.InfoContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "status", st, "err", err)
 	}
 	w.Header().Set("x-ms-error-code", code)
 	WriteJSON(w, st, ErrorBody{ErrorDetail{Code: code, Message: msg}})

@@ -195,7 +195,9 @@ func (a *API) refuse(w http.ResponseWriter, r *http.Request, subject, source str
 		code = "invalid_request"
 	}
 	st := http.StatusBadRequest
-	if errors.Is(err, identity.ErrInvalidCredentials) {
+	// A wrong secret and a refused client assertion are both invalid_client,
+	// which RFC 6749 §5.2 answers with 401.
+	if errors.Is(err, identity.ErrInvalidCredentials) || errors.Is(err, identity.ErrAssertion) {
 		st = http.StatusUnauthorized
 	}
 	oauthError(w, st, code, fe.Msg, 7000215)
