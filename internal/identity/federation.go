@@ -130,8 +130,14 @@ func NewFederation(dir *Directory, client *http.Client, now func() time.Time) *F
 }
 
 // ErrAssertion is the refusal of a client assertion; the reason is logged.
+// Its cause (fault.Wrap) may name issuers, hosts and network failures, so
+// it never reaches the response.
 var ErrAssertion = fault.New(fault.Unauthenticated, "invalid_client",
 	"AADSTS700211/700212/700213: no matching federated identity record for the presented assertion")
+
+// errCertificateRefused is ErrAssertion for an assertion signed with a
+// certificate's key.
+var errCertificateRefused = ErrAssertion.With("AADSTS700027: the client assertion was refused; the reason is in the server log")
 
 // Authenticate signs in the application or managed identity clientID with
 // a client assertion (a JWT): either one signed with the key of a
@@ -149,7 +155,7 @@ func (f *Federation) Authenticate(ctx context.Context, clientID, assertion strin
 	}
 	if s256, s1, ok := thumbprintHeader(tok); ok {
 		if err := f.authenticateCertificate(ctx, p, assertion, s256, s1, tokenEndpoints); err != nil {
-			return nil, ErrAssertion.With("the client assertion was refused: %v", err)
+			return nil, fault.Wrap(errCertificateRefused, err)
 		}
 		return p, nil
 	}
@@ -171,7 +177,9 @@ func (f *Federation) Authenticate(ctx context.Context, clientID, assertion strin
 		errs = append(errs, fmt.Errorf("%s: %w", fc.Name, err))
 	}
 	if len(errs) > 0 {
-		return nil, ErrAssertion.With("the client assertion was refused: %v", errors.Join(errs...))
+		// The reasons (an issuer that cannot be reached, a wrong subject)
+		// are for the server log: Wrap keeps them out of the response.
+		return nil, fault.Wrap(ErrAssertion, errors.Join(errs...))
 	}
 	return nil, ErrAssertion
 }
