@@ -37,10 +37,10 @@ const (
 	ManagedHSMContributorID = "18500a29-7fe2-46b2-a342-b16a415e101d"
 )
 
-// BuiltInRoles are Azure's general roles and Managed HSM contributor.
+// builtInRoles are Azure's general roles and Managed HSM contributor.
 // Managed HSM contributor also gets diagnostic settings, so that the
 // security team of the seed story can turn on logging for its HSMs.
-var BuiltInRoles = []Role{
+var builtInRoles = []Role{
 	{ID: OwnerID, Name: "Owner", Description: "Grants full access to manage all resources, including the ability to assign roles.",
 		Actions: []string{"*"}},
 	{ID: ContributorID, Name: "Contributor", Description: "Grants full access to manage all resources, but does not allow you to assign roles.",
@@ -59,7 +59,7 @@ var BuiltInRoles = []Role{
 // Azure, "*" in Actions covers no data action: those need DataActions,
 // which control-plane roles here do not have.
 func (r *Role) Permits(action string) bool {
-	if slices.Contains(rbac.Actions, rbac.Action(action)) {
+	if rbac.IsAction(rbac.Action(action)) {
 		return false
 	}
 	allowed := false
@@ -77,23 +77,51 @@ func (r *Role) Permits(action string) bool {
 	return allowed
 }
 
-// RoleByID finds a built-in role by its GUID or full definition id.
+// BuiltInRoles returns the built-in roles, a copy the caller may change.
+func BuiltInRoles() []Role {
+	out := make([]Role, len(builtInRoles))
+	for i := range builtInRoles {
+		out[i] = builtInRoles[i].clone()
+	}
+	return out
+}
+
+// clone returns a copy of r that shares no slice with it.
+func (r Role) clone() Role {
+	r.Actions, r.NotActions = slices.Clone(r.Actions), slices.Clone(r.NotActions)
+	return r
+}
+
+// RoleByID finds a built-in role by its GUID or full definition id and
+// returns a copy of it.
 func RoleByID(id string) (*Role, bool) {
+	r := builtInByID(id)
+	if r == nil {
+		return nil, false
+	}
+	c := r.clone()
+	return &c, true
+}
+
+// builtInByID is RoleByID without the copy, for the decisions: the
+// table is never written.
+func builtInByID(id string) *Role {
 	id = id[strings.LastIndex(id, "/")+1:]
-	for i := range BuiltInRoles {
-		if strings.EqualFold(BuiltInRoles[i].ID, id) {
-			return &BuiltInRoles[i], true
+	for i := range builtInRoles {
+		if strings.EqualFold(builtInRoles[i].ID, id) {
+			return &builtInRoles[i]
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // RoleByName finds a built-in role by name, ignoring case (Azure's own is
-// "Managed HSM contributor").
+// "Managed HSM contributor"), and returns a copy of it.
 func RoleByName(name string) (*Role, bool) {
-	for i := range BuiltInRoles {
-		if strings.EqualFold(BuiltInRoles[i].Name, name) {
-			return &BuiltInRoles[i], true
+	for i := range builtInRoles {
+		if strings.EqualFold(builtInRoles[i].Name, name) {
+			c := builtInRoles[i].clone()
+			return &c, true
 		}
 	}
 	return nil, false
@@ -230,7 +258,7 @@ func (s *Service) Permits(ctx context.Context, caller *identity.Caller, action s
 		if !slices.Contains(principals, a.PrincipalID) {
 			continue
 		}
-		if r, ok := RoleByID(a.RoleID); ok && r.Permits(action) {
+		if r := builtInByID(a.RoleID); r != nil && r.Permits(action) {
 			granting = append(granting, a.Scope)
 		}
 	}
@@ -239,17 +267,56 @@ func (s *Service) Permits(ctx context.Context, caller *identity.Caller, action s
 	}, nil
 }
 
+// Grant is an authorization decision, with the assignment (and its role)
+// that allowed it, for the audit record.
+type Grant struct {
+	Allowed              bool
+	AssignmentID, RoleID string
+}
+
+// Check answers whether caller may perform action at scope, and through
+// which assignment: the caller's own, or one of a group it belongs to.
+func (s *Service) Check(ctx context.Context, caller *identity.Caller, action, scope string) (Grant, error) {
+	if caller == nil {
+		return Grant{}, nil
+	}
+	as, err := s.all(ctx)
+	if err != nil {
+		return Grant{}, err
+	}
+	groups, err := s.dir.GroupsOf(ctx, caller.ObjectID)
+	if err != nil {
+		return Grant{}, err
+	}
+	principals := append([]string{caller.ObjectID}, groups...)
+	for _, a := range as {
+		if !slices.Contains(principals, a.PrincipalID) || !covers(a.Scope, scope) {
+			continue
+		}
+		if r := builtInByID(a.RoleID); r != nil && r.Permits(action) {
+			return Grant{Allowed: true, AssignmentID: a.ID, RoleID: a.RoleID}, nil
+		}
+	}
+	return Grant{}, nil
+}
+
 // Authorize returns ErrDenied in Azure's words unless Decide allows.
 func (s *Service) Authorize(ctx context.Context, caller *identity.Caller, action, scope string) error {
-	ok, err := s.Decide(ctx, caller, action, scope)
-	if err != nil || ok {
-		return err
+	_, err := s.Authorized(ctx, caller, action, scope)
+	return err
+}
+
+// Authorized is Authorize that also returns the decision.
+func (s *Service) Authorized(ctx context.Context, caller *identity.Caller, action, scope string) (Grant, error) {
+	g, err := s.Check(ctx, caller, action, scope)
+	if err != nil || g.Allowed {
+		return g, err
 	}
 	who := "anonymous"
 	if caller != nil {
 		who = caller.ObjectID
 	}
-	return ErrDenied.With("The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid.",
+	return g, ErrDenied.With("The client '%s' with object id '%s' does not have authorization to perform action '%s' over scope '%s' or the scope is invalid.",
 		who, who, action, scope)
 }
 

@@ -323,7 +323,10 @@ func (j *Journal) Append(streamName string, e *Event) error {
 		j.failed = fmt.Errorf("audit: writing journal %s: %w", s.name, err)
 		return j.failed
 	}
-	j.failed = nil
+	// A write that fits (a small record into a file's last page, say) does
+	// not clear a failure: only the probe, which shows room, does, so one
+	// stream's success cannot let requests run whose records another
+	// stream cannot keep.
 	s.seq, s.last, s.res, s.size, s.dirty = e.Sequence, e.Hash, e.ResourceID, s.size+int64(len(line)), true
 	s.written += int64(len(line))
 	return nil

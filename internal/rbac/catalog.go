@@ -1,5 +1,7 @@
 package rbac
 
+import "slices"
+
 // Role is a role definition: built-in or custom.
 type Role struct {
 	ID          string // a GUID; the wire id is Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/{ID}
@@ -42,12 +44,12 @@ var roleManagement = []Action{
 	RoleDefinitionsRead, RoleDefinitionsWrite, RoleDefinitionsDelete,
 }
 
-// BuiltInRoles are Managed HSM's built-in roles with the exact data
+// builtInRoles are Managed HSM's built-in roles with the exact data
 // actions a real Managed HSM lists for them (shared/reference/azure-mhsm-roles.md).
 // The Administrator manages roles, the security domain and backups but
 // cannot use or create keys; the Crypto Officer recovers, purges and
 // exports; the Crypto User does everything else with keys.
-var BuiltInRoles = []Role{
+var builtInRoles = []Role{
 	builtIn(AdministratorID, "Managed HSM Administrator", append(append([]Action{}, roleManagement...),
 		SecurityDomainDownload, SecurityDomainDownloadRead, SecurityDomainUpload, SecurityDomainUploadRead,
 		SecurityDomainTransferKey, BackupStart, RestoreStart, BackupStatus, RestoreStatus)...),
@@ -65,6 +67,30 @@ var BuiltInRoles = []Role{
 	builtIn(RestoreUserID, "Managed HSM Restore User", RestoreStart, RestoreStatus, KeysRestore),
 }
 
+// BuiltInRoles returns Managed HSM's built-in roles, a copy the caller
+// may change.
+func BuiltInRoles() []Role {
+	out := make([]Role, len(builtInRoles))
+	for i := range builtInRoles {
+		out[i] = builtInRoles[i].clone()
+	}
+	return out
+}
+
+// clone returns a copy of r that shares no slice with it.
+func (r Role) clone() Role {
+	r.AssignableScopes = slices.Clone(r.AssignableScopes)
+	if r.Permissions != nil {
+		ps := make([]Permission, len(r.Permissions))
+		for i, p := range r.Permissions {
+			ps[i] = Permission{Actions: slices.Clone(p.Actions), NotActions: slices.Clone(p.NotActions),
+				DataActions: slices.Clone(p.DataActions), NotDataActions: slices.Clone(p.NotDataActions)}
+		}
+		r.Permissions = ps
+	}
+	return r
+}
+
 // roleAliases are the names Azure's documentation uses for built-ins whose
 // service name differs; lookups by name accept them too.
 var roleAliases = map[string]string{
@@ -75,7 +101,7 @@ var roleAliases = map[string]string{
 }
 
 func builtInByID(id string) (Role, bool) {
-	for _, r := range BuiltInRoles {
+	for _, r := range builtInRoles {
 		if equalFold(r.ID, id) {
 			return r, true
 		}

@@ -32,7 +32,7 @@ type grant struct {
 // grantedActions evaluates a role's patterns against the vocabulary.
 func grantedActions(r *Role) map[Action]bool {
 	out := map[Action]bool{}
-	for _, a := range Actions {
+	for _, a := range actions {
 		if r.Permits(a) {
 			out[a] = true
 		}
@@ -103,8 +103,8 @@ func lowerScopeContains(scope, resource string) bool {
 
 func buildIndex(customs []*store.RoleDefinition, assignments []*store.RoleAssignment) *index {
 	ix := &index{roles: map[string]*Role{}, byPrincipal: map[string][]grant{}, all: assignments}
-	for i := range BuiltInRoles {
-		r := BuiltInRoles[i]
+	for i := range builtInRoles {
+		r := builtInRoles[i]
 		ix.roles[strings.ToLower(r.ID)] = &r
 	}
 	for _, d := range customs {

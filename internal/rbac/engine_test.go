@@ -62,10 +62,10 @@ func TestCleanScope(t *testing.T) {
 }
 
 func TestBuiltInRolesHaveKnownActions(t *testing.T) {
-	if len(BuiltInRoles) != 9 {
-		t.Fatalf("%d built-in roles", len(BuiltInRoles))
+	if len(builtInRoles) != 9 {
+		t.Fatalf("%d built-in roles", len(builtInRoles))
 	}
-	for _, r := range BuiltInRoles {
+	for _, r := range builtInRoles {
 		for _, p := range r.Permissions {
 			for _, a := range p.DataActions {
 				if !knownAction(a) {

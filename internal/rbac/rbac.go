@@ -10,6 +10,7 @@ package rbac
 
 import (
 	"context"
+	"slices"
 
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
@@ -64,11 +65,11 @@ const (
 	RestoreStatus Action = prefix + "restore/status/action"
 )
 
-// Actions is the vocabulary of data actions: the DataAction enum of the
+// actions is the vocabulary of data actions: the DataAction enum of the
 // 2025-07-01 RBAC API plus the two that built-in roles use beyond it
 // (rotate and derive). Custom roles may name only these, or wildcards
 // that match some of them.
-var Actions = []Action{
+var actions = []Action{
 	KeysRead, KeysWrite, KeysCreate, KeysDelete, KeysImport, KeysRotate, KeysBackup, KeysRestore,
 	KeysEncrypt, KeysDecrypt, KeysWrap, KeysUnwrap, KeysSign, KeysVerify, KeysRelease, KeysExport, KeysDerive,
 	DeletedKeysRead, DeletedKeysRecover, DeletedKeysPurge, RNG,
@@ -77,6 +78,15 @@ var Actions = []Action{
 	SecurityDomainDownload, SecurityDomainDownloadRead, SecurityDomainUpload, SecurityDomainUploadRead, SecurityDomainTransferKey,
 	BackupStart, BackupStatus, RestoreStart, RestoreStatus,
 }
+
+// Actions returns the vocabulary of data actions (a copy): the
+// DataAction enum of the 2025-07-01 RBAC API plus rotate and derive,
+// which built-in roles use beyond it. Custom roles may name only these,
+// or wildcards that match some of them.
+func Actions() []Action { return slices.Clone(actions) }
+
+// IsAction reports whether a is one of the data actions.
+func IsAction(a Action) bool { return slices.Contains(actions, a) }
 
 // Request is one authorization question.
 type Request struct {

@@ -121,7 +121,7 @@ func CleanScope(scope string) (string, error) {
 
 // Roles returns the built-in roles followed by the HSM's custom roles.
 func (s *Service) Roles(ctx context.Context, h *domain.HSM) ([]Role, error) {
-	out := slices.Clone(BuiltInRoles)
+	out := BuiltInRoles()
 	var customs []*store.RoleDefinition
 	err := s.store.View(ctx, func(tx store.Tx) (err error) { customs, err = tx.ListRoleDefinitions(ctx, h.Name); return err })
 	for _, d := range customs {
@@ -211,7 +211,7 @@ func validateCustomRole(r *Role) error {
 	if strings.TrimSpace(r.Name) == "" || len(r.Name) > 512 {
 		return fault.Invalidf("roleName is required (at most 512 characters)")
 	}
-	for _, b := range BuiltInRoles {
+	for _, b := range builtInRoles {
 		if strings.EqualFold(b.Name, r.Name) {
 			return fault.Invalidf("%q is the name of a built-in role", r.Name)
 		}
@@ -254,7 +254,7 @@ func validateCustomRole(r *Role) error {
 // knownAction accepts an action of the vocabulary, or a wildcard pattern
 // that matches at least one of them.
 func knownAction(pattern Action) bool {
-	for _, a := range Actions {
+	for _, a := range actions {
 		if matchAction(string(pattern), a) {
 			return true
 		}

@@ -38,7 +38,7 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		ClientInfo:       capField(r.UserAgent(), maxRecordedField),
 		CorrelationID:    capField(r.Header.Get("x-ms-client-request-id"), maxRecordedField),
 		RequestURI:       capField(recordedURI(r, s.recordedBase(info)), maxRecordedField),
-		OperationName:    info.data.Operation,
+		OperationName:    info.rec.Operation,
 	}
 	e.OperationVersion = capField(e.OperationVersion, 64)
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -47,28 +47,29 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 	if c := info.caller; c != nil {
 		e.Identity = &audit.Identity{Claim: audit.Claims{ObjectID: c.ObjectID, AppID: c.AppID, UPN: c.UPN, TenantID: c.TenantID}}
 	}
+	rec := &info.rec
+	e.Properties = audit.Properties{Key: capField(rec.Key, maxRecordedField), Action: rec.Action, Scope: capField(rec.Scope, maxRecordedField)}
+	if d := rec.Decision; d != nil {
+		e.Properties.Authorization = &audit.Authorization{Decision: "Denied"}
+		if d.Allowed {
+			e.Properties.Authorization = &audit.Authorization{Decision: "Allowed", RoleAssignmentID: d.AssignmentID, RoleDefinitionID: d.RoleID}
+		}
+	}
 	stream := audit.TenantStream
 	if info.hsm != "" {
 		stream = audit.StreamOf(info.hsm)
 		e.ResourceID = s.hsmResourceID(r, info.hsm)
-		e.Properties = audit.Properties{PoolType: "M-HSM", SKUFamily: "B", SKUName: "Standard_B1",
-			Key: capField(info.data.Key, maxRecordedField), Action: string(info.data.Action), Scope: capField(info.data.Scope, maxRecordedField)}
+		e.Properties.PoolType, e.Properties.SKUFamily, e.Properties.SKUName = "M-HSM", "B", "Standard_B1"
 		if e.OperationName == "" {
 			e.OperationName = "Unknown"
 		}
-		if d := info.data.Decision; d != nil {
-			e.Properties.Authorization = &audit.Authorization{Decision: "Denied"}
-			if d.Allowed {
-				e.Properties.Authorization = &audit.Authorization{Decision: "Allowed", RoleAssignmentID: d.AssignmentID, RoleDefinitionID: d.RoleID}
-			}
-		}
 	} else {
 		e.ResourceID = "/TENANTS/" + strings.ToUpper(s.dir.TenantID())
-		if e.OperationName = info.pattern; e.OperationName == "" {
+		if e.OperationName == "" {
 			e.OperationName = r.Method + " (no route)"
 		}
-		if info.signInSubject != "" && status >= 400 {
-			e.Properties.SignInSubject = capField(info.signInSubject, 256)
+		if rec.SignInSubject != "" && status >= 400 {
+			e.Properties.SignInSubject = capField(rec.SignInSubject, 256)
 		}
 	}
 	if host := r.Host; !strings.HasPrefix(e.RequestURI, "https://"+host+"/") {

@@ -117,7 +117,7 @@ func TestAuditEveryOperation(t *testing.T) {
 	tenant := readAudit(t, env, "tenant")
 	tokens := 0
 	for _, e := range tenant {
-		if e.OperationName == "POST /{tenant}/oauth2/v2.0/token" {
+		if e.OperationName == "Token" {
 			tokens++
 		}
 	}

@@ -138,6 +138,7 @@ func TestAuditServesAgainAfterDiskFull(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond)
 	if st := get(); st != http.StatusServiceUnavailable {
+		t.Log(env.Logs())
 		t.Fatalf("with the disk still full: %d", st)
 	}
 	must(t, os.Remove(filler))

@@ -28,8 +28,8 @@ import (
 	"github.com/keyward/keyward/internal/api/arm"
 	"github.com/keyward/keyward/internal/api/dataplane"
 	"github.com/keyward/keyward/internal/api/graph"
-	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/identityapi"
+	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/backup"
@@ -38,7 +38,6 @@ import (
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/events"
-	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/keys"
 	"github.com/keyward/keyward/internal/rbac"
@@ -114,7 +113,9 @@ type Server struct {
 	dir      *identity.Directory
 	tokens   *identity.TokenService
 	data     *dataplane.API
-	mux      *http.ServeMux // identity, graph, metadata
+	open     *route.Table // the token service and metadata: no token
+	graph    *graph.API
+	handler  http.Handler // the front door, composed once
 	tls      *tls.Config
 	closers  []func() error
 	unlock   func() error // releases the data directory, after the store closes
@@ -293,7 +294,6 @@ func (s *Server) build(ctx context.Context) error {
 	s.cp = cp
 	s.armRBAC = armrbac.NewService(s.store, s.dir, time.Now)
 
-	s.mux = http.NewServeMux()
 	egressPolicy := egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
 	fedClient := s.cfg.FederationClient
 	if fedClient == nil {
@@ -301,24 +301,17 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, fedClient, time.Now), s.tokens, s.base, s.log)
 	idAPI.Throttle = identity.NewThrottle(identity.ThrottleConfig{Now: clock}) // lockouts follow the test clock
-	idAPI.OnAttempt = func(ctx context.Context, subject string) {
-		if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
-			info.signInSubject = subject
-		}
-	}
-	idAPI.Register(s.mux)
-	graph.New(s.dir, s.log).Register(s.mux)
-	armAPI := arm.New(cp, s.armRBAC, s.dir, subscription, s.HSMURI, s.log)
-	armAPI.ManagementURL = strings.TrimSuffix(s.base, "/")
-	armAPI.Register(s.mux)
-	s.arm = armAPI
+	s.open = route.NewTable(append(idAPI.Operations(),
+		route.Op{Name: "CloudMetadata", Method: http.MethodGet, Pattern: "/metadata/endpoints", Handle: s.metadata})...)
+	s.graph = graph.New(s.dir, s.log)
 	limit := s.cfg.AuditBufferBytes
 	if limit == 0 {
 		limit = 256 << 20
 	}
 	diag := diagnostics.New(s.store, seal, s.audit, limit, s.dir, s.log)
 	diag.Egress = egressPolicy
-	armAPI.RegisterDiagnostics(s.mux, diag)
+	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,
+		HSMURI: s.HSMURI, ManagementURL: s.base, Log: s.log})
 	if err := diag.Start(ctx); err != nil {
 		return err
 	}
@@ -331,7 +324,7 @@ func (s *Server) build(ctx context.Context) error {
 	keySvc.SetEvents(publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) })
 	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.log)
 	s.rotator.Record = s.recordScheduled
-	s.mux.HandleFunc("GET /metadata/endpoints", s.metadata)
+	s.handler = s.frontDoor()
 
 	s.boot, err = s.bootstrap(ctx, tenant)
 	return err
@@ -439,264 +432,3 @@ func (s *Server) Close() error {
 	return errors.Join(append(errs, s.unlock())...)
 }
 
-// dataPlaneRoots are the first path segments of the HSM data plane.
-var dataPlaneRoots = map[string]bool{
-	"keys": true, "deletedkeys": true, "rng": true, "providers": true, "securitydomain": true,
-	"backup": true, "restore": true, "prebackup": true, "prerestore": true, "settings": true,
-}
-
-// ServeHTTP routes a request to its surface. Audit is the outermost
-// layer: every request, refused or not, leaves one record; and when the
-// audit log cannot keep records, requests are refused before they run.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	w = sw
-	h := w.Header()
-	h.Set("x-ms-request-id", uuid.NewString())
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Strict-Transport-Security", "max-age=31536000;includeSubDomains")
-	if err := s.audit.Ready(); err != nil {
-		s.log.Error("refusing request: the audit log cannot keep records", "err", err)
-		h.Set("Retry-After", "5")
-		httpx.WriteError(w, r, s.log, fault.Errorf(fault.Unavailable, "ServiceUnavailable",
-			"The service cannot record this request in its audit log right now; it was not performed. Retry later."))
-		return
-	}
-	info := &requestInfo{}
-	r = r.WithContext(dataplane.WithInfo(context.WithValue(r.Context(), requestInfoKey{}, info), &info.data))
-	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
-			httpx.WriteError(w, r, s.log, fmt.Errorf("panic: %v", p))
-		}
-		if !s.cfg.NoAuditForBenchmarks {
-			s.record(r, info, sw.status, start)
-		}
-	}()
-
-	r.URL.Path = cleanPath(r.URL.Path)
-	first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	// r stays the request the deferred audit record reads: an
-	// authenticated copy goes by another name, so a refused sign-in still
-	// leaves a record of the request it refused.
-	switch name, bare, ok := s.hsmName(r.Host, first, r.URL.Path); {
-	case ok:
-		s.serveDataPlane(w, r, info, name, bare)
-	case first == "v1.0":
-		if ar := s.authenticate(w, r, GraphResource); ar != nil {
-			s.serveMux(w, ar)
-		}
-	case strings.EqualFold(first, "subscriptions"):
-		r.URL.Path = arm.Canonicalize(r.URL.Path)
-		ar := s.authenticate(w, r, ARMResource)
-		if ar == nil {
-			return
-		}
-		if arm.IsAuthorizationPath(r.URL.Path) {
-			info.pattern = "ARM " + r.Method + " roleAssignments/roleDefinitions"
-			s.arm.ServeAuthorization(w, ar)
-		} else {
-			s.serveMux(w, ar)
-		}
-	default:
-		s.serveMux(w, r)
-	}
-	// At debug level: the audit log records every request, and a second
-	// line per request at info level costs about 4 % of a P-256 signature.
-	s.log.Debug("request", "method", r.Method, "host", r.Host, "path", r.URL.Path, "status", sw.status,
-		"ms", time.Since(start).Milliseconds(), "op", info.data.Operation)
-}
-
-// requestInfo collects what the layers of the pipeline learn about a
-// request, for the request log (and the audit record).
-type requestInfo struct {
-	caller  *identity.Caller
-	hsm     string // the HSM addressed, if any
-	pattern string // the route of a non-HSM request
-	base    string // the configured URL of the HSM addressed, if any
-	// signInSubject is the client id or user name a token request was
-	// for: a failed one names it in its record.
-	signInSubject string
-	data          dataplane.Info
-}
-
-type requestInfoKey struct{}
-
-// serveMux serves the identity, Graph and metadata endpoints, answering
-// unknown paths with Azure's error envelope rather than a text 404.
-func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
-	_, pattern := s.mux.Handler(r)
-	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
-		info.pattern = pattern
-	}
-	if pattern == "" {
-		httpx.WriteError(w, r, s.log, fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path))
-		return
-	}
-	s.mux.ServeHTTP(w, r)
-}
-
-// cleanPath collapses repeated slashes and drops a trailing one, without
-// redirecting: clients send "//providers/..." and "/keys/name/".
-func cleanPath(p string) string {
-	for strings.Contains(p, "//") {
-		p = strings.ReplaceAll(p, "//", "/")
-	}
-	if len(p) > 1 {
-		p = strings.TrimSuffix(p, "/")
-	}
-	return p
-}
-
-// hsmName tells whether a request is for an HSM data plane, and which: a
-// host {name}.{suffix} (a trailing dot, as in a fully qualified name, is
-// the same host), or in dev mode a data-plane path at the bare listen
-// address (bare). Any other host under the suffix, such as
-// {a}.{b}.{suffix}, is no HSM's and never falls back to the dev HSM.
-func (s *Server) hsmName(hostport, first, path string) (name string, bare, ok bool) {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if label, under := strings.CutSuffix(host, "."+s.cfg.DNSSuffix); under {
-		return label, false, label != "" && !strings.Contains(label, ".")
-	}
-	if host == s.cfg.DNSSuffix || !s.cfg.Dev || !s.bareHost(host) {
-		return "", false, false
-	}
-	if dataPlaneRoots[strings.ToLower(first)] ||
-		!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/") {
-		return DevHSMName, true, true
-	}
-	return "", false, false
-}
-
-// bareHost tells whether host is one of the names the bare listen address
-// is reached by: the listen host, localhost or a loopback address.
-func (s *Server) bareHost(host string) bool {
-	if host == "localhost" || host == s.listenHost {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// serveDataPlane serves a request addressed to the HSM called name. Only
-// an HSM that exists gets the request's audit record in its own stream;
-// a name that is no HSM's is answered 404 and recorded in the tenant's
-// stream, so no outside request can open a journal stream. Key ids and
-// links are built from the HSM's configured URI, never from the Host
-// header.
-func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, info *requestInfo, name string, bare bool) {
-	h, err := s.registry.Get(r.Context(), name)
-	if err == nil {
-		info.hsm = h.Name
-		info.data = s.data.Describe(r) // named even if authentication fails
-		info.base = s.HSMURI(h.Name)
-		if bare {
-			info.base = strings.TrimSuffix(s.base, "/")
-		}
-	} else {
-		info.pattern = "data plane of no HSM"
-	}
-	ar := s.authenticate(w, r, ManagedHSMResource)
-	if ar == nil {
-		return
-	}
-	if err == nil && !h.Deleted.IsZero() {
-		err = domain.ErrHSMNotFound
-	}
-	if err != nil {
-		httpx.WriteError(w, ar, s.log, err)
-		return
-	}
-	s.data.Serve(w, ar, h, info.base)
-}
-
-// authenticate verifies the bearer token for resource and returns r with
-// the caller in its context, or answers 401 with Azure's challenge and
-// returns nil. The token itself is never logged.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource string) *http.Request {
-	challenge := func() {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s%s", resource="%s"`, s.base, s.dir.TenantID(), resource))
-	}
-	auth := r.Header.Get("Authorization")
-	if auth == "" {
-		challenge()
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(http.StatusUnauthorized)
-		return nil
-	}
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok {
-		challenge()
-		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the Authorization header must carry a Bearer token"))
-		return nil
-	}
-	c, err := s.tokens.Verify(strings.TrimSpace(tok), resource)
-	if err != nil {
-		s.log.Info("token rejected", "path", r.URL.Path, "reason", err)
-		challenge()
-		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the access token is not valid: expired, for another audience, or not signed by this server"))
-		return nil
-	}
-	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
-		info.caller = c
-	}
-	return r.WithContext(identity.NewContext(r.Context(), c))
-}
-
-type metadataDoc struct {
-	Authentication struct {
-		LoginEndpoint string   `json:"loginEndpoint"`
-		Audiences     []string `json:"audiences"`
-		Tenant        string   `json:"tenant"`
-	} `json:"authentication"`
-	ResourceManager          string            `json:"resourceManager"`
-	MicrosoftGraphResourceID string            `json:"microsoftGraphResourceId"`
-	Graph                    string            `json:"graph"`
-	Suffixes                 map[string]string `json:"suffixes"`
-	DevHSMURI                string            `json:"keywardDevHsmUri,omitempty"`
-}
-
-// metadata serves cloud metadata in the shape of ARM's
-// /metadata/endpoints, so clients learn the login host, the tenant and the
-// HSM DNS suffix from the server URL alone.
-func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
-	var m metadataDoc
-	m.Authentication.LoginEndpoint = s.base
-	m.Authentication.Audiences = []string{ARMResource}
-	m.Authentication.Tenant = s.dir.TenantID()
-	m.ResourceManager, m.Graph, m.MicrosoftGraphResourceID = s.base, s.base, GraphResource
-	m.Suffixes = map[string]string{"mhsmDns": "." + s.cfg.DNSSuffix + ":" + s.port}
-	if s.cfg.Dev {
-		m.DevHSMURI = strings.TrimSuffix(s.base, "/")
-	}
-	httpx.WriteJSON(w, http.StatusOK, m)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.status, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.wrote = true
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

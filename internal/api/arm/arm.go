@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
@@ -26,21 +27,37 @@ type API struct {
 	cp           *controlplane.Service
 	rbac         *armrbac.Service
 	dir          *identity.Directory
+	diag         *diagnostics.Service
 	subscription string
 	// hsmURI returns the data-plane URL of an HSM name.
 	hsmURI func(name string) string
-	log    *slog.Logger
-	diag   *diagnostics.Service
-	// ManagementURL is the resource manager's configured URL, without a
+	// managementURL is the resource manager's configured URL, without a
 	// trailing slash: operation links are built from it, never from the
 	// request's Host header.
+	managementURL string
+	log           *slog.Logger
+	ops           *route.Table
+	authz         *route.Table // under {scope}/providers/Microsoft.Authorization/
+}
+
+// Deps are what the ARM API serves from.
+type Deps struct {
+	ControlPlane  *controlplane.Service
+	RBAC          *armrbac.Service
+	Directory     *identity.Directory
+	Diagnostics   *diagnostics.Service
+	Subscription  string
+	HSMURI        func(name string) string
 	ManagementURL string
+	Log           *slog.Logger
 }
 
 // New returns the ARM API.
-func New(cp *controlplane.Service, rb *armrbac.Service, dir *identity.Directory, subscription string, hsmURI func(string) string, log *slog.Logger) *API {
-	a := &API{cp: cp, rbac: rb, dir: dir, subscription: subscription, hsmURI: hsmURI, log: log}
-	rb.Exists = a.scopeExists
+func New(d Deps) *API {
+	a := &API{cp: d.ControlPlane, rbac: d.RBAC, dir: d.Directory, diag: d.Diagnostics, subscription: d.Subscription,
+		hsmURI: d.HSMURI, managementURL: strings.TrimSuffix(d.ManagementURL, "/"), log: d.Log}
+	a.ops, a.authz = a.operations(), a.authorizationOperations()
+	d.RBAC.Exists = a.scopeExists
 	return a
 }
 
@@ -70,34 +87,6 @@ func Canonicalize(path string) string {
 	return strings.Join(segs, "/")
 }
 
-// Register adds the endpoints to mux.
-func (a *API) Register(mux *http.ServeMux) {
-	sub := "/subscriptions/{sub}"
-	rg := sub + "/resourceGroups/{rg}"
-	hsm := rg + provider + "/{name}"
-	mux.Handle("GET /subscriptions", a.handle("", nil, a.listSubscriptions))
-	mux.Handle("GET "+sub, a.handle("Microsoft.Resources/subscriptions/read", pathScope, a.getSubscription))
-	mux.Handle("GET "+sub+"/resourcegroups", a.handle("", nil, a.listGroups))
-	mux.Handle("GET "+sub+"/resourceGroups", a.handle("", nil, a.listGroups))
-	mux.Handle("GET "+rg, a.handle("Microsoft.Resources/subscriptions/resourceGroups/read", pathScope, a.getGroup))
-	mux.Handle("PUT "+rg, a.handle("Microsoft.Resources/subscriptions/resourceGroups/write", pathScope, a.putGroup))
-	mux.Handle("DELETE "+rg, a.handle("Microsoft.Resources/subscriptions/resourceGroups/delete", pathScope, a.deleteGroup))
-
-	mux.Handle("GET "+sub+provider, a.handle("", nil, a.list))
-	mux.Handle("GET "+rg+provider, a.handle("", nil, a.list))
-	mux.Handle("GET "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/read", pathScope, a.get))
-	mux.Handle("PUT "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/write", pathScope, a.put))
-	mux.Handle("PATCH "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/write", pathScope, a.patch))
-	mux.Handle("DELETE "+hsm, a.handle("Microsoft.KeyVault/managedHSMs/delete", pathScope, a.remove))
-	deleted := sub + "/providers/Microsoft.KeyVault/locations/{location}/deletedManagedHSMs"
-	mux.Handle("GET "+sub+"/providers/Microsoft.KeyVault/deletedManagedHSMs", a.handle("", nil, a.listDeleted))
-	mux.Handle("GET "+deleted+"/{name}", a.handle("Microsoft.KeyVault/locations/deletedManagedHsms/read", subScope, a.getDeleted))
-	mux.Handle("POST "+deleted+"/{name}/purge", a.handle("Microsoft.KeyVault/locations/deletedManagedHsms/purge/action", subScope, a.purge))
-	mux.Handle("GET "+sub+"/providers/Microsoft.KeyVault/locations/{location}/managedHsmOperationResults/{op}", a.handle("", nil, a.operationResult))
-
-	a.registerIdentities(mux, rg)
-}
-
 // pathScope is the resource the request path names.
 func pathScope(r *http.Request) string { return r.URL.Path }
 
@@ -117,25 +106,6 @@ func resourceScope(r *http.Request) string {
 func subScope(r *http.Request) string { return "/subscriptions/" + r.PathValue("sub") }
 
 var apiVersion = regexp.MustCompile(`^(20(1[4-9]|2[0-9]))-(0[1-9]|1[0-2])-([0-2][0-9]|3[01])(-preview)?$`)
-
-// handle checks the api-version and the subscription, authorizes action
-// on scope (when scope is nil the handler filters what it lists), and
-// renders errors in ARM's envelope.
-func (a *API) handle(action string, scope func(*http.Request) string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := a.check(r)
-		if err == nil && scope != nil {
-			c, _ := identity.FromContext(r.Context())
-			err = a.rbac.Authorize(r.Context(), c, action, scope(r))
-		}
-		if err == nil {
-			err = h(w, r)
-		}
-		if err != nil {
-			httpx.WriteError(w, r, a.log, err)
-		}
-	})
-}
 
 func (a *API) check(r *http.Request) error {
 	v := r.URL.Query().Get("api-version")

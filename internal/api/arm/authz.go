@@ -10,14 +10,9 @@ import (
 	"github.com/keyward/keyward/internal/api/odata"
 	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/fault"
-	"github.com/keyward/keyward/internal/identity"
 )
 
 const authzSegment = "/providers/Microsoft.Authorization/"
-
-// IsAuthorizationPath tells whether a (canonical) ARM path addresses role
-// assignments or definitions, which exist at every scope.
-func IsAuthorizationPath(path string) bool { return strings.Contains(path, authzSegment) }
 
 type roleAssignment struct {
 	ID         string `json:"id"`
@@ -138,119 +133,91 @@ func definitionFilter(filter string) (name string, customOnly bool, err error) {
 	return name, customOnly, nil
 }
 
-// ServeAuthorization serves {scope}/providers/Microsoft.Authorization/...
-func (a *API) ServeAuthorization(w http.ResponseWriter, r *http.Request) {
-	if err := a.serveAuthorization(w, r); err != nil {
-		httpx.WriteError(w, r, a.log, err)
+// authzScope is the scope an authorization path names: what stands before
+// /providers/Microsoft.Authorization/, the subscription when nothing does.
+func (a *API) authzScope(r *http.Request) string {
+	if sc := r.PathValue("scope"); sc != "" {
+		return sc
 	}
+	return a.subscriptionID()
 }
 
-func (a *API) serveAuthorization(w http.ResponseWriter, r *http.Request) error {
-	if err := a.check(r); err != nil {
+func (a *API) listDefinitions(w http.ResponseWriter, r *http.Request) error {
+	out := map[string][]roleDefinition{"value": {}}
+	want, custom, err := definitionFilter(r.URL.Query().Get("$filter"))
+	if err != nil {
 		return err
 	}
-	i := strings.Index(r.URL.Path, authzSegment)
-	scope := strings.TrimSuffix(r.URL.Path[:i], "/")
-	if scope == "" {
-		scope = a.subscriptionID()
-	}
-	rest := strings.Split(strings.Trim(r.URL.Path[i+len(authzSegment):], "/"), "/")
-	if !strings.HasPrefix(strings.ToLower(scope), strings.ToLower(a.subscriptionID())) {
-		return fault.Errorf(fault.NotFound, "SubscriptionNotFound", "The scope '%s' is not in this subscription.", scope)
-	}
-	c, _ := identity.FromContext(r.Context())
-	auth := func(action string) error { return a.rbac.Authorize(r.Context(), c, action, scope) }
-	switch {
-	case rest[0] == "roleDefinitions" && len(rest) == 1 && r.Method == http.MethodGet:
-		if err := auth("Microsoft.Authorization/roleDefinitions/read"); err != nil {
-			return err
+	for _, role := range armrbac.BuiltInRoles() {
+		if custom {
+			break // every control-plane role here is built in
 		}
-		out := map[string][]roleDefinition{"value": {}}
-		want, custom, err := definitionFilter(r.URL.Query().Get("$filter"))
-		if err != nil {
-			return err
-		}
-		for i := range armrbac.BuiltInRoles {
-			if custom {
-				break // every control-plane role here is built in
-			}
-			if want == "" || strings.EqualFold(armrbac.BuiltInRoles[i].Name, want) {
-				out["value"] = append(out["value"], a.definitionOut(&armrbac.BuiltInRoles[i]))
-			}
-		}
-		httpx.WriteJSON(w, http.StatusOK, out)
-		return nil
-	case rest[0] == "roleDefinitions" && len(rest) == 2 && r.Method == http.MethodGet:
-		if err := auth("Microsoft.Authorization/roleDefinitions/read"); err != nil {
-			return err
-		}
-		role, ok := armrbac.RoleByID(rest[1])
-		if !ok {
-			return fault.Errorf(fault.NotFound, "RoleDefinitionDoesNotExist", "The role definition '%s' does not exist.", rest[1])
-		}
-		httpx.WriteJSON(w, http.StatusOK, a.definitionOut(role))
-		return nil
-	case rest[0] == "roleAssignments" && len(rest) == 1 && r.Method == http.MethodGet:
-		if err := auth("Microsoft.Authorization/roleAssignments/read"); err != nil {
-			return err
-		}
-		atScope, principal, err := assignmentFilter(r.URL.Query().Get("$filter"))
-		if err != nil {
-			return err
-		}
-		as, err := a.rbac.List(r.Context(), scope, atScope, principal)
-		if err != nil {
-			return err
-		}
-		out := map[string][]roleAssignment{"value": {}}
-		for _, x := range as {
-			out["value"] = append(out["value"], a.assignmentOut(x))
-		}
-		httpx.WriteJSON(w, http.StatusOK, out)
-		return nil
-	case rest[0] == "roleAssignments" && len(rest) == 2:
-		id := armrbac.AssignmentID(scope, rest[1])
-		switch r.Method {
-		case http.MethodGet:
-			if err := auth("Microsoft.Authorization/roleAssignments/read"); err != nil {
-				return err
-			}
-			x, err := a.rbac.Get(r.Context(), id)
-			if err != nil {
-				return err
-			}
-			httpx.WriteJSON(w, http.StatusOK, a.assignmentOut(x))
-			return nil
-		case http.MethodPut:
-			if err := auth("Microsoft.Authorization/roleAssignments/write"); err != nil {
-				return err
-			}
-			var req assignmentRequest
-			if err := httpx.ReadJSON(w, r, &req); err != nil {
-				return err
-			}
-			if err := req.validate(); err != nil {
-				return err
-			}
-			p := req.Properties
-			x, err := a.rbac.Assign(r.Context(), armrbac.Assignment{Name: rest[1], Scope: scope, RoleID: p.RoleDefinitionID,
-				PrincipalID: p.PrincipalID, PrincipalType: p.PrincipalType})
-			if err != nil {
-				return err
-			}
-			httpx.WriteJSON(w, http.StatusCreated, a.assignmentOut(x))
-			return nil
-		case http.MethodDelete:
-			if err := auth("Microsoft.Authorization/roleAssignments/delete"); err != nil {
-				return err
-			}
-			x, err := a.rbac.Delete(r.Context(), id)
-			if err != nil {
-				return err
-			}
-			httpx.WriteJSON(w, http.StatusOK, a.assignmentOut(x))
-			return nil
+		if want == "" || strings.EqualFold(role.Name, want) {
+			out["value"] = append(out["value"], a.definitionOut(&role))
 		}
 	}
-	return fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path)
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) getDefinition(w http.ResponseWriter, r *http.Request) error {
+	role, ok := armrbac.RoleByID(r.PathValue("id"))
+	if !ok {
+		return fault.Errorf(fault.NotFound, "RoleDefinitionDoesNotExist", "The role definition '%s' does not exist.", r.PathValue("id"))
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.definitionOut(role))
+	return nil
+}
+
+func (a *API) listAssignments(w http.ResponseWriter, r *http.Request) error {
+	atScope, principal, err := assignmentFilter(r.URL.Query().Get("$filter"))
+	if err != nil {
+		return err
+	}
+	as, err := a.rbac.List(r.Context(), a.authzScope(r), atScope, principal)
+	if err != nil {
+		return err
+	}
+	out := map[string][]roleAssignment{"value": {}}
+	for _, x := range as {
+		out["value"] = append(out["value"], a.assignmentOut(x))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) getAssignment(w http.ResponseWriter, r *http.Request) error {
+	x, err := a.rbac.Get(r.Context(), armrbac.AssignmentID(a.authzScope(r), r.PathValue("name")))
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.assignmentOut(x))
+	return nil
+}
+
+func (a *API) putAssignment(w http.ResponseWriter, r *http.Request) error {
+	var req assignmentRequest
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	p := req.Properties
+	x, err := a.rbac.Assign(r.Context(), armrbac.Assignment{Name: r.PathValue("name"), Scope: a.authzScope(r), RoleID: p.RoleDefinitionID,
+		PrincipalID: p.PrincipalID, PrincipalType: p.PrincipalType})
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusCreated, a.assignmentOut(x))
+	return nil
+}
+
+func (a *API) deleteAssignment(w http.ResponseWriter, r *http.Request) error {
+	x, err := a.rbac.Delete(r.Context(), armrbac.AssignmentID(a.authzScope(r), r.PathValue("name")))
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.assignmentOut(x))
+	return nil
 }

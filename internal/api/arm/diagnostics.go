@@ -16,24 +16,6 @@ import (
 
 const storageProvider = "/providers/Microsoft.Storage/storageAccounts"
 
-// RegisterDiagnostics adds storage accounts and diagnostic settings.
-func (a *API) RegisterDiagnostics(mux *http.ServeMux, d *diagnostics.Service) {
-	a.diag = d
-	mux.Handle("GET /subscriptions/{sub}"+storageProvider, a.handle("", nil, a.listAccounts))
-	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider, a.handle("", nil, a.listAccounts))
-	mux.Handle("GET /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/read", pathScope, a.getAccount))
-	mux.Handle("PUT /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/write", pathScope, a.putAccount))
-	mux.Handle("PATCH /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/write", pathScope, a.patchAccount))
-	mux.Handle("DELETE /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}", a.handle("Microsoft.Storage/storageAccounts/delete", pathScope, a.deleteAccount))
-	mux.Handle("POST /subscriptions/{sub}/resourceGroups/{rg}"+storageProvider+"/{account}/keywardAgentSecret",
-		a.handle(agentSecretAction, resourceScope, a.accountAgentSecret))
-	settings := "/subscriptions/{sub}/resourceGroups/{rg}" + provider + "/{name}/providers/Microsoft.Insights/diagnosticSettings"
-	mux.Handle("GET "+settings, a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.listSettings))
-	mux.Handle("GET "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/read", pathScope, a.getSetting))
-	mux.Handle("PUT "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/write", pathScope, a.putSetting))
-	mux.Handle("DELETE "+settings+"/{setting}", a.handle("Microsoft.Insights/diagnosticSettings/delete", pathScope, a.deleteSetting))
-}
-
 // StorageAccount is the ARM resource of a registered account. Its
 // credential is write-only.
 type StorageAccount struct {

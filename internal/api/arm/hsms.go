@@ -353,7 +353,7 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// The purge is done; the poller still wants somewhere to ask.
-	w.Header().Set("Azure-AsyncOperation", a.ManagementURL+a.subscriptionID()+"/providers/Microsoft.KeyVault/locations/"+
+	w.Header().Set("Azure-AsyncOperation", a.managementURL+a.subscriptionID()+"/providers/Microsoft.KeyVault/locations/"+
 		r.PathValue("location")+"/managedHsmOperationResults/"+uuid.NewString()+"?api-version="+r.URL.Query().Get("api-version"))
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -11,23 +11,6 @@ import (
 
 const identityProvider = "/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
 
-func (a *API) registerIdentities(mux *http.ServeMux, rg string) {
-	item := rg + identityProvider + "/{name}"
-	mux.Handle("GET /subscriptions/{sub}"+identityProvider, a.handle("", nil, a.listIdentities))
-	mux.Handle("GET "+rg+identityProvider, a.handle("", nil, a.listIdentities))
-	mux.Handle("GET "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/read", pathScope, a.getIdentity))
-	mux.Handle("PUT "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/write", pathScope, a.putIdentity))
-	mux.Handle("DELETE "+item, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/delete", pathScope, a.deleteIdentity))
-	mux.Handle("POST "+item+"/keywardAgentSecret", a.handle(agentSecretAction, resourceScope, a.agentSecret))
-	fic := item + "/federatedIdentityCredentials"
-	mux.Handle("GET "+fic, a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read", pathScope, a.listFederated))
-	// A federated credential lets its issuer sign in as the identity, as a
-	// minted secret does: writing one needs the same right (Azure lets a
-	// Contributor do it; Keyward does not).
-	mux.Handle("PUT "+fic+"/{fic}", a.handle(agentSecretAction, pathScope, a.putFederated))
-	mux.Handle("DELETE "+fic+"/{fic}", a.handle("Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete", pathScope, a.deleteFederated))
-}
-
 // ManagedIdentity is the ARM resource.
 type ManagedIdentity struct {
 	ID         string            `json:"id"`

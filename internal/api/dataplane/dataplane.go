@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
@@ -26,13 +27,17 @@ import (
 	"github.com/keyward/keyward/internal/rbac"
 )
 
-// APIVersions are the api-version values real clients send; others are
+// apiVersions are the api-version values real clients send; others are
 // refused.
-var APIVersions = map[string]bool{
+var apiVersions = map[string]bool{
 	"7.0": true, "7.1": true, "7.2": true, "7.3": true, "7.4": true, "7.5": true, "7.6": true,
 	"7.3-preview": true, "7.4-preview.1": true, "7.5-preview.1": true, "7.6-preview.2": true,
 	"2025-06-01": true, "2025-07-01": true,
 }
+
+// SupportedAPIVersion reports whether v is an api-version real clients
+// send, which the data plane accepts.
+func SupportedAPIVersion(v string) bool { return apiVersions[v] }
 
 // API serves the data plane.
 type API struct {
@@ -48,8 +53,7 @@ type API struct {
 // role management operations, hsms serves the security domain, b the full
 // backups.
 func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, b *backup.Service, log *slog.Logger) *API {
-	ops := append(append(append(operations(), roleOperations()...), securityDomainOperations()...), backupOperations()...)
-	return &API{keys: k, rbac: r, hsms: hsms, backups: b, log: log, ops: ops}
+	return &API{keys: k, rbac: r, hsms: hsms, backups: b, log: log, ops: allOperations()}
 }
 
 // call is one matched request.
@@ -67,82 +71,72 @@ type call struct {
 	base string
 }
 
-// Info is what the data plane learned about a request, for the audit
-// record that the server writes.
-type Info struct {
-	Operation string
-	Action    rbac.Action
-	Scope     string
-	Key       string // the key the path names, if any
-	Decision  *rbac.Decision
+// Match is a request matched to its operation, once: the front door
+// matches before it authenticates (so a refused request is still recorded
+// under its operation) and Serve runs what was matched.
+type Match struct {
+	op    *operation
+	c     *call
+	scope string // the RBAC scope a role-assignment path names
+	bad   error  // a scope that does not parse
 }
 
-type infoKey struct{}
-
-// WithInfo returns a context in which Serve records what it matched.
-func WithInfo(ctx context.Context, info *Info) context.Context {
-	return context.WithValue(ctx, infoKey{}, info)
-}
-
-// Describe names the operation a request is for, without running it, so a
-// request refused before it reaches Serve (unauthenticated) is still
-// recorded under its operation.
-func (a *API) Describe(r *http.Request) Info {
-	path, scope := r.URL.Path, "/"
+// Match finds the operation of a request for method and path (cleaned by
+// the front door), or returns nil.
+func (a *API) Match(method, path string) *Match {
+	scope := "/"
+	var bad error
 	if sc, rest, ok := splitScope(path); ok {
-		path, scope = rest, sc
+		path = rest
+		if scope, bad = rbac.CleanScope(sc); bad != nil {
+			scope = "/"
+		}
 	}
-	op, c := a.match(r.Method, path)
+	op, c := a.match(method, path)
 	if op == nil {
-		return Info{}
+		return nil
 	}
 	c.scope = scope
-	return Info{Operation: op.name, Action: op.action, Key: c.name, Scope: op.scope(c)}
+	return &Match{op: op, c: c, scope: scope, bad: bad}
 }
 
-// Serve handles one authenticated request addressed to HSM h, whose
-// configured URI (no trailing slash) is base: key ids and links are built
-// from it, never from the request's Host header.
-func (a *API) Serve(w http.ResponseWriter, r *http.Request, h *domain.HSM, base string) {
-	if err := a.serve(w, r, h, base); err != nil {
+// Describe fills rec with what m names: the operation, its action, the
+// key and the scope.
+func (m *Match) Describe(rec *route.Record) {
+	rec.Operation, rec.Action, rec.Key, rec.Scope = m.op.name, string(m.op.action), m.c.name, m.op.scope(m.c)
+}
+
+// Serve runs the matched operation m of an authenticated request addressed
+// to HSM h, whose configured URI (no trailing slash) is base: key ids and
+// links are built from it, never from the request's Host header.
+func (a *API) Serve(w http.ResponseWriter, r *http.Request, h *domain.HSM, base string, m *Match) {
+	if err := a.serve(w, r, h, base, m); err != nil {
 		httpx.WriteError(w, r, a.log, err)
 	}
 }
 
-func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM, base string) error {
+func (a *API) serve(w http.ResponseWriter, r *http.Request, h *domain.HSM, base string, m *Match) error {
 	v := r.URL.Query().Get("api-version")
 	if v == "" {
 		return fault.Invalidf("the api-version query parameter is required")
 	}
-	if !APIVersions[v] {
+	if !SupportedAPIVersion(v) {
 		return fault.Invalidf("the api-version '%s' is not supported; use one of 7.2 to 7.6, 2025-06-01 or 2025-07-01", v)
 	}
-	path, scope := r.URL.Path, "/"
-	if sc, rest, ok := splitScope(path); ok {
-		var err error
-		if scope, err = rbac.CleanScope(sc); err != nil {
-			return err
-		}
-		path = rest
+	if m.bad != nil {
+		return m.bad
 	}
-	op, c := a.match(r.Method, path)
-	if op == nil {
-		return fault.Errorf(fault.NotFound, "NotFound", "no operation matches %s %s", r.Method, r.URL.Path)
-	}
-	c.w, c.hsm, c.r, c.ctx, c.base, c.scope = w, h, r, r.Context(), base, scope
+	op, c := m.op, m.c
+	c.w, c.hsm, c.r, c.ctx, c.base = w, h, r, r.Context(), base
 	resource := op.scope(c)
-	info, _ := r.Context().Value(infoKey{}).(*Info)
-	if info == nil {
-		info = &Info{}
-	}
-	*info = Info{Operation: op.name, Action: op.action, Scope: resource, Key: c.name}
+	rec := route.RecordOf(r.Context())
 	caller, _ := identity.FromContext(r.Context())
 	req := rbac.Request{HSM: h, Caller: caller, Action: op.action, Scope: resource}
 	d, err := a.rbac.Decide(r.Context(), req)
 	if err != nil {
 		return err
 	}
-	info.Decision = &d
+	rec.Decision = &route.Decision{Allowed: d.Allowed, AssignmentID: d.AssignmentID, RoleID: d.RoleID}
 	if !d.Allowed {
 		return rbac.Denied(req)
 	}

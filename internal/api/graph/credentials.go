@@ -35,16 +35,6 @@ type FederatedIdentityCredential struct {
 	Description string   `json:"description,omitempty"`
 }
 
-func (a *API) registerCredentials(mux *http.ServeMux) {
-	mux.Handle("PATCH /v1.0/servicePrincipals/{id}", a.write(a.patchServicePrincipal))
-	mux.Handle("GET /v1.0/servicePrincipals/{id}/keyCredentials", a.read(a.keyCredentials))
-	// Keyward has no application objects apart from service principals, so
-	// an application's id here is its service principal's object id or appId.
-	mux.Handle("GET /v1.0/applications/{id}/federatedIdentityCredentials", a.read(a.listFederated))
-	mux.Handle("POST /v1.0/applications/{id}/federatedIdentityCredentials", a.write(a.createFederated))
-	mux.Handle("DELETE /v1.0/applications/{id}/federatedIdentityCredentials/{name}", a.write(a.deleteFederated))
-}
-
 // patchServicePrincipal supports the one property Keyward lets change:
 // keyCredentials, replaced as a whole. Entries with a keyId and no key keep
 // that existing credential.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
@@ -22,10 +23,15 @@ import (
 type API struct {
 	dir *identity.Directory
 	log *slog.Logger
+	ops *route.Table
 }
 
 // New returns the Graph API over dir.
-func New(dir *identity.Directory, log *slog.Logger) *API { return &API{dir: dir, log: log} }
+func New(dir *identity.Directory, log *slog.Logger) *API {
+	a := &API{dir: dir, log: log}
+	a.ops = a.operations()
+	return a
+}
 
 // Object is a directory object in Graph's shape.
 type Object struct {
@@ -98,62 +104,9 @@ func ObjectOf(p *identity.Principal) Object {
 	return o
 }
 
-type handler func(w http.ResponseWriter, r *http.Request) error
-
-// Register adds the endpoints to mux under /v1.0.
-func (a *API) Register(mux *http.ServeMux) {
-	for _, c := range []struct{ coll, kind string }{
-		{"users", store.KindUser}, {"groups", store.KindGroup}, {"servicePrincipals", store.KindServicePrincipal},
-	} {
-		mux.Handle("GET /v1.0/"+c.coll, a.read(a.list(c.kind)))
-		mux.Handle("POST /v1.0/"+c.coll, a.write(a.create(c.kind)))
-		mux.Handle("GET /v1.0/"+c.coll+"/{id}", a.read(a.get(c.kind)))
-		mux.Handle("DELETE /v1.0/"+c.coll+"/{id}", a.write(a.remove(c.kind)))
-	}
-	mux.Handle("GET /v1.0/groups/{id}/members", a.read(a.members))
-	mux.Handle("POST /v1.0/groups/{id}/members/$ref", a.write(a.addMember))
-	mux.Handle("DELETE /v1.0/groups/{id}/members/{member}/$ref", a.write(a.removeMember))
-	mux.Handle("POST /v1.0/directoryObjects/{id}/checkMemberGroups", a.read(a.checkMemberGroups))
-	mux.Handle("POST /v1.0/directoryObjects/getByIds", a.read(a.getByIDs))
-	mux.Handle("POST /v1.0/servicePrincipals/{id}/addPassword", a.write(a.addPassword))
-	a.registerCredentials(mux)
-}
-
-func (a *API) serve(h handler, admin bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := a.authorize(r, admin)
-		if err == nil {
-			err = h(w, r)
-		}
-		if err != nil {
-			httpx.WriteError(w, r, a.log, err)
-		}
-	})
-}
-
-func (a *API) read(h handler) http.Handler  { return a.serve(h, false) }
-func (a *API) write(h handler) http.Handler { return a.serve(h, true) }
 
 // ErrForbidden is Graph's refusal for callers without a directory role.
 var ErrForbidden = fault.New(fault.Forbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
-
-func (a *API) authorize(r *http.Request, admin bool) error {
-	c, ok := identity.FromContext(r.Context())
-	if !ok {
-		return ErrForbidden
-	}
-	if !admin {
-		return nil
-	}
-	isAdmin, err := a.dir.HasRole(r.Context(), c.ObjectID, identity.GlobalAdministrator)
-	if err != nil {
-		return err
-	}
-	if !isAdmin {
-		return ErrForbidden
-	}
-	return nil
-}
 
 type list struct {
 	Value []Object `json:"value"`

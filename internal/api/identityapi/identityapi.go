@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 )
@@ -35,11 +36,6 @@ type API struct {
 	// repeated failed sign-ins. New sets one with the default limits; set
 	// another before Register to change them or the clock.
 	Throttle *identity.Throttle
-	// OnAttempt, when set, is called once per token request with the client
-	// id or user name it is for ("" when it names none), as soon as the
-	// request is parsed and before it is checked: the audit record names
-	// whom a request tried to sign in as. It never sees a secret.
-	OnAttempt func(ctx context.Context, subject string)
 }
 
 // New returns the identity API; base is the authority host URL ending in "/".
@@ -47,11 +43,18 @@ func New(dir *identity.Directory, fed *identity.Federation, tokens *identity.Tok
 	return &API{dir: dir, fed: fed, tokens: tokens, base: base, log: log, Throttle: identity.NewThrottle(identity.ThrottleConfig{})}
 }
 
-// Register adds the endpoints to mux.
-func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", a.discovery)
-	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", a.jwks)
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", a.token)
+// Operations are the identity platform's endpoints: open to anyone, named
+// as Entra's sign-in logs name them.
+func (a *API) Operations() []route.Op {
+	op := func(name, method, pattern string, h http.HandlerFunc) route.Op {
+		return route.Op{Name: name, Method: method, Pattern: pattern,
+			Handle: func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil }}
+	}
+	return []route.Op{
+		op("OpenIdConnectDiscovery", http.MethodGet, "/{tenant}/v2.0/.well-known/openid-configuration", a.discovery),
+		op("Jwks", http.MethodGet, "/{tenant}/discovery/v2.0/keys", a.jwks),
+		op("Token", http.MethodPost, "/{tenant}/oauth2/v2.0/token", a.token),
+	}
 }
 
 func (a *API) tenantOK(w http.ResponseWriter, r *http.Request) bool {
@@ -135,9 +138,9 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	subject := subjectOf(r)
-	if a.OnAttempt != nil {
-		a.OnAttempt(ctx, subject)
-	}
+	// The audit record names whom the request was for (never a secret),
+	// so that guessing against one account shows in the log.
+	route.RecordOf(ctx).SignInSubject = subject
 	aud, err := a.tokens.Audience(r.PostForm.Get("scope"))
 	if err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "AADSTS500011: The resource principal was not found: "+err.Error(), 500011)

@@ -15,13 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
 
-func newTestAPI(t *testing.T) (*API, *identity.Directory, *httptest.Server) {
+// newTestAPI serves the identity API's operations; subjects collects the
+// sign-in subject each token request recorded.
+func newTestAPI(t *testing.T) (*API, *identity.Directory, *httptest.Server, func() []string) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "id.db"))
@@ -46,21 +49,31 @@ func newTestAPI(t *testing.T) (*API, *identity.Directory, *httptest.Server) {
 	tokens := identity.NewTokenService(key, "https://kw/tenant-1/v2.0", dir, []string{"https://managedhsm.azure.net"}, time.Now)
 	a := New(dir, identity.NewFederation(dir, nil, time.Now), tokens, "https://kw/", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	mux := http.NewServeMux()
-	a.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return a, dir, srv
-}
-
-// TestOnAttemptNamesTheSubject: the hook sees, once per token request,
-// the client id (form or HTTP Basic) or the user name, never a secret,
-// also when the request fails.
-func TestOnAttemptNamesTheSubject(t *testing.T) {
-	ctx := context.Background()
-	a, dir, srv := newTestAPI(t)
 	var mu sync.Mutex
 	var seen []string
-	a.OnAttempt = func(_ context.Context, subject string) { mu.Lock(); seen = append(seen, subject); mu.Unlock() }
+	for _, op := range a.Operations() {
+		mux.HandleFunc(op.Method+" "+op.Pattern, func(w http.ResponseWriter, r *http.Request) {
+			rec := &route.Record{}
+			op.Handle(w, r.WithContext(route.WithRecord(r.Context(), rec)))
+			if op.Name == "Token" {
+				mu.Lock()
+				seen = append(seen, rec.SignInSubject)
+				mu.Unlock()
+			}
+		})
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	subjects := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(seen) }
+	return a, dir, srv, subjects
+}
+
+// TestRecordNamesTheSubject: each token request's record names the client
+// id (form or HTTP Basic) or the user name, never a secret, also when the
+// request fails.
+func TestRecordNamesTheSubject(t *testing.T) {
+	ctx := context.Background()
+	_, dir, srv, subjects := newTestAPI(t)
 	p, _ := dir.CreateServicePrincipal(ctx, store.KindServicePrincipal, "app")
 	secret, _, err := dir.AddSecret(ctx, p.ID, "s")
 	if err != nil {
@@ -88,12 +101,13 @@ func TestOnAttemptNamesTheSubject(t *testing.T) {
 	post(url.Values{"grant_type": {"client_credentials"}, "client_id": {"x"}, "client_secret": {"y"}, "scope": {"https://evil/.default"}}, "", "")
 	post(url.Values{}, "", "")
 	want := []string{p.AppID, p.AppID, "eve@contoso.test", "x", ""}
+	seen := subjects()
 	if !slices.Equal(seen, want) {
-		t.Fatalf("OnAttempt saw %q, want %q", seen, want)
+		t.Fatalf("records named %q, want %q", seen, want)
 	}
 	for _, s := range seen {
 		if strings.Contains(s, secret) || s == "wrong" || s == "guess" {
-			t.Fatalf("OnAttempt saw a secret: %q", s)
+			t.Fatalf("a record holds a secret: %q", s)
 		}
 	}
 }

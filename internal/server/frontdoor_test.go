@@ -1,0 +1,55 @@
+package server_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/keyward/keyward/internal/servertest"
+)
+
+// ARM and Graph records name the operation as Azure does (the action, not
+// a route pattern) and carry the authorization decision with the role
+// assignment that allowed it, as the data plane's do.
+func TestRecordsNameTheActionAndDecision(t *testing.T) {
+	env := servertest.Start(t)
+	arm := env.AdminToken(armResource)
+	sub := firstSubscription(t, env)
+	if r := env.Do("PUT", env.Boot.AuthorityHost+strings.TrimPrefix(sub, "/")+"/resourcegroups/audited?api-version=2021-04-01", arm,
+		map[string]string{"location": "local"}); r.Status != http.StatusCreated {
+		t.Fatalf("create group: %d %s", r.Status, r.Body)
+	}
+	allowed := waitForRecord(t, env, "tenant", func(m map[string]any) bool {
+		return m["operationName"] == "Microsoft.Resources/subscriptions/resourceGroups/write" && m["httpStatusCode"] == float64(201)
+	})
+	authz := allowed["properties"].(map[string]any)["authorization"].(map[string]any)
+	if authz["decision"] != "Allowed" || !strings.Contains(authz["roleAssignmentId"].(string), "/providers/Microsoft.Authorization/roleAssignments/") ||
+		authz["roleDefinitionId"] == "" {
+		t.Fatalf("allowed ARM write: %v", authz)
+	}
+	nobody := env.ServicePrincipal("nobody")
+	if r := env.Do("DELETE", env.Boot.AuthorityHost+strings.TrimPrefix(sub, "/")+"/resourcegroups/audited?api-version=2021-04-01",
+		env.Token(nobody.Cred, armResource), nil); r.Status != http.StatusForbidden {
+		t.Fatalf("delete by nobody: %d %s", r.Status, r.Body)
+	}
+	denied := waitForRecord(t, env, "tenant", func(m map[string]any) bool {
+		return m["operationName"] == "Microsoft.Resources/subscriptions/resourceGroups/delete" && m["httpStatusCode"] == float64(403)
+	})
+	if d := denied["properties"].(map[string]any)["authorization"].(map[string]any)["decision"]; d != "Denied" {
+		t.Fatalf("denied ARM delete: %v", denied["properties"])
+	}
+	// Role assignments at any scope are rows too.
+	env.Do("GET", env.Boot.AuthorityHost+strings.TrimPrefix(sub, "/")+"/resourceGroups/audited/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01", arm, nil)
+	waitForRecord(t, env, "tenant", func(m map[string]any) bool {
+		p, _ := m["properties"].(map[string]any)
+		return m["operationName"] == "Microsoft.Authorization/roleAssignments/read" && strings.HasSuffix(strings.ToLower(p["requestScope"].(string)), "/resourcegroups/audited")
+	})
+	// Graph: a directory write names Entra's permission and the role.
+	if r := env.Graph("POST", "/groups", map[string]any{"displayName": "Audited", "mailNickname": "audited"}); r.Status != http.StatusCreated {
+		t.Fatalf("create group: %d %s", r.Status, r.Body)
+	}
+	g := waitForRecord(t, env, "tenant", func(m map[string]any) bool { return m["operationName"] == "microsoft.directory/groups/create" })
+	if a := g["properties"].(map[string]any)["authorization"].(map[string]any); a["decision"] != "Allowed" || a["roleDefinitionId"] == "" {
+		t.Fatalf("graph write: %v", a)
+	}
+}
