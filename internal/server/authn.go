@@ -41,4 +41,3 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource s
 	}
 	return r.WithContext(identity.NewContext(r.Context(), c))
 }
-

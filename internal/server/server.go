@@ -431,4 +431,3 @@ func (s *Server) Close() error {
 	errs = append(errs, s.store.Close())
 	return errors.Join(append(errs, s.unlock())...)
 }
-

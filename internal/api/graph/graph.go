@@ -104,7 +104,6 @@ func ObjectOf(p *identity.Principal) Object {
 	return o
 }
 
-
 // ErrForbidden is Graph's refusal for callers without a directory role.
 var ErrForbidden = fault.New(fault.Forbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 
