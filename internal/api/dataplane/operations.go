@@ -43,12 +43,24 @@ type OperationInfo struct {
 
 // Operations lists every operation with its audit name and data action,
 // in table order; docs and role tooling read it.
-func (a *API) Operations() []OperationInfo {
-	out := make([]OperationInfo, 0, len(a.ops))
-	for _, op := range a.ops {
+func (a *API) Operations() []OperationInfo { return infos(a.ops) }
+
+// Operations lists the data plane's operations as (*API).Operations
+// does, without an API: the role × operation fixture is checked against
+// it.
+func Operations() []OperationInfo { return infos(allOperations()) }
+
+func infos(ops []operation) []OperationInfo {
+	out := make([]OperationInfo, 0, len(ops))
+	for _, op := range ops {
 		out = append(out, OperationInfo{op.name, op.method, "/" + strings.Join(op.path, "/"), op.action})
 	}
 	return out
+}
+
+// allOperations is the whole table, in match order.
+func allOperations() []operation {
+	return append(append(append(operations(), roleOperations()...), securityDomainOperations()...), backupOperations()...)
 }
 
 // cryptoOps are the key operations with and without a version segment.
