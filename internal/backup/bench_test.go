@@ -12,7 +12,7 @@ import (
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/keys"
-	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
 
@@ -22,7 +22,7 @@ import (
 //	go test ./internal/backup -run '^$' -bench Backup5000 -benchtime 3x
 func BenchmarkBackup5000(b *testing.B) {
 	ctx := context.Background()
-	az := servertest.StartAzurite(b)
+	az := testenv.StartAzurite(b)
 	uri, sas := az.Container("bench")
 	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "k.db"))
 	if err != nil {

@@ -14,22 +14,23 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestAuditStory turns logging on with the CLI as the seed does, drives
 // allowed and denied operations through azkeys, and reads exactly those
 // records back from blob storage with keyward audit query, as an auditor.
 func TestAuditStory(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	env := servertest.Start(t)
 	b := env.Boot
 	admin := kw{t, t.TempDir()}
 	admin.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", b.ClientID, "-p", b.ClientSecret, "--tenant", b.TenantID, "--ca-file", b.CAFile)
 	admin.ok("group", "create", "--name", "logs-rg", "--location", "local")
-	admin.ok("storage", "account", "create", "--name", servertest.AzuriteAccount, "--resource-group", "logs-rg",
-		"--blob-endpoint", az.Endpoint(), "--account-key", servertest.AzuriteKey)
+	admin.ok("storage", "account", "create", "--name", testenv.AzuriteAccount, "--resource-group", "logs-rg",
+		"--blob-endpoint", az.Endpoint(), "--account-key", testenv.AzuriteKey)
 	hsmResource := admin.ok("keyvault", "show", "--hsm-name", "dev", "--query", "id", "-o", "tsv")
-	storageResource := admin.ok("storage", "account", "show", "--name", servertest.AzuriteAccount, "--query", "id", "-o", "tsv")
+	storageResource := admin.ok("storage", "account", "show", "--name", testenv.AzuriteAccount, "--query", "id", "-o", "tsv")
 	admin.ok("monitor", "diagnostic-settings", "create", "--name", "MHSM-Diagnostics", "--resource", hsmResource,
 		"--logs", `[{"category": "AuditEvent","enabled": true}]`, "--storage-account", storageResource)
 	if got := admin.ok("monitor", "diagnostic-settings", "list", "--resource", hsmResource, "--query", "[].name", "-o", "tsv"); got != "MHSM-Diagnostics" {
@@ -58,8 +59,8 @@ func TestAuditStory(t *testing.T) {
 	auditor := kw{t, t.TempDir()}
 	query := func(args ...string) []audit.Event {
 		t.Helper()
-		args = append([]string{"audit", "query", "--source", "blob", "--storage-account", servertest.AzuriteAccount,
-			"--account-key", servertest.AzuriteKey, "--blob-endpoint", az.Endpoint()}, args...)
+		args = append([]string{"audit", "query", "--source", "blob", "--storage-account", testenv.AzuriteAccount,
+			"--account-key", testenv.AzuriteKey, "--blob-endpoint", az.Endpoint()}, args...)
 		out, errs, code := auditor.run("", args...) // no records (not an error) until the first delivery
 		if code != 0 {
 			t.Fatalf("keyward %s: exit %d: %s", strings.Join(args, " "), code, errs)
@@ -116,7 +117,7 @@ func TestAuditStory(t *testing.T) {
 	if got := query("--operation", "KeySign", "--caller", intruder.AppID); len(got) != 1 || got[0].HTTPStatusCode != 403 {
 		t.Fatalf("query by caller: %d records", len(got))
 	}
-	if got := auditor.ok("audit", "query", "--source", "blob", "--storage-account", servertest.AzuriteAccount, "--account-key", servertest.AzuriteKey,
+	if got := auditor.ok("audit", "query", "--source", "blob", "--storage-account", testenv.AzuriteAccount, "--account-key", testenv.AzuriteKey,
 		"--blob-endpoint", az.Endpoint(), "--operation", "KeySign", "--result", "Failure", "--status", "403", "-o", "table"); !strings.Contains(got, "KeySign") || !strings.Contains(got, "403") {
 		t.Fatalf("table:\n%s", got)
 	}

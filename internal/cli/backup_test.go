@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestFullBackupAndRestore backs up an HSM with keys, versions, a deleted
@@ -19,7 +20,7 @@ import (
 // restores one key selectively, and recovers the whole into a new HSM
 // through its security domain.
 func TestFullBackupAndRestore(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	env := servertest.Start(t)
 	b := env.Boot
 	ctx := context.Background()

@@ -7,12 +7,12 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/internal/domain"
-	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 func TestPKCS11SealRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	s, err := domain.OpenPKCS11Seal(servertest.SoftHSM(t))
+	s, err := domain.OpenPKCS11Seal(testenv.SoftHSM(t))
 	if err != nil {
 		t.Fatal(err)
 	}

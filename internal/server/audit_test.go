@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 func readAudit(t *testing.T, env *servertest.Env, stream string) []audit.Event {
@@ -51,7 +52,7 @@ var auditNames = map[string]string{
 // denied, and finds one well-formed record of each in the HSM's journal,
 // with nothing secret anywhere in the journals.
 func TestAuditEveryOperation(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	uri, sas := az.Container("backups")
 	env := servertest.Start(t)
 	_, err := env.Keys.ImportKey(ctx, "shared-rsa", azkeys.ImportKeyParameters{Key: testRSAJWK()}, nil)

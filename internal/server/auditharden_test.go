@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // sendWithHost sends GET path to the server with the given Host header.
@@ -157,7 +158,7 @@ func TestAuditServesAgainAfterDiskFull(t *testing.T) {
 // Checkpoints travel to blob storage beside the records, so that the
 // journal and the checkpoint file cut together on the server still show.
 func TestAuditCheckpointsAreDelivered(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	dir := t.TempDir()
 	env := servertest.StartIn(t, dir)
 	arm := env.AdminToken("https://management.azure.com")
@@ -177,7 +178,7 @@ func TestAuditCheckpointsAreDelivered(t *testing.T) {
 	must(t, err)
 	pub, err := audit.ParsePublicKey(pemData)
 	must(t, err)
-	cred, _ := azblob.NewSharedKeyCredential(servertest.AzuriteAccount, servertest.AzuriteKey)
+	cred, _ := azblob.NewSharedKeyCredential(testenv.AzuriteAccount, testenv.AzuriteKey)
 	c, err := azblob.NewClientWithSharedKeyCredential(az.Endpoint(), cred, nil)
 	must(t, err)
 	download := func(container string) []byte {

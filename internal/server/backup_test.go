@@ -13,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // runJob starts a backup or restore over REST and waits for its end.
@@ -40,7 +41,7 @@ func runJob(t *testing.T, env *servertest.Env, tok, method, path string, body an
 }
 
 func TestRestoreRefusesDamagedBackups(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	env := servertest.Start(t)
 	for _, k := range []string{"a", "b"} {
 		_, err := env.Keys.CreateKey(ctx, k, azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
@@ -56,7 +57,7 @@ func TestRestoreRefusesDamagedBackups(t *testing.T) {
 	folder := job["azureStorageBlobContainerUri"].(string)
 	folder = folder[strings.LastIndex(folder, "/")+1:]
 
-	cred, _ := azblob.NewSharedKeyCredential(servertest.AzuriteAccount, servertest.AzuriteKey)
+	cred, _ := azblob.NewSharedKeyCredential(testenv.AzuriteAccount, testenv.AzuriteKey)
 	blobs, _ := azblob.NewClientWithSharedKeyCredential(az.Endpoint(), cred, nil)
 	read := func(name string) []byte {
 		resp, err := blobs.DownloadStream(context.Background(), "backups", folder+"/"+name, nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // BenchmarkSign compares signing through the whole path (azkeys client,
@@ -106,7 +107,7 @@ func BenchmarkSignAudit(b *testing.B) {
 	})
 	b.Run("file", func(b *testing.B) { run(b, servertest.Start(b)) })
 	b.Run("file+blob", func(b *testing.B) {
-		az := servertest.StartAzurite(b)
+		az := testenv.StartAzurite(b)
 		env := servertest.Start(b)
 		enableBlobLogging(b, env, az)
 		run(b, env)

@@ -16,11 +16,12 @@ import (
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // enableBlobLogging registers Azurite's account and sends the dev HSM's
 // logs to it, through the ARM API as the administrator.
-func enableBlobLogging(t testing.TB, env *servertest.Env, az *servertest.Azurite) {
+func enableBlobLogging(t testing.TB, env *servertest.Env, az *testenv.Azurite) {
 	t.Helper()
 	arm := env.AdminToken("https://management.azure.com")
 	var subs struct {
@@ -34,15 +35,15 @@ func enableBlobLogging(t testing.TB, env *servertest.Env, az *servertest.Azurite
 		t.Fatalf("create resource group: %d %s", r.Status, r.Body)
 	}
 	acct := map[string]any{"properties": map[string]any{"primaryEndpoints": map[string]string{"blob": az.Endpoint()},
-		"keywardCredential": map[string]string{"accountKey": servertest.AzuriteKey}}}
-	if r := env.Do("PUT", env.Boot.AuthorityHost+sub+"/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/"+servertest.AzuriteAccount+"?api-version=2023-01-01", arm, acct); r.Status != 200 {
+		"keywardCredential": map[string]string{"accountKey": testenv.AzuriteKey}}}
+	if r := env.Do("PUT", env.Boot.AuthorityHost+sub+"/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/"+testenv.AzuriteAccount+"?api-version=2023-01-01", arm, acct); r.Status != 200 {
 		t.Fatalf("register storage: %d %s", r.Status, r.Body)
 	}
-	if strings.Contains(string(env.Do("GET", env.Boot.AuthorityHost+sub+"/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/"+servertest.AzuriteAccount+"?api-version=2023-01-01", arm, nil).Body), servertest.AzuriteKey) {
+	if strings.Contains(string(env.Do("GET", env.Boot.AuthorityHost+sub+"/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/"+testenv.AzuriteAccount+"?api-version=2023-01-01", arm, nil).Body), testenv.AzuriteKey) {
 		t.Fatal("the account key is readable back")
 	}
 	setting := map[string]any{"properties": map[string]any{
-		"storageAccountId": "/" + sub + "/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/" + servertest.AzuriteAccount,
+		"storageAccountId": "/" + sub + "/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/" + testenv.AzuriteAccount,
 		"logs":             []map[string]any{{"category": "AuditEvent", "enabled": true}}}}
 	path := env.Boot.AuthorityHost + sub + "/resourceGroups/keyward/providers/Microsoft.KeyVault/managedHSMs/dev/providers/Microsoft.Insights/diagnosticSettings/MHSM-Diagnostics?api-version=2021-05-01-preview"
 	if r := env.Do("PUT", path, arm, setting); r.Status != 200 {
@@ -51,9 +52,9 @@ func enableBlobLogging(t testing.TB, env *servertest.Env, az *servertest.Azurite
 }
 
 // blobRecords reads every record Azurite holds, by sequence.
-func blobRecords(t *testing.T, az *servertest.Azurite) []audit.Event {
+func blobRecords(t *testing.T, az *testenv.Azurite) []audit.Event {
 	t.Helper()
-	cred, _ := azblob.NewSharedKeyCredential(servertest.AzuriteAccount, servertest.AzuriteKey)
+	cred, _ := azblob.NewSharedKeyCredential(testenv.AzuriteAccount, testenv.AzuriteKey)
 	c, err := azblob.NewClientWithSharedKeyCredential(az.Endpoint(), cred, nil)
 	must(t, err)
 	var out []audit.Event
@@ -86,7 +87,7 @@ func blobRecords(t *testing.T, az *servertest.Azurite) []audit.Event {
 
 // waitDelivered waits until the blob holds every journal record from
 // sequence first on, and returns them.
-func waitDelivered(t *testing.T, env *servertest.Env, az *servertest.Azurite, first uint64) []audit.Event {
+func waitDelivered(t *testing.T, env *servertest.Env, az *testenv.Azurite, first uint64) []audit.Event {
 	t.Helper()
 	journal := readAudit(t, env, "dev")
 	want := journal[len(journal)-1].Sequence
@@ -118,7 +119,7 @@ func waitDelivered(t *testing.T, env *servertest.Env, az *servertest.Azurite, fi
 }
 
 func TestAuditBlobDeliveryOutageAndBackpressure(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.AuditBufferBytes = 24 << 10 })
 	_, err := env.Keys.CreateKey(ctx, "k", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
 	must(t, err)
@@ -191,7 +192,7 @@ func TestAuditBlobDeliveryOutageAndBackpressure(t *testing.T) {
 // TestAuditDeliveryResumesAfterRestart writes records while storage is
 // down, restarts the server, and finds them delivered once it is back.
 func TestAuditDeliveryResumesAfterRestart(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	dir := t.TempDir()
 	env := servertest.StartIn(t, dir)
 	_, err := env.Keys.CreateKey(ctx, "k", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)

@@ -59,10 +59,46 @@ func isDataPlaneRoot(first string) bool {
 	return false
 }
 
-// route is the routing table: {name}.{suffix} hosts are HSMs' data
-// planes; in dev mode the dev HSM also answers data-plane paths at the bare
-// listen address; /subscriptions is the resource manager, /v1.0 the
-// directory, the rest the open endpoints.
+// hostRoute is one row of the routing table: whether a request belongs to
+// it (from its host, lower-cased and without port or trailing dot, and its
+// path's first segment) and where it then goes.
+type hostRoute struct {
+	name  string
+	match func(s *Server, host, first, path string) (destination, bool)
+}
+
+// routeTable is the routing table, in order: the first row that matches
+// wins. New faces (PIM, Azure's own host names) are new rows.
+func routeTable() []hostRoute {
+	return []hostRoute{
+		{"an HSM's data plane at {name}.{suffix}", func(s *Server, host, _, _ string) (destination, bool) {
+			label, under := strings.CutSuffix(host, "."+s.cfg.DNSSuffix)
+			if !under {
+				return destination{}, false
+			}
+			if label == "" || strings.Contains(label, ".") {
+				return destination{}, true // {a}.{b}.{suffix} is no HSM's: 404
+			}
+			return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: label}, true
+		}},
+		{"the dev HSM at the bare listen address", func(s *Server, host, first, path string) (destination, bool) {
+			ok := s.cfg.Dev && host != s.cfg.DNSSuffix && s.bareHost(host) && (isDataPlaneRoot(first) ||
+				!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/"))
+			return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: DevHSMName, bare: true}, ok
+		}},
+		{"the resource manager", func(_ *Server, _, first, _ string) (destination, bool) {
+			return destination{surface: surfaceARM, audience: ARMResource}, strings.EqualFold(first, "subscriptions")
+		}},
+		{"the directory", func(_ *Server, _, first, _ string) (destination, bool) {
+			return destination{surface: surfaceGraph, audience: GraphResource}, first == "v1.0"
+		}},
+		{"the token service and metadata", func(*Server, string, string, string) (destination, bool) {
+			return destination{surface: surfaceOpen}, true
+		}},
+	}
+}
+
+// route finds a request's destination in the routing table.
 func (s *Server) route(hostport, path string) destination {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
@@ -71,23 +107,12 @@ func (s *Server) route(hostport, path string) destination {
 	// A fully qualified name's trailing dot names the same host.
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	first, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
-	if label, under := strings.CutSuffix(host, "."+s.cfg.DNSSuffix); under {
-		if label == "" || strings.Contains(label, ".") {
-			return destination{} // {a}.{b}.{suffix} is no HSM's
+	for _, r := range s.routes {
+		if d, ok := r.match(s, host, first, path); ok {
+			return d
 		}
-		return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: label}
 	}
-	if host != s.cfg.DNSSuffix && s.cfg.Dev && s.bareHost(host) && (isDataPlaneRoot(first) ||
-		!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/")) {
-		return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: DevHSMName, bare: true}
-	}
-	switch {
-	case strings.EqualFold(first, "subscriptions"):
-		return destination{surface: surfaceARM, audience: ARMResource}
-	case first == "v1.0":
-		return destination{surface: surfaceGraph, audience: GraphResource}
-	}
-	return destination{surface: surfaceOpen}
+	return destination{}
 }
 
 // bareHost tells whether host is one of the names the bare listen address
@@ -100,8 +125,9 @@ func (s *Server) bareHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// frontDoor composes the stages, once.
+// frontDoor builds the routing table and composes the stages, once.
 func (s *Server) frontDoor() http.Handler {
+	s.routes = routeTable()
 	return s.recorded(s.ready(http.HandlerFunc(s.dispatch)))
 }
 
@@ -263,6 +289,39 @@ func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, info *re
 	default:
 		s.data.Serve(w, ar, h, info.base, m)
 	}
+}
+
+// authenticate verifies the bearer token for resource and returns r with
+// the caller in its context, or answers 401 with Azure's challenge and
+// returns nil. The token itself is never logged.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource string) *http.Request {
+	challenge := func() {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s%s", resource="%s"`, s.base, s.dir.TenantID(), resource))
+	}
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		challenge()
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusUnauthorized)
+		return nil
+	}
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok {
+		challenge()
+		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the Authorization header must carry a Bearer token"))
+		return nil
+	}
+	c, err := s.tokens.Verify(strings.TrimSpace(tok), resource)
+	if err != nil {
+		s.log.Info("token rejected", "path", r.URL.Path, "reason", err)
+		challenge()
+		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the access token is not valid: expired, for another audience, or not signed by this server"))
+		return nil
+	}
+	if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+		info.caller = c
+	}
+	return r.WithContext(identity.NewContext(r.Context(), c))
 }
 
 // withPath returns a shallow copy of r whose URL has path; r is not

@@ -13,12 +13,13 @@ import (
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestPKCS11Seal runs a server whose domain keys are sealed by a SoftHSM2
 // token, restarts it, and refuses a wrong PIN and a change of seal.
 func TestPKCS11Seal(t *testing.T) {
-	token := servertest.SoftHSM(t)
+	token := testenv.SoftHSM(t)
 	dir := t.TempDir()
 	withToken := func(pin string) func(*server.Config) {
 		return func(c *server.Config) {

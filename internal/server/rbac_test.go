@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/internal/api/dataplane"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // roleColumns are the built-in roles in the fixture's column order.
@@ -368,7 +369,7 @@ func TestRoleFixtureMatchesOperations(t *testing.T) {
 // checked against the role definitions by
 // TestRoleFixtureMatchesOperations.
 func TestBuiltInRolesByOperation(t *testing.T) {
-	az := servertest.StartAzurite(t)
+	az := testenv.StartAzurite(t)
 	uri, sas := az.Container("backups")
 	env := servertest.Start(t)
 	want := readRoleFixture(t)

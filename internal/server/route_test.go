@@ -5,8 +5,8 @@ import "testing"
 // TestRoute is the front door's routing table: which surface, audience and
 // HSM each host and path reach.
 func TestRoute(t *testing.T) {
-	s := &Server{cfg: Config{DNSSuffix: "mhsm.localhost", Dev: true}, listenHost: "127.0.0.1"}
-	prod := &Server{cfg: Config{DNSSuffix: "mhsm.localhost"}, listenHost: "127.0.0.1"}
+	s := &Server{cfg: Config{DNSSuffix: "mhsm.localhost", Dev: true}, listenHost: "127.0.0.1", routes: routeTable()}
+	prod := &Server{cfg: Config{DNSSuffix: "mhsm.localhost"}, listenHost: "127.0.0.1", routes: routeTable()}
 	for _, c := range []struct {
 		srv        *Server
 		host, path string

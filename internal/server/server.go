@@ -116,6 +116,7 @@ type Server struct {
 	open     *route.Table // the token service and metadata: no token
 	graph    *graph.API
 	handler  http.Handler // the front door, composed once
+	routes   []hostRoute
 	tls      *tls.Config
 	closers  []func() error
 	unlock   func() error // releases the data directory, after the store closes
