@@ -12,8 +12,8 @@ import (
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/keys"
-	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/internal/store/sqlite"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // BenchmarkBackup5000 backs up and restores an HSM holding 5,000 keys
