@@ -47,6 +47,7 @@ func selfSigned(t *testing.T, notBefore, notAfter time.Time) (*x509.Certificate,
 // and is refused before; an unregistered or expired certificate, a wrong
 // audience and a replayed assertion get no token.
 func TestCertificateCredential(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	b := env.Boot
 	ctx := context.Background()
@@ -158,6 +159,7 @@ func TestCertificateCredential(t *testing.T) {
 // managed identity) trusts an external issuer through `keyward ad app
 // federated-credential create`, as `az ad app federated-credential`.
 func TestApplicationFederatedCredential(t *testing.T) {
+	t.Parallel()
 	iss := newIssuer(t)
 	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.FederationClient = iss.srv.Client() })
 	b := env.Boot

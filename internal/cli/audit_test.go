@@ -21,6 +21,7 @@ import (
 // allowed and denied operations through azkeys, and reads exactly those
 // records back from blob storage with keyward audit query, as an auditor.
 func TestAuditStory(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	env := servertest.Start(t)
 	b := env.Boot

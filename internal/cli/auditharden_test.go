@@ -48,6 +48,7 @@ func TestAuditQueryEscapesControlCharacters(t *testing.T) {
 // the server's signed checkpoints it names the missing tail, a forged
 // checkpoint and missing ones.
 func TestAuditVerifyNamesACutTail(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	for range 5 {
 		env.Do("GET", "/keys?api-version=7.4", env.AdminToken("https://managedhsm.azure.net"), nil)

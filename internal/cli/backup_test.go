@@ -20,6 +20,7 @@ import (
 // restores one key selectively, and recovers the whole into a new HSM
 // through its security domain.
 func TestFullBackupAndRestore(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	env := servertest.Start(t)
 	b := env.Boot
@@ -150,6 +151,7 @@ func TestFullBackupAndRestore(t *testing.T) {
 }
 
 func TestRotationPolicyAndExpiryCLI(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	b := env.Boot
 	admin := kw{t, t.TempDir()}

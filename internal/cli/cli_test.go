@@ -36,6 +36,7 @@ func (k kw) ok(args ...string) string {
 }
 
 func TestCLIStory(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	b := env.Boot
 	admin := kw{t, t.TempDir()}

@@ -46,6 +46,7 @@ func custodian(t *testing.T, dir string, n int) (keyFile, certFile string) {
 }
 
 func TestSecurityDomainRecovery(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	b := env.Boot
 	dir := t.TempDir()

@@ -18,6 +18,7 @@ import (
 // then checks that each principal can do what the story says and nothing
 // more.
 func TestSeedGrants(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	b := env.Boot
 	admin := kw{t, t.TempDir()}
@@ -147,6 +148,7 @@ func TestSeedGrants(t *testing.T) {
 }
 
 func TestCLIRoleDefinitions(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	b := env.Boot
 	admin := kw{t, t.TempDir()}

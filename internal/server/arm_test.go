@@ -25,6 +25,7 @@ func subscriptionOf(t *testing.T, env *servertest.Env) string {
 // v1.5.0 client: create (a long-running operation), get, list, update
 // tags, delete.
 func TestArmkeyvaultSDK(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	sub := subscriptionOf(t, env)
 	me := jsonField(env.Graph("GET", "/servicePrincipals/"+env.Boot.ClientID, nil).Body, "id")
@@ -97,6 +98,7 @@ func TestArmkeyvaultSDK(t *testing.T) {
 
 // TestARMBadInput: ARM's error envelope, and nothing changes.
 func TestARMBadInput(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	sub := subscriptionOf(t, env)
 	tok := env.AdminToken("https://management.azure.com")

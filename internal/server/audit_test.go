@@ -52,6 +52,7 @@ var auditNames = map[string]string{
 // denied, and finds one well-formed record of each in the HSM's journal,
 // with nothing secret anywhere in the journals.
 func TestAuditEveryOperation(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	uri, sas := az.Container("backups")
 	env := servertest.Start(t)
@@ -145,6 +146,7 @@ func TestAuditEveryOperation(t *testing.T) {
 }
 
 func TestAuditCorrelationAndIdentity(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	req := map[string]any{"kty": "EC-HSM"}

@@ -36,6 +36,7 @@ func sendWithHost(t *testing.T, env *servertest.Env, host, path string) int {
 // One unauthenticated request whose Host named an HSM label that cannot be
 // a stream used to fail the journal: every request after it got 503.
 func TestAuditBadHSMLabelDoesNotStopTheService(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	for _, label := range []string{"a_b", strings.Repeat("x", 65)} {
 		if st := sendWithHost(t, env, label+".mhsm.localhost", "/keys?api-version=7.4"); st == http.StatusServiceUnavailable {
@@ -51,6 +52,7 @@ func TestAuditBadHSMLabelDoesNotStopTheService(t *testing.T) {
 // by as much as the server reads of a request; and query-string secrets
 // landed in the log as sent.
 func TestAuditRecordCapsAndRedacts(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	long := strings.Repeat("A", 16<<10)
 	r := env.DoWithHeaders("GET", "/keys?api-version=7.4&maxresults=5&client_secret=hunter2&pad="+long, "", nil,
@@ -158,6 +160,7 @@ func TestAuditServesAgainAfterDiskFull(t *testing.T) {
 // Checkpoints travel to blob storage beside the records, so that the
 // journal and the checkpoint file cut together on the server still show.
 func TestAuditCheckpointsAreDelivered(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	dir := t.TempDir()
 	env := servertest.StartIn(t, dir)

@@ -41,6 +41,7 @@ func runJob(t *testing.T, env *servertest.Env, tok, method, path string, body an
 }
 
 func TestRestoreRefusesDamagedBackups(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	env := servertest.Start(t)
 	for _, k := range []string{"a", "b"} {

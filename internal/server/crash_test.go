@@ -182,6 +182,7 @@ func TestKillNineLosesNoAcknowledgedKey(t *testing.T) {
 // TestRestartKeepsEverything restarts a server on its data directory and
 // finds its keys, principals, tokens' issuer and CA unchanged.
 func TestRestartKeepsEverything(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a := servertest.StartIn(t, dir)
 	created, err := a.Keys.CreateKey(ctx, "persist", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM)}, nil)

@@ -119,6 +119,7 @@ func waitDelivered(t *testing.T, env *servertest.Env, az *testenv.Azurite, first
 }
 
 func TestAuditBlobDeliveryOutageAndBackpressure(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.AuditBufferBytes = 24 << 10 })
 	_, err := env.Keys.CreateKey(ctx, "k", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
@@ -192,6 +193,7 @@ func TestAuditBlobDeliveryOutageAndBackpressure(t *testing.T) {
 // TestAuditDeliveryResumesAfterRestart writes records while storage is
 // down, restarts the server, and finds them delivered once it is back.
 func TestAuditDeliveryResumesAfterRestart(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	dir := t.TempDir()
 	env := servertest.StartIn(t, dir)

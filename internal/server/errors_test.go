@@ -21,6 +21,7 @@ const hsmResource = "https://managedhsm.azure.net"
 func b64(n int) string { return base64.RawURLEncoding.EncodeToString(make([]byte, n)) }
 
 func TestBadInputAnswersAzureErrors(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	mk := func(name string, p azkeys.CreateKeyParameters) {
 		if _, err := env.Keys.CreateKey(ctx, name, p, nil); err != nil {
@@ -108,6 +109,7 @@ func TestBadInputAnswersAzureErrors(t *testing.T) {
 }
 
 func TestAPIVersions(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.Token(env.Cred, hsmResource)
 	for _, v := range []string{"7.2", "7.3", "7.4", "7.4-preview.1", "7.5", "7.6", "2025-06-01", "2025-07-01"} {
@@ -133,6 +135,7 @@ func TestAPIVersions(t *testing.T) {
 }
 
 func TestAuthentication(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	r := env.Do("POST", "/keys/k/create?api-version=2025-07-01", "", nil)
 	want := fmt.Sprintf(`Bearer authorization="%s%s", resource="https://managedhsm.azure.net"`, env.Boot.AuthorityHost, env.Boot.TenantID)
@@ -173,6 +176,7 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestTokenEndpointErrors(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tokenURL := env.Boot.AuthorityHost + env.Boot.TenantID + "/oauth2/v2.0/token"
 	post := func(form string) (*http.Response, map[string]any) {
@@ -209,6 +213,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 }
 
 func TestOnlyInitialAdministratorsUseTheHSM(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	admin := env.Token(env.Cred, "https://graph.microsoft.com")
 	r := env.Do("POST", env.Boot.AuthorityHost+"v1.0/servicePrincipals", admin, map[string]string{"displayName": "app"})

@@ -12,6 +12,7 @@ import (
 // a route pattern) and carry the authorization decision with the role
 // assignment that allowed it, as the data plane's do.
 func TestRecordsNameTheActionAndDecision(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	arm := env.AdminToken(armResource)
 	sub := firstSubscription(t, env)

@@ -30,6 +30,7 @@ func certificateDER(t *testing.T, key any, pub any) string {
 // credentials refuse what is malformed or not allowed, with Graph's
 // error envelope, and change nothing.
 func TestGraphCredentialsBadInput(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	sp := env.ServicePrincipal("billing")
 	mi := env.Graph("POST", "/servicePrincipals", map[string]string{"displayName": "vm", "servicePrincipalType": "ManagedIdentity"})

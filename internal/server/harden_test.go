@@ -105,6 +105,7 @@ func waitForRecord(t *testing.T, env *servertest.Env, stream string, match func(
 // Attack 1: a Host naming an HSM label that is no valid stream name, or no
 // HSM at all, stopped every request on every surface with 503.
 func TestUnknownHSMHostCannotStopTheService(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	port := serverPort(t, env)
 	tok := env.AdminToken(hsmResource)
@@ -155,6 +156,7 @@ func TestUnknownHSMHostCannotStopTheService(t *testing.T) {
 // dropped the connection and left no record. Every surface answers 401
 // with its challenge, and records the refusal.
 func TestEverySurfaceChallengesBadTokens(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	base := env.Boot.AuthorityHost
 	surfaces := []struct{ name, url, resource, otherResource string }{
@@ -207,6 +209,7 @@ func TestEverySurfaceChallengesBadTokens(t *testing.T) {
 // {other}.{x}.{suffix} and a trailing-dot name reached the dev HSM; and
 // key ids were built from the request's Host header.
 func TestDevFallbackAndKeyIDsFollowConfiguration(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	port := serverPort(t, env)
 	tok := env.AdminToken(hsmResource)
@@ -247,6 +250,7 @@ func TestDevFallbackAndKeyIDsFollowConfiguration(t *testing.T) {
 
 // Item 8: TLS 1.2 offered CBC-SHA1 suites.
 func TestTLS12OffersOnlyAEADSuites(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	u, _ := url.Parse(env.Boot.HSMURI)
 	pem, err := os.ReadFile(env.Boot.CAFile)
@@ -277,6 +281,7 @@ func TestTLS12OffersOnlyAEADSuites(t *testing.T) {
 
 // Item 10: two servers on one data directory overwrote each other's files.
 func TestSecondServerOnADataDirectoryRefusesToStart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	first := servertest.StartIn(t, dir)
 	if _, err := servertest.TryStart(t, dir, nil); err == nil {
@@ -319,6 +324,7 @@ func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
 // Item 6: headers are copied into audit records; a 100 KiB header block
 // is refused before any handler runs.
 func TestOversizeHeadersRefused(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	r := env.DoWithHeaders("GET", "/keys?api-version=7.4", "", nil, map[string]string{"User-Agent": strings.Repeat("A", 100<<10)})
 	if r.Status != http.StatusRequestHeaderFieldsTooLarge {
@@ -329,6 +335,7 @@ func TestOversizeHeadersRefused(t *testing.T) {
 // Item 8: a custom role with the data action "*" was accepted, granting
 // every data action, including ones a later version adds.
 func TestCustomRoleRefusesBareWildcard(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	for _, perms := range []map[string]any{
@@ -345,6 +352,7 @@ func TestCustomRoleRefusesBareWildcard(t *testing.T) {
 
 // Item 8: repeated key_ops were stored and shown as sent.
 func TestDuplicateKeyOpsAreFolded(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	r := env.Do("POST", "/keys/dup/create?api-version=7.4", tok,
@@ -372,6 +380,7 @@ func TestDuplicateKeyOpsAreFolded(t *testing.T) {
 // Item 6: failed sign-ins name the account they were for (never the
 // secret), so that guessing against one account shows in the log.
 func TestFailedSignInRecordsItsSubject(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"guessed-client-id"},
 		"client_secret": {"wrong-secret-value"}, "scope": {hsmResource + "/.default"}}
@@ -396,6 +405,7 @@ func TestFailedSignInRecordsItsSubject(t *testing.T) {
 // header (a client could make records name any host), and a query word
 // with no "=" was kept as sent, though it may be a secret.
 func TestRecordNamesTheConfiguredHost(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	r := sendAs(t, env, "GET", "evil.example", "/metadata/endpoints?S9secretonly&api-version=1", "")
 	if r.Status != http.StatusOK {

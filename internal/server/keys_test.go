@@ -75,6 +75,7 @@ func verifyWithJWK(t *testing.T, k *azkeys.JSONWebKey, alg azkeys.SignatureAlgor
 }
 
 func TestSignVerifyEveryKeyType(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	rsaAlgs := []azkeys.SignatureAlgorithm{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 	cases := []struct {
@@ -132,6 +133,7 @@ func TestSignVerifyEveryKeyType(t *testing.T) {
 }
 
 func TestEncryptDecryptWrapUnwrap(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	if _, err := env.Keys.CreateKey(ctx, "rsa", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM)}, nil); err != nil {
 		t.Fatal(err)
@@ -207,6 +209,7 @@ func TestEncryptDecryptWrapUnwrap(t *testing.T) {
 }
 
 func TestImportVersionsRotation(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	d, _ := priv.Bytes()
@@ -306,6 +309,7 @@ func expectStatus(t *testing.T, err error, status int, code string) {
 }
 
 func TestSoftDeleteRecoverPurge(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	created, err := env.Keys.CreateKey(ctx, "gone", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeOctHSM)}, nil)
 	if err != nil {
@@ -357,6 +361,7 @@ func TestSoftDeleteRecoverPurge(t *testing.T) {
 }
 
 func TestBackupPurgeRestore(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	first, err := env.Keys.CreateKey(ctx, "bk", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM)}, nil)
 	if err != nil {
@@ -407,6 +412,7 @@ func TestBackupPurgeRestore(t *testing.T) {
 }
 
 func TestPaging(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	const n = 30 // more than the 25 of a page
 	for i := 0; i < n; i++ {
@@ -451,6 +457,7 @@ func TestPaging(t *testing.T) {
 }
 
 func TestRandomBytes(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	a, err := env.Keys.GetRandomBytes(ctx, azkeys.GetRandomBytesParameters{Count: to.Ptr(int32(64))}, nil)
 	if err != nil || len(a.Value) != 64 {

@@ -369,6 +369,7 @@ func TestRoleFixtureMatchesOperations(t *testing.T) {
 // checked against the role definitions by
 // TestRoleFixtureMatchesOperations.
 func TestBuiltInRolesByOperation(t *testing.T) {
+	t.Parallel()
 	az := testenv.StartAzurite(t)
 	uri, sas := az.Container("backups")
 	env := servertest.Start(t)
@@ -398,6 +399,7 @@ func TestBuiltInRolesByOperation(t *testing.T) {
 }
 
 func TestKeyScopedAssignment(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	for _, k := range []string{"a", "b"} {
 		_, err := env.Keys.CreateKey(ctx, k, azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
@@ -434,6 +436,7 @@ func TestKeyScopedAssignment(t *testing.T) {
 }
 
 func TestGroupGrantsAndRevocation(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	_, err := env.Keys.CreateKey(ctx, "k", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM)}, nil)
 	must(t, err)
@@ -487,6 +490,7 @@ func TestGroupGrantsAndRevocation(t *testing.T) {
 }
 
 func TestRoleAPIBadInput(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	sp := env.ServicePrincipal("someone")
@@ -549,6 +553,7 @@ func roleWith(name string, actions []string) map[string]any {
 }
 
 func TestCustomRoleWildcardsAndLifecycle(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	_, err := env.Keys.CreateKey(ctx, "k", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM)}, nil)
@@ -590,6 +595,7 @@ func TestCustomRoleWildcardsAndLifecycle(t *testing.T) {
 }
 
 func TestRoleAssignmentWireShapes(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	sp := env.ServicePrincipal("shapes")
@@ -633,6 +639,7 @@ func TestRoleAssignmentWireShapes(t *testing.T) {
 }
 
 func TestAssignmentLimits(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	put := func(scope, principal string) *servertest.Response {

@@ -49,6 +49,7 @@ func createHSM(t *testing.T, env *servertest.Env, name string) string {
 }
 
 func TestSecurityDomainRequests(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	hsm := createHSM(t, env, "sd-test")
 	tok := env.AdminToken(hsmResource)

@@ -194,6 +194,7 @@ func TestSecurityDomainRedownloadNeedsSecondAdministrator(t *testing.T) {
 // is refused (it would otherwise give a second set of custodians the
 // domain without anyone's approval).
 func TestConcurrentActivatingDownloads(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	hsm := createHSM(t, env, "racing")
 	tok := env.AdminToken(hsmResource)
@@ -225,6 +226,7 @@ func TestConcurrentActivatingDownloads(t *testing.T) {
 
 // The first download, which activates a new HSM, needs no approval.
 func TestFirstSecurityDomainDownloadNeedsNoApproval(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	hsm := createHSM(t, env, "fresh")
 	var certs []map[string]any

@@ -20,6 +20,7 @@ import (
 // for the client secret, the access token, private key material and
 // plaintext.
 func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
 	env := servertest.Start(t)
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
