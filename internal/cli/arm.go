@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/api/wire"
 )
 
 func newGroupCmd(e *env) *cobra.Command {
@@ -92,7 +94,8 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			body := map[string]any{"properties": map[string]string{"roleDefinitionId": def, "principalId": principal, "principalType": who.principalType}}
+			var body wire.ARMRoleAssignmentCreate
+			body.Properties.RoleDefinitionID, body.Properties.PrincipalID, body.Properties.PrincipalType = def, principal, who.principalType
 			var out map[string]any
 			err = c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
 			var ae *apiError
@@ -131,7 +134,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 				path += "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
 			}
 			var list struct {
-				Value []roleAssignment `json:"value"`
+				Value []wire.RoleAssignment `json:"value"`
 			}
 			if err := c.arm(ctx, http.MethodGet, path, nil, &list); err != nil {
 				return nil, err
@@ -158,7 +161,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 
 // flattenARM renders control-plane assignments as az does: properties at
 // the top, with the role's and the principal's names.
-func (c *client) flattenARM(ctx context.Context, as []roleAssignment) ([]map[string]any, error) {
+func (c *client) flattenARM(ctx context.Context, as []wire.RoleAssignment) ([]map[string]any, error) {
 	defs, err := c.armRoleDefinitions(ctx)
 	if err != nil {
 		return nil, err
@@ -183,12 +186,12 @@ func (c *client) scope(s string) (string, error) {
 }
 
 // armRoleDefinitions lists the control-plane role definitions.
-func (c *client) armRoleDefinitions(ctx context.Context) ([]roleDefinition, error) {
+func (c *client) armRoleDefinitions(ctx context.Context) ([]wire.RoleDefinition, error) {
 	sub, err := c.subscriptionPath()
 	if err != nil {
 		return nil, err
 	}
-	var list struct{ Value []roleDefinition }
+	var list struct{ Value []wire.RoleDefinition }
 	if err := c.arm(ctx, http.MethodGet, sub+"/providers/Microsoft.Authorization/roleDefinitions", nil, &list); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,7 +39,7 @@ func (c *client) findHSM(ctx context.Context, name string) (map[string]any, erro
 		return nil, err
 	}
 	for _, h := range hsms {
-		if strings.EqualFold(h["name"].(string), name) {
+		if n, _ := h["name"].(string); strings.EqualFold(n, name) {
 			return h, nil
 		}
 	}
@@ -100,7 +101,11 @@ func hsmShow(e *env, verb string) *cobra.Command {
 			if err != nil || verb == "show" {
 				return h, err
 			}
-			err = c.arm(ctx, http.MethodDelete, h["id"].(string), nil, nil)
+			id, _ := h["id"].(string)
+			if id == "" {
+				return nil, fmt.Errorf("the managed HSM %s has no id", name)
+			}
+			err = c.arm(ctx, http.MethodDelete, id, nil, nil)
 			return nil, err
 		})
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/api/wire"
 )
 
 const roleDefinitionsPath = "/providers/Microsoft.Authorization/roleDefinitions"
@@ -49,45 +51,32 @@ func scopePath(scope string) string {
 	return strings.TrimSuffix("/"+strings.Trim(scope, "/"), "/")
 }
 
-type roleDefinition struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	Type       string `json:"type"`
-	Properties struct {
-		RoleName         string           `json:"roleName"`
-		Description      string           `json:"description"`
-		Type             string           `json:"type"`
-		Permissions      []map[string]any `json:"permissions"`
-		AssignableScopes []string         `json:"assignableScopes"`
-	} `json:"properties"`
-}
-
-// flat is a role definition as az prints it.
-func (d roleDefinition) flat() map[string]any {
+// flatDefinition is a role definition as az prints it.
+func flatDefinition(d wire.RoleDefinition) map[string]any {
 	return map[string]any{"id": d.ID, "name": d.Name, "type": d.Type, "roleName": d.Properties.RoleName,
 		"description": d.Properties.Description, "roleType": d.Properties.Type, "permissions": d.Properties.Permissions,
 		"assignableScopes": d.Properties.AssignableScopes}
 }
 
-func (c *client) roleDefinitions(ctx context.Context, hsm string) ([]roleDefinition, error) {
-	var list struct{ Value []roleDefinition }
+func (c *client) roleDefinitions(ctx context.Context, hsm string) ([]wire.RoleDefinition, error) {
+	var list struct{ Value []wire.RoleDefinition }
 	err := c.hsm(ctx, hsm, http.MethodGet, roleDefinitionsPath, nil, &list)
 	return list.Value, err
 }
 
 // resolveRole turns --role (a name, a GUID or a full definition id) into
 // the role's definition.
-func (c *client) resolveRole(ctx context.Context, hsm, role string) (roleDefinition, error) {
+func (c *client) resolveRole(ctx context.Context, hsm, role string) (wire.RoleDefinition, error) {
 	defs, err := c.roleDefinitions(ctx, hsm)
 	if err != nil {
-		return roleDefinition{}, err
+		return wire.RoleDefinition{}, err
 	}
 	for _, d := range defs {
 		if strings.EqualFold(d.Name, role) || strings.EqualFold(d.ID, strings.TrimPrefix(role, "/")) || strings.EqualFold(d.Properties.RoleName, role) {
 			return d, nil
 		}
 	}
-	return roleDefinition{}, usagef("role '%s' doesn't exist", role)
+	return wire.RoleDefinition{}, usagef("role '%s' doesn't exist", role)
 }
 
 // resolveAssignee turns --assignee (an object id, a service principal's
@@ -103,9 +92,11 @@ func (c *client) resolveAssignee(ctx context.Context, assignee string) (string, 
 		if len(found.Value) == 1 {
 			return assignee, nil
 		}
-		var sp map[string]any
-		if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+assignee, nil, &sp); err == nil {
-			return sp["id"].(string), nil
+		var sp struct {
+			ID string `json:"id"`
+		}
+		if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+assignee, nil, &sp); err == nil && sp.ID != "" {
+			return sp.ID, nil
 		}
 		return "", usagef("no user, group or service principal has the id %s", assignee)
 	}
@@ -120,22 +111,15 @@ func (c *client) resolveAssignee(ctx context.Context, assignee string) (string, 
 	if len(found) != 1 {
 		return "", usagef("cannot find a single user or service principal named '%s' in the directory", assignee)
 	}
-	return found[0]["id"].(string), nil
-}
-
-type roleAssignment struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	Type       string `json:"type"`
-	Properties struct {
-		Scope            string `json:"scope"`
-		RoleDefinitionID string `json:"roleDefinitionId"`
-		PrincipalID      string `json:"principalId"`
-	} `json:"properties"`
+	id, _ := found[0]["id"].(string)
+	if id == "" {
+		return "", fmt.Errorf("the directory returned a principal without an id for '%s'", assignee)
+	}
+	return id, nil
 }
 
 // flatten renders assignments as az does, with role and principal names.
-func (c *client) flatten(ctx context.Context, hsm string, as []roleAssignment) ([]map[string]any, error) {
+func (c *client) flatten(ctx context.Context, hsm string, as []wire.RoleAssignment) ([]map[string]any, error) {
 	defs, err := c.roleDefinitions(ctx, hsm)
 	if err != nil {
 		return nil, err
@@ -151,7 +135,7 @@ func (c *client) flatten(ctx context.Context, hsm string, as []roleAssignment) (
 // principal's name and type and the role's name (under roleKey: az says
 // roleName on an HSM, roleDefinitionName in Azure RBAC). roleNames maps
 // lower-case definition ids to names.
-func (c *client) flattenAssignments(ctx context.Context, as []roleAssignment, roleNames map[string]string, roleKey string) ([]map[string]any, error) {
+func (c *client) flattenAssignments(ctx context.Context, as []wire.RoleAssignment, roleNames map[string]string, roleKey string) ([]map[string]any, error) {
 	ids := []string{}
 	for _, a := range as {
 		ids = append(ids, a.Properties.PrincipalID)
@@ -173,7 +157,14 @@ func (c *client) flattenAssignments(ctx context.Context, as []roleAssignment, ro
 // principalNames looks up directory objects' names (user principal name,
 // else display name) and az's principal types.
 func (c *client) principalNames(ctx context.Context, ids []string) (names, types map[string]string, err error) {
-	var objs struct{ Value []map[string]any }
+	var objs struct {
+		Value []struct {
+			ID                string `json:"id"`
+			Type              string `json:"@odata.type"`
+			DisplayName       string `json:"displayName"`
+			UserPrincipalName string `json:"userPrincipalName"`
+		}
+	}
 	if len(ids) > 0 {
 		if err := c.graph(ctx, http.MethodPost, "/directoryObjects/getByIds", map[string]any{"ids": ids}, &objs); err != nil {
 			return nil, nil, err
@@ -181,14 +172,12 @@ func (c *client) principalNames(ctx context.Context, ids []string) (names, types
 	}
 	names, types = map[string]string{}, map[string]string{}
 	for _, o := range objs.Value {
-		id, _ := o["id"].(string)
-		t, _ := o["@odata.type"].(string)
-		names[id], _ = o["displayName"].(string)
-		if upn, _ := o["userPrincipalName"].(string); upn != "" {
-			names[id] = upn
+		names[o.ID] = o.DisplayName
+		if o.UserPrincipalName != "" {
+			names[o.ID] = o.UserPrincipalName
 		}
-		types[id] = map[string]string{"#microsoft.graph.user": "User", "#microsoft.graph.group": "Group",
-			"#microsoft.graph.servicePrincipal": "ServicePrincipal"}[t]
+		types[o.ID] = map[string]string{"#microsoft.graph.user": "User", "#microsoft.graph.group": "Group",
+			"#microsoft.graph.servicePrincipal": "ServicePrincipal"}[o.Type]
 	}
 	return names, types, nil
 }
@@ -244,8 +233,8 @@ func assignmentCreate(e *env) *cobra.Command {
 			if name == "" {
 				name = uuid.NewString()
 			}
-			body := map[string]any{"properties": map[string]string{"roleDefinitionId": def.ID, "principalId": principal}}
-			var a roleAssignment
+			body := wire.RoleAssignmentCreate{Properties: &wire.RoleAssignmentProperties{RoleDefinitionID: def.ID, PrincipalID: principal}}
+			var a wire.RoleAssignment
 			err = c.hsm(ctx, hsm, http.MethodPut, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments/"+name, body, &a)
 			if existing, ok := c.existingAssignment(ctx, hsm, err, scope, principal, def.ID); ok {
 				// As az does: granting what is already granted is not an error.
@@ -254,7 +243,7 @@ func assignmentCreate(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			out, err := c.flatten(ctx, hsm, []roleAssignment{a})
+			out, err := c.flatten(ctx, hsm, []wire.RoleAssignment{a})
 			if err != nil {
 				return nil, err
 			}
@@ -264,27 +253,27 @@ func assignmentCreate(e *env) *cobra.Command {
 
 // existingAssignment finds, after a RoleAssignmentExists refusal, the
 // assignment of role to principal at exactly scope.
-func (c *client) existingAssignment(ctx context.Context, hsm string, err error, scope, principal, roleID string) (roleAssignment, bool) {
+func (c *client) existingAssignment(ctx context.Context, hsm string, err error, scope, principal, roleID string) (wire.RoleAssignment, bool) {
 	var ae *apiError
 	if !errors.As(err, &ae) || ae.Code != "RoleAssignmentExists" {
-		return roleAssignment{}, false
+		return wire.RoleAssignment{}, false
 	}
-	var list struct{ Value []roleAssignment }
+	var list struct{ Value []wire.RoleAssignment }
 	if c.hsm(ctx, hsm, http.MethodGet, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments?$filter="+url.QueryEscape("principalId eq '"+principal+"'"), nil, &list) != nil {
-		return roleAssignment{}, false
+		return wire.RoleAssignment{}, false
 	}
 	for _, a := range list.Value {
 		if strings.EqualFold(a.Properties.RoleDefinitionID, roleID) && scopePath(a.Properties.Scope) == scopePath(scope) {
 			return a, true
 		}
 	}
-	return roleAssignment{}, false
+	return wire.RoleAssignment{}, false
 }
 
 // assignments lists the assignments at scope (and below), keeping those of
 // principal and role when given.
-func (c *client) assignments(ctx context.Context, hsm, scope, principal, role string) ([]roleAssignment, error) {
-	var list struct{ Value []roleAssignment }
+func (c *client) assignments(ctx context.Context, hsm, scope, principal, role string) ([]wire.RoleAssignment, error) {
+	var list struct{ Value []wire.RoleAssignment }
 	if err := c.hsm(ctx, hsm, http.MethodGet, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments", nil, &list); err != nil {
 		return nil, err
 	}
@@ -296,7 +285,7 @@ func (c *client) assignments(ctx context.Context, hsm, scope, principal, role st
 		}
 		roleID = def.ID
 	}
-	out := []roleAssignment{}
+	out := []wire.RoleAssignment{}
 	for _, a := range list.Value {
 		if principal != "" && !strings.EqualFold(a.Properties.PrincipalID, principal) {
 			continue
@@ -404,7 +393,7 @@ func definitionList(e *env) *cobra.Command {
 			out := []map[string]any{}
 			for _, d := range defs {
 				if !custom || d.Properties.Type == "CustomRole" {
-					out = append(out, d.flat())
+					out = append(out, flatDefinition(d))
 				}
 			}
 			return out, nil
@@ -436,7 +425,7 @@ func definitionByName(e *env, verb string) *cobra.Command {
 				return nil, err
 			}
 			if verb == "show" {
-				return d.flat(), nil
+				return flatDefinition(d), nil
 			}
 			err = c.hsm(ctx, hsm, http.MethodDelete, roleDefinitionsPath+"/"+d.Name, nil, nil)
 			return nil, err
@@ -509,15 +498,15 @@ func definitionPut(e *env, verb string) *cobra.Command {
 				}
 				id = uuid.NewString()
 			}
-			perm := map[string][]string{"actions": nonNil(in.Actions), "notActions": nonNil(in.NotActions),
-				"dataActions": nonNil(in.DataActions), "notDataActions": nonNil(in.NotDataActions)}
-			body := map[string]any{"properties": map[string]any{"roleName": in.RoleName, "description": in.Description,
-				"type": "CustomRole", "permissions": []any{perm}, "assignableScopes": in.AssignableScopes}}
-			var d roleDefinition
+			body := wire.RoleDefinitionCreate{Properties: &wire.RoleDefinitionProperties{RoleName: in.RoleName, Description: in.Description,
+				Type: "CustomRole", AssignableScopes: in.AssignableScopes,
+				Permissions: []wire.Permission{{Actions: nonNil(in.Actions), NotActions: nonNil(in.NotActions),
+					DataActions: nonNil(in.DataActions), NotDataActions: nonNil(in.NotDataActions)}}}}
+			var d wire.RoleDefinition
 			if err := c.hsm(ctx, hsm, http.MethodPut, roleDefinitionsPath+"/"+id, body, &d); err != nil {
 				return nil, err
 			}
-			return d.flat(), nil
+			return flatDefinition(d), nil
 		})
 }
 

@@ -8,71 +8,40 @@ import (
 
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/odata"
+	"github.com/keyward/keyward/internal/api/wire"
 	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/fault"
 )
 
 const authzSegment = "/providers/Microsoft.Authorization/"
 
-type roleAssignment struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	Type       string `json:"type"`
-	Properties struct {
-		RoleDefinitionID string `json:"roleDefinitionId"`
-		PrincipalID      string `json:"principalId"`
-		PrincipalType    string `json:"principalType"`
-		Scope            string `json:"scope"`
-		CreatedOn        string `json:"createdOn"`
-	} `json:"properties"`
-}
-
-type roleDefinition struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	Type       string `json:"type"`
-	Properties struct {
-		RoleName         string           `json:"roleName"`
-		Description      string           `json:"description"`
-		Type             string           `json:"type"`
-		Permissions      []map[string]any `json:"permissions"`
-		AssignableScopes []string         `json:"assignableScopes"`
-	} `json:"properties"`
-}
-
 func (a *API) definitionID(id string) string {
 	return a.subscriptionID() + "/providers/Microsoft.Authorization/roleDefinitions/" + id
 }
 
-func (a *API) assignmentOut(x armrbac.Assignment) roleAssignment {
-	var o roleAssignment
+func (a *API) assignmentOut(x armrbac.Assignment) wire.ARMRoleAssignment {
+	var o wire.ARMRoleAssignment
 	o.ID, o.Name, o.Type = x.ID, x.Name, "Microsoft.Authorization/roleAssignments"
 	o.Properties.RoleDefinitionID, o.Properties.PrincipalID, o.Properties.PrincipalType = a.definitionID(x.RoleID), x.PrincipalID, x.PrincipalType
 	o.Properties.Scope, o.Properties.CreatedOn = x.Scope, x.Created.Format(time.RFC3339)
 	return o
 }
 
-func (a *API) definitionOut(r *armrbac.Role) roleDefinition {
-	var o roleDefinition
+func (a *API) definitionOut(r *armrbac.Role) wire.RoleDefinition {
+	var o wire.RoleDefinition
 	o.ID, o.Name, o.Type = a.definitionID(r.ID), r.ID, "Microsoft.Authorization/roleDefinitions"
 	na := r.NotActions
 	if na == nil {
 		na = []string{}
 	}
 	o.Properties.RoleName, o.Properties.Description, o.Properties.Type = r.Name, r.Description, "BuiltInRole"
-	o.Properties.Permissions = []map[string]any{{"actions": r.Actions, "notActions": na, "dataActions": []string{}, "notDataActions": []string{}}}
+	o.Properties.Permissions = []wire.Permission{{Actions: r.Actions, NotActions: na, DataActions: []string{}, NotDataActions: []string{}}}
 	o.Properties.AssignableScopes = []string{"/"}
 	return o
 }
 
 // assignmentRequest is the body of a role assignment PUT.
-type assignmentRequest struct {
-	Properties struct {
-		RoleDefinitionID string `json:"roleDefinitionId"`
-		PrincipalID      string `json:"principalId"`
-		PrincipalType    string `json:"principalType"`
-	} `json:"properties"`
-}
+type assignmentRequest wire.ARMRoleAssignmentCreate
 
 // validate checks the body on its own; armrbac.Assign checks the role,
 // the principal and the scope.
@@ -143,7 +112,7 @@ func (a *API) authzScope(r *http.Request) string {
 }
 
 func (a *API) listDefinitions(w http.ResponseWriter, r *http.Request) error {
-	out := map[string][]roleDefinition{"value": {}}
+	out := map[string][]wire.RoleDefinition{"value": {}}
 	want, custom, err := definitionFilter(r.URL.Query().Get("$filter"))
 	if err != nil {
 		return err
@@ -178,7 +147,7 @@ func (a *API) listAssignments(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := map[string][]roleAssignment{"value": {}}
+	out := map[string][]wire.ARMRoleAssignment{"value": {}}
 	for _, x := range as {
 		out["value"] = append(out["value"], a.assignmentOut(x))
 	}

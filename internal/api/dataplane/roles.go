@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/keyward/keyward/internal/api/odata"
+	"github.com/keyward/keyward/internal/api/wire"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/rbac"
@@ -20,49 +21,6 @@ const (
 	authorizationSegment = "/providers/microsoft.authorization/"
 )
 
-type roleAssignmentWire struct {
-	ID         string                   `json:"id"`
-	Name       string                   `json:"name"`
-	Type       string                   `json:"type"`
-	Properties roleAssignmentProperties `json:"properties"`
-}
-
-type roleAssignmentProperties struct {
-	Scope            string `json:"scope,omitempty"`
-	RoleDefinitionID string `json:"roleDefinitionId"`
-	PrincipalID      string `json:"principalId"`
-}
-
-type roleAssignmentCreate struct {
-	Properties *roleAssignmentProperties `json:"properties"`
-}
-
-type roleDefinitionWire struct {
-	ID         string                   `json:"id"`
-	Name       string                   `json:"name"`
-	Type       string                   `json:"type"`
-	Properties roleDefinitionProperties `json:"properties"`
-}
-
-type roleDefinitionProperties struct {
-	RoleName         string           `json:"roleName"`
-	Description      string           `json:"description"`
-	Type             string           `json:"type"`
-	Permissions      []permissionWire `json:"permissions"`
-	AssignableScopes []string         `json:"assignableScopes"`
-}
-
-type roleDefinitionCreate struct {
-	Properties *roleDefinitionProperties `json:"properties"`
-}
-
-type permissionWire struct {
-	Actions        []string `json:"actions"`
-	NotActions     []string `json:"notActions"`
-	DataActions    []string `json:"dataActions"`
-	NotDataActions []string `json:"notDataActions"`
-}
-
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -76,21 +34,21 @@ func assignmentID(scope, name string) string {
 	return strings.TrimSuffix(scope, "/") + "/providers/Microsoft.Authorization/roleAssignments/" + name
 }
 
-func assignmentOut(a rbac.Assignment) roleAssignmentWire {
-	return roleAssignmentWire{ID: assignmentID(a.Scope, a.ID), Name: a.ID, Type: assignmentType,
-		Properties: roleAssignmentProperties{Scope: a.Scope, RoleDefinitionID: roleDefinitionPrefix + a.RoleID, PrincipalID: a.PrincipalID}}
+func assignmentOut(a rbac.Assignment) wire.RoleAssignment {
+	return wire.RoleAssignment{ID: assignmentID(a.Scope, a.ID), Name: a.ID, Type: assignmentType,
+		Properties: wire.RoleAssignmentProperties{Scope: a.Scope, RoleDefinitionID: roleDefinitionPrefix + a.RoleID, PrincipalID: a.PrincipalID}}
 }
 
-func definitionOut(r rbac.Role) roleDefinitionWire {
+func definitionOut(r rbac.Role) wire.RoleDefinition {
 	t := "CustomRole"
 	if r.BuiltIn {
 		t = "AKVBuiltInRole"
 	}
-	out := roleDefinitionWire{ID: roleDefinitionPrefix + r.ID, Name: r.ID, Type: definitionType,
-		Properties: roleDefinitionProperties{RoleName: r.Name, Description: r.Description, Type: t,
-			Permissions: []permissionWire{}, AssignableScopes: r.AssignableScopes}}
+	out := wire.RoleDefinition{ID: roleDefinitionPrefix + r.ID, Name: r.ID, Type: definitionType,
+		Properties: wire.RoleDefinitionProperties{RoleName: r.Name, Description: r.Description, Type: t,
+			Permissions: []wire.Permission{}, AssignableScopes: r.AssignableScopes}}
 	for _, p := range r.Permissions {
-		out.Properties.Permissions = append(out.Properties.Permissions, permissionWire{Actions: nonNil(p.Actions),
+		out.Properties.Permissions = append(out.Properties.Permissions, wire.Permission{Actions: nonNil(p.Actions),
 			NotActions: nonNil(p.NotActions), DataActions: actionStrings(p.DataActions), NotDataActions: actionStrings(p.NotDataActions)})
 	}
 	return out
@@ -201,7 +159,7 @@ func (a *API) listAssignments(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := listResult[roleAssignmentWire]{Value: []roleAssignmentWire{}}
+	out := listResult[wire.RoleAssignment]{Value: []wire.RoleAssignment{}}
 	for _, x := range as {
 		out.Value = append(out.Value, assignmentOut(x))
 	}
@@ -217,7 +175,7 @@ func (a *API) getAssignment(c *call) error {
 }
 
 func (a *API) createAssignment(c *call) error {
-	var req roleAssignmentCreate
+	var req wire.RoleAssignmentCreate
 	if err := c.readJSON(&req); err != nil {
 		return err
 	}
@@ -253,7 +211,7 @@ func (a *API) listDefinitions(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := listResult[roleDefinitionWire]{Value: []roleDefinitionWire{}}
+	out := listResult[wire.RoleDefinition]{Value: []wire.RoleDefinition{}}
 	for _, r := range roles {
 		if name == "" || strings.EqualFold(r.Name, name) {
 			out.Value = append(out.Value, definitionOut(r))
@@ -271,7 +229,7 @@ func (a *API) getDefinition(c *call) error {
 }
 
 func (a *API) putDefinition(c *call) error {
-	var req roleDefinitionCreate
+	var req wire.RoleDefinitionCreate
 	if err := c.readJSON(&req); err != nil {
 		return err
 	}
