@@ -23,13 +23,19 @@ type Service struct {
 }
 
 // Create makes a new HSM, not activated, whose initial administrators
-// hold Managed HSM Administrator at "/".
-func (s *Service) Create(ctx context.Context, p domain.CreateParams) (*domain.HSM, error) {
-	h, err := s.HSMs.Create(ctx, p)
+// hold Managed HSM Administrator at "/": both in one transaction, so there
+// is never an HSM without its administrators.
+func (s *Service) Create(ctx context.Context, p domain.CreateParams) (h *domain.HSM, err error) {
+	err = s.Store.Update(ctx, func(tx store.Tx) (err error) {
+		if h, err = s.HSMs.CreateTx(ctx, tx, p); err != nil {
+			return err
+		}
+		return s.RBAC.SeedInitialRolesTx(ctx, tx, h, nil)
+	})
 	if err != nil {
 		return nil, err
 	}
-	return h, s.RBAC.SeedInitialRoles(ctx, h, nil)
+	return h, nil
 }
 
 // Delete removes an HSM with all its keys and roles. The caches let go

@@ -95,7 +95,15 @@ type CreateParams struct {
 var hsmName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
 
 // Create makes a new HSM with a fresh domain key.
-func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
+func (r *Registry) Create(ctx context.Context, p CreateParams) (h *HSM, err error) {
+	err = r.store.Update(ctx, func(tx store.Tx) (err error) { h, err = r.CreateTx(ctx, tx, p); return err })
+	return h, err
+}
+
+// CreateTx is Create inside tx, for a caller that does more in the same
+// transaction (seeding the HSM's administrators). A name taken without
+// regard to case is a Conflict.
+func (r *Registry) CreateTx(ctx context.Context, tx store.Tx, p CreateParams) (*HSM, error) {
 	if !hsmName.MatchString(p.Name) || strings.EqualFold(p.Name, "tenant") {
 		return nil, fault.Invalidf("HSM names have 3 to 24 letters, digits and dashes, start with a letter and end with a letter or digit")
 	}
@@ -122,11 +130,9 @@ func (r *Registry) Create(ctx context.Context, p CreateParams) (*HSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = r.store.Update(ctx, func(tx store.Tx) error {
-		return tx.InsertHSM(ctx, &store.HSM{ID: h.ID, Name: h.Name, State: h.State, DomainID: h.DomainID, DomainKey: sealed,
-			Admins: h.Admins, RetentionDays: h.RetentionDays, PurgeProtection: h.PurgeProtection, Created: h.Created,
-			ResourceGroup: h.ResourceGroup, Location: h.Location, Tags: h.Tags})
-	})
+	err = tx.InsertHSM(ctx, &store.HSM{ID: h.ID, Name: h.Name, State: h.State, DomainID: h.DomainID, DomainKey: sealed,
+		Admins: h.Admins, RetentionDays: h.RetentionDays, PurgeProtection: h.PurgeProtection, Created: h.Created,
+		ResourceGroup: h.ResourceGroup, Location: h.Location, Tags: h.Tags})
 	if errors.Is(err, store.ErrConflict) {
 		return nil, fault.Errorf(fault.Conflict, "Conflict", "an HSM named %s already exists", p.Name)
 	}

@@ -3,6 +3,7 @@ package rbac
 import (
 	"context"
 	"errors"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -328,38 +329,42 @@ func (s *Service) Assign(ctx context.Context, h *domain.HSM, a Assignment) (Assi
 		a.Source = "direct"
 	}
 	a.Created = s.now().UTC().Truncate(time.Second)
-	err = s.store.Update(ctx, func(tx store.Tx) error {
-		all, err := tx.ListRoleAssignments(ctx, h.Name)
-		if err != nil {
-			return err
-		}
-		atScope := 0
-		for _, x := range all {
-			if equalFold(x.ID, a.ID) {
-				return ErrAssignmentExists.With("The role assignment %s already exists.", a.ID)
-			}
-			if x.PrincipalID == a.PrincipalID && equalFold(x.RoleDefinitionID, a.RoleID) && strings.EqualFold(x.Scope, a.Scope) {
-				return ErrAssignmentExists.With("The role assignment already exists (as %s).", x.ID)
-			}
-			if strings.EqualFold(x.Scope, a.Scope) || (a.Scope == "/" || a.Scope == "/keys") && (x.Scope == "/" || x.Scope == "/keys") {
-				atScope++
-			}
-		}
-		limit := MaxKeyScopeAssignments
-		if a.Scope == "/" || a.Scope == "/keys" {
-			limit = MaxHSMScopeAssignments
-		}
-		if atScope >= limit {
-			return fault.Invalidf("at most %d role assignments are allowed at scope %s", limit, a.Scope)
-		}
-		return tx.InsertRoleAssignment(ctx, &store.RoleAssignment{HSM: h.Name, ID: a.ID, Scope: a.Scope,
-			RoleDefinitionID: a.RoleID, PrincipalID: a.PrincipalID, Created: a.Created, Start: a.Start, End: a.End, Source: a.Source,
-			CreatedBy: a.CreatedBy})
-	})
+	err = s.store.Update(ctx, func(tx store.Tx) error { return insertAssignment(ctx, tx, h, a) })
 	if err != nil {
 		return Assignment{}, err
 	}
 	return a, nil
+}
+
+// insertAssignment stores a checked assignment in tx, refusing a taken id,
+// a duplicate grant and an assignment past the limit of its scope.
+func insertAssignment(ctx context.Context, tx store.Tx, h *domain.HSM, a Assignment) error {
+	all, err := tx.ListRoleAssignments(ctx, h.Name)
+	if err != nil {
+		return err
+	}
+	atScope := 0
+	for _, x := range all {
+		if equalFold(x.ID, a.ID) {
+			return ErrAssignmentExists.With("The role assignment %s already exists.", a.ID)
+		}
+		if x.PrincipalID == a.PrincipalID && equalFold(x.RoleDefinitionID, a.RoleID) && strings.EqualFold(x.Scope, a.Scope) {
+			return ErrAssignmentExists.With("The role assignment already exists (as %s).", x.ID)
+		}
+		if strings.EqualFold(x.Scope, a.Scope) || (a.Scope == "/" || a.Scope == "/keys") && (x.Scope == "/" || x.Scope == "/keys") {
+			atScope++
+		}
+	}
+	limit := MaxKeyScopeAssignments
+	if a.Scope == "/" || a.Scope == "/keys" {
+		limit = MaxHSMScopeAssignments
+	}
+	if atScope >= limit {
+		return fault.Invalidf("at most %d role assignments are allowed at scope %s", limit, a.Scope)
+	}
+	return tx.InsertRoleAssignment(ctx, &store.RoleAssignment{HSM: h.Name, ID: a.ID, Scope: a.Scope,
+		RoleDefinitionID: a.RoleID, PrincipalID: a.PrincipalID, Created: a.Created, Start: a.Start, End: a.End, Source: a.Source,
+		CreatedBy: a.CreatedBy})
 }
 
 // Assignment returns one assignment.
@@ -451,23 +456,50 @@ func (s *Service) EnsureAssigned(ctx context.Context, h *domain.HSM, principal s
 // any extra roles to extra (the dev bootstrap principal). It runs once per
 // HSM: later changes by the administrators are never undone.
 func (s *Service) SeedInitialRoles(ctx context.Context, h *domain.HSM, extra map[string][]string) error {
+	return s.store.Update(ctx, func(tx store.Tx) error { return s.SeedInitialRolesTx(ctx, tx, h, extra) })
+}
+
+// SeedInitialRolesTx is SeedInitialRoles inside tx, so that the caller can
+// create the HSM and seed its administrators in one transaction: a crash
+// cannot leave an HSM that nobody administers.
+func (s *Service) SeedInitialRolesTx(ctx context.Context, tx store.Tx, h *domain.HSM, extra map[string][]string) error {
 	key := "rbac.seeded." + h.ID
-	err := s.store.View(ctx, func(tx store.Tx) error { _, err := tx.GetMeta(ctx, key); return err })
-	if err == nil {
+	if _, err := tx.GetMeta(ctx, key); err == nil {
 		return nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
+	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	grants := [][2]string{}
 	for _, admin := range h.Admins {
-		if err := s.EnsureAssigned(ctx, h, admin, AdministratorID); err != nil {
+		grants = append(grants, [2]string{admin, AdministratorID})
+	}
+	principals := slices.Sorted(maps.Keys(extra))
+	for _, p := range principals {
+		for _, role := range extra[p] {
+			grants = append(grants, [2]string{p, role})
+		}
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	for _, g := range grants {
+		principal, role := g[0], g[1]
+		if _, err := tx.GetPrincipal(ctx, principal); errors.Is(err, store.ErrNotFound) {
+			return ErrPrincipalNotFound.With("Principal %s does not exist in the directory %s.", principal, s.dir.TenantID())
+		} else if err != nil {
+			return err
+		}
+		all, err := tx.ListRoleAssignments(ctx, h.Name)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(all, func(a *store.RoleAssignment) bool {
+			return a.Scope == "/" && a.PrincipalID == principal && equalFold(a.RoleDefinitionID, role)
+		}) {
+			continue
+		}
+		a := Assignment{ID: uuid.NewString(), Scope: "/", RoleID: role, PrincipalID: principal, Source: "direct", Created: now}
+		if err := insertAssignment(ctx, tx, h, a); err != nil {
 			return err
 		}
 	}
-	for principal, roles := range extra {
-		if err := s.EnsureAssigned(ctx, h, principal, roles...); err != nil {
-			return err
-		}
-	}
-	return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetMeta(ctx, key, "1") })
+	return tx.SetMeta(ctx, key, "1")
 }

@@ -114,15 +114,22 @@ func (s *Server) ensureDevHSM(ctx context.Context, b *Bootstrap) error {
 	if err != nil {
 		return fmt.Errorf("server: bootstrap administrator: %w", err)
 	}
+	extra := map[string][]string{admin.ID: {rbac.CryptoOfficerID, rbac.CryptoUserID}}
 	h, err := s.registry.Get(ctx, DevHSMName)
-	if errors.Is(err, domain.ErrHSMNotFound) {
-		h, err = s.registry.Create(ctx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true,
-			ResourceGroup: DefaultResourceGroup, Location: "local"})
+	if errors.Is(err, domain.ErrHSMNotFound) { // the HSM and its roles in one transaction
+		return s.store.Update(ctx, func(tx store.Tx) error {
+			h, err := s.registry.CreateTx(ctx, tx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true,
+				ResourceGroup: DefaultResourceGroup, Location: "local"})
+			if err != nil {
+				return err
+			}
+			return s.rbac.SeedInitialRolesTx(ctx, tx, h, extra)
+		})
 	}
 	if err != nil {
 		return err
 	}
-	return s.rbac.SeedInitialRoles(ctx, h, map[string][]string{admin.ID: {rbac.CryptoOfficerID, rbac.CryptoUserID}})
+	return s.rbac.SeedInitialRoles(ctx, h, extra)
 }
 
 // DefaultResourceGroup holds the dev HSM and what is created without one.

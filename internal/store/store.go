@@ -16,11 +16,35 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned when a looked-up record does not exist.
+// ErrNotFound is returned when a looked-up record does not exist, and by
+// the Update… and Delete… methods when there is nothing to change.
 var ErrNotFound = errors.New("store: not found")
 
-// ErrConflict is returned when an insert collides with an existing record.
+// ErrConflict is returned when an insert collides with an existing record
+// (a taken id or unique name), or a write names a record that must exist
+// first and does not (a member of an unknown group, a version of an unknown
+// key).
 var ErrConflict = errors.New("store: conflict")
+
+// The contract every implementation keeps, which store/storetest checks:
+//
+//   - Errors: the cases above, wrapped so that errors.Is finds them; any
+//     other error is a failure of the store itself. A method that returns
+//     an error inside Update leaves the transaction usable, and the caller
+//     decides whether to go on or to return the error (which rolls back).
+//   - Case: names that Azure treats without regard to case are compared
+//     and kept unique without it: HSM names, key names, role definition
+//     and assignment ids, role scopes, diagnostic setting and storage
+//     account names, user principal names and object ids (kept lower-case).
+//     A record keeps the spelling it was created with. Everything else
+//     (principal ids, app ids, versions, meta keys) is compared exactly.
+//   - Order: every List method returns its records in the order its
+//     comment gives, so that pages and outputs are stable.
+//   - Empty: a List method that finds nothing returns an empty (possibly
+//     nil) slice and no error.
+//   - Changes: each committed write is delivered to the subscribers as a
+//     Change, after the commit and before Update returns; a rolled-back
+//     transaction delivers nothing.
 
 // Store opens transactions.
 type Store interface {
@@ -49,7 +73,9 @@ type Tx interface {
 
 // Meta holds node-wide settings such as the tenant id.
 type Meta interface {
+	// GetMeta returns a setting; ErrNotFound when it was never set.
 	GetMeta(ctx context.Context, key string) (string, error)
+	// SetMeta inserts or replaces a setting.
 	SetMeta(ctx context.Context, key, value string) error
 }
 
@@ -96,25 +122,43 @@ type TokenKey struct {
 
 // Directory is the directory part of a transaction.
 type Directory interface {
+	// InsertPrincipal adds a principal; a taken id, app id or user
+	// principal name (without regard to case) is ErrConflict.
 	InsertPrincipal(ctx context.Context, p *Principal) error
+	// GetPrincipal finds a principal by id; ErrNotFound if none.
 	GetPrincipal(ctx context.Context, id string) (*Principal, error)
+	// PrincipalByAppID finds a principal by exact app id; ErrNotFound if none.
 	PrincipalByAppID(ctx context.Context, appID string) (*Principal, error)
+	// PrincipalByUPN finds a user by name, ignoring case; ErrNotFound if none.
 	PrincipalByUPN(ctx context.Context, upn string) (*Principal, error)
-	// ListPrincipals lists principals of one kind, ordered by display name.
+	// ListPrincipals lists principals of one kind, ordered by display name
+	// then id.
 	ListPrincipals(ctx context.Context, kind string) ([]*Principal, error)
+	// DeletePrincipal removes a principal with its credentials and
+	// memberships (either side); ErrNotFound if none.
 	DeletePrincipal(ctx context.Context, id string) error
 
+	// AddMember adds a direct member; ErrConflict if it is one already, or
+	// if either principal does not exist.
 	AddMember(ctx context.Context, groupID, memberID string) error
+	// RemoveMember removes a direct member; ErrNotFound if it is not one.
 	RemoveMember(ctx context.Context, groupID, memberID string) error
+	// Members lists a group's direct members' ids, in id order.
 	Members(ctx context.Context, groupID string) ([]string, error)
-	// GroupsOf lists the groups that list memberID directly.
+	// GroupsOf lists the groups that list memberID directly, in id order.
 	GroupsOf(ctx context.Context, memberID string) ([]string, error)
 
+	// InsertCredential adds a secret; ErrConflict for a taken id or an
+	// unknown principal.
 	InsertCredential(ctx context.Context, c *Credential) error
+	// Credentials lists a principal's secrets, oldest first.
 	Credentials(ctx context.Context, principalID string) ([]*Credential, error)
+	// DeleteCredential removes a secret; ErrNotFound if none.
 	DeleteCredential(ctx context.Context, id string) error
 
+	// InsertTokenKey adds a signing key; ErrConflict for a taken id.
 	InsertTokenKey(ctx context.Context, k *TokenKey) error
+	// TokenKeys lists the signing keys, newest first (then by id).
 	TokenKeys(ctx context.Context) ([]*TokenKey, error)
 }
 
@@ -147,12 +191,16 @@ type HSMs interface {
 	// ErrConflict.
 	InsertHSM(ctx context.Context, h *HSM) error
 	// GetHSM finds an HSM by name, ignoring case; the record carries the
-	// name as created.
+	// name as created. ErrNotFound if none.
 	GetHSM(ctx context.Context, name string) (*HSM, error)
+	// ListHSMs lists every HSM, soft-deleted ones included, by name.
 	ListHSMs(ctx context.Context) ([]*HSM, error)
-	// UpdateHSM changes an HSM's state, security domain and exchange key.
+	// UpdateHSM changes an HSM's state, security domain, exchange key, tags
+	// and deletion time; h.Name is the name as stored (from GetHSM).
+	// ErrNotFound if none.
 	UpdateHSM(ctx context.Context, h *HSM) error
-	// DeleteHSM removes an HSM with its keys and roles.
+	// DeleteHSM removes an HSM (named without regard to case) with its
+	// keys, roles and diagnostic settings; ErrNotFound if none.
 	DeleteHSM(ctx context.Context, name string) error
 }
 
@@ -193,19 +241,32 @@ type KeyListItem struct {
 }
 
 // Keys is the key part of a transaction.
+//
+// Key names are compared without regard to case; hsm is the HSM's name as
+// stored. A key with no version is not listed by ListKeys.
 type Keys interface {
+	// GetKey finds a key, live or deleted; ErrNotFound if none.
 	GetKey(ctx context.Context, hsm, name string) (*Key, error)
-	// PutKey inserts or replaces the key row.
+	// PutKey inserts the key row, or replaces its deletion times and
+	// rotation policy (the stored name and creation time stay).
 	PutKey(ctx context.Context, k *Key) error
-	// PurgeKey removes the key and all of its versions.
+	// PurgeKey removes the key and all of its versions; ErrNotFound if none.
 	PurgeKey(ctx context.Context, hsm, name string) error
-	// ListKeys lists keys named after `after`, live or deleted, with their
-	// latest versions, in name order, at most limit of them.
+	// ListKeys lists the live (deleted false) or deleted keys named after
+	// `after` (without regard to case), with their latest versions, in name
+	// order without regard to case, at most limit of them.
 	ListKeys(ctx context.Context, hsm string, deleted bool, after string, limit int) ([]KeyListItem, error)
 
+	// InsertKeyVersion adds a version; ErrConflict for a taken version id
+	// or sequence number, or a key row that does not exist.
 	InsertKeyVersion(ctx context.Context, v *KeyVersion) error
+	// UpdateKeyVersion changes a version's ops, enabled, nbf, exp, updated
+	// and tags; ErrNotFound if none.
 	UpdateKeyVersion(ctx context.Context, v *KeyVersion) error
+	// GetKeyVersion finds a version by its exact id; ErrNotFound if none.
 	GetKeyVersion(ctx context.Context, hsm, name, version string) (*KeyVersion, error)
+	// LatestKeyVersion returns the version with the highest sequence
+	// number; ErrNotFound if the key has none.
 	LatestKeyVersion(ctx context.Context, hsm, name string) (*KeyVersion, error)
 	// ListKeyVersions lists versions in creation order, from the one after
 	// seq `after` on, at most limit of them.
@@ -254,17 +315,27 @@ type RoleAssignment struct {
 }
 
 // RBAC is the role part of a transaction.
+//
+// Ids are compared without regard to case; hsm is the HSM's name as stored.
 type RBAC interface {
 	// PutRoleDefinition inserts or replaces a custom role.
 	PutRoleDefinition(ctx context.Context, d *RoleDefinition) error
+	// GetRoleDefinition finds a custom role; ErrNotFound if none.
 	GetRoleDefinition(ctx context.Context, hsm, id string) (*RoleDefinition, error)
+	// ListRoleDefinitions lists an HSM's custom roles by name, then id.
 	ListRoleDefinitions(ctx context.Context, hsm string) ([]*RoleDefinition, error)
+	// DeleteRoleDefinition removes a custom role; ErrNotFound if none.
 	DeleteRoleDefinition(ctx context.Context, hsm, id string) error
 
+	// InsertRoleAssignment adds an assignment; ErrConflict for a taken id.
+	// Duplicate grants are the caller's to refuse.
 	InsertRoleAssignment(ctx context.Context, a *RoleAssignment) error
+	// GetRoleAssignment finds an assignment; ErrNotFound if none.
 	GetRoleAssignment(ctx context.Context, hsm, id string) (*RoleAssignment, error)
-	// ListRoleAssignments lists every assignment of an HSM.
+	// ListRoleAssignments lists every assignment of an HSM, oldest first,
+	// then by id.
 	ListRoleAssignments(ctx context.Context, hsm string) ([]*RoleAssignment, error)
+	// DeleteRoleAssignment removes an assignment; ErrNotFound if none.
 	DeleteRoleAssignment(ctx context.Context, hsm, id string) error
 }
 
@@ -296,14 +367,22 @@ type Diagnostics interface {
 	// resource group; an account of another group is ErrConflict, never
 	// moved. Names are unique without regard to case.
 	PutStorageAccount(ctx context.Context, a *StorageAccount) error
+	// GetStorageAccount finds an account, ignoring case; ErrNotFound if none.
 	GetStorageAccount(ctx context.Context, name string) (*StorageAccount, error)
+	// ListStorageAccounts lists every account by name.
 	ListStorageAccounts(ctx context.Context) ([]*StorageAccount, error)
+	// DeleteStorageAccount removes an account; ErrNotFound if none.
 	DeleteStorageAccount(ctx context.Context, name string) error
 
+	// PutDiagnosticSetting inserts or replaces a setting (names without
+	// regard to case).
 	PutDiagnosticSetting(ctx context.Context, d *DiagnosticSetting) error
+	// GetDiagnosticSetting finds a setting; ErrNotFound if none.
 	GetDiagnosticSetting(ctx context.Context, hsm, name string) (*DiagnosticSetting, error)
-	// ListDiagnosticSettings lists an HSM's settings, or every HSM's with hsm "".
+	// ListDiagnosticSettings lists an HSM's settings, or every HSM's with
+	// hsm "", by HSM then name.
 	ListDiagnosticSettings(ctx context.Context, hsm string) ([]*DiagnosticSetting, error)
+	// DeleteDiagnosticSetting removes a setting; ErrNotFound if none.
 	DeleteDiagnosticSetting(ctx context.Context, hsm, name string) error
 }
 
@@ -317,11 +396,18 @@ type Object struct {
 }
 
 // Objects is the document part of a transaction.
+//
+// Ids are kept lower-case: they are ARM ids, which Azure compares without
+// regard to case.
 type Objects interface {
+	// PutObject inserts or replaces an object.
 	PutObject(ctx context.Context, o *Object) error
+	// GetObject finds an object; ErrNotFound if none.
 	GetObject(ctx context.Context, kind, id string) (*Object, error)
-	// ListObjects lists a kind's objects whose id starts with prefix.
+	// ListObjects lists a kind's objects whose id starts with prefix
+	// (without regard to case), in id order.
 	ListObjects(ctx context.Context, kind, prefix string) ([]*Object, error)
+	// DeleteObject removes an object; ErrNotFound if none.
 	DeleteObject(ctx context.Context, kind, id string) error
 }
 
