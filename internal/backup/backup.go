@@ -20,7 +20,6 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -73,18 +72,15 @@ type Service struct {
 	registry *domain.Registry
 	now      func() time.Time
 
-	mu   sync.Mutex
-	jobs map[string]*Job
-	busy map[string]bool // HSMs with a running job
-
 	// Egress guards the storage URLs that callers name.
 	Egress egress.Policy
 }
 
 // NewService returns the backup service. The caches of keys and roles
-// learn what a restore replaced from the store's change feed.
+// learn what a restore replaced from the store's change feed. Jobs are
+// kept in the store: see FailInterrupted.
 func NewService(s store.Store, r *domain.Registry, now func() time.Time) *Service {
-	return &Service{store: s, registry: r, now: now, jobs: map[string]*Job{}, busy: map[string]bool{}}
+	return &Service{store: s, registry: r, now: now}
 }
 
 // manifest is written beside the sealed backup; it holds nothing secret.
@@ -127,49 +123,109 @@ func (s *Service) container(t Target) (*container.Client, error) {
 	return container.NewClientWithNoCredential(full, &container.ClientOptions{ClientOptions: s.Egress.ClientOptions()})
 }
 
-// begin registers a job, refusing a second one for the same HSM.
-func (s *Service) begin(kind, hsm string) (*Job, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.busy[hsm] {
-		return nil, ErrBusy
-	}
-	j := &Job{ID: strings.ReplaceAll(uuid.NewString(), "-", ""), Kind: kind, HSM: hsm, Status: InProgress,
-		Details: fmt.Sprintf("%s is in progress", kind), Start: s.now().UTC()}
-	s.jobs[j.ID], s.busy[hsm] = j, true
-	return j, nil
+// ErrInterrupted is the failure of a job that was running when the
+// server stopped.
+var ErrInterrupted = fault.New(fault.Unavailable, "JobInterrupted", "the server stopped while this job was running: start it again")
+
+// begin registers a job, refusing a second one for the same HSM; the
+// check and the insert are one transaction.
+func (s *Service) begin(ctx context.Context, kind, hsm string) (Job, error) {
+	j := Job{ID: strings.ReplaceAll(uuid.NewString(), "-", ""), Kind: kind, HSM: hsm, Status: InProgress,
+		Details: fmt.Sprintf("%s is in progress", kind), Start: s.now().UTC().Truncate(time.Second)}
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		running, err := tx.RunningJobs(ctx, hsm)
+		if err != nil {
+			return err
+		}
+		if len(running) > 0 {
+			return ErrBusy
+		}
+		return tx.InsertJob(ctx, toRecord(j))
+	})
+	return j, err
 }
 
-func (s *Service) finish(j *Job, folder string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Service) finish(ctx context.Context, j Job, folder string, err error) {
 	j.End = s.now().UTC()
-	delete(s.busy, j.HSM)
 	if err != nil {
 		j.Status, j.Error, j.Details = Failed, err, fmt.Sprintf("%s failed", j.Kind)
-		return
+	} else {
+		j.Status, j.Details = Succeeded, fmt.Sprintf("%s completed", j.Kind)
+		if folder != "" {
+			j.FolderURI = folder
+		}
 	}
-	j.Status, j.Details = Succeeded, fmt.Sprintf("%s completed", j.Kind)
-	if folder != "" {
-		j.FolderURI = folder
+	// The job's outcome must not be lost to a cancelled request context.
+	ctx = context.WithoutCancel(ctx)
+	for attempt := 0; ; attempt++ {
+		werr := s.store.Update(ctx, func(tx store.Tx) error { return tx.UpdateJob(ctx, toRecord(j)) })
+		if werr == nil || attempt == 4 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond << attempt)
 	}
 }
 
-// Job returns a copy of a job of hsm.
-func (s *Service) Job(hsm, id string) (Job, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j, ok := s.jobs[id]
-	if !ok || j.HSM != hsm {
+// toRecord and fromRecord convert a job to and from its stored form. A
+// failure keeps its kind, code and client-safe message, so it is reported
+// alike after a restart; an internal failure keeps none of its text.
+func toRecord(j Job) *store.Job {
+	r := &store.Job{ID: j.ID, HSM: j.HSM, Kind: j.Kind, Status: j.Status, Details: j.Details, FolderURI: j.FolderURI, Start: j.Start, End: j.End}
+	if j.Error != nil {
+		r.ErrorKind = string(fault.Internal)
+		if fe, ok := fault.As(j.Error); ok && fe.Kind != fault.Internal {
+			r.ErrorKind, r.ErrorCode, r.ErrorMessage = string(fe.Kind), fe.Code, fe.Msg
+		}
+	}
+	return r
+}
+
+func fromRecord(r *store.Job) Job {
+	j := Job{ID: r.ID, HSM: r.HSM, Kind: r.Kind, Status: r.Status, Details: r.Details, FolderURI: r.FolderURI, Start: r.Start, End: r.End}
+	if r.ErrorKind != "" {
+		j.Error = fault.New(fault.Kind(r.ErrorKind), r.ErrorCode, r.ErrorMessage)
+	}
+	return j
+}
+
+// Job returns a job of hsm.
+func (s *Service) Job(ctx context.Context, hsm, id string) (Job, error) {
+	var r *store.Job
+	err := s.store.View(ctx, func(tx store.Tx) (err error) { r, err = tx.GetJob(ctx, hsm, id); return err })
+	if errors.Is(err, store.ErrNotFound) {
 		return Job{}, ErrJobNotFound
 	}
-	return *j, nil
+	if err != nil {
+		return Job{}, err
+	}
+	return fromRecord(r), nil
+}
+
+// FailInterrupted marks the jobs that were running when the server
+// stopped as failed with ErrInterrupted: their goroutines died with it.
+// Call it once at start, before any job begins. (With several nodes over
+// one store, each job will carry its node and only that node's are failed.)
+func (s *Service) FailInterrupted(ctx context.Context) error {
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		running, err := tx.RunningJobs(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, r := range running {
+			j := fromRecord(r)
+			j.Status, j.Error, j.Details, j.End = Failed, ErrInterrupted, fmt.Sprintf("%s failed", j.Kind), s.now().UTC()
+			if err := tx.UpdateJob(ctx, toRecord(j)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Wait blocks until a job ends (for tests and the CLI's in-process use).
 func (s *Service) Wait(ctx context.Context, hsm, id string) (Job, error) {
 	for {
-		j, err := s.Job(hsm, id)
+		j, err := s.Job(ctx, hsm, id)
 		if err != nil || j.Status != InProgress {
 			return j, err
 		}
@@ -187,16 +243,16 @@ func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job
 	if err != nil {
 		return Job{}, err
 	}
-	j, err := s.begin("backup", h.Name)
+	j, err := s.begin(ctx, "backup", h.Name)
 	if err != nil {
 		return Job{}, err
 	}
-	started := *j // before the job's goroutine may change it
 	go func() {
-		folder, err := s.backup(context.WithoutCancel(ctx), h, c, t)
-		s.finish(j, folder, err)
+		ctx := context.WithoutCancel(ctx)
+		folder, err := s.backup(ctx, h, c, t)
+		s.finish(ctx, j, folder, err)
 	}()
-	return started, nil
+	return j, nil
 }
 
 func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client, t Target) (string, error) {
@@ -369,20 +425,19 @@ func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, 
 	if strings.Trim(folder, "/") == "" {
 		return Job{}, fault.Invalidf("the backup folder is required")
 	}
-	j, err := s.begin(kind, h.Name)
+	j, err := s.begin(ctx, kind, h.Name)
 	if err != nil {
 		return Job{}, err
 	}
-	started := *j // before the job's goroutine may change it
 	go func() {
 		ctx := context.WithoutCancel(ctx)
 		b, err := load(ctx, h, c, folder)
 		if err == nil {
 			err = s.apply(ctx, h, b, key)
 		}
-		s.finish(j, "", err)
+		s.finish(ctx, j, "", err)
 	}()
-	return started, nil
+	return j, nil
 }
 
 // apply writes a backup into the store in one transaction: all of it

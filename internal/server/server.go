@@ -275,6 +275,9 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	keySvc := keys.NewService(s.store, rand.Reader, clock)
 	backups := backup.NewService(s.store, s.registry, time.Now)
+	if err := backups.FailInterrupted(ctx); err != nil {
+		return err
+	}
 	backups.Egress = egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
 	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups, s.log)
 	subscription, err := s.metaID(ctx, "subscription")

@@ -69,6 +69,7 @@ type Tx interface {
 	Diagnostics
 	Objects
 	Leases
+	Jobs
 }
 
 // Meta holds node-wide settings such as the tenant id.
@@ -433,4 +434,41 @@ func TakeLease(ctx context.Context, s Store, name, holder string, now time.Time,
 		return err
 	})
 	return held, err
+}
+
+// Job is a backup or restore job of an HSM. Its status lives here, not in
+// the memory of the node running it, so it survives a restart and any
+// node can report it.
+type Job struct {
+	ID        string
+	HSM       string
+	Kind      string // "backup", "restore", …: the owner's words
+	Status    string // the owner's; "InProgress" while it runs
+	Details   string
+	FolderURI string
+	// ErrorKind, ErrorCode and ErrorMessage describe a failure (a
+	// fault.Kind, Azure's error code and the client-safe message).
+	ErrorKind    string
+	ErrorCode    string
+	ErrorMessage string
+	Start        time.Time
+	End          time.Time
+}
+
+// JobRunning is the Status of a job that has not ended.
+const JobRunning = "InProgress"
+
+// Jobs is the job part of a transaction.
+type Jobs interface {
+	// InsertJob adds a job; ErrConflict for a taken id.
+	InsertJob(ctx context.Context, j *Job) error
+	// UpdateJob replaces a job's status, details, folder, error and end;
+	// ErrNotFound if none.
+	UpdateJob(ctx context.Context, j *Job) error
+	// GetJob finds a job of hsm (named as stored) by its exact id;
+	// ErrNotFound if none, or if the job is another HSM's.
+	GetJob(ctx context.Context, hsm, id string) (*Job, error)
+	// RunningJobs lists the jobs whose Status is JobRunning, of one HSM
+	// or, with hsm "", of all, oldest first.
+	RunningJobs(ctx context.Context, hsm string) ([]*Job, error)
 }

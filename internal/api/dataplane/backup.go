@@ -131,7 +131,7 @@ func (a *API) startSelectiveRestore(c *call) error {
 }
 
 func (a *API) jobStatus(c *call, kinds ...string) error {
-	j, err := a.backups.Job(c.hsm.Name, c.name)
+	j, err := a.backups.Job(c.ctx, c.hsm.Name, c.name)
 	if err == nil {
 		for _, k := range kinds {
 			if j.Kind == k {

@@ -142,6 +142,20 @@ var migrations = []string{
 		name TEXT PRIMARY KEY,
 		holder TEXT NOT NULL,
 		expires INTEGER NOT NULL);`,
+	// 9: backup and restore jobs, kept over restarts.
+	`CREATE TABLE jobs (
+		id TEXT PRIMARY KEY,
+		hsm TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		status TEXT NOT NULL,
+		details TEXT NOT NULL,
+		folder_uri TEXT NOT NULL,
+		error_kind TEXT NOT NULL,
+		error_code TEXT NOT NULL,
+		error_message TEXT NOT NULL,
+		started INTEGER NOT NULL,
+		ended INTEGER NOT NULL);
+	CREATE INDEX jobs_status ON jobs(status, hsm);`,
 }
 
 // prechecks run before the migration of the same number (1-based) and stop

@@ -68,7 +68,7 @@ func TestMigrationRefusesCaseTwins(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to the schema of version 5: undo migrations 6 and later.
-	for _, q := range []string{`DROP INDEX hsms_name_nocase`, `ALTER TABLE role_assignments DROP COLUMN created_by`, `DROP TABLE leases`, `PRAGMA user_version = 5`} {
+	for _, q := range []string{`DROP INDEX hsms_name_nocase`, `ALTER TABLE role_assignments DROP COLUMN created_by`, `DROP TABLE leases`, `DROP TABLE jobs`, `PRAGMA user_version = 5`} {
 		if _, err := db.writer.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"transactions", testTransactions},
 		{"changes", testChanges},
 		{"leases", testLeases},
+		{"jobs", testJobs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -730,4 +731,38 @@ func testLeases(t *testing.T, s store.Store) {
 		t.Fatal("a released lease was refused")
 	}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.ReleaseLease(ctx, "never", "a") })
+}
+
+func testJobs(t *testing.T, s store.Store) {
+	job := func(id, h string, start time.Time) *store.Job {
+		return &store.Job{ID: id, HSM: h, Kind: "backup", Status: store.JobRunning, Details: "running", Start: start}
+	}
+	mustUpdate(t, s, func(tx store.Tx) error {
+		for _, j := range []*store.Job{job("b", "h1", t0), job("a", "h2", t0), job("c", "h1", t0.Add(-time.Minute))} {
+			if err := tx.InsertJob(ctx, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	wantErr(t, "a taken job id", update(t, s, func(tx store.Tx) error { return tx.InsertJob(ctx, job("a", "h1", t0)) }), store.ErrConflict)
+	running, err := view(t, s, func(tx store.Tx) ([]*store.Job, error) { return tx.RunningJobs(ctx, "") })
+	if err != nil || len(running) != 3 || running[0].ID != "c" || running[1].ID != "a" || running[2].ID != "b" {
+		t.Fatalf("every running job, oldest first, then by id: %+v, %v", running, err)
+	}
+	done := job("c", "h1", t0.Add(-time.Minute))
+	done.Status, done.Details, done.FolderURI, done.End = "Failed", "failed", "https://x/c", t0
+	done.ErrorKind, done.ErrorCode, done.ErrorMessage = "conflict", "Conflict", "no"
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateJob(ctx, done) })
+	running, err = view(t, s, func(tx store.Tx) ([]*store.Job, error) { return tx.RunningJobs(ctx, "h1") })
+	if err != nil || len(running) != 1 || running[0].ID != "b" {
+		t.Fatalf("h1's running jobs: %+v, %v", running, err)
+	}
+	got, err := view(t, s, func(tx store.Tx) (*store.Job, error) { return tx.GetJob(ctx, "h1", "c") })
+	if err != nil || *got != *done {
+		t.Fatalf("GetJob = %+v, %v; want %+v", got, err, done)
+	}
+	_, err = view(t, s, func(tx store.Tx) (*store.Job, error) { return tx.GetJob(ctx, "h2", "c") })
+	wantErr(t, "a job of another HSM", err, store.ErrNotFound)
+	wantErr(t, "UpdateJob of nothing", update(t, s, func(tx store.Tx) error { return tx.UpdateJob(ctx, job("z", "h1", t0)) }), store.ErrNotFound)
 }

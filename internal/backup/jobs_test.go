@@ -1,0 +1,69 @@
+package backup
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/store/sqlite"
+)
+
+// TestJobsSurviveRestart: a job's status is read from the store, so a new
+// service over the same file (a restarted server) reports it; a job that
+// was running when the server stopped reports Failed as ErrInterrupted,
+// and no longer blocks a new one.
+func TestJobsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal, err := domain.OpenFileSeal(filepath.Join(t.TempDir(), "seal"), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewService(db, domain.NewRegistry(db, seal, rand.Reader, time.Now), time.Now)
+	done, err := s.begin(ctx, "backup", "pool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.finish(ctx, done, "https://account/container/mhsm-pool", nil)
+	running, err := s.begin(ctx, "restore", "pool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.begin(ctx, "backup", "pool"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a second job while one runs: %v", err)
+	}
+	db.Close()
+
+	db, err = sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s = NewService(db, domain.NewRegistry(db, seal, rand.Reader, time.Now), time.Now)
+	if err := s.FailInterrupted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Job(ctx, "pool", done.ID)
+	if err != nil || j.Status != Succeeded || j.FolderURI != "https://account/container/mhsm-pool" || j.Error != nil {
+		t.Fatalf("the finished job after a restart: %+v, %v", j, err)
+	}
+	j, err = s.Job(ctx, "pool", running.ID)
+	if fe, ok := fault.As(j.Error); err != nil || j.Status != Failed || !ok || fe.Code != ErrInterrupted.Code || fe.Msg != ErrInterrupted.Msg || j.End.IsZero() {
+		t.Fatalf("the interrupted job after a restart: %+v, %v", j, err)
+	}
+	if _, err := s.Job(ctx, "other", running.ID); !errors.Is(err, ErrJobNotFound) {
+		t.Fatalf("a job asked for under another HSM: %v", err)
+	}
+	if _, err := s.begin(ctx, "backup", "pool"); err != nil {
+		t.Fatalf("a new job after the interrupted one: %v", err)
+	}
+}
