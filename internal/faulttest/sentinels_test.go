@@ -44,6 +44,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/backup.ErrBusy":        backup.ErrBusy,
 	"internal/backup.ErrJobNotFound": backup.ErrJobNotFound,
 	"internal/backup.ErrBadBackup":   backup.ErrBadBackup,
+	"internal/backup.ErrInterrupted": backup.ErrInterrupted,
 
 	"internal/controlplane.ErrGroupNotFound":    controlplane.ErrGroupNotFound,
 	"internal/controlplane.ErrIdentityNotFound": controlplane.ErrIdentityNotFound,
