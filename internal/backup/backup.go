@@ -72,15 +72,15 @@ type Service struct {
 	registry *domain.Registry
 	now      func() time.Time
 
-	// Egress guards the storage URLs that callers name.
-	Egress egress.Policy
+	egress egress.Policy // guards the storage URLs that callers name
 }
 
 // NewService returns the backup service. The caches of keys and roles
 // learn what a restore replaced from the store's change feed. Jobs are
-// kept in the store: see FailInterrupted.
-func NewService(s store.Store, r *domain.Registry, now func() time.Time) *Service {
-	return &Service{store: s, registry: r, now: now}
+// kept in the store: see FailInterrupted. Storage URLs that callers name
+// go through egress.
+func NewService(s store.Store, r *domain.Registry, now func() time.Time, egress egress.Policy) *Service {
+	return &Service{store: s, registry: r, now: now, egress: egress}
 }
 
 // manifest is written beside the sealed backup; it holds nothing secret.
@@ -113,14 +113,14 @@ func (s *Service) container(t Target) (*container.Client, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") == "" {
 		return nil, fault.Invalidf("storageResourceUri must be the URL of a blob container")
 	}
-	if err := s.Egress.CheckURL(t.ContainerURI); err != nil {
+	if err := s.egress.CheckURL(t.ContainerURI); err != nil {
 		return nil, err
 	}
 	full := strings.TrimSuffix(t.ContainerURI, "/")
 	if t.SASToken != "" {
 		full += "?" + strings.TrimPrefix(t.SASToken, "?")
 	}
-	return container.NewClientWithNoCredential(full, &container.ClientOptions{ClientOptions: s.Egress.ClientOptions()})
+	return container.NewClientWithNoCredential(full, &container.ClientOptions{ClientOptions: s.egress.ClientOptions()})
 }
 
 // ErrInterrupted is the failure of a job that was running when the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/keys"
 	"github.com/keyward/keyward/internal/store/sqlite"
@@ -30,7 +31,7 @@ func BenchmarkBackup5000(b *testing.B) {
 	}
 	defer db.Close()
 	seal, _ := domain.OpenFileSeal(filepath.Join(b.TempDir(), "seal"), rand.Reader)
-	reg := domain.NewRegistry(db, seal, rand.Reader, time.Now)
+	reg := domain.NewRegistry(db, seal, rand.Reader, time.Now, nil)
 	h, err := reg.Create(ctx, domain.CreateParams{Name: "bench", Admins: []string{"a"}, Activated: true})
 	if err != nil {
 		b.Fatal(err)
@@ -41,7 +42,7 @@ func BenchmarkBackup5000(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	svc := backup.NewService(db, reg, time.Now)
+	svc := backup.NewService(db, reg, time.Now, egress.Policy{AllowPrivate: true})
 	t := backup.Target{ContainerURI: uri, SASToken: sas}
 	var folder string
 	b.Run("backup", func(b *testing.B) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/keys"
 	"github.com/keyward/keyward/internal/store"
@@ -140,7 +141,7 @@ func TestGoldenV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openDB(t)
-	if err := NewService(db, nil, time.Now).apply(ctx, h, b, ""); err != nil {
+	if err := NewService(db, nil, time.Now, egress.Policy{}).apply(ctx, h, b, ""); err != nil {
 		t.Fatal(err)
 	}
 

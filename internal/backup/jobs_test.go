@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
@@ -28,7 +29,7 @@ func TestJobsSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewService(db, domain.NewRegistry(db, seal, rand.Reader, time.Now), time.Now)
+	s := NewService(db, domain.NewRegistry(db, seal, rand.Reader, time.Now, nil), time.Now, egress.Policy{})
 	done, err := s.begin(ctx, "backup", "pool")
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +49,7 @@ func TestJobsSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	s = NewService(db, domain.NewRegistry(db, seal, rand.Reader, time.Now), time.Now)
+	s = NewService(db, domain.NewRegistry(db, seal, rand.Reader, time.Now, nil), time.Now, egress.Policy{})
 	if err := s.FailInterrupted(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func TestCreateIsOneTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := identity.NewDirectory(db, "tenant", rand.Reader, time.Now)
-	reg := domain.NewRegistry(db, seal, rand.Reader, time.Now)
+	reg := domain.NewRegistry(db, seal, rand.Reader, time.Now, nil)
 	s := &Service{HSMs: reg, RBAC: rbac.NewService(db, dir, time.Now), Store: db, Dir: dir}
 	admin, err := dir.CreateGroup(ctx, "admins", "admins")
 	if err != nil {

@@ -62,13 +62,13 @@ type Service struct {
 	mu       sync.Mutex
 	shippers map[string]*audit.Shipper // by hsm + "/" + setting
 
-	// Egress guards the blob endpoints that account owners register.
-	Egress egress.Policy
+	egress egress.Policy // guards the blob endpoints that account owners register
 }
 
-// New returns the service; limit bounds each shipper's backlog in bytes.
-func New(s store.Store, seal domain.Seal, log *audit.Log, limit int64, dir *identity.Directory, l *slog.Logger) *Service {
-	return &Service{store: s, seal: seal, log: log, limit: limit, dir: dir, slog: l, shippers: map[string]*audit.Shipper{}}
+// New returns the service; limit bounds each shipper's backlog in bytes,
+// and the blob endpoints that account owners register go through egress.
+func New(s store.Store, seal domain.Seal, log *audit.Log, limit int64, dir *identity.Directory, egress egress.Policy, l *slog.Logger) *Service {
+	return &Service{store: s, seal: seal, log: log, limit: limit, dir: dir, egress: egress, slog: l, shippers: map[string]*audit.Shipper{}}
 }
 
 const kindAccountIdentity = "storageAccountIdentity"
@@ -154,7 +154,7 @@ func (s *Service) RegisterAccount(ctx context.Context, a Account, key, sas strin
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return Account{}, fault.Invalidf("the blob endpoint must be an http(s) URL")
 	}
-	if err := s.Egress.CheckURL(a.BlobEndpoint); err != nil {
+	if err := s.egress.CheckURL(a.BlobEndpoint); err != nil {
 		return Account{}, err
 	}
 	if (key == "") == (sas == "") {
@@ -393,7 +393,7 @@ func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error
 	if acct.CredentialKind == "sas" {
 		key, sas = "", string(secret)
 	}
-	opts := s.Egress.ClientOptions()
+	opts := s.egress.ClientOptions()
 	sink, err := audit.NewBlobSink(acct.BlobEndpoint, acct.Name, key, sas, &opts)
 	if err != nil {
 		return err

@@ -66,14 +66,15 @@ type Registry struct {
 	gen    uint64
 	opened map[string]*HSM
 
-	// OnSecurityDomainEvent, if set, is told of each security-domain
-	// download request, approval and approved download, for alerts.
-	OnSecurityDomainEvent func(context.Context, SecurityDomainEvent)
+	// alert, if set, is told of each step of the two-person rule.
+	alert func(context.Context, SecurityDomainEvent)
 }
 
 // NewRegistry returns a registry over s whose domain keys rest under seal.
-func NewRegistry(s store.Store, seal Seal, rand io.Reader, now func() time.Time) *Registry {
-	r := &Registry{store: s, seal: seal, rand: rand, now: now, opened: map[string]*HSM{}}
+// alert, if not nil, is told of each security-domain download request,
+// approval and download, and of changes to the two-person rule.
+func NewRegistry(s store.Store, seal Seal, rand io.Reader, now func() time.Time, alert func(context.Context, SecurityDomainEvent)) *Registry {
+	r := &Registry{store: s, seal: seal, rand: rand, now: now, opened: map[string]*HSM{}, alert: alert}
 	s.Subscribe(r.apply)
 	return r
 }

@@ -178,8 +178,8 @@ func (r *Registry) approved(ctx context.Context, h *HSM, want *DownloadRequest, 
 	if err != nil {
 		return nil, err
 	}
-	if event != nil && r.OnSecurityDomainEvent != nil {
-		r.OnSecurityDomainEvent(ctx, *event)
+	if event != nil && r.alert != nil {
+		r.alert(ctx, *event)
 	}
 	if wait != nil {
 		return nil, ErrApprovalRequired.With("request %s waits for another Managed HSM Administrator's approval "+
@@ -269,8 +269,8 @@ func (r *Registry) ApproveDownload(ctx context.Context, h *HSM, id, approver str
 	if err != nil {
 		return nil, err
 	}
-	if r.OnSecurityDomainEvent != nil {
-		r.OnSecurityDomainEvent(ctx, SecurityDomainEvent{Kind: "approved", HSM: h, Request: &d})
+	if r.alert != nil {
+		r.alert(ctx, SecurityDomainEvent{Kind: "approved", HSM: h, Request: &d})
 	}
 	return &d, nil
 }
@@ -339,8 +339,8 @@ func (r *Registry) SetSetting(ctx context.Context, h *HSM, name, value, requeste
 	err = r.store.Update(ctx, func(tx store.Tx) error {
 		return tx.PutObject(ctx, &store.Object{Kind: settingKind, ID: strings.ToLower(h.Name) + "/" + strings.ToLower(name), Data: []byte(value)})
 	})
-	if err == nil && was != value && r.OnSecurityDomainEvent != nil {
-		r.OnSecurityDomainEvent(ctx, SecurityDomainEvent{Kind: "setting", HSM: h, Request: &DownloadRequest{HSM: h.Name,
+	if err == nil && was != value && r.alert != nil {
+		r.alert(ctx, SecurityDomainEvent{Kind: "setting", HSM: h, Request: &DownloadRequest{HSM: h.Name,
 			Operation: name + "=" + value, Requester: requester, Created: r.now(), Completed: r.now()}})
 	}
 	return err

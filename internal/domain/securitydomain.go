@@ -75,12 +75,12 @@ func (r *Registry) DownloadSecurityDomain(ctx context.Context, name, requester s
 	}
 	// Every download is alerted: the activating one, an approved one, and
 	// one made while the two-person rule is off.
-	if r.OnSecurityDomainEvent != nil {
+	if r.alert != nil {
 		if approved == nil {
 			approved = &DownloadRequest{HSM: h.Name, Requester: requester, Certificates: certificateSet(certs),
 				Required: required, Created: r.now(), Completed: r.now()}
 		}
-		r.OnSecurityDomainEvent(ctx, SecurityDomainEvent{Kind: "downloaded", HSM: h, Request: approved})
+		r.alert(ctx, SecurityDomainEvent{Kind: "downloaded", HSM: h, Request: approved})
 	}
 	return f, nil
 }

@@ -110,7 +110,7 @@ func TestRotatorNeedsTheLease(t *testing.T) {
 	if n := versions(); n != 1 {
 		t.Fatalf("rotated without the lease: %d versions", n)
 	}
-	clock.set(t0.Add(2 * time.Hour).AddDate(0, 0, 7))
+	clock.set(t0.Add(2*time.Hour).AddDate(0, 0, 7))
 	if err := r.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func setup(t *testing.T) (*Service, *faultyStore, *domain.HSM) {
 	t.Cleanup(func() { db.Close() })
 	fs := &faultyStore{Store: db}
 	seal, _ := domain.OpenFileSeal(filepath.Join(t.TempDir(), "seal"), rand.Reader)
-	reg := domain.NewRegistry(db, seal, rand.Reader, time.Now)
+	reg := domain.NewRegistry(db, seal, rand.Reader, time.Now, nil)
 	h, err := reg.Create(ctx, domain.CreateParams{Name: "hsm1", Admins: []string{"a"}, Activated: true})
 	if err != nil {
 		t.Fatal(err)

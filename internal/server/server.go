@@ -247,6 +247,14 @@ func (s *Server) openSeal(ctx context.Context) (domain.Seal, error) {
 }
 
 func (s *Server) build(ctx context.Context) error {
+	// One clock for every service: tests move it to run months in seconds
+	// (rotation, lockouts, validity windows). Tokens, and the external
+	// tokens federation verifies, keep real time: clients judge them by it.
+	clock := s.cfg.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	realTime := time.Now
 	seal, err := s.openSeal(ctx)
 	if err != nil {
 		return err
@@ -255,30 +263,31 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.dir = identity.NewDirectory(s.store, tenant, rand.Reader, time.Now)
 	pepper, err := identity.LoadOrCreatePepper(ctx, s.store, seal, rand.Reader)
 	if err != nil {
 		return err
 	}
+	s.dir = identity.NewDirectory(s.store, tenant, rand.Reader, clock)
 	s.dir.SetPepper(pepper)
-	key, err := identity.LoadOrCreateSigningKey(ctx, s.store, seal, rand.Reader, time.Now())
+	key, err := identity.LoadOrCreateSigningKey(ctx, s.store, seal, rand.Reader, realTime())
 	if err != nil {
 		return err
 	}
 	s.tokens = identity.NewTokenService(key, s.base+tenant+"/v2.0", s.dir,
-		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, time.Now)
-	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, time.Now)
-	s.rbac = rbac.NewService(s.store, s.dir, time.Now)
-	clock := s.cfg.Clock
-	if clock == nil {
-		clock = time.Now
-	}
+		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, realTime)
+	publisher := events.NewPublisher(s.cfg.EventWebhooks, nil, s.log)
+	s.closers = append(s.closers, publisher.Close)
+	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, clock, func(ctx context.Context, e domain.SecurityDomainEvent) {
+		s.alertSecurityDomain(ctx, publisher, e)
+	})
+	s.rbac = rbac.NewService(s.store, s.dir, clock)
 	keySvc := keys.NewService(s.store, rand.Reader, clock)
-	backups := backup.NewService(s.store, s.registry, time.Now)
+	keySvc.SetEvents(publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) })
+	egressPolicy := egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
+	backups := backup.NewService(s.store, s.registry, clock, egressPolicy)
 	if err := backups.FailInterrupted(ctx); err != nil {
 		return err
 	}
-	backups.Egress = egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
 	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups, s.log)
 	subscription, err := s.metaID(ctx, "subscription")
 	if err != nil {
@@ -296,15 +305,14 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc, Store: s.store, Dir: s.dir}
 	s.cp = cp
-	s.armRBAC = armrbac.NewService(s.store, s.dir, time.Now)
+	s.armRBAC = armrbac.NewService(s.store, s.dir, clock)
 
-	egressPolicy := egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
 	fedClient := s.cfg.FederationClient
 	if fedClient == nil {
 		fedClient = egressPolicy.Client(10 * time.Second)
 	}
-	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, fedClient, time.Now), s.tokens, s.base, s.log)
-	idAPI.Throttle = identity.NewThrottle(identity.ThrottleConfig{Now: clock}) // lockouts follow the test clock
+	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, fedClient, realTime), s.tokens,
+		identity.NewThrottle(identity.ThrottleConfig{Now: clock}), s.base, s.log)
 	s.open = route.NewTable(append(idAPI.Operations(),
 		route.Op{Name: "CloudMetadata", Method: http.MethodGet, Pattern: "/metadata/endpoints", Handle: s.metadata})...)
 	s.graph = graph.New(s.dir, s.log)
@@ -312,20 +320,13 @@ func (s *Server) build(ctx context.Context) error {
 	if limit == 0 {
 		limit = 256 << 20
 	}
-	diag := diagnostics.New(s.store, seal, s.audit, limit, s.dir, s.log)
-	diag.Egress = egressPolicy
+	diag := diagnostics.New(s.store, seal, s.audit, limit, s.dir, egressPolicy, s.log)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,
 		HSMURI: s.HSMURI, ManagementURL: s.base, Log: s.log})
 	if err := diag.Start(ctx); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, diag.Stop)
-	publisher := events.NewPublisher(s.cfg.EventWebhooks, nil, s.log)
-	s.closers = append(s.closers, publisher.Close)
-	s.registry.OnSecurityDomainEvent = func(ctx context.Context, e domain.SecurityDomainEvent) {
-		s.alertSecurityDomain(ctx, publisher, e)
-	}
-	keySvc.SetEvents(publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) })
 	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.log)
 	s.rotator.Record = s.recordScheduled
 	s.handler = s.frontDoor()

@@ -31,16 +31,18 @@ type API struct {
 	// base is the authority host with a trailing slash.
 	base string
 	log  *slog.Logger
-
-	// Throttle locks out client ids, user names and source addresses after
-	// repeated failed sign-ins. New sets one with the default limits; set
-	// another before Register to change them or the clock.
-	Throttle *identity.Throttle
+	// throttle locks out client ids, user names and source addresses after
+	// repeated failed sign-ins.
+	throttle *identity.Throttle
 }
 
-// New returns the identity API; base is the authority host URL ending in "/".
-func New(dir *identity.Directory, fed *identity.Federation, tokens *identity.TokenService, base string, log *slog.Logger) *API {
-	return &API{dir: dir, fed: fed, tokens: tokens, base: base, log: log, Throttle: identity.NewThrottle(identity.ThrottleConfig{})}
+// New returns the identity API; base is the authority host URL ending in
+// "/". A nil throttle takes the default limits.
+func New(dir *identity.Directory, fed *identity.Federation, tokens *identity.TokenService, throttle *identity.Throttle, base string, log *slog.Logger) *API {
+	if throttle == nil {
+		throttle = identity.NewThrottle(identity.ThrottleConfig{})
+	}
+	return &API{dir: dir, fed: fed, tokens: tokens, throttle: throttle, base: base, log: log}
 }
 
 // Operations are the identity platform's endpoints: open to anyone, named
@@ -147,7 +149,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	source := sourceOf(r)
-	if until, err := a.Throttle.Check(subject, source); err != nil {
+	if until, err := a.throttle.Check(subject, source); err != nil {
 		a.log.WarnContext(ctx, "sign-in refused: locked out", "subject", subject, "source", source, "until", until)
 		fe, _ := fault.As(err)
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(until)/time.Second))))
@@ -165,7 +167,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
 		return
 	}
-	a.Throttle.Succeed(subject, source)
+	a.throttle.Succeed(subject, source)
 	a.log.InfoContext(ctx, "token issued", "oid", p.ID, "aud", aud)
 	w.Header().Set("Cache-Control", "no-store")
 	secs := int(life / time.Second)
@@ -188,7 +190,7 @@ func (a *API) refuse(w http.ResponseWriter, r *http.Request, subject, source str
 		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
 		return
 	case fault.KindOf(err) == fault.Unauthenticated:
-		if a.Throttle.Fail(subject, source) {
+		if a.throttle.Fail(subject, source) {
 			a.log.WarnContext(ctx, "sign-in locked out after repeated failures", "subject", subject, "source", source)
 		}
 	}

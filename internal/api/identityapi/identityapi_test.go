@@ -47,7 +47,7 @@ func newTestAPI(t *testing.T) (*API, *identity.Directory, *httptest.Server, func
 		t.Fatal(err)
 	}
 	tokens := identity.NewTokenService(key, "https://kw/tenant-1/v2.0", dir, []string{"https://managedhsm.azure.net"}, time.Now)
-	a := New(dir, identity.NewFederation(dir, nil, time.Now), tokens, "https://kw/", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a := New(dir, identity.NewFederation(dir, nil, time.Now), tokens, nil, "https://kw/", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	mux := http.NewServeMux()
 	var mu sync.Mutex
 	var seen []string

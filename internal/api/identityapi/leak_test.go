@@ -58,7 +58,7 @@ func TestFederationCauseStaysInTheLog(t *testing.T) {
 		Err: errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of \"Corp Root CA 7\")")}
 	issuers := brokenIssuers{"idp.corp.internal": dnsErr, "ci.corp.internal": tlsErr}
 	var logs bytes.Buffer
-	a := New(dir, identity.NewFederation(dir, &http.Client{Transport: issuers}, time.Now), tokens, "https://kw/",
+	a := New(dir, identity.NewFederation(dir, &http.Client{Transport: issuers}, time.Now), tokens, nil, "https://kw/",
 		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	signer, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

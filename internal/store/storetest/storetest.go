@@ -153,7 +153,9 @@ func testPrincipals(t *testing.T, s store.Store) {
 	if !slices.Equal(ids, []string{"u0", "u2", "u1"}) {
 		t.Fatalf("users by display name, then id: %v", ids)
 	}
-	none, err := view(t, s, func(tx store.Tx) ([]*store.Principal, error) { return tx.ListPrincipals(ctx, store.KindManagedIdentity) })
+	none, err := view(t, s, func(tx store.Tx) ([]*store.Principal, error) {
+		return tx.ListPrincipals(ctx, store.KindManagedIdentity)
+	})
 	if err != nil || len(none) != 0 {
 		t.Fatalf("no managed identities: %v, %v", none, err)
 	}
@@ -202,7 +204,9 @@ func testMembers(t *testing.T, s store.Store) {
 }
 
 func testCredentials(t *testing.T, s store.Store) {
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertPrincipal(ctx, principal("sp", store.KindServicePrincipal, "sp")) })
+	mustUpdate(t, s, func(tx store.Tx) error {
+		return tx.InsertPrincipal(ctx, principal("sp", store.KindServicePrincipal, "sp"))
+	})
 	mustUpdate(t, s, func(tx store.Tx) error {
 		for i, id := range []string{"c2", "c1"} {
 			c := &store.Credential{ID: id, PrincipalID: "sp", Hash: "h", Hint: "abc", Created: t0.Add(time.Duration(i) * time.Hour), Expires: t0.AddDate(1, 0, 0)}
@@ -549,7 +553,9 @@ func testObjects(t *testing.T, s store.Store) {
 		}
 		return tx.PutObject(ctx, &store.Object{Kind: "group", ID: "/subscriptions/s/resourcegroups/b", Data: []byte("b2")})
 	})
-	o, err := view(t, s, func(tx store.Tx) (*store.Object, error) { return tx.GetObject(ctx, "group", "/SUBSCRIPTIONS/s/resourcegroups/b") })
+	o, err := view(t, s, func(tx store.Tx) (*store.Object, error) {
+		return tx.GetObject(ctx, "group", "/SUBSCRIPTIONS/s/resourcegroups/b")
+	})
 	if err != nil || string(o.Data) != "b2" || o.ID != "/subscriptions/s/resourcegroups/b" {
 		t.Fatalf("objects by lower-case id, replaced: %+v, %v", o, err)
 	}
@@ -561,7 +567,9 @@ func testObjects(t *testing.T, s store.Store) {
 	}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteObject(ctx, "group", "/subscriptions/S/resourceGroups/A") })
 	wantErr(t, "deleting an object twice", update(t, s, func(tx store.Tx) error { return tx.DeleteObject(ctx, "group", "/subscriptions/s/resourcegroups/a") }), store.ErrNotFound)
-	if _, err := view(t, s, func(tx store.Tx) (*store.Object, error) { return tx.GetObject(ctx, "other", "/subscriptions/s/resourcegroups/a") }); err != nil {
+	if _, err := view(t, s, func(tx store.Tx) (*store.Object, error) {
+		return tx.GetObject(ctx, "other", "/subscriptions/s/resourcegroups/a")
+	}); err != nil {
 		t.Fatalf("an object of another kind went too: %v", err)
 	}
 }
