@@ -152,9 +152,9 @@ type Service struct {
 	store store.Store
 	dir   *identity.Directory
 	now   func() time.Time
-	// Exists reports whether a scope names an existing subscription,
+	// exists reports whether a scope names an existing subscription,
 	// resource group or resource; assignments elsewhere are refused.
-	Exists func(ctx context.Context, scope string) bool
+	exists func(ctx context.Context, scope string) bool
 
 	// cache holds every assignment; nil after a change. Its one
 	// invalidation path is the store subscription (apply). A fill that
@@ -165,8 +165,12 @@ type Service struct {
 }
 
 // NewService returns the control-plane RBAC.
-func NewService(s store.Store, dir *identity.Directory, now func() time.Time) *Service {
-	svc := &Service{store: s, dir: dir, now: now, Exists: func(context.Context, string) bool { return true }}
+// exists tells which scopes may hold assignments (nil: any).
+func NewService(s store.Store, dir *identity.Directory, now func() time.Time, exists func(ctx context.Context, scope string) bool) *Service {
+	if exists == nil {
+		exists = func(context.Context, string) bool { return true }
+	}
+	svc := &Service{store: s, dir: dir, now: now, exists: exists}
 	s.Subscribe(svc.apply)
 	return svc
 }
@@ -336,7 +340,7 @@ func (s *Service) Assign(ctx context.Context, a Assignment) (Assignment, error) 
 	if !ok {
 		return Assignment{}, fault.Errorf(fault.Invalid, "RoleDefinitionDoesNotExist", "The specified role definition with ID '%s' does not exist.", a.RoleID)
 	}
-	if !s.Exists(ctx, a.Scope) {
+	if !s.exists(ctx, a.Scope) {
 		return Assignment{}, fault.Errorf(fault.Invalid, "InvalidScope", "The scope '%s' does not name an existing subscription, resource group or resource.", a.Scope)
 	}
 	if _, err := s.dir.Get(ctx, a.PrincipalID); err != nil {

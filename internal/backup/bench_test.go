@@ -36,7 +36,7 @@ func BenchmarkBackup5000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ks := keys.NewService(db, rand.Reader, time.Now)
+	ks := keys.NewService(db, rand.Reader, time.Now, keys.Events{})
 	for i := range 5000 {
 		if _, err := ks.Create(ctx, h, fmt.Sprintf("k%04d", i), keys.CreateParams{Type: kcrypto.EC}); err != nil {
 			b.Fatal(err)

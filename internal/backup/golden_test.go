@@ -58,7 +58,7 @@ func writeGolden(t *testing.T) {
 	db := openDB(t)
 	h := goldenHSM(t, "golden")
 	clock := goldenTime
-	ks := keys.NewService(db, rand.Reader, func() time.Time { clock = clock.Add(time.Minute); return clock })
+	ks := keys.NewService(db, rand.Reader, func() time.Time { clock = clock.Add(time.Minute); return clock }, keys.Events{})
 	f := false
 	if _, err := ks.Create(ctx, h, "signing", keys.CreateParams{Type: kcrypto.EC, Tags: map[string]string{"team": "payments"}}); err != nil {
 		t.Fatal(err)
@@ -198,7 +198,7 @@ func TestGoldenV1(t *testing.T) {
 	}
 
 	// The sealed material came through: the restored key signs.
-	ks := keys.NewService(db, rand.Reader, time.Now)
+	ks := keys.NewService(db, rand.Reader, time.Now, keys.Events{})
 	digest := sha256.Sum256([]byte("golden"))
 	if _, err := ks.Sign(ctx, h, "signing", "30e454e5c367bbecfb2c53cc9e0f9dcc", kcrypto.Algorithm("ES256"), digest[:]); err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func goldenService(t testing.TB) *Service {
 	}
 	t.Cleanup(func() { db.Close() })
 	clock := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	return NewService(db, rand.Reader, func() time.Time { clock = clock.Add(time.Minute); return clock })
+	return NewService(db, rand.Reader, func() time.Time { clock = clock.Add(time.Minute); return clock }, Events{})
 }
 
 const goldenKeyBackup = "testdata/key-backup-v1.kwb"

@@ -7,22 +7,18 @@ import (
 	"github.com/keyward/keyward/internal/events"
 )
 
-// SetEvents makes the service publish key events to p once the change
-// behind each has committed, whoever asked for it: KeyNewVersionCreated
-// for every new version (create, import, rotate, as Event Grid sends it)
-// and KeyNearExpiry for the rotator's Notify actions. source names an HSM
-// in events (its resource id). Call it before the service is used.
-func (s *Service) SetEvents(p *events.Publisher, source func(*domain.HSM) string) {
-	s.events = eventSink{p, source}
-}
-
-type eventSink struct {
-	p      *events.Publisher
-	source func(*domain.HSM) string
+// Events is where the service publishes key events, once the change behind
+// each has committed, whoever asked for it: KeyNewVersionCreated for every
+// new version (create, import, rotate, as Event Grid sends it) and
+// KeyNearExpiry for the rotator's Notify actions. Source names an HSM in
+// events (its resource id). The zero Events publishes nothing.
+type Events struct {
+	Publisher *events.Publisher
+	Source    func(*domain.HSM) string
 }
 
 func (s *Service) publish(h *domain.HSM, typ, name, version string, nbf, exp time.Time) {
-	if s.events.p == nil {
+	if s.events.Publisher == nil {
 		return
 	}
 	unix := func(t time.Time) *int64 {
@@ -32,7 +28,7 @@ func (s *Service) publish(h *domain.HSM, typ, name, version string, nbf, exp tim
 		u := t.Unix()
 		return &u
 	}
-	src := s.events.source(h)
-	s.events.p.Publish(events.New(typ, src, s.now(), events.Data{ID: src + "/keys/" + name + "/" + version,
+	src := s.events.Source(h)
+	s.events.Publisher.Publish(events.New(typ, src, s.now(), events.Data{ID: src + "/keys/" + name + "/" + version,
 		VaultName: h.Name, ObjectName: name, Version: version, NBF: unix(nbf), EXP: unix(exp)}))
 }

@@ -24,7 +24,7 @@ func TestNewVersionEvents(t *testing.T) {
 	defer srv.Close()
 	pub := events.NewPublisher([]string{srv.URL}, nil, slog.Default())
 	defer pub.Close()
-	s.SetEvents(pub, func(*domain.HSM) string { return "/hsm" })
+	s.events = Events{pub, func(*domain.HSM) string { return "/hsm" }}
 
 	v1, err := s.Create(ctx, h, "k", CreateParams{Type: kcrypto.EC})
 	if err != nil {
@@ -61,7 +61,7 @@ func TestNewVersionEvents(t *testing.T) {
 func TestCacheFollowsOtherWriters(t *testing.T) {
 	ctx := context.Background()
 	s, fs, h := setup(t)
-	other := NewService(fs.Store, nil, nil)
+	other := NewService(fs.Store, nil, nil, Events{})
 	if _, err := s.Create(ctx, h, "k", CreateParams{Type: kcrypto.EC}); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestRotatorNeedsTheLease(t *testing.T) {
 	if _, err := s.SetRotationPolicy(ctx, h, "k", RotationPolicy{LifetimeActions: []LifetimeAction{{Action: "Rotate", TimeAfterCreate: "P7D"}}}); err != nil {
 		t.Fatal(err)
 	}
-	r := NewRotator(s, func(context.Context) ([]*domain.HSM, error) { return []*domain.HSM{h}, nil }, slog.Default())
+	r := NewRotator(s, func(context.Context) ([]*domain.HSM, error) { return []*domain.HSM{h}, nil }, nil, slog.Default())
 	versions := func() int {
 		p, err := s.ListVersions(ctx, h, "k", "", 25)
 		if err != nil {

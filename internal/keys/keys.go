@@ -96,19 +96,19 @@ type Service struct {
 	rand   io.Reader
 	now    func() time.Time
 	cache  *cache
-	events eventSink // see SetEvents
+	events Events
 }
 
-// NewService returns a key service over s. rand and now may be nil for
+// NewService returns a key service over s that publishes to ev. rand and now may be nil for
 // crypto/rand and time.Now.
-func NewService(s store.Store, rnd io.Reader, now func() time.Time) *Service {
+func NewService(s store.Store, rnd io.Reader, now func() time.Time, ev Events) *Service {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
 	if now == nil {
 		now = time.Now
 	}
-	svc := &Service{store: s, rand: rnd, now: now, cache: newCache(4096)}
+	svc := &Service{store: s, rand: rnd, now: now, cache: newCache(4096), events: ev}
 	s.Subscribe(svc.cache.apply)
 	return svc
 }

@@ -51,7 +51,7 @@ func setup(t *testing.T) (*Service, *faultyStore, *domain.HSM) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewService(fs, rand.Reader, time.Now), fs, h
+	return NewService(fs, rand.Reader, time.Now, Events{}), fs, h
 }
 
 func TestFailedWritesChangeNothing(t *testing.T) {

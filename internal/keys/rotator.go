@@ -27,8 +27,8 @@ import (
 type Rotator struct {
 	keys *Service
 	hsms func(context.Context) ([]*domain.HSM, error)
-	// Record is told of every action, for the audit log.
-	Record func(ctx context.Context, h *domain.HSM, op, key, version string, err error)
+	// record is told of every action, for the audit log.
+	record func(ctx context.Context, h *domain.HSM, op, key, version string, err error)
 	log    *slog.Logger
 	// Holder names this node in the lease; LeaseTTL is how long a round's
 	// lease lasts unless renewed (Run sets it to twice its interval).
@@ -39,10 +39,14 @@ type Rotator struct {
 // RotationLease is the name of the store lease that rounds run under.
 const RotationLease = "keys.rotator"
 
-// NewRotator returns a rotator over the HSMs hsms lists.
-func NewRotator(k *Service, hsms func(context.Context) ([]*domain.HSM, error), log *slog.Logger) *Rotator {
-	return &Rotator{keys: k, hsms: hsms, log: log, Holder: uuid.NewString(), LeaseTTL: 2 * time.Minute,
-		Record: func(context.Context, *domain.HSM, string, string, string, error) {}}
+// NewRotator returns a rotator over the HSMs hsms lists; record (if not
+// nil) is told of every action, for the audit log.
+func NewRotator(k *Service, hsms func(context.Context) ([]*domain.HSM, error),
+	record func(ctx context.Context, h *domain.HSM, op, key, version string, err error), log *slog.Logger) *Rotator {
+	if record == nil {
+		record = func(context.Context, *domain.HSM, string, string, string, error) {}
+	}
+	return &Rotator{keys: k, hsms: hsms, record: record, log: log, Holder: uuid.NewString(), LeaseTTL: 2 * time.Minute}
 }
 
 // Run rounds every interval until ctx ends, starting at once. When it
@@ -142,7 +146,7 @@ func (r *Rotator) key(ctx context.Context, h *domain.HSM, it *store.KeyListItem)
 			if nv != nil {
 				ver = nv.Version
 			}
-			r.Record(ctx, h, "KeyRotate", it.Key.Name, ver, err)
+			r.record(ctx, h, "KeyRotate", it.Key.Name, ver, err)
 			if err != nil {
 				r.log.Error("scheduled rotation failed", "hsm", h.Name, "key", it.Key.Name, "err", err)
 			}
@@ -170,5 +174,5 @@ func (r *Rotator) notify(ctx context.Context, h *domain.HSM, it *store.KeyListIt
 		return
 	}
 	r.keys.publish(h, events.KeyNearExpiry, it.Key.Name, it.Latest.Version, it.Latest.NotBefore, it.Latest.Expires)
-	r.Record(ctx, h, "KeyNearExpiryEvent", it.Key.Name, it.Latest.Version, nil)
+	r.record(ctx, h, "KeyNearExpiryEvent", it.Key.Name, it.Latest.Version, nil)
 }

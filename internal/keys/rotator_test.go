@@ -54,9 +54,9 @@ func TestRotatorFollowsPolicies(t *testing.T) {
 	defer srv.Close()
 	pub := events.NewPublisher([]string{srv.URL}, nil, slog.Default())
 	defer pub.Close()
-	r := NewRotator(s, func(context.Context) ([]*domain.HSM, error) { return []*domain.HSM{h}, nil }, slog.Default())
+	r := NewRotator(s, func(context.Context) ([]*domain.HSM, error) { return []*domain.HSM{h}, nil }, nil, slog.Default())
 	var recorded []string
-	r.Record = func(_ context.Context, _ *domain.HSM, op, key, _ string, err error) {
+	r.record = func(_ context.Context, _ *domain.HSM, op, key, _ string, err error) {
 		recorded = append(recorded, op+" "+key)
 	}
 
@@ -90,7 +90,7 @@ func TestRotatorFollowsPolicies(t *testing.T) {
 	mk("notify", t0.AddDate(0, 0, 20), RotationPolicy{ExpiryTime: "P60D", LifetimeActions: []LifetimeAction{{Action: "Notify", TimeBeforeExpiry: "P7D"}}})
 	// Events from here on: the creations above would add new-version
 	// events of their own (TestNewVersionEvents).
-	s.SetEvents(pub, func(*domain.HSM) string { return "/hsm" })
+	s.events = Events{pub, func(*domain.HSM) string { return "/hsm" }}
 
 	newVersions := func() (n int) {
 		for _, e := range hk.events() {

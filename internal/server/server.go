@@ -281,8 +281,7 @@ func (s *Server) build(ctx context.Context) error {
 		s.alertSecurityDomain(ctx, publisher, e)
 	})
 	s.rbac = rbac.NewService(s.store, s.dir, clock)
-	keySvc := keys.NewService(s.store, rand.Reader, clock)
-	keySvc.SetEvents(publisher, func(h *domain.HSM) string { return s.hsmResourceIDOf(h) })
+	keySvc := keys.NewService(s.store, rand.Reader, clock, keys.Events{Publisher: publisher, Source: s.hsmResourceIDOf})
 	egressPolicy := egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
 	backups := backup.NewService(s.store, s.registry, clock, egressPolicy)
 	if err := backups.FailInterrupted(ctx); err != nil {
@@ -305,7 +304,6 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc, Store: s.store, Dir: s.dir}
 	s.cp = cp
-	s.armRBAC = armrbac.NewService(s.store, s.dir, clock)
 
 	fedClient := s.cfg.FederationClient
 	if fedClient == nil {
@@ -321,14 +319,15 @@ func (s *Server) build(ctx context.Context) error {
 		limit = 256 << 20
 	}
 	diag := diagnostics.New(s.store, seal, s.audit, limit, s.dir, egressPolicy, s.log)
+	scopes := arm.Scopes{ControlPlane: cp, Diagnostics: diag, Subscription: subscription}
+	s.armRBAC = armrbac.NewService(s.store, s.dir, clock, scopes.Exists)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,
 		HSMURI: s.HSMURI, ManagementURL: s.base, Log: s.log})
 	if err := diag.Start(ctx); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, diag.Stop)
-	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.log)
-	s.rotator.Record = s.recordScheduled
+	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.recordScheduled, s.log)
 	s.handler = s.frontDoor()
 
 	s.boot, err = s.bootstrap(ctx, tenant)

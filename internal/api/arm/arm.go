@@ -57,7 +57,6 @@ func New(d Deps) *API {
 	a := &API{cp: d.ControlPlane, rbac: d.RBAC, dir: d.Directory, diag: d.Diagnostics, subscription: d.Subscription,
 		hsmURI: d.HSMURI, managementURL: strings.TrimSuffix(d.ManagementURL, "/"), log: d.Log}
 	a.ops, a.authz = a.operations(), a.authorizationOperations()
-	d.RBAC.Exists = a.scopeExists
 	return a
 }
 
@@ -160,11 +159,20 @@ func putStatus(created bool) int {
 
 func (a *API) subscriptionID() string { return "/subscriptions/" + a.subscription }
 
-// scopeExists reports whether a scope names the subscription, a resource
-// group, or a resource of a kind Keyward has.
-func (a *API) scopeExists(ctx context.Context, scope string) bool {
+// Scopes knows which scopes exist, for control-plane role assignments:
+// the subscription, its resource groups, and resources of the kinds
+// Keyward has.
+type Scopes struct {
+	ControlPlane *controlplane.Service
+	Diagnostics  *diagnostics.Service
+	Subscription string
+}
+
+// Exists reports whether scope names the subscription, a resource group,
+// or a resource of a kind Keyward has.
+func (a Scopes) Exists(ctx context.Context, scope string) bool {
 	segs := strings.Split(strings.Trim(Canonicalize(scope), "/"), "/")
-	if len(segs) < 2 || segs[0] != "subscriptions" || !strings.EqualFold(segs[1], a.subscription) {
+	if len(segs) < 2 || segs[0] != "subscriptions" || !strings.EqualFold(segs[1], a.Subscription) {
 		return false
 	}
 	if len(segs) == 2 {
@@ -173,7 +181,7 @@ func (a *API) scopeExists(ctx context.Context, scope string) bool {
 	if len(segs) < 4 || segs[2] != "resourceGroups" {
 		return false
 	}
-	if _, err := a.cp.Group(ctx, segs[3]); err != nil {
+	if _, err := a.ControlPlane.Group(ctx, segs[3]); err != nil {
 		return false
 	}
 	if len(segs) == 4 {
@@ -184,13 +192,13 @@ func (a *API) scopeExists(ctx context.Context, scope string) bool {
 	}
 	switch segs[5] + "/" + segs[6] {
 	case "Microsoft.KeyVault/managedHSMs":
-		h, err := a.cp.HSMs.Get(ctx, segs[7])
+		h, err := a.ControlPlane.HSMs.Get(ctx, segs[7])
 		return err == nil && h.Deleted.IsZero() && strings.EqualFold(h.ResourceGroup, segs[3])
 	case "Microsoft.ManagedIdentity/userAssignedIdentities":
-		_, err := a.cp.Identity(ctx, segs[3], segs[7])
+		_, err := a.ControlPlane.Identity(ctx, segs[3], segs[7])
 		return err == nil
 	case "Microsoft.Storage/storageAccounts":
-		_, err := a.diag.Account(ctx, segs[3], segs[7])
+		_, err := a.Diagnostics.Account(ctx, segs[3], segs[7])
 		return err == nil
 	}
 	return false
