@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,6 +12,25 @@ import (
 
 	"github.com/keyward/keyward/internal/api/wire"
 )
+
+const armScope = armAudience + "/.default"
+
+// arm sends an Azure Resource Manager request to the server, for the
+// resources that have no Go SDK client here.
+func (c *client) arm(ctx context.Context, method, path string, body, out any) error {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return c.call(ctx, armScope, method, strings.TrimSuffix(c.prof.Server, "/")+path+sep+"api-version=2023-07-01", body, out)
+}
+
+func (c *client) subscriptionPath() (string, error) {
+	if c.prof.Subscription == "" {
+		return "", usagef("the profile has no subscription: run 'keyward login' again")
+	}
+	return "/subscriptions/" + c.prof.Subscription, nil
+}
 
 func newGroupCmd(e *env) *cobra.Command {
 	g := &cobra.Command{Use: "group", Short: "Manage resource groups"}
@@ -96,22 +114,27 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			}
 			var body wire.ARMRoleAssignmentCreate
 			body.Properties.RoleDefinitionID, body.Properties.PrincipalID, body.Properties.PrincipalType = def, principal, who.principalType
-			var out map[string]any
+			var out wire.ARMRoleAssignment
 			err = c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
 			var ae *apiError
 			if errors.As(err, &ae) && ae.Code == "RoleAssignmentExists" {
 				// As az does: granting what is already granted is not an error.
 				filter := "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
-				if existing, lerr := c.armList(ctx, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter); lerr == nil {
-					for _, a := range existing {
-						props, _ := a["properties"].(map[string]any)
-						if id, _ := props["roleDefinitionId"].(string); strings.EqualFold(id, def) && strings.EqualFold(fmt.Sprint(props["scope"]), sc) {
+				var existing struct {
+					Value []wire.ARMRoleAssignment `json:"value"`
+				}
+				if c.arm(ctx, http.MethodGet, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter, nil, &existing) == nil {
+					for _, a := range existing.Value {
+						if strings.EqualFold(a.Properties.RoleDefinitionID, def) && strings.EqualFold(a.Properties.Scope, sc) {
 							return a, nil
 						}
 					}
 				}
 			}
-			return out, err
+			if err != nil {
+				return nil, err
+			}
+			return out, nil
 		}))
 	var lwho assigneeFlags
 	var lscope string

@@ -211,18 +211,24 @@ func (c *client) call(ctx context.Context, scope, method, url string, body, out 
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var env struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &env) == nil && env.Error.Code != "" {
-			return &apiError{resp.StatusCode, env.Error.Code, env.Error.Message}
-		}
-		return &apiError{resp.StatusCode, http.StatusText(resp.StatusCode), strings.TrimSpace(string(data))}
+		return decodeAPIError(resp.StatusCode, data)
 	}
 	if out != nil && len(data) > 0 {
 		return json.Unmarshal(data, out)
 	}
 	return nil
+}
+
+// decodeAPIError reads an error answer: Azure's envelope, or else the
+// status and the body as they are.
+func decodeAPIError(status int, data []byte) *apiError {
+	var env struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(data, &env) == nil && env.Error.Code != "" {
+		return &apiError{status, env.Error.Code, env.Error.Message}
+	}
+	return &apiError{status, http.StatusText(status), strings.TrimSpace(string(data))}
 }
 
 // passwordCredential signs a user in with the OAuth2 password grant.

@@ -2,45 +2,89 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
+	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 	"github.com/spf13/cobra"
 )
 
-const armScope = "https://management.azure.com/.default"
+// armAudience is the resource ARM tokens are issued for, as on Azure.
+const armAudience = "https://management.azure.com"
 
-// arm sends an Azure Resource Manager request to the server.
-func (c *client) arm(ctx context.Context, method, path string, body, out any) error {
-	sep := "?"
-	if strings.Contains(path, "?") {
-		sep = "&"
-	}
-	return c.call(ctx, armScope, method, strings.TrimSuffix(c.prof.Server, "/")+path+sep+"api-version=2023-07-01", body, out)
-}
-
-func (c *client) subscriptionPath() (string, error) {
+// hsms returns an armkeyvault client for the server's resource manager,
+// as the azkeys clients: the CLI's transport (which trusts the server's CA
+// and dials the server), the profile's credential.
+func (c *client) hsms() (*armkeyvault.ManagedHsmsClient, error) {
 	if c.prof.Subscription == "" {
-		return "", usagef("the profile has no subscription: run 'keyward login' again")
+		return nil, usagef("the profile has no subscription: run 'keyward login' again")
 	}
-	return "/subscriptions/" + c.prof.Subscription, nil
+	cfg := credCloud(c.prof)
+	cfg.Services = map[cloud.ServiceName]cloud.ServiceConfiguration{cloud.ResourceManager: {
+		Endpoint: strings.TrimSuffix(c.prof.Server, "/"), Audience: armAudience}}
+	return armkeyvault.NewManagedHsmsClient(c.prof.Subscription, signingIn{c.cred}, &arm.ClientOptions{
+		ClientOptions: azcore.ClientOptions{Transport: c.http, Cloud: cfg},
+		// Keyward has every resource provider registered.
+		DisableRPRegistration: true,
+	})
 }
 
-// findHSM returns the ARM resource of the HSM called name.
-func (c *client) findHSM(ctx context.Context, name string) (map[string]any, error) {
-	sub, err := c.subscriptionPath()
+// signingIn says that a token request failed, as c.token does for the
+// requests the CLI builds itself.
+type signingIn struct{ cred azcore.TokenCredential }
+
+func (s signingIn) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	t, err := s.cred.GetToken(ctx, o)
 	if err != nil {
-		return nil, err
+		return t, fmt.Errorf("signing in: %w", err)
 	}
-	hsms, err := c.armList(ctx, sub+"/providers/Microsoft.KeyVault/managedHSMs")
+	return t, nil
+}
+
+// explainARM turns an armkeyvault error into the server's code and
+// message, read from ARM's error envelope as c.call reads it.
+func explainARM(err error) error {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) || re.RawResponse == nil {
+		return err
+	}
+	body, perr := runtime.Payload(re.RawResponse)
+	if perr != nil {
+		return explain(re)
+	}
+	return decodeAPIError(re.StatusCode, body)
+}
+
+// untilDone waits for a long-running operation; the server completes
+// them before its first answer, so this polls once.
+func untilDone[T any](ctx context.Context, p *runtime.Poller[T], err error) (T, error) {
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, explainARM(err)
 	}
-	for _, h := range hsms {
-		if n, _ := h["name"].(string); strings.EqualFold(n, name) {
-			return h, nil
+	res, err := p.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: time.Second})
+	return res, explainARM(err)
+}
+
+// findHSM returns the HSM called name, among those the caller may read.
+func (c *client) findHSM(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name string) (*armkeyvault.ManagedHsm, error) {
+	for pg := hc.NewListBySubscriptionPager(nil); pg.More(); {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, explainARM(err)
+		}
+		for _, h := range page.Value {
+			if h != nil && h.Name != nil && strings.EqualFold(*h.Name, name) {
+				return h, nil
+			}
 		}
 	}
 	return nil, &apiError{404, "ResourceNotFound", "no managed HSM is named " + name}
@@ -63,16 +107,25 @@ func hsmCreate(e *env) *cobra.Command {
 			required(cmd, "hsm-name", "administrators")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			sub, err := c.subscriptionPath()
+			hc, err := c.hsms()
 			if err != nil {
 				return nil, err
 			}
-			body := map[string]any{"location": location, "sku": map[string]string{"family": "B", "name": "Standard_B1"},
-				"properties": map[string]any{"tenantId": c.prof.TenantID, "initialAdminObjectIds": admins,
-					"softDeleteRetentionInDays": retention, "enablePurgeProtection": purgeProtection}}
-			var out map[string]any
-			err = c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.KeyVault/managedHSMs/"+url.PathEscape(name), body, &out)
-			return out, err
+			ids := make([]*string, len(admins))
+			for i := range admins {
+				ids[i] = &admins[i]
+			}
+			p, err := hc.BeginCreateOrUpdate(ctx, group, name, armkeyvault.ManagedHsm{
+				Location: &location,
+				SKU:      &armkeyvault.ManagedHsmSKU{Family: to.Ptr(armkeyvault.ManagedHsmSKUFamilyB), Name: to.Ptr(armkeyvault.ManagedHsmSKUNameStandardB1)},
+				Properties: &armkeyvault.ManagedHsmProperties{TenantID: &c.prof.TenantID, InitialAdminObjectIDs: ids,
+					SoftDeleteRetentionInDays: to.Ptr(int32(retention)), EnablePurgeProtection: &purgeProtection},
+			}, nil)
+			res, err := untilDone(ctx, p, err)
+			if err != nil {
+				return nil, err
+			}
+			return res.ManagedHsm, nil
 		})
 	return spaceSeparated(cmd, "administrators", &admins)
 }
@@ -86,26 +139,33 @@ func hsmShow(e *env, verb string) *cobra.Command {
 			required(cmd, "hsm-name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			var h map[string]any
-			var err error
+			hc, err := c.hsms()
+			if err != nil {
+				return nil, err
+			}
+			var h *armkeyvault.ManagedHsm
 			if group != "" {
 				// As az does with -g: a direct GET, refused or found.
-				sub, serr := c.subscriptionPath()
-				if serr != nil {
-					return nil, serr
+				resp, gerr := hc.Get(ctx, group, name, nil)
+				if gerr != nil {
+					return nil, explainARM(gerr)
 				}
-				err = c.arm(ctx, http.MethodGet, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.KeyVault/managedHSMs/"+url.PathEscape(name), nil, &h)
-			} else {
-				h, err = c.findHSM(ctx, name)
+				h = &resp.ManagedHsm
+			} else if h, err = c.findHSM(ctx, hc, name); err != nil {
+				return nil, err
 			}
-			if err != nil || verb == "show" {
-				return h, err
+			if verb == "show" {
+				return h, nil
 			}
-			id, _ := h["id"].(string)
-			if id == "" {
+			if h.ID == nil {
 				return nil, fmt.Errorf("the managed HSM %s has no id", name)
 			}
-			err = c.arm(ctx, http.MethodDelete, id, nil, nil)
+			id, err := arm.ParseResourceID(*h.ID)
+			if err != nil {
+				return nil, fmt.Errorf("the managed HSM %s has the id %q: %w", name, *h.ID, err)
+			}
+			p, err := hc.BeginDelete(ctx, id.ResourceGroupName, id.Name, nil)
+			_, err = untilDone(ctx, p, err)
 			return nil, err
 		})
 }
@@ -119,12 +179,36 @@ func hsmPurge(e *env) *cobra.Command {
 			required(cmd, "hsm-name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			sub, err := c.subscriptionPath()
+			hc, err := c.hsms()
 			if err != nil {
 				return nil, err
 			}
-			err = c.arm(ctx, http.MethodPost, sub+"/providers/Microsoft.KeyVault/locations/"+url.PathEscape(location)+"/deletedManagedHSMs/"+url.PathEscape(name)+"/purge", nil, nil)
+			p, err := hc.BeginPurgeDeleted(ctx, name, location, nil)
+			_, err = untilDone(ctx, p, err)
 			return nil, err
+		})
+}
+
+// hsmShowDeleted is `keyward keyvault show-deleted`, as `az keyvault
+// show-deleted --hsm-name`: a deleted HSM until it is purged.
+func hsmShowDeleted(e *env) *cobra.Command {
+	var name, location string
+	return command(e, "show-deleted", "Show a deleted Managed HSM",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the deleted HSM")
+			cmd.Flags().StringVarP(&location, "location", "l", "local", "its location")
+			required(cmd, "hsm-name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hc, err := c.hsms()
+			if err != nil {
+				return nil, err
+			}
+			resp, err := hc.GetDeleted(ctx, name, location, nil)
+			if err != nil {
+				return nil, explainARM(err)
+			}
+			return resp.DeletedManagedHsm, nil
 		})
 }
 
@@ -136,14 +220,28 @@ func hsmList(e *env) *cobra.Command {
 			cmd.Flags().String("resource-type", "hsm", "hsm (vaults do not exist here)")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			sub, err := c.subscriptionPath()
+			hc, err := c.hsms()
 			if err != nil {
 				return nil, err
 			}
-			path := sub + "/providers/Microsoft.KeyVault/managedHSMs"
+			out := []*armkeyvault.ManagedHsm{}
 			if group != "" {
-				path = sub + "/resourceGroups/" + url.PathEscape(group) + "/providers/Microsoft.KeyVault/managedHSMs"
+				for pg := hc.NewListByResourceGroupPager(group, nil); pg.More(); {
+					page, err := pg.NextPage(ctx)
+					if err != nil {
+						return nil, explainARM(err)
+					}
+					out = append(out, page.Value...)
+				}
+				return out, nil
 			}
-			return c.armList(ctx, path)
+			for pg := hc.NewListBySubscriptionPager(nil); pg.More(); {
+				page, err := pg.NextPage(ctx)
+				if err != nil {
+					return nil, explainARM(err)
+				}
+				out = append(out, page.Value...)
+			}
+			return out, nil
 		})
 }
