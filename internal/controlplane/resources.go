@@ -49,20 +49,27 @@ var (
 )
 
 func (s *Service) get(ctx context.Context, kind, id string, v any) error {
-	var o *store.Object
-	err := s.Store.View(ctx, func(tx store.Tx) (err error) { o, err = tx.GetObject(ctx, kind, id); return err })
+	return s.Store.View(ctx, func(tx store.Tx) error { return getTx(ctx, tx, kind, id, v) })
+}
+
+func (s *Service) put(ctx context.Context, kind, id string, v any) error {
+	return s.Store.Update(ctx, func(tx store.Tx) error { return putTx(ctx, tx, kind, id, v) })
+}
+
+func getTx(ctx context.Context, tx store.Tx, kind, id string, v any) error {
+	o, err := tx.GetObject(ctx, kind, id)
 	if err != nil {
 		return err
 	}
 	return json.Unmarshal(o.Data, v)
 }
 
-func (s *Service) put(ctx context.Context, kind, id string, v any) error {
+func putTx(ctx context.Context, tx store.Tx, kind, id string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.Store.Update(ctx, func(tx store.Tx) error { return tx.PutObject(ctx, &store.Object{Kind: kind, ID: id, Data: data}) })
+	return tx.PutObject(ctx, &store.Object{Kind: kind, ID: id, Data: data})
 }
 
 // PutGroup creates or updates a resource group; created tells which.
@@ -73,21 +80,26 @@ func (s *Service) PutGroup(ctx context.Context, g ResourceGroup) (ResourceGroup,
 	if g.Location == "" {
 		g.Location = "local"
 	}
-	var old ResourceGroup
-	err := s.get(ctx, kindGroup, g.Name, &old)
-	created := errors.Is(err, store.ErrNotFound)
-	if err != nil && !created {
-		return ResourceGroup{}, false, err
-	}
-	if !created {
-		if old.Name != g.Name {
-			return ResourceGroup{}, false, caseTwin("resource group", old.Name)
+	// Read and write in one transaction: two creations racing cannot both
+	// think they created the group, nor one overwrite the other's.
+	var created bool
+	err := s.Store.Update(ctx, func(tx store.Tx) error {
+		var old ResourceGroup
+		err := getTx(ctx, tx, kindGroup, g.Name, &old)
+		created = errors.Is(err, store.ErrNotFound)
+		switch {
+		case err != nil && !created:
+			return err
+		case created:
+			g.Created = time.Now().UTC()
+		case old.Name != g.Name:
+			return caseTwin("resource group", old.Name)
+		default:
+			g.Created = old.Created
 		}
-		g.Created = old.Created
-	} else {
-		g.Created = time.Now().UTC()
-	}
-	return g, created, s.put(ctx, kindGroup, g.Name, g)
+		return putTx(ctx, tx, kindGroup, g.Name, g)
+	})
+	return g, created, err
 }
 
 // Group returns a resource group.
@@ -170,15 +182,22 @@ func (s *Service) PutIdentity(ctx context.Context, id Identity) (Identity, bool,
 	if !errors.Is(err, store.ErrNotFound) {
 		return Identity{}, false, err
 	}
-	p, err := s.Dir.CreateServicePrincipal(ctx, store.KindManagedIdentity, id.Name)
-	if err != nil {
-		return Identity{}, false, err
-	}
 	if id.Location == "" {
 		id.Location = "local"
 	}
-	id.PrincipalID, id.ClientID = p.ID, p.AppID
-	return id, true, s.put(ctx, kindIdentity, identityKey(id.ResourceGroup, id.Name), id)
+	// The identity and its principal are made in one transaction.
+	err = s.Store.Update(ctx, func(tx store.Tx) error {
+		p, err := s.Dir.CreateManagedIdentityTx(ctx, tx, id.Name)
+		if err != nil {
+			return err
+		}
+		id.PrincipalID, id.ClientID = p.ID, p.AppID
+		return putTx(ctx, tx, kindIdentity, identityKey(id.ResourceGroup, id.Name), id)
+	})
+	if err != nil {
+		return Identity{}, false, err
+	}
+	return id, true, nil
 }
 
 // Identity returns a managed identity.

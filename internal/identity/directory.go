@@ -141,6 +141,17 @@ func (d *Directory) CreateServicePrincipal(ctx context.Context, kind, displayNam
 	return p, d.insert(ctx, p)
 }
 
+// CreateManagedIdentityTx creates a managed identity's service principal in
+// tx, so that a resource and its identity are made in one transaction (a
+// crash between them leaves neither).
+func (d *Directory) CreateManagedIdentityTx(ctx context.Context, tx store.Tx, displayName string) (*Principal, error) {
+	if err := requireName("displayName", displayName); err != nil {
+		return nil, err
+	}
+	p := &Principal{ID: uuid.NewString(), Kind: store.KindManagedIdentity, DisplayName: displayName, AppID: uuid.NewString(), Created: d.now()}
+	return p, mapErr(tx.InsertPrincipal(ctx, p))
+}
+
 // HasRole reports whether principal id holds a directory role.
 func (d *Directory) HasRole(ctx context.Context, id, role string) (bool, error) {
 	p, err := d.Get(ctx, id)
