@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -360,8 +359,6 @@ func (s *Service) Stop() error {
 	return nil
 }
 
-func cursorKey(hsm, name string) string { return "audit.delivered." + hsm + "." + name }
-
 func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error {
 	var acct *store.StorageAccount
 	var after uint64
@@ -371,15 +368,11 @@ func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error
 		if acct, err = tx.GetStorageAccount(ctx, d.StorageAccount); err != nil {
 			return err
 		}
-		v, err := tx.GetMeta(ctx, cursorKey(d.HSM, d.Name))
-		switch {
-		case errors.Is(err, store.ErrNotFound) || fresh:
+		after, err = tx.ShipperCursor(ctx, d.HSM, d.Name)
+		if errors.Is(err, store.ErrNotFound) || fresh {
 			after = s.log.Journal().LastSequence(stream)
-			return tx.SetMeta(ctx, cursorKey(d.HSM, d.Name), strconv.FormatUint(after, 10))
-		case err != nil:
-			return err
+			return tx.SetShipperCursor(ctx, d.HSM, d.Name, after)
 		}
-		after, err = strconv.ParseUint(v, 10, 64)
 		return err
 	})
 	if err != nil {
@@ -398,10 +391,9 @@ func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error
 	if err != nil {
 		return err
 	}
-	ck := cursorKey(d.HSM, d.Name)
 	sh := audit.StartShipper(audit.ShipperConfig{Journal: s.log.Journal(), Stream: stream, Sink: sink, After: after, Limit: s.limit, Log: s.slog,
 		Save: func(ctx context.Context, seq uint64) error {
-			return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetMeta(ctx, ck, strconv.FormatUint(seq, 10)) })
+			return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetShipperCursor(ctx, d.HSM, d.Name, seq) })
 		}})
 	s.mu.Lock()
 	s.shippers[d.HSM+"/"+d.Name] = sh

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -195,27 +194,21 @@ const PepperSize = 32
 // pepperAAD binds the sealed pepper to its use.
 var pepperAAD = []byte("keyward client secret pepper")
 
-const pepperMeta = "secretPepper"
-
 // LoadOrCreatePepper returns the node's client-secret pepper from s,
 // opened with seal, creating and storing a random one (sealed) on first
 // use. Pass it to Directory.SetPepper before serving.
 func LoadOrCreatePepper(ctx context.Context, s store.Store, seal domain.Seal, rand io.Reader) ([]byte, error) {
 	var pepper []byte
 	err := s.Update(ctx, func(tx store.Tx) error {
-		v, err := tx.GetMeta(ctx, pepperMeta)
-		if err == nil {
-			sealed, err := base64.StdEncoding.DecodeString(v)
-			if err != nil {
-				return fmt.Errorf("identity: decoding the secret pepper: %w", err)
-			}
-			if pepper, err = seal.Open(ctx, sealed, pepperAAD); err != nil {
+		n, err := tx.GetNode(ctx)
+		if err != nil {
+			return err
+		}
+		if len(n.SecretPepper) > 0 {
+			if pepper, err = seal.Open(ctx, n.SecretPepper, pepperAAD); err != nil {
 				return fmt.Errorf("identity: opening the secret pepper: %w", err)
 			}
 			return nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return err
 		}
 		pepper = make([]byte, PepperSize)
 		if _, err := io.ReadFull(rand, pepper); err != nil {
@@ -225,7 +218,8 @@ func LoadOrCreatePepper(ctx context.Context, s store.Store, seal domain.Seal, ra
 		if err != nil {
 			return fmt.Errorf("identity: sealing the secret pepper: %w", err)
 		}
-		return tx.SetMeta(ctx, pepperMeta, base64.StdEncoding.EncodeToString(sealed))
+		n.SecretPepper = sealed
+		return tx.UpdateNode(ctx, n)
 	})
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -67,9 +66,14 @@ func TestPepperIsSealed(t *testing.T) {
 	if err != nil || !bytes.Equal(a, b) || len(a) != PepperSize {
 		t.Fatalf("the pepper is not reloaded: %v", err)
 	}
-	var stored string
-	_ = db.View(ctx, func(tx store.Tx) (err error) { stored, err = tx.GetMeta(ctx, pepperMeta); return err })
-	raw, _ := base64.StdEncoding.DecodeString(stored)
+	var raw []byte
+	_ = db.View(ctx, func(tx store.Tx) error {
+		n, err := tx.GetNode(ctx)
+		if err == nil {
+			raw = n.SecretPepper
+		}
+		return err
+	})
 	if len(raw) <= PepperSize || bytes.Contains(raw, a) {
 		t.Fatal("the pepper is stored in the clear")
 	}

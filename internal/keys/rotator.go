@@ -159,16 +159,10 @@ func (r *Rotator) key(ctx context.Context, h *domain.HSM, it *store.KeyListItem)
 
 // notify publishes a near-expiry event once per version.
 func (r *Rotator) notify(ctx context.Context, h *domain.HSM, it *store.KeyListItem) {
-	mark := "rotation.notified." + h.ID + "." + it.Latest.Version
-	first := false
-	err := r.keys.store.Update(ctx, func(tx store.Tx) error {
-		if _, err := tx.GetMeta(ctx, mark); err == nil {
-			return nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		first = true
-		return tx.SetMeta(ctx, mark, r.keys.now().UTC().Format(time.RFC3339))
+	var first bool
+	err := r.keys.store.Update(ctx, func(tx store.Tx) (err error) {
+		first, err = tx.NoteNearExpiry(ctx, it.Latest.HSM, it.Latest.Name, it.Latest.Version, r.keys.now())
+		return err
 	})
 	if err != nil || !first {
 		return

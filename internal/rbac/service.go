@@ -463,10 +463,7 @@ func (s *Service) SeedInitialRoles(ctx context.Context, h *domain.HSM, extra map
 // create the HSM and seed its administrators in one transaction: a crash
 // cannot leave an HSM that nobody administers.
 func (s *Service) SeedInitialRolesTx(ctx context.Context, tx store.Tx, h *domain.HSM, extra map[string][]string) error {
-	key := "rbac.seeded." + h.ID
-	if _, err := tx.GetMeta(ctx, key); err == nil {
-		return nil
-	} else if !errors.Is(err, store.ErrNotFound) {
+	if seeded, err := tx.RolesSeeded(ctx, h.Name); err != nil || seeded {
 		return err
 	}
 	grants := [][2]string{}
@@ -501,5 +498,5 @@ func (s *Service) SeedInitialRolesTx(ctx context.Context, tx store.Tx, h *domain
 			return err
 		}
 	}
-	return tx.SetMeta(ctx, key, "1")
+	return tx.SetRolesSeeded(ctx, h.Name)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -190,10 +189,6 @@ func (s *Server) recordScheduled(ctx context.Context, h *domain.HSM, op, key, ve
 	}
 }
 
-// checkpointKeyMeta names the store meta entry that holds the audit
-// checkpoint key, sealed.
-const checkpointKeyMeta = "audit.checkpointKey"
-
 func checkpointKeyAAD() []byte { return []byte("keyward audit checkpoint key") }
 
 // checkpointPublicKeyFile is where, in the journal's directory, the
@@ -228,13 +223,12 @@ func (s *Server) startAuditCheckpoints(ctx context.Context, seal domain.Seal, j 
 func loadOrCreateCheckpointKey(ctx context.Context, st store.Store, seal domain.Seal) (ed25519.PrivateKey, error) {
 	var key ed25519.PrivateKey
 	err := st.Update(ctx, func(tx store.Tx) error {
-		v, err := tx.GetMeta(ctx, checkpointKeyMeta)
-		if err == nil {
-			sealed, err := base64.StdEncoding.DecodeString(v)
-			if err != nil {
-				return fmt.Errorf("server: reading the audit checkpoint key: %w", err)
-			}
-			seed, err := seal.Open(ctx, sealed, checkpointKeyAAD())
+		n, err := tx.GetNode(ctx)
+		if err != nil {
+			return err
+		}
+		if len(n.CheckpointKey) > 0 {
+			seed, err := seal.Open(ctx, n.CheckpointKey, checkpointKeyAAD())
 			if err != nil {
 				return fmt.Errorf("server: opening the audit checkpoint key: %w", err)
 			}
@@ -243,9 +237,6 @@ func loadOrCreateCheckpointKey(ctx context.Context, st store.Store, seal domain.
 			}
 			key = ed25519.NewKeyFromSeed(seed)
 			return nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return err
 		}
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
@@ -256,7 +247,8 @@ func loadOrCreateCheckpointKey(ctx context.Context, st store.Store, seal domain.
 			return err
 		}
 		key = k
-		return tx.SetMeta(ctx, checkpointKeyMeta, base64.StdEncoding.EncodeToString(sealed))
+		n.CheckpointKey = sealed
+		return tx.UpdateNode(ctx, n)
 	})
 	return key, err
 }

@@ -75,26 +75,26 @@ func (s *Server) bootstrap(ctx context.Context, tenant string) (*Bootstrap, erro
 }
 
 func (s *Server) createAdmin(ctx context.Context, tenant string, b *Bootstrap) error {
-	// A principal marked in meta survives a crash between its creation and
-	// the writing of bootstrap.json; its secret does not, so a new one is
-	// added then.
-	var adminID string
-	err := s.store.View(ctx, func(tx store.Tx) (err error) { adminID, err = tx.GetMeta(ctx, "bootstrapAdmin"); return err })
+	// A principal recorded in the node settings survives a crash between
+	// its creation and the writing of bootstrap.json; its secret does not,
+	// so a new one is added then.
+	var node *store.NodeSettings
+	err := s.store.View(ctx, func(tx store.Tx) (err error) { node, err = tx.GetNode(ctx); return err })
 	var p *identity.Principal
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return err
+	case node.BootstrapAdmin == "":
 		p, err = s.dir.CreateServicePrincipal(ctx, store.KindServicePrincipal, "keyward-bootstrap-admin", identity.GlobalAdministrator)
 		if err != nil {
 			return err
 		}
-		if err := s.store.Update(ctx, func(tx store.Tx) error { return tx.SetMeta(ctx, "bootstrapAdmin", p.ID) }); err != nil {
+		if err := s.updateNode(ctx, func(n *store.NodeSettings) { n.BootstrapAdmin = p.ID }); err != nil {
 			return err
 		}
-	case err != nil:
-		return err
 	default:
-		if p, err = s.dir.Get(ctx, adminID); err != nil {
-			return fmt.Errorf("server: bootstrap administrator %s: %w", adminID, err)
+		if p, err = s.dir.Get(ctx, node.BootstrapAdmin); err != nil {
+			return fmt.Errorf("server: bootstrap administrator %s: %w", node.BootstrapAdmin, err)
 		}
 	}
 	secret, _, err := s.dir.AddSecret(ctx, p.ID, "bootstrap")
@@ -138,12 +138,12 @@ const DefaultResourceGroup = "keyward"
 // seedControlPlane makes the bootstrap principal Owner of the subscription
 // and creates the default resource group, once.
 func (s *Server) seedControlPlane(ctx context.Context, adminAppID string) error {
-	err := s.store.View(ctx, func(tx store.Tx) error { _, err := tx.GetMeta(ctx, "controlPlaneSeeded"); return err })
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
+	var node *store.NodeSettings
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) { node, err = tx.GetNode(ctx); return err }); err != nil {
 		return err
+	}
+	if node.ControlPlaneSeeded {
+		return nil
 	}
 	admin, err := s.dir.GetByAppID(ctx, adminAppID)
 	if err != nil {
@@ -157,5 +157,17 @@ func (s *Server) seedControlPlane(ctx context.Context, adminAppID string) error 
 	if err != nil && !errors.Is(err, armrbac.ErrAssignmentExists) {
 		return err
 	}
-	return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetMeta(ctx, "controlPlaneSeeded", "1") })
+	return s.updateNode(ctx, func(n *store.NodeSettings) { n.ControlPlaneSeeded = true })
+}
+
+// updateNode changes the node settings with change, in one transaction.
+func (s *Server) updateNode(ctx context.Context, change func(*store.NodeSettings)) error {
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		n, err := tx.GetNode(ctx)
+		if err != nil {
+			return err
+		}
+		change(n)
+		return tx.UpdateNode(ctx, n)
+	})
 }

@@ -234,14 +234,17 @@ func (s *Server) openSeal(ctx context.Context) (domain.Seal, error) {
 		return nil, fmt.Errorf("server: unknown seal %q: use file or pkcs11", kind)
 	}
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		have, err := tx.GetMeta(ctx, "seal")
-		if errors.Is(err, store.ErrNotFound) {
-			return tx.SetMeta(ctx, "seal", kind)
+		n, err := tx.GetNode(ctx)
+		switch {
+		case err != nil:
+			return err
+		case n.Seal == "":
+			n.Seal = kind
+			return tx.UpdateNode(ctx, n)
+		case n.Seal != kind:
+			return fmt.Errorf("server: this data directory is sealed with the %s seal, not %s", n.Seal, kind)
 		}
-		if err == nil && have != kind {
-			return fmt.Errorf("server: this data directory is sealed with the %s seal, not %s", have, kind)
-		}
-		return err
+		return nil
 	})
 	return seal, err
 }
@@ -259,7 +262,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tenant, err := s.metaID(ctx, "tenant")
+	tenant, err := s.nodeID(ctx, func(n *store.NodeSettings) *string { return &n.TenantID })
 	if err != nil {
 		return err
 	}
@@ -288,7 +291,7 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups, s.log)
-	subscription, err := s.metaID(ctx, "subscription")
+	subscription, err := s.nodeID(ctx, func(n *store.NodeSettings) *string { return &n.SubscriptionID })
 	if err != nil {
 		return err
 	}
@@ -359,18 +362,21 @@ func (s *Server) alertSecurityDomain(ctx context.Context, p *events.Publisher, e
 		Data: events.Data{ID: id, VaultName: e.HSM.Name, ObjectType: "SecurityDomainDownloadRequest", ObjectName: name}})
 }
 
-// metaID returns a node-wide id (the tenant, the subscription), creating
-// it on first start.
-func (s *Server) metaID(ctx context.Context, name string) (string, error) {
+// nodeID returns a node-wide id (the tenant, the subscription: the field
+// of the node settings that field picks), creating it on first start.
+func (s *Server) nodeID(ctx context.Context, field func(*store.NodeSettings) *string) (string, error) {
 	var id string
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		v, err := tx.GetMeta(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			id = uuid.NewString()
-			return tx.SetMeta(ctx, name, id)
+		n, err := tx.GetNode(ctx)
+		if err != nil {
+			return err
 		}
-		id = v
-		return err
+		if id = *field(n); id != "" {
+			return nil
+		}
+		id = uuid.NewString()
+		*field(n) = id
+		return tx.UpdateNode(ctx, n)
 	})
 	return id, err
 }

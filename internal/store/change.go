@@ -38,7 +38,8 @@ const (
 	ChangeDiagnosticSetting = "diagnosticSetting"
 	// ChangeJob: a backup or restore job of HSM.
 	ChangeJob = "job"
-	// ChangeNode: the node settings or a delivery cursor.
+	// ChangeNode: the node settings (ID "") or a delivery cursor (HSM and
+	// ID are the diagnostic setting's).
 	ChangeNode = "node"
 )
 

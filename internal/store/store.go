@@ -61,7 +61,7 @@ type Store interface {
 
 // Tx is one transaction. Its methods must not be used after fn returns.
 type Tx interface {
-	Meta
+	Node
 	Directory
 	HSMs
 	Keys
@@ -72,12 +72,37 @@ type Tx interface {
 	Jobs
 }
 
-// Meta holds node-wide settings such as the tenant id.
-type Meta interface {
-	// GetMeta returns a setting; ErrNotFound when it was never set.
-	GetMeta(ctx context.Context, key string) (string, error)
-	// SetMeta inserts or replaces a setting.
-	SetMeta(ctx context.Context, key, value string) error
+// NodeSettings are the node-wide ids and settings: one record per store,
+// created with the schema, whose fields start empty and are filled on
+// first start.
+type NodeSettings struct {
+	TenantID       string
+	SubscriptionID string
+	// Seal is the kind of node seal ("file", "pkcs11") the data was sealed
+	// with; a start with another kind is refused.
+	Seal string
+	// SecretPepper (the key client secrets are hashed under) and
+	// CheckpointKey (the audit checkpoints' Ed25519 seed) are sealed by the
+	// node seal.
+	SecretPepper  []byte
+	CheckpointKey []byte
+	// BootstrapAdmin is the id of the principal the first start created.
+	BootstrapAdmin string
+	// ControlPlaneSeeded is set once the default resource group and the
+	// bootstrap principal's Owner assignment exist.
+	ControlPlaneSeeded bool
+}
+
+// Node is the node-settings part of a transaction.
+type Node interface {
+	// GetNode returns the node settings. It never returns ErrNotFound:
+	// fields never set are zero.
+	GetNode(ctx context.Context) (*NodeSettings, error)
+	// UpdateNode replaces every node setting, so the caller reads them
+	// with GetNode in the same transaction first (writers are serialised:
+	// nothing another transaction set is lost). It publishes ChangeNode
+	// with ID "".
+	UpdateNode(ctx context.Context, n *NodeSettings) error
 }
 
 // Principal kinds.
@@ -203,6 +228,13 @@ type HSMs interface {
 	// DeleteHSM removes an HSM (named without regard to case) with its
 	// keys, roles and diagnostic settings; ErrNotFound if none.
 	DeleteHSM(ctx context.Context, name string) error
+	// RolesSeeded reports whether the HSM's initial role assignments were
+	// made (SetRolesSeeded); ErrNotFound if there is no such HSM. A new
+	// HSM has not.
+	RolesSeeded(ctx context.Context, name string) (bool, error)
+	// SetRolesSeeded records that the HSM's initial role assignments were
+	// made; ErrNotFound if there is no such HSM. It publishes ChangeHSM.
+	SetRolesSeeded(ctx context.Context, name string) error
 }
 
 // Key is a named key of an HSM: what is common to all its versions.
@@ -272,6 +304,11 @@ type Keys interface {
 	// ListKeyVersions lists versions in creation order, from the one after
 	// seq `after` on, at most limit of them.
 	ListKeyVersions(ctx context.Context, hsm, name string, after int64, limit int) ([]KeyVersion, error)
+	// NoteNearExpiry records that the near-expiry notice of a version went
+	// out at `at`, unless one was recorded before, and reports whether
+	// this call recorded it (so that each version is notified once);
+	// ErrNotFound if there is no such version. It publishes ChangeKey.
+	NoteNearExpiry(ctx context.Context, hsm, name, version string, at time.Time) (bool, error)
 }
 
 // Permission is one permission block of a role definition.
@@ -385,6 +422,15 @@ type Diagnostics interface {
 	ListDiagnosticSettings(ctx context.Context, hsm string) ([]*DiagnosticSetting, error)
 	// DeleteDiagnosticSetting removes a setting; ErrNotFound if none.
 	DeleteDiagnosticSetting(ctx context.Context, hsm, name string) error
+
+	// ShipperCursor returns the audit sequence number up to which the logs
+	// of setting (of hsm; both without regard to case) were delivered;
+	// ErrNotFound if none was saved. Deleting the setting or its HSM
+	// leaves the cursor.
+	ShipperCursor(ctx context.Context, hsm, setting string) (uint64, error)
+	// SetShipperCursor inserts or replaces a delivery cursor. It publishes
+	// ChangeNode with the HSM and the setting's name.
+	SetShipperCursor(ctx context.Context, hsm, setting string, delivered uint64) error
 }
 
 // Object is a control-plane record kept as a JSON document: resource

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"fmt"
 	"strings"
 )
@@ -156,6 +157,75 @@ var migrations = []string{
 		started INTEGER NOT NULL,
 		ended INTEGER NOT NULL);
 	CREATE INDEX jobs_status ON jobs(status, hsm);`,
+	// 10: the meta key-value rows become columns: the node settings (one
+	// row), the log shippers' delivery cursors, whether an HSM's initial
+	// roles were seeded and when a key version's near-expiry notice went
+	// out. Every known meta row is carried over; rows of HSMs or versions
+	// that no longer exist have nowhere to go and are dropped with the
+	// table. The sealed values were base64 text: decodeNodeSecrets turns
+	// them into bytes.
+	`CREATE TABLE node (
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		tenant_id TEXT NOT NULL DEFAULT '',
+		subscription_id TEXT NOT NULL DEFAULT '',
+		seal TEXT NOT NULL DEFAULT '',
+		secret_pepper BLOB NOT NULL DEFAULT x'',
+		checkpoint_key BLOB NOT NULL DEFAULT x'',
+		bootstrap_admin TEXT NOT NULL DEFAULT '',
+		control_plane_seeded INTEGER NOT NULL DEFAULT 0);
+	INSERT INTO node(id, tenant_id, subscription_id, seal, secret_pepper, checkpoint_key, bootstrap_admin, control_plane_seeded)
+		SELECT 1,
+			COALESCE(max(CASE WHEN key = 'tenant' THEN value END), ''),
+			COALESCE(max(CASE WHEN key = 'subscription' THEN value END), ''),
+			COALESCE(max(CASE WHEN key = 'seal' THEN value END), ''),
+			COALESCE(max(CASE WHEN key = 'secretPepper' THEN value END), ''),
+			COALESCE(max(CASE WHEN key = 'audit.checkpointKey' THEN value END), ''),
+			COALESCE(max(CASE WHEN key = 'bootstrapAdmin' THEN value END), ''),
+			count(CASE WHEN key = 'controlPlaneSeeded' THEN 1 END) > 0
+		FROM meta;
+	CREATE TABLE shipper_cursors (
+		hsm TEXT NOT NULL COLLATE NOCASE,
+		setting TEXT NOT NULL COLLATE NOCASE,
+		delivered INTEGER NOT NULL,
+		PRIMARY KEY (hsm, setting));
+	INSERT INTO shipper_cursors(hsm, setting, delivered)
+		SELECT substr(rest, 1, instr(rest, '.') - 1), substr(rest, instr(rest, '.') + 1), CAST(value AS INTEGER)
+		FROM (SELECT substr(key, 17) AS rest, value FROM meta WHERE substr(key, 1, 16) = 'audit.delivered.')
+		WHERE instr(rest, '.') > 1
+		ON CONFLICT (hsm, setting) DO UPDATE SET delivered = max(delivered, excluded.delivered);
+	ALTER TABLE hsms ADD COLUMN roles_seeded INTEGER NOT NULL DEFAULT 0;
+	UPDATE hsms SET roles_seeded = 1 WHERE 'rbac.seeded.' || id IN (SELECT key FROM meta);
+	ALTER TABLE key_versions ADD COLUMN near_expiry_notified INTEGER NOT NULL DEFAULT 0;
+	UPDATE key_versions SET near_expiry_notified = COALESCE(CAST(strftime('%s', m.value) AS INTEGER), 1)
+		FROM meta AS m, hsms AS h
+		WHERE h.name = key_versions.hsm COLLATE NOCASE AND m.key = 'rotation.notified.' || h.id || '.' || key_versions.version;
+	DROP TABLE meta;`,
+}
+
+// conversions run after the migration of the same number, in its
+// transaction, for what SQL cannot express.
+var conversions = map[int]func(ctx context.Context, tx *sql.Tx) error{
+	10: decodeNodeSecrets,
+}
+
+// decodeNodeSecrets turns the sealed pepper and checkpoint key, which
+// migration 10 copied as the base64 text meta held, into bytes.
+func decodeNodeSecrets(ctx context.Context, tx *sql.Tx) error {
+	var pepper, checkpoint string
+	if err := tx.QueryRowContext(ctx, `SELECT CAST(secret_pepper AS TEXT), CAST(checkpoint_key AS TEXT) FROM node WHERE id = 1`).
+		Scan(&pepper, &checkpoint); err != nil {
+		return err
+	}
+	p, err := base64.StdEncoding.DecodeString(pepper)
+	if err != nil {
+		return fmt.Errorf("decoding the sealed secret pepper: %w", err)
+	}
+	c, err := base64.StdEncoding.DecodeString(checkpoint)
+	if err != nil {
+		return fmt.Errorf("decoding the sealed audit checkpoint key: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE node SET secret_pepper = ?, checkpoint_key = ? WHERE id = 1`, p, c)
+	return err
 }
 
 // prechecks run before the migration of the same number (1-based) and stop
@@ -217,6 +287,12 @@ func (db *DB) migrate(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+		}
+		if convert := conversions[v+1]; convert != nil {
+			if err := convert(ctx, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
 			tx.Rollback()

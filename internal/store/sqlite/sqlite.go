@@ -181,18 +181,3 @@ func notFound(err error) error {
 	}
 	return fmt.Errorf("sqlite: %w", err)
 }
-
-func (t *txn) GetMeta(ctx context.Context, key string) (string, error) {
-	var v string
-	if err := t.tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v); err != nil {
-		return "", notFound(err)
-	}
-	return v, nil
-}
-
-func (t *txn) SetMeta(ctx context.Context, key, value string) error {
-	t.note(store.ChangeNode, "", key)
-	_, err := t.exec(ctx, `INSERT INTO meta(key, value) VALUES(?, ?)
-		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
-	return err
-}

@@ -87,7 +87,7 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "r.db"))
 	boom := errors.New("boom")
 	err := db.Update(ctx, func(tx store.Tx) error {
-		if err := tx.SetMeta(ctx, "x", "1"); err != nil {
+		if err := tx.SetShipperCursor(ctx, "h", "x", 1); err != nil {
 			return err
 		}
 		return boom
@@ -95,8 +95,8 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatal(err)
 	}
-	err = db.View(ctx, func(tx store.Tx) error { _, err := tx.GetMeta(ctx, "x"); return err })
+	err = db.View(ctx, func(tx store.Tx) error { _, err := tx.ShipperCursor(ctx, "h", "x"); return err })
 	if !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("meta survived a rolled-back transaction: %v", err)
+		t.Fatalf("a cursor survived a rolled-back transaction: %v", err)
 	}
 }

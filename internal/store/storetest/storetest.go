@@ -24,7 +24,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		name string
 		fn   func(t *testing.T, s store.Store)
 	}{
-		{"meta", testMeta},
+		{"node", testNode},
 		{"principals", testPrincipals},
 		{"members", testMembers},
 		{"credentials", testCredentials},
@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"keyVersions", testKeyVersions},
 		{"roles", testRoles},
 		{"diagnostics", testDiagnostics},
+		{"shipperCursors", testShipperCursors},
 		{"objects", testObjects},
 		{"transactions", testTransactions},
 		{"changes", testChanges},
@@ -85,17 +86,61 @@ func wantErr(t *testing.T, what string, err, want error) {
 	}
 }
 
-func testMeta(t *testing.T, s store.Store) {
-	_, err := view(t, s, func(tx store.Tx) (string, error) { return tx.GetMeta(ctx, "tenant") })
-	wantErr(t, "an unset key", err, store.ErrNotFound)
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetMeta(ctx, "tenant", "a") })
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetMeta(ctx, "tenant", "b") })
-	v, err := view(t, s, func(tx store.Tx) (string, error) { return tx.GetMeta(ctx, "tenant") })
-	if err != nil || v != "b" {
-		t.Fatalf("after two sets: %q, %v", v, err)
+func testNode(t *testing.T, s store.Store) {
+	n, err := view(t, s, func(tx store.Tx) (*store.NodeSettings, error) { return tx.GetNode(ctx) })
+	if err != nil || n.TenantID != "" || n.Seal != "" || len(n.SecretPepper) != 0 || n.ControlPlaneSeeded {
+		t.Fatalf("the settings of a new store: %+v, %v", n, err)
 	}
-	_, err = view(t, s, func(tx store.Tx) (string, error) { return tx.GetMeta(ctx, "TENANT") })
-	wantErr(t, "meta keys are exact", err, store.ErrNotFound)
+	want := store.NodeSettings{TenantID: "t", SubscriptionID: "s", Seal: "file", SecretPepper: []byte{0, 1, 2}, CheckpointKey: []byte("ck"),
+		BootstrapAdmin: "admin", ControlPlaneSeeded: true}
+	mustUpdate(t, s, func(tx store.Tx) error { w := want; return tx.UpdateNode(ctx, &w) })
+	n, err = view(t, s, func(tx store.Tx) (*store.NodeSettings, error) { return tx.GetNode(ctx) })
+	if err != nil || n.TenantID != want.TenantID || n.SubscriptionID != want.SubscriptionID || n.Seal != want.Seal ||
+		!slices.Equal(n.SecretPepper, want.SecretPepper) || !slices.Equal(n.CheckpointKey, want.CheckpointKey) ||
+		n.BootstrapAdmin != want.BootstrapAdmin || !n.ControlPlaneSeeded {
+		t.Fatalf("GetNode after UpdateNode: %+v, %v", n, err)
+	}
+	// UpdateNode replaces every field.
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateNode(ctx, &store.NodeSettings{TenantID: "t2"}) })
+	n, err = view(t, s, func(tx store.Tx) (*store.NodeSettings, error) { return tx.GetNode(ctx) })
+	if err != nil || n.TenantID != "t2" || n.Seal != "" || len(n.SecretPepper) != 0 || n.ControlPlaneSeeded {
+		t.Fatalf("after replacing the settings: %+v, %v", n, err)
+	}
+}
+
+func testShipperCursors(t *testing.T, s store.Store) {
+	_, err := view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, "h1", "logs") })
+	wantErr(t, "a cursor never saved", err, store.ErrNotFound)
+	mustUpdate(t, s, func(tx store.Tx) error {
+		for _, c := range []struct {
+			hsm, setting string
+			seq          uint64
+		}{{"h1", "Logs", 5}, {"h1", "other", 7}, {"h2", "logs", 1 << 40}, {"H1", "LOGS", 6}} {
+			if err := tx.SetShipperCursor(ctx, c.hsm, c.setting, c.seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, c := range []struct {
+		hsm, setting string
+		want         uint64
+	}{{"h1", "logs", 6}, {"h1", "OTHER", 7}, {"h2", "Logs", 1 << 40}} {
+		got, err := view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, c.hsm, c.setting) })
+		if err != nil || got != c.want {
+			t.Fatalf("ShipperCursor(%s, %s) = %d, %v; want %d (names without case, replaced)", c.hsm, c.setting, got, err, c.want)
+		}
+	}
+	_, err = view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, "h3", "logs") })
+	wantErr(t, "a cursor of another HSM", err, store.ErrNotFound)
+	// Deleting the setting leaves its cursor.
+	mustUpdate(t, s, func(tx store.Tx) error {
+		return tx.PutDiagnosticSetting(ctx, &store.DiagnosticSetting{HSM: "h1", Name: "logs", StorageAccount: "a", Enabled: true, Created: t0})
+	})
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteDiagnosticSetting(ctx, "h1", "logs") })
+	if got, err := view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, "h1", "logs") }); err != nil || got != 6 {
+		t.Fatalf("the cursor of a deleted setting: %d, %v", got, err)
+	}
 }
 
 func principal(id, kind, name string) *store.Principal {
@@ -287,6 +332,24 @@ func testHSMs(t *testing.T, s store.Store) {
 	}
 	wantErr(t, "UpdateHSM of nothing", update(t, s, func(tx store.Tx) error { return tx.UpdateHSM(ctx, hsm("9", "none")) }), store.ErrNotFound)
 
+	seeded := func(name string) bool {
+		t.Helper()
+		ok, err := view(t, s, func(tx store.Tx) (bool, error) { return tx.RolesSeeded(ctx, name) })
+		must(t, err)
+		return ok
+	}
+	if seeded("zeta") {
+		t.Fatal("a new HSM's roles are seeded")
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetRolesSeeded(ctx, "ZETA") })
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetRolesSeeded(ctx, "zeta") }) // again: no error
+	if !seeded("Zeta") || seeded("alpha") {
+		t.Fatal("SetRolesSeeded marks its HSM only, named without regard to case")
+	}
+	_, err = view(t, s, func(tx store.Tx) (bool, error) { return tx.RolesSeeded(ctx, "none") })
+	wantErr(t, "RolesSeeded of nothing", err, store.ErrNotFound)
+	wantErr(t, "SetRolesSeeded of nothing", update(t, s, func(tx store.Tx) error { return tx.SetRolesSeeded(ctx, "none") }), store.ErrNotFound)
+
 	// DeleteHSM takes the HSM's keys and roles along, whatever the case of
 	// the name it is given.
 	mustUpdate(t, s, func(tx store.Tx) error {
@@ -301,6 +364,9 @@ func testHSMs(t *testing.T, s store.Store) {
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteHSM(ctx, "ZETA") })
 	wantErr(t, "DeleteHSM twice", update(t, s, func(tx store.Tx) error { return tx.DeleteHSM(ctx, "zeta") }), store.ErrNotFound)
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertHSM(ctx, hsm("4", "Zeta")) })
+	if seeded("Zeta") {
+		t.Fatal("an HSM created again under a deleted one's name has its roles seeded")
+	}
 	_, err = view(t, s, func(tx store.Tx) (*store.Key, error) { return tx.GetKey(ctx, "Zeta", "k") })
 	wantErr(t, "a key of a deleted HSM", err, store.ErrNotFound)
 	as, err := view(t, s, func(tx store.Tx) ([]*store.RoleAssignment, error) { return tx.ListRoleAssignments(ctx, "Zeta") })
@@ -423,6 +489,25 @@ func testKeyVersions(t *testing.T, s store.Store) {
 		t.Fatalf("after UpdateKeyVersion: %+v, %v", got, err)
 	}
 	wantErr(t, "UpdateKeyVersion of nothing", update(t, s, func(tx store.Tx) error { return tx.UpdateKeyVersion(ctx, version("h", "Key", "nope", 1)) }), store.ErrNotFound)
+
+	note := func(name, v string) (bool, error) {
+		var first bool
+		err := update(t, s, func(tx store.Tx) (err error) { first, err = tx.NoteNearExpiry(ctx, "h", name, v, t0); return err })
+		return first, err
+	}
+	if first, err := note("KEY", "c"); err != nil || !first {
+		t.Fatalf("the first near-expiry notice of a version: %v, %v", first, err)
+	}
+	if first, err := note("key", "c"); err != nil || first {
+		t.Fatalf("the second near-expiry notice of a version: %v, %v", first, err)
+	}
+	if first, err := note("Key", "d"); err != nil || !first {
+		t.Fatalf("the first notice of another version: %v, %v", first, err)
+	}
+	_, err = note("Key", "nope")
+	wantErr(t, "NoteNearExpiry of no version", err, store.ErrNotFound)
+	_, err = note("none", "c")
+	wantErr(t, "NoteNearExpiry of no key", err, store.ErrNotFound)
 }
 
 func testRoles(t *testing.T, s store.Store) {
@@ -580,39 +665,39 @@ func testObjects(t *testing.T, s store.Store) {
 func testTransactions(t *testing.T, s store.Store) {
 	boom := errors.New("boom")
 	err := update(t, s, func(tx store.Tx) error {
-		if err := tx.SetMeta(ctx, "k", "v"); err != nil {
+		if err := tx.SetShipperCursor(ctx, "h", "k", 1); err != nil {
 			return err
 		}
 		return boom
 	})
 	wantErr(t, "Update returns fn's error", err, boom)
-	_, err = view(t, s, func(tx store.Tx) (string, error) { return tx.GetMeta(ctx, "k") })
+	_, err = view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, "h", "k") })
 	wantErr(t, "a rolled-back write", err, store.ErrNotFound)
 
 	mustUpdate(t, s, func(tx store.Tx) error {
 		if err := tx.DeletePrincipal(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("DeletePrincipal of nobody: %v", err)
 		}
-		return tx.SetMeta(ctx, "k", "after a failed write")
+		return tx.SetShipperCursor(ctx, "h", "k", 2)
 	})
-	v, err := view(t, s, func(tx store.Tx) (string, error) { return tx.GetMeta(ctx, "k") })
-	if err != nil || v != "after a failed write" {
-		t.Fatalf("a transaction goes on after a failed write: %q, %v", v, err)
+	v, err := view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, "h", "k") })
+	if err != nil || v != 2 {
+		t.Fatalf("a transaction goes on after a failed write: %d, %v", v, err)
 	}
 
 	// Writers are serialised: concurrent read-modify-write loses nothing.
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetMeta(ctx, "n", "") })
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetShipperCursor(ctx, "h", "n", 0) })
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			err := s.Update(ctx, func(tx store.Tx) error {
-				v, err := tx.GetMeta(ctx, "n")
+				v, err := tx.ShipperCursor(ctx, "h", "n")
 				if err != nil {
 					return err
 				}
-				return tx.SetMeta(ctx, "n", v+"x")
+				return tx.SetShipperCursor(ctx, "h", "n", v+1)
 			})
 			if err != nil {
 				t.Error(err)
@@ -620,9 +705,37 @@ func testTransactions(t *testing.T, s store.Store) {
 		}()
 	}
 	wg.Wait()
-	v, err = view(t, s, func(tx store.Tx) (string, error) { return tx.GetMeta(ctx, "n") })
-	if err != nil || v != "xxxxxxxx" {
-		t.Fatalf("eight serialised increments: %q, %v", v, err)
+	v, err = view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, "h", "n") })
+	if err != nil || v != 8 {
+		t.Fatalf("eight serialised increments: %d, %v", v, err)
+	}
+	// The node settings too: a read-modify-write of one field keeps what
+	// a concurrent one set in another.
+	var wg2 sync.WaitGroup
+	for _, set := range []func(n *store.NodeSettings){
+		func(n *store.NodeSettings) { n.TenantID = "t" }, func(n *store.NodeSettings) { n.SubscriptionID = "s" },
+		func(n *store.NodeSettings) { n.Seal = "file" }, func(n *store.NodeSettings) { n.BootstrapAdmin = "a" },
+	} {
+		wg2.Add(1)
+		go func() {
+			defer wg2.Done()
+			err := s.Update(ctx, func(tx store.Tx) error {
+				n, err := tx.GetNode(ctx)
+				if err != nil {
+					return err
+				}
+				set(n)
+				return tx.UpdateNode(ctx, n)
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg2.Wait()
+	n, err := view(t, s, func(tx store.Tx) (*store.NodeSettings, error) { return tx.GetNode(ctx) })
+	if err != nil || n.TenantID != "t" || n.SubscriptionID != "s" || n.Seal != "file" || n.BootstrapAdmin != "a" {
+		t.Fatalf("four serialised node updates: %+v, %v", n, err)
 	}
 }
 
@@ -677,6 +790,34 @@ func testChanges(t *testing.T, s store.Store) {
 		}
 	}
 
+	mustUpdate(t, s, func(tx store.Tx) error {
+		n, err := tx.GetNode(ctx)
+		if err != nil {
+			return err
+		}
+		n.TenantID = "t"
+		if err := tx.UpdateNode(ctx, n); err != nil {
+			return err
+		}
+		if err := tx.SetShipperCursor(ctx, "Pool", "logs", 3); err != nil {
+			return err
+		}
+		if err := tx.SetRolesSeeded(ctx, "pool"); err != nil {
+			return err
+		}
+		_, err = tx.NoteNearExpiry(ctx, "Pool", "k", "v1", t0)
+		return err
+	})
+	cs = take()
+	for _, want := range []store.Change{
+		{Kind: store.ChangeNode}, {Kind: store.ChangeNode, HSM: "Pool", ID: "logs"}, {Kind: store.ChangeHSM, HSM: "pool"},
+		{Kind: store.ChangeKey, HSM: "Pool", ID: "k"},
+	} {
+		if !has(cs, want) {
+			t.Fatalf("the changes %+v lack %+v", cs, want)
+		}
+	}
+
 	_ = s.Update(ctx, func(tx store.Tx) error {
 		if err := tx.PurgeKey(ctx, "Pool", "k"); err != nil {
 			return err
@@ -699,7 +840,7 @@ func testChanges(t *testing.T, s store.Store) {
 	}
 
 	cancel()
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetMeta(ctx, "k", "v") })
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetShipperCursor(ctx, "h", "k", 1) })
 	if cs := take(); len(cs) != 0 {
 		t.Fatalf("after cancel: %+v", cs)
 	}
