@@ -78,15 +78,20 @@ func (s *Service) AssignIdentity(ctx context.Context, rg, name string) (Account,
 	if err != nil || acct.IdentityPrincipalID != "" {
 		return acct, err
 	}
-	p, err := s.dir.CreateServicePrincipal(ctx, store.KindManagedIdentity, acct.Name)
+	// The identity's principal and its link to the account are made in one
+	// transaction: a crash between them leaves neither.
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		p, err := s.dir.CreateManagedIdentityTx(ctx, tx, acct.Name)
+		if err != nil {
+			return err
+		}
+		acct.IdentityPrincipalID = p.ID
+		return tx.PutObject(ctx, &store.Object{Kind: kindAccountIdentity, ID: acct.Name, Data: []byte(p.ID)})
+	})
 	if err != nil {
 		return Account{}, err
 	}
-	err = s.store.Update(ctx, func(tx store.Tx) error {
-		return tx.PutObject(ctx, &store.Object{Kind: kindAccountIdentity, ID: acct.Name, Data: []byte(p.ID)})
-	})
-	acct.IdentityPrincipalID = p.ID
-	return acct, err
+	return acct, nil
 }
 
 func (s *Service) withIdentity(ctx context.Context, a Account) Account {
