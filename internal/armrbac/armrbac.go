@@ -136,6 +136,16 @@ type Assignment struct {
 	PrincipalID   string    `json:"principalId"`
 	PrincipalType string    `json:"principalType"`
 	Created       time.Time `json:"created"`
+	// Start and End bound a time-limited assignment (a PIM activation);
+	// zero means unbounded. Decisions ignore an assignment outside its
+	// window, judged at decision time, so it ends by itself.
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"`
+}
+
+// Live reports whether the assignment is in force at t.
+func (a *Assignment) Live(t time.Time) bool {
+	return (a.Start.IsZero() || !t.Before(a.Start)) && (a.End.IsZero() || t.Before(a.End))
 }
 
 const kind = "armRoleAssignment"
@@ -257,9 +267,10 @@ func (s *Service) Permits(ctx context.Context, caller *identity.Caller, action s
 		return nil, err
 	}
 	principals := append([]string{caller.ObjectID}, groups...)
+	now := s.now()
 	var granting []string // scopes of assignments that grant action to the caller
 	for _, a := range as {
-		if !slices.Contains(principals, a.PrincipalID) {
+		if !slices.Contains(principals, a.PrincipalID) || !a.Live(now) {
 			continue
 		}
 		if r := builtInByID(a.RoleID); r != nil && r.Permits(action) {
@@ -293,8 +304,9 @@ func (s *Service) Check(ctx context.Context, caller *identity.Caller, action, sc
 		return Grant{}, err
 	}
 	principals := append([]string{caller.ObjectID}, groups...)
+	now := s.now()
 	for _, a := range as {
-		if !slices.Contains(principals, a.PrincipalID) || !covers(a.Scope, scope) {
+		if !slices.Contains(principals, a.PrincipalID) || !covers(a.Scope, scope) || !a.Live(now) {
 			continue
 		}
 		if r := builtInByID(a.RoleID); r != nil && r.Permits(action) {
@@ -361,6 +373,13 @@ func AssignTx(ctx context.Context, tx store.Tx, a Assignment) error {
 		return err
 	}
 	for _, x := range existing {
+		if !x.End.IsZero() && !a.Created.Before(x.End) {
+			// An ended time-limited assignment gives way.
+			if err := tx.DeleteObject(ctx, kind, x.ID); err != nil {
+				return err
+			}
+			continue
+		}
 		if strings.EqualFold(x.Name, a.Name) || (x.PrincipalID == a.PrincipalID && x.RoleID == a.RoleID && strings.EqualFold(x.Scope, a.Scope)) {
 			return ErrAssignmentExists
 		}
@@ -404,7 +423,11 @@ func (s *Service) List(ctx context.Context, scope string, atScope bool, principa
 		return nil, err
 	}
 	out := []Assignment{}
+	now := s.now()
 	for _, a := range as {
+		if !a.End.IsZero() && !now.Before(a.End) {
+			continue // ended
+		}
 		if !covers(a.Scope, scope) && (atScope || !covers(scope, a.Scope)) {
 			continue
 		}
@@ -437,3 +460,17 @@ func ForgetTx(ctx context.Context, tx store.Tx, scope string) error {
 	}
 	return nil
 }
+
+// DeleteTx removes the assignment with ARM id id inside tx, for a caller
+// that ends it with its own change (a PIM deactivation); an assignment
+// already gone is not an error.
+func DeleteTx(ctx context.Context, tx store.Tx, id string) error {
+	err := tx.DeleteObject(ctx, kind, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// ListTx reads every assignment in tx, ended ones included.
+func ListTx(ctx context.Context, tx store.Tx) ([]Assignment, error) { return list(ctx, tx) }

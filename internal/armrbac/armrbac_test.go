@@ -1,6 +1,9 @@
 package armrbac
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestBuiltInRolesByAction is the role × action table of the control
 // plane. No control-plane role grants a data action.
@@ -65,6 +68,27 @@ func TestCovers(t *testing.T) {
 	} {
 		if got := covers(c.scope, c.resource); got != c.want {
 			t.Errorf("covers(%q, %q) = %v", c.scope, c.resource, got)
+		}
+	}
+}
+
+// TestLive: a time-limited assignment is in force from Start (included)
+// to End (excluded); zero bounds are open.
+func TestLive(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		a    Assignment
+		at   time.Time
+		want bool
+	}{
+		{Assignment{}, t0, true},
+		{Assignment{Start: t0, End: t0.Add(time.Hour)}, t0, true},
+		{Assignment{Start: t0, End: t0.Add(time.Hour)}, t0.Add(-time.Second), false},
+		{Assignment{Start: t0, End: t0.Add(time.Hour)}, t0.Add(time.Hour), false},
+		{Assignment{End: t0}, t0.Add(-time.Nanosecond), true},
+	} {
+		if got := c.a.Live(c.at); got != c.want {
+			t.Errorf("%+v at %s: %v", c.a, c.at, got)
 		}
 	}
 }
