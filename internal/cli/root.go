@@ -73,7 +73,7 @@ func newRoot(e *env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(e), newLoginCmd(e), newADCmd(e), newKeyvaultCmd(e), newStorageCmd(e), newMonitorCmd(e), newAuditCmd(e),
+	root.AddCommand(newServeCmd(e), newLoginCmd(e), newADCmd(e), newKeyvaultCmd(e), newPIMCmd(e), newStorageCmd(e), newMonitorCmd(e), newAuditCmd(e),
 		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e), newLogoutCmd(e))
 	return root
 }
