@@ -70,6 +70,7 @@ type Tx interface {
 	Objects
 	Leases
 	Jobs
+	SignIns
 }
 
 // NodeSettings are the node-wide ids and settings: one record per store,
@@ -144,6 +145,55 @@ type TokenKey struct {
 	ID      string
 	Sealed  []byte
 	Created time.Time
+}
+
+// Authenticator is a user's TOTP authenticator (RFC 6238). The secret is
+// sealed by the node seal.
+type Authenticator struct {
+	ID          string
+	PrincipalID string
+	Sealed      []byte
+	// Confirmed is set once a code from the authenticator was accepted;
+	// before that it does not count as a second factor.
+	Confirmed bool
+	// LastStep is the last time step (Unix time / 30 s) whose code was
+	// accepted: a code of that step or an earlier one is a replay.
+	LastStep int64
+	Created  time.Time
+}
+
+// RefreshToken is a refresh token issued at a user's sign-in, kept as a
+// hash. AMR and AuthTime are the sign-in's, carried to every access token
+// it gets.
+type RefreshToken struct {
+	ID          string
+	PrincipalID string
+	Hash        string
+	AMR         []string
+	AuthTime    time.Time
+	Expires     time.Time
+}
+
+// SignIns is the part of a transaction that holds users' authenticators
+// and refresh tokens. Both go with their principal when it is deleted.
+type SignIns interface {
+	// PutAuthenticator adds or replaces the user's authenticator;
+	// ErrConflict for an unknown principal.
+	PutAuthenticator(ctx context.Context, a *Authenticator) error
+	// GetAuthenticator returns the user's authenticator; ErrNotFound if none.
+	GetAuthenticator(ctx context.Context, principalID string) (*Authenticator, error)
+	// DeleteAuthenticator removes the user's authenticator; ErrNotFound if none.
+	DeleteAuthenticator(ctx context.Context, principalID string) error
+	// InsertRefreshToken adds a refresh token; ErrConflict for a taken id
+	// or an unknown principal.
+	InsertRefreshToken(ctx context.Context, t *RefreshToken) error
+	// GetRefreshToken finds a refresh token by id; ErrNotFound if none.
+	GetRefreshToken(ctx context.Context, id string) (*RefreshToken, error)
+	// DeleteRefreshToken removes a refresh token; ErrNotFound if none.
+	DeleteRefreshToken(ctx context.Context, id string) error
+	// DeleteRefreshTokens removes every refresh token of a principal, and
+	// those expired before a time (zero: none), returning how many.
+	DeleteRefreshTokens(ctx context.Context, principalID string, expiredBefore time.Time) (int, error)
 }
 
 // Directory is the directory part of a transaction.

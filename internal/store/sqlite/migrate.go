@@ -200,6 +200,23 @@ var migrations = []string{
 		FROM meta AS m, hsms AS h
 		WHERE h.name = key_versions.hsm COLLATE NOCASE AND m.key = 'rotation.notified.' || h.id || '.' || key_versions.version;
 	DROP TABLE meta;`,
+	// 11: users' TOTP authenticators (secrets sealed by the node seal) and
+	// refresh tokens (HMAC-SHA-256 under the pepper).
+	`CREATE TABLE authenticators (
+		principal_id TEXT PRIMARY KEY REFERENCES principals(id) ON DELETE CASCADE,
+		id TEXT NOT NULL,
+		sealed BLOB NOT NULL,
+		confirmed INTEGER NOT NULL,
+		last_step INTEGER NOT NULL,
+		created INTEGER NOT NULL);
+	CREATE TABLE refresh_tokens (
+		id TEXT PRIMARY KEY,
+		principal_id TEXT NOT NULL REFERENCES principals(id) ON DELETE CASCADE,
+		hash TEXT NOT NULL,
+		amr TEXT NOT NULL,
+		auth_time INTEGER NOT NULL,
+		expires INTEGER NOT NULL);
+	CREATE INDEX refresh_tokens_principal ON refresh_tokens(principal_id);`,
 }
 
 // conversions run after the migration of the same number, in its

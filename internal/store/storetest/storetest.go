@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"members", testMembers},
 		{"credentials", testCredentials},
 		{"tokenKeys", testTokenKeys},
+		{"signIns", testSignIns},
 		{"hsms", testHSMs},
 		{"keys", testKeys},
 		{"keyVersions", testKeyVersions},
@@ -914,4 +915,66 @@ func testJobs(t *testing.T, s store.Store) {
 	_, err = view(t, s, func(tx store.Tx) (*store.Job, error) { return tx.GetJob(ctx, "h2", "c") })
 	wantErr(t, "a job of another HSM", err, store.ErrNotFound)
 	wantErr(t, "UpdateJob of nothing", update(t, s, func(tx store.Tx) error { return tx.UpdateJob(ctx, job("z", "h1", t0)) }), store.ErrNotFound)
+}
+
+func testSignIns(t *testing.T, s store.Store) {
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertPrincipal(ctx, principal("u", store.KindUser, "u")) })
+	wantErr(t, "no authenticator", func() error {
+		_, err := view(t, s, func(tx store.Tx) (*store.Authenticator, error) { return tx.GetAuthenticator(ctx, "u") })
+		return err
+	}(), store.ErrNotFound)
+	wantErr(t, "an authenticator of nobody", update(t, s, func(tx store.Tx) error {
+		return tx.PutAuthenticator(ctx, &store.Authenticator{ID: "a", PrincipalID: "nobody", Sealed: []byte("x"), Created: t0})
+	}), store.ErrConflict)
+	mustUpdate(t, s, func(tx store.Tx) error {
+		return tx.PutAuthenticator(ctx, &store.Authenticator{ID: "a1", PrincipalID: "u", Sealed: []byte("s1"), Created: t0})
+	})
+	mustUpdate(t, s, func(tx store.Tx) error {
+		return tx.PutAuthenticator(ctx, &store.Authenticator{ID: "a2", PrincipalID: "u", Sealed: []byte("s2"), Confirmed: true, LastStep: 42, Created: t0})
+	})
+	a, err := view(t, s, func(tx store.Tx) (*store.Authenticator, error) { return tx.GetAuthenticator(ctx, "u") })
+	if err != nil || a.ID != "a2" || string(a.Sealed) != "s2" || !a.Confirmed || a.LastStep != 42 || !a.Created.Equal(t0) {
+		t.Fatalf("PutAuthenticator replaces: %+v, %v", a, err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteAuthenticator(ctx, "u") })
+	wantErr(t, "deleting an authenticator twice", update(t, s, func(tx store.Tx) error { return tx.DeleteAuthenticator(ctx, "u") }), store.ErrNotFound)
+
+	mustUpdate(t, s, func(tx store.Tx) error {
+		for i, id := range []string{"r1", "r2", "r3"} {
+			r := &store.RefreshToken{ID: id, PrincipalID: "u", Hash: "h" + id, AMR: []string{"pwd", "mfa"}, AuthTime: t0, Expires: t0.Add(time.Duration(i+1) * time.Hour)}
+			if err := tx.InsertRefreshToken(ctx, r); err != nil {
+				return err
+			}
+		}
+		return tx.PutAuthenticator(ctx, &store.Authenticator{ID: "a3", PrincipalID: "u", Sealed: []byte("s3"), Created: t0})
+	})
+	wantErr(t, "a taken refresh token id", update(t, s, func(tx store.Tx) error {
+		return tx.InsertRefreshToken(ctx, &store.RefreshToken{ID: "r1", PrincipalID: "u", Hash: "h", AuthTime: t0, Expires: t0})
+	}), store.ErrConflict)
+	wantErr(t, "a refresh token of nobody", update(t, s, func(tx store.Tx) error {
+		return tx.InsertRefreshToken(ctx, &store.RefreshToken{ID: "r9", PrincipalID: "nobody", Hash: "h", AuthTime: t0, Expires: t0})
+	}), store.ErrConflict)
+	r, err := view(t, s, func(tx store.Tx) (*store.RefreshToken, error) { return tx.GetRefreshToken(ctx, "r2") })
+	if err != nil || r.PrincipalID != "u" || r.Hash != "hr2" || len(r.AMR) != 2 || r.AMR[1] != "mfa" || !r.AuthTime.Equal(t0) || !r.Expires.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("GetRefreshToken: %+v, %v", r, err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteRefreshToken(ctx, "r2") })
+	wantErr(t, "deleting a refresh token twice", update(t, s, func(tx store.Tx) error { return tx.DeleteRefreshToken(ctx, "r2") }), store.ErrNotFound)
+	var deleted int
+	mustUpdate(t, s, func(tx store.Tx) (err error) {
+		deleted, err = tx.DeleteRefreshTokens(ctx, "other", t0.Add(90*time.Minute))
+		return err
+	})
+	if deleted != 1 {
+		t.Fatalf("DeleteRefreshTokens of expired ones deleted %d, want 1", deleted)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeletePrincipal(ctx, "u") })
+	wantErr(t, "a refresh token of a deleted user", func() error {
+		_, err := view(t, s, func(tx store.Tx) (*store.RefreshToken, error) { return tx.GetRefreshToken(ctx, "r3") })
+		return err
+	}(), store.ErrNotFound)
+	wantErr(t, "the authenticator of a deleted user", func() error {
+		_, err := view(t, s, func(tx store.Tx) (*store.Authenticator, error) { return tx.GetAuthenticator(ctx, "u") })
+		return err
+	}(), store.ErrNotFound)
 }
