@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/store"
 )
@@ -38,6 +39,8 @@ type Directory struct {
 
 	// pepper keys the HMAC under which client secrets are stored.
 	pepper []byte
+	// seal protects the TOTP secrets.
+	seal domain.Seal
 	// slots bounds the Argon2id hashes running at once (19 MiB each).
 	slots chan struct{}
 	// slowHashes counts the Argon2id hashes run, for tests.

@@ -218,3 +218,20 @@ func (t *Throttle) evict(now time.Time) {
 		delete(t.entries, f.key)
 	}
 }
+
+// Failures returns how many failures of principal from source count now
+// (0 while locked out: those were refused before counting).
+func (t *Throttle) Failures(principal, source string) int {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.entries[pairKey(principal, source)]
+	if !ok {
+		return 0
+	}
+	f := e.Value.(*failures)
+	if now.Sub(f.first) > t.cfg.Window {
+		return 0
+	}
+	return f.n
+}

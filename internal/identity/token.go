@@ -145,7 +145,16 @@ func (t *TokenService) Audience(scope string) (string, error) {
 // Issue returns a signed access token for p and audience aud, and its
 // lifetime.
 func (t *TokenService) Issue(ctx context.Context, p *Principal, aud string, amr []string) (string, time.Duration, error) {
+	return t.IssueSession(ctx, p, aud, amr, time.Time{})
+}
+
+// IssueSession is Issue for a sign-in made at authTime (zero: now), as a
+// refresh token's access tokens carry their sign-in's auth_time.
+func (t *TokenService) IssueSession(ctx context.Context, p *Principal, aud string, amr []string, authTime time.Time) (string, time.Duration, error) {
 	now := t.now().Truncate(time.Second)
+	if authTime.IsZero() {
+		authTime = now
+	}
 	c := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
@@ -156,7 +165,7 @@ func (t *TokenService) Issue(ctx context.Context, p *Principal, aud string, amr 
 			ExpiresAt: jwt.NewNumericDate(now.Add(TokenLifetime)),
 		},
 		ObjectID: p.ID, TenantID: t.tenant, Version: "2.0", UTI: uuid.NewString(),
-		AMR: amr, AuthTime: now.Unix(), Name: p.DisplayName, Kind: p.Kind, Roles: p.DirectoryRoles,
+		AMR: amr, AuthTime: authTime.Unix(), Name: p.DisplayName, Kind: p.Kind, Roles: p.DirectoryRoles,
 	}
 	if p.AppID != "" {
 		c.AppID, c.AZP, c.IDType = p.AppID, p.AppID, "app"

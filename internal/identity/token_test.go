@@ -40,6 +40,7 @@ func newTestService(t testing.TB) (*TokenService, *Directory, *clock, store.Stor
 		t.Fatal(err)
 	}
 	dir.SetPepper(pepper)
+	dir.SetSeal(seal)
 	key, err := LoadOrCreateSigningKey(ctx, db, seal, rand.Reader, c.now())
 	if err != nil {
 		t.Fatal(err)

@@ -272,6 +272,7 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.dir = identity.NewDirectory(s.store, tenant, rand.Reader, clock)
 	s.dir.SetPepper(pepper)
+	s.dir.SetSeal(seal)
 	key, err := identity.LoadOrCreateSigningKey(ctx, s.store, seal, rand.Reader, realTime())
 	if err != nil {
 		return err

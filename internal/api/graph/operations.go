@@ -52,6 +52,16 @@ func (a *API) operations() *route.Table {
 		read("microsoft.directory/applications/credentials/read", http.MethodGet, "/v1.0/applications/{id}/federatedIdentityCredentials", a.listFederated),
 		write("microsoft.directory/applications/credentials/update", http.MethodPost, "/v1.0/applications/{id}/federatedIdentityCredentials", a.createFederated),
 		write("microsoft.directory/applications/credentials/update", http.MethodDelete, "/v1.0/applications/{id}/federatedIdentityCredentials/{name}", a.deleteFederated),
+		// A user's TOTP authenticator. The /me rows act on the signed-in
+		// user only, so they need no directory role; enrollment and
+		// confirmation are Keyward extensions (Graph enrolls interactively).
+		read("microsoft.directory/users/authenticationMethods/standard/read", http.MethodGet, "/v1.0/me/authentication/softwareOathMethods", a.myOathMethods),
+		read("microsoft.directory/users/authenticationMethods/self/update", http.MethodPost, "/v1.0/me/authentication/softwareOathMethods", a.enrollOath),
+		read("microsoft.directory/users/authenticationMethods/self/update", http.MethodPost, "/v1.0/me/authentication/softwareOathMethods/{methodId}/confirm", a.confirmOath),
+		read("microsoft.directory/users/authenticationMethods/standard/read", http.MethodGet, "/v1.0/users/{id}/authentication/softwareOathMethods", a.userOathMethods),
+		write("microsoft.directory/users/authenticationMethods/update", http.MethodDelete, "/v1.0/users/{id}/authentication/softwareOathMethods/{methodId}", a.resetOath),
+		read("microsoft.directory/users/invalidateAllRefreshTokens/self", http.MethodPost, "/v1.0/me/revokeSignInSessions", a.revokeSessions),
+		write("microsoft.directory/users/invalidateAllRefreshTokens", http.MethodPost, "/v1.0/users/{id}/revokeSignInSessions", a.revokeSessions),
 	)
 	return route.NewTable(ops...)
 }

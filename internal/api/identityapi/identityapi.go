@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,7 +36,17 @@ type API struct {
 	// throttle locks out client ids, user names and source addresses after
 	// repeated failed sign-ins.
 	throttle *identity.Throttle
+	// otpThrottle locks a user's second factor after repeated wrong codes,
+	// whatever the source: a code has only a million values.
+	otpThrottle *identity.Throttle
 }
+
+// OTP lockout: 5 wrong codes for one user within 10 minutes lock the
+// user's codes out for 15 minutes.
+const (
+	otpFailureLimit = 5
+	otpLockout      = 15 * time.Minute
+)
 
 // New returns the identity API; base is the authority host URL ending in
 // "/". A nil throttle takes the default limits.
@@ -42,7 +54,9 @@ func New(dir *identity.Directory, fed *identity.Federation, tokens *identity.Tok
 	if throttle == nil {
 		throttle = identity.NewThrottle(identity.ThrottleConfig{})
 	}
-	return &API{dir: dir, fed: fed, tokens: tokens, throttle: throttle, base: base, log: log}
+	return &API{dir: dir, fed: fed, tokens: tokens, throttle: throttle, base: base, log: log,
+		otpThrottle: identity.NewThrottle(identity.ThrottleConfig{PrincipalLimit: otpFailureLimit, SpreadLimit: otpFailureLimit,
+			Window: 10 * time.Minute, Lockout: otpLockout})}
 }
 
 // Operations are the identity platform's endpoints: open to anyone, named
@@ -56,6 +70,8 @@ func (a *API) Operations() []route.Op {
 		op("OpenIdConnectDiscovery", http.MethodGet, "/{tenant}/v2.0/.well-known/openid-configuration", a.discovery),
 		op("Jwks", http.MethodGet, "/{tenant}/discovery/v2.0/keys", a.jwks),
 		op("Token", http.MethodPost, "/{tenant}/oauth2/v2.0/token", a.token),
+		// Keyward extension (RFC 7009): revoke a refresh token.
+		op("Revoke", http.MethodPost, "/{tenant}/oauth2/v2.0/revoke", a.revoke),
 	}
 }
 
@@ -95,7 +111,7 @@ func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
 		SubjectTypes:          []string{"pairwise"},
 		SigningAlgs:           []string{"RS256"},
 		AuthMethods:           []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
-		GrantTypes:            []string{"client_credentials", "password"},
+		GrantTypes:            []string{"client_credentials", "password", "refresh_token"},
 	})
 }
 
@@ -124,6 +140,8 @@ type tokenResponse struct {
 	ExpiresIn    int    `json:"expires_in"`
 	ExtExpiresIn int    `json:"ext_expires_in"`
 	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
 }
 
 // maxForm bounds the token request body.
@@ -156,22 +174,59 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, fe.Code, fe.Msg, 50053)
 		return
 	}
-	p, amr, err := a.authenticate(ctx, r)
+	p, amr, authTime, err := a.authenticate(ctx, r)
 	if err != nil {
 		a.refuse(w, r, subject, source, err)
 		return
 	}
-	tok, life, err := a.tokens.Issue(ctx, p, aud, amr)
+	tok, life, err := a.tokens.IssueSession(ctx, p, aud, amr, authTime)
 	if err != nil {
 		a.log.ErrorContext(ctx, "token issue failed", "err", err)
 		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
 		return
 	}
-	a.throttle.Succeed(subject, source)
-	a.log.InfoContext(ctx, "token issued", "oid", p.ID, "aud", aud)
-	w.Header().Set("Cache-Control", "no-store")
 	secs := int(life / time.Second)
-	httpx.WriteJSON(w, http.StatusOK, tokenResponse{TokenType: "Bearer", ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: tok})
+	resp := tokenResponse{TokenType: "Bearer", ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: tok, Scope: r.PostForm.Get("scope")}
+	// A user's sign-in that asks for offline_access gets a refresh token,
+	// as Entra's; a refresh does not get another (the first one stays good
+	// until its end).
+	if r.PostForm.Get("grant_type") == "password" && slices.Contains(strings.Fields(r.PostForm.Get("scope")), "offline_access") {
+		if resp.RefreshToken, err = a.dir.IssueRefreshToken(ctx, p, amr, authTime); err != nil {
+			a.log.ErrorContext(ctx, "refresh token issue failed", "err", err)
+			oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
+			return
+		}
+	}
+	a.throttle.Succeed(subject, source)
+	a.log.InfoContext(ctx, "token issued", "oid", p.ID, "aud", aud, "amr", amr)
+	w.Header().Set("Cache-Control", "no-store")
+	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
+// revoke is RFC 7009's revocation endpoint for refresh tokens (a Keyward
+// extension: Entra revokes with Graph's revokeSignInSessions). Whoever
+// holds a refresh token may revoke it; the answer is 200 whether or not
+// the token was known.
+func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
+	if !a.tenantOK(w, r) {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "AADSTS900144: The request body must contain the parameter 'token'.", 900144)
+		return
+	}
+	if hint := r.PostForm.Get("token_type_hint"); hint != "" && hint != "refresh_token" {
+		oauthError(w, http.StatusBadRequest, "unsupported_token_type", "only refresh tokens are revoked: access tokens end by themselves", 0)
+		return
+	}
+	if err := a.dir.RevokeRefreshToken(r.Context(), r.PostForm.Get("token")); err != nil {
+		a.log.ErrorContext(r.Context(), "refresh token revocation failed", "err", err)
+		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be revoked", 0)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
 }
 
 // refuse answers a failed token request and counts wrong credentials
@@ -193,6 +248,8 @@ func (a *API) refuse(w http.ResponseWriter, r *http.Request, subject, source str
 		if a.throttle.Fail(subject, source) {
 			a.log.WarnContext(ctx, "sign-in locked out after repeated failures", "subject", subject, "source", source)
 		}
+		// Each failure in a row costs the next answer more, up to 2 s.
+		slowDown(ctx, a.throttle.Failures(subject, source))
 	}
 	fe, _ := fault.As(err)
 	code := fe.Code
@@ -240,9 +297,42 @@ func sourceOf(r *http.Request) string {
 	return ip.String()
 }
 
+// slowDown delays the answer to the n-th failure in a row: 100 ms per
+// failure after the third, at most 2 s.
+func slowDown(ctx context.Context, n int) {
+	if n <= 3 {
+		return
+	}
+	t := time.NewTimer(min(time.Duration(n-3)*100*time.Millisecond, 2*time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // authenticate handles the grants Keyward supports: client_credentials
-// with a client secret (form or HTTP Basic), and password for users.
-func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Principal, []string, error) {
+// with a client secret (form or HTTP Basic), password for users (with a
+// TOTP code in the form field otp, a Keyward extension), and
+// refresh_token. It returns the principal, the methods it signed in with
+// and when (zero: now).
+func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Principal, []string, time.Time, error) {
+	if r.PostForm.Get("grant_type") == "refresh_token" {
+		tok := r.PostForm.Get("refresh_token")
+		if tok == "" {
+			return nil, nil, time.Time{}, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameter 'refresh_token'.")
+		}
+		p, rt, err := a.dir.RedeemRefreshToken(ctx, tok)
+		if err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		return p, rt.AMR, rt.AuthTime, nil
+	}
+	p, amr, err := a.authenticateNow(ctx, r)
+	return p, amr, time.Time{}, err
+}
+
+func (a *API) authenticateNow(ctx context.Context, r *http.Request) (*identity.Principal, []string, error) {
 	f := r.PostForm
 	switch f.Get("grant_type") {
 	case "client_credentials":
@@ -268,7 +358,21 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Prin
 		return p, []string{"pwd"}, err
 	case "password":
 		p, err := a.dir.AuthenticateUser(ctx, f.Get("username"), f.Get("password"))
-		return p, []string{"pwd"}, err
+		if err != nil || f.Get("otp") == "" {
+			return p, []string{"pwd"}, err
+		}
+		// The code is checked only after the password, so it tells nothing
+		// to whoever does not have the password.
+		if _, err := a.otpThrottle.Check(p.ID, ""); err != nil {
+			return nil, nil, identity.ErrLockedOut
+		}
+		if err := a.dir.VerifyTOTP(ctx, p.ID, f.Get("otp")); err != nil {
+			if fault.KindOf(err) == fault.Unauthenticated && a.otpThrottle.Fail(p.ID, "") {
+				a.log.WarnContext(ctx, "second factor locked out after repeated wrong codes", "oid", p.ID)
+			}
+			return nil, nil, err
+		}
+		return p, []string{"pwd", "otp", "mfa"}, nil
 	case "":
 		return nil, nil, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameter 'grant_type'.")
 	}
