@@ -33,6 +33,8 @@ type Event struct {
 	Subject         string `json:"subject"`
 	DataContentType string `json:"datacontenttype"`
 	Data            Data   `json:"data"`
+	// PIM, when set, is sent as data instead of Data (see MarshalJSON).
+	PIM *PIMData `json:"-"`
 }
 
 // Data is the payload Event Grid sends for key events.

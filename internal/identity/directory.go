@@ -22,6 +22,11 @@ import (
 // GlobalAdministrator is the directory role that may change the directory.
 const GlobalAdministrator = "Global Administrator"
 
+// PrivilegedRoleAdministrator is the directory role that administers
+// privileged access (PIM eligibilities, policies and alerts), as Global
+// Administrators also may.
+const PrivilegedRoleAdministrator = "Privileged Role Administrator"
+
 // Directory manages the principals of one tenant.
 type Directory struct {
 	store  store.Store
@@ -35,7 +40,7 @@ type Directory struct {
 	// change is not kept: fills remember the generation.
 	mu     sync.Mutex
 	gen    uint64
-	groups map[string][]string
+	groups map[string]cachedGroups
 
 	// pepper keys the HMAC under which client secrets are stored.
 	pepper []byte
@@ -50,7 +55,7 @@ type Directory struct {
 // NewDirectory returns the directory of tenant held in s. Before it adds or
 // checks client secrets it needs the node's pepper: see SetPepper.
 func NewDirectory(s store.Store, tenant string, rand io.Reader, now func() time.Time) *Directory {
-	d := &Directory{store: s, tenant: tenant, rand: rand, now: now, groups: map[string][]string{}, slots: newSlots()}
+	d := &Directory{store: s, tenant: tenant, rand: rand, now: now, groups: map[string]cachedGroups{}, slots: newSlots()}
 	s.Subscribe(d.apply)
 	return d
 }
@@ -345,12 +350,16 @@ func (d *Directory) Members(ctx context.Context, groupID string) ([]*Principal, 
 		if _, err := tx.GetPrincipal(ctx, groupID); err != nil {
 			return err
 		}
-		ids, err := tx.Members(ctx, groupID)
+		ms, err := tx.GroupMemberships(ctx, groupID)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			p, err := tx.GetPrincipal(ctx, id)
+		now := d.now()
+		for _, m := range ms {
+			if !m.CountsAt(now) {
+				continue
+			}
+			p, err := tx.GetPrincipal(ctx, m.MemberID)
 			if err != nil {
 				return err
 			}
@@ -361,28 +370,49 @@ func (d *Directory) Members(ctx context.Context, groupID string) ([]*Principal, 
 	return out, mapErr(err)
 }
 
+// cachedGroups is a principal's groups, good until a membership window
+// opens or closes (zero: until the next change).
+type cachedGroups struct {
+	ids   []string
+	until time.Time
+}
+
 // GroupsOf returns every group that principalID belongs to, directly or
-// through nested groups.
+// through nested groups. A membership bounded in time (a PIM activation)
+// counts only inside its window, by the directory's clock, whether or not
+// anything removed it yet.
 func (d *Directory) GroupsOf(ctx context.Context, principalID string) ([]string, error) {
+	now := d.now()
 	d.mu.Lock()
 	cached, ok := d.groups[principalID]
 	gen := d.gen
 	d.mu.Unlock()
-	if ok {
-		return cached, nil
+	if ok && (cached.until.IsZero() || now.Before(cached.until)) {
+		return cached.ids, nil
 	}
 	var out []string
+	var until time.Time
+	bound := func(t time.Time) {
+		if !t.IsZero() && now.Before(t) && (until.IsZero() || t.Before(until)) {
+			until = t
+		}
+	}
 	err := d.store.View(ctx, func(tx store.Tx) error {
 		seen := map[string]bool{}
 		queue := []string{principalID}
 		for len(queue) > 0 {
-			gs, err := tx.GroupsOf(ctx, queue[0])
+			ms, err := tx.Memberships(ctx, queue[0])
 			if err != nil {
 				return err
 			}
 			queue = queue[1:]
-			for _, g := range gs {
-				if !seen[g] {
+			for _, m := range ms {
+				bound(m.Since)
+				bound(m.Until)
+				if !m.CountsAt(now) {
+					continue
+				}
+				if g := m.GroupID; !seen[g] {
 					seen[g] = true
 					out = append(out, g)
 					queue = append(queue, g)
@@ -397,7 +427,7 @@ func (d *Directory) GroupsOf(ctx context.Context, principalID string) ([]string,
 	slices.Sort(out)
 	d.mu.Lock()
 	if d.gen == gen {
-		d.groups[principalID] = out
+		d.groups[principalID] = cachedGroups{ids: out, until: until}
 	}
 	d.mu.Unlock()
 	return out, nil

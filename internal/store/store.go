@@ -196,6 +196,21 @@ type SignIns interface {
 	DeleteRefreshTokens(ctx context.Context, principalID string, expiredBefore time.Time) (int, error)
 }
 
+// Membership is a direct membership of a group, which counts from Since
+// until Until; zero bounds are none (a membership added with AddMember
+// has neither).
+type Membership struct {
+	GroupID  string
+	MemberID string
+	Since    time.Time
+	Until    time.Time
+}
+
+// CountsAt reports whether the membership counts at t.
+func (m Membership) CountsAt(t time.Time) bool {
+	return (m.Since.IsZero() || !t.Before(m.Since)) && (m.Until.IsZero() || t.Before(m.Until))
+}
+
 // Directory is the directory part of a transaction.
 type Directory interface {
 	// InsertPrincipal adds a principal; a taken id, app id or user
@@ -223,6 +238,19 @@ type Directory interface {
 	Members(ctx context.Context, groupID string) ([]string, error)
 	// GroupsOf lists the groups that list memberID directly, in id order.
 	GroupsOf(ctx context.Context, memberID string) ([]string, error)
+	// Members and GroupsOf list every direct membership, bounded or not:
+	// the directory judges windows by its clock.
+
+	// PutMembership adds a direct member whose membership counts only in
+	// [Since, Until) (a zero bound is no bound), or replaces the window of
+	// an existing membership; ErrConflict if either principal does not
+	// exist. PIM activations make such memberships.
+	PutMembership(ctx context.Context, m *Membership) error
+	// Memberships lists memberID's direct memberships, in group id order.
+	Memberships(ctx context.Context, memberID string) ([]Membership, error)
+	// GroupMemberships lists a group's direct memberships, in member id
+	// order.
+	GroupMemberships(ctx context.Context, groupID string) ([]Membership, error)
 
 	// InsertCredential adds a secret; ErrConflict for a taken id or an
 	// unknown principal.

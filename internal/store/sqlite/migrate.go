@@ -217,6 +217,10 @@ var migrations = []string{
 		auth_time INTEGER NOT NULL,
 		expires INTEGER NOT NULL);
 	CREATE INDEX refresh_tokens_principal ON refresh_tokens(principal_id);`,
+	// 12: memberships bounded in time (PIM for Groups activations); 0 is
+	// no bound.
+	`ALTER TABLE members ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE members ADD COLUMN until INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // conversions run after the migration of the same number, in its

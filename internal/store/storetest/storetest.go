@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"node", testNode},
 		{"principals", testPrincipals},
 		{"members", testMembers},
+		{"memberships", testMemberships},
 		{"credentials", testCredentials},
 		{"tokenKeys", testTokenKeys},
 		{"signIns", testSignIns},
