@@ -15,7 +15,7 @@ func newADCmd(e *env) *cobra.Command {
 	sp := &cobra.Command{Use: "sp", Short: "Manage service principals"}
 	sp.AddCommand(spCreateForRBAC(e), objShow(e, "servicePrincipals", "id"), objList(e, "servicePrincipals"), objDelete(e, "servicePrincipals", "id"), newSPCredentialCmd(e))
 	user := &cobra.Command{Use: "user", Short: "Manage users"}
-	user.AddCommand(userCreate(e), objShow(e, "users", "id"), objList(e, "users"), objDelete(e, "users", "id"))
+	user.AddCommand(userCreate(e), objShow(e, "users", "id"), objList(e, "users"), objDelete(e, "users", "id"), userMFACmd(e))
 	group := &cobra.Command{Use: "group", Short: "Manage groups"}
 	member := &cobra.Command{Use: "member", Short: "Manage group members"}
 	member.AddCommand(memberCmd(e, "add"), memberCmd(e, "remove"), memberCmd(e, "check"), memberList(e))
@@ -216,4 +216,35 @@ func memberList(e *env) *cobra.Command {
 			}
 			return c.graphList(ctx, "/groups/"+g["id"].(string)+"/members")
 		})
+}
+
+// userMFACmd is `keyward ad user mfa`: an administrator's view of a user's
+// authenticator app.
+func userMFACmd(e *env) *cobra.Command {
+	mfa := &cobra.Command{Use: "mfa", Short: "Manage a user's authenticator app (TOTP)"}
+	var id string
+	reset := command(e, "reset", "Remove a user's authenticator and revoke the user's refresh tokens (Global Administrator)",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&id, "id", "", "the user's object id or user principal name")
+			required(cmd, "id")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			base := "/users/" + url.PathEscape(id) + "/authentication/softwareOathMethods"
+			ms, err := c.graphList(ctx, base)
+			if err != nil {
+				return nil, err
+			}
+			if len(ms) == 0 {
+				return nil, &apiError{404, "Request_ResourceNotFound", "the user has no authenticator"}
+			}
+			for _, m := range ms {
+				mid, _ := m["id"].(string)
+				if err := c.graph(ctx, http.MethodDelete, base+"/"+url.PathEscape(mid), nil, nil); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		})
+	mfa.AddCommand(reset)
+	return mfa
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -98,7 +99,7 @@ func newClient(p *profile) (*client, error) {
 		cred, err = azidentity.NewClientSecretCredential(p.TenantID, p.Username, p.Secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
 	default:
-		cred, err = newPasswordCredential(hc, p)
+		cred, err = newRefreshCredential(hc, p)
 	}
 	if err != nil {
 		return nil, err
@@ -231,41 +232,77 @@ func decodeAPIError(status int, data []byte) *apiError {
 	return &apiError{status, http.StatusText(status), strings.TrimSpace(string(data))}
 }
 
-// passwordCredential signs a user in with the OAuth2 password grant.
-type passwordCredential struct {
+// tokenResponse is the token endpoint's answer.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+}
+
+// cliClientID is the client id the CLI names in user sign-ins (az's).
+const cliClientID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+// postToken sends form to the tenant's token endpoint.
+func postToken(ctx context.Context, hc *http.Client, p *profile, form url.Values) (*tokenResponse, error) {
+	form.Set("client_id", cliClientID)
+	u := strings.TrimSuffix(p.Server, "/") + "/" + p.TenantID + "/oauth2/v2.0/token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out tokenResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("token response: %w", err)
+	}
+	if out.AccessToken == "" {
+		return nil, fmt.Errorf("%s: %s", out.Error, out.Description)
+	}
+	return &out, nil
+}
+
+// signInUser signs a user in with the OAuth2 password grant, and a TOTP
+// code if one is given (the form field otp, a Keyward extension), asking
+// for a refresh token (offline_access).
+func signInUser(ctx context.Context, hc *http.Client, p *profile, password, otp string) (*tokenResponse, error) {
+	form := url.Values{"grant_type": {"password"}, "username": {p.Username}, "password": {password},
+		"scope": {graphScope + " offline_access"}}
+	if otp != "" {
+		form.Set("otp", otp)
+	}
+	t, err := postToken(ctx, hc, p, form)
+	if err == nil && t.RefreshToken == "" {
+		err = errors.New("the server gave no refresh token")
+	}
+	return t, err
+}
+
+// refreshCredential gets a user's access tokens with the refresh token of
+// the sign-in, as MSAL does from its cache.
+type refreshCredential struct {
 	http *http.Client
 	p    *profile
 }
 
-func newPasswordCredential(hc *http.Client, p *profile) (azcore.TokenCredential, error) {
-	return &passwordCredential{http: hc, p: p}, nil
+func newRefreshCredential(hc *http.Client, p *profile) (azcore.TokenCredential, error) {
+	return &refreshCredential{http: hc, p: p}, nil
 }
 
-func (c *passwordCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	form := url.Values{"grant_type": {"password"}, "username": {c.p.Username}, "password": {c.p.Secret},
-		"scope": {strings.Join(o.Scopes, " ")}}
-	u := strings.TrimSuffix(c.p.Server, "/") + "/" + c.p.TenantID + "/oauth2/v2.0/token"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+func (c *refreshCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {c.p.RefreshToken}, "scope": {strings.Join(o.Scopes, " ")}}
+	t, err := postToken(ctx, c.http, c.p, form)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "invalid_grant") {
+			return azcore.AccessToken{}, fmt.Errorf("%w (run 'keyward login' again)", err)
+		}
 		return azcore.AccessToken{}, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return azcore.AccessToken{}, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int    `json:"expires_in"`
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
-		return azcore.AccessToken{}, fmt.Errorf("token response: %w", err)
-	}
-	if out.AccessToken == "" {
-		return azcore.AccessToken{}, fmt.Errorf("%s: %s", out.Error, out.Description)
-	}
-	return azcore.AccessToken{Token: out.AccessToken, ExpiresOn: time.Now().Add(time.Duration(out.ExpiresIn) * time.Second)}, nil
+	return azcore.AccessToken{Token: t.AccessToken, ExpiresOn: time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)}, nil
 }

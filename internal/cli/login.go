@@ -9,10 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/spf13/cobra"
 )
 
@@ -22,13 +24,15 @@ func newLoginCmd(e *env) *cobra.Command {
 		sp     bool
 		out    outputFlags
 		caFile string
+		otp    string
 	)
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Sign in to a Keyward server (as 'az login')",
 		Example: `  keyward login --server https://127.0.0.1:8443/ --service-principal -u APPID -p SECRET --tenant TENANT --ca-file keyward-data/ca.pem
   keyward login --server https://127.0.0.1:8443/ --service-principal -u APPID --certificate APPID.pem --tenant TENANT --ca-file keyward-data/ca.pem
-  keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test --tenant TENANT   # password read from stdin`,
+  keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test --tenant TENANT   # password read from stdin
+  keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test -p PASSWORD --otp 123456`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if p.Server == "" || p.Username == "" {
@@ -53,6 +57,9 @@ func newLoginCmd(e *env) *cobra.Command {
 			p.Kind = "user"
 			if sp {
 				p.Kind = "servicePrincipal"
+				if otp != "" {
+					return usagef("--otp is for users: service principals have no second factor")
+				}
 			}
 			if caFile != "" {
 				abs, err := filepath.Abs(caFile)
@@ -64,6 +71,19 @@ func newLoginCmd(e *env) *cobra.Command {
 			p.Server = strings.TrimSuffix(p.Server, "/") + "/"
 			if err := discover(cmd.Context(), &p); err != nil {
 				return err
+			}
+			if p.Kind == "user" {
+				// The password signs in once; the profile keeps the
+				// refresh token of that sign-in, never the password.
+				hc, err := newHTTPClient(&p)
+				if err != nil {
+					return err
+				}
+				t, err := signInUser(cmd.Context(), hc, &p, p.Secret, otp)
+				if err != nil {
+					return fmt.Errorf("signing in: %w", err)
+				}
+				p.Secret, p.RefreshToken = "", t.RefreshToken
 			}
 			c, err := newClient(&p)
 			if err != nil {
@@ -97,6 +117,7 @@ func newLoginCmd(e *env) *cobra.Command {
 	f.StringVar(&p.Certificate, "certificate", "", "PEM file with a service principal's certificate and private key (see 'ad sp credential reset --create-cert')")
 	f.StringVarP(&p.TenantID, "tenant", "t", "", "the tenant id (default: the server's)")
 	f.StringVar(&caFile, "ca-file", "", "PEM file of the CA to trust (the server's data dir has ca.pem)")
+	f.StringVar(&otp, "otp", "", "a code from the user's authenticator app (TOTP): the tokens then carry amr mfa")
 	out.register(cmd)
 	return cmd
 }
@@ -174,18 +195,94 @@ func newAccountCmd(e *env) *cobra.Command {
 		},
 	}
 	out.register(show)
-	account.AddCommand(show)
+	account.AddCommand(show, newGetAccessTokenCmd(e), newMFACmd(e))
 	return account
 }
 
+// newGetAccessTokenCmd is `keyward account get-access-token`, as az's.
+func newGetAccessTokenCmd(e *env) *cobra.Command {
+	var resource, scope string
+	return command(e, "get-access-token", "Get an access token for the signed-in account",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&resource, "resource", "", "the resource the token is for (default: Azure Resource Manager)")
+			cmd.Flags().StringVar(&scope, "scope", "", "the scope the token is for, such as https://managedhsm.azure.net/.default")
+			cmd.MarkFlagsMutuallyExclusive("resource", "scope")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			s := scope
+			switch {
+			case s == "" && resource == "":
+				s = armScope
+			case s == "":
+				s = strings.TrimRight(resource, "/") + "/.default"
+			}
+			t, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s}})
+			if err != nil {
+				return nil, fmt.Errorf("signing in: %w", err)
+			}
+			return map[string]any{
+				"accessToken":  t.Token,
+				"expiresOn":    t.ExpiresOn.Local().Format("2006-01-02 15:04:05.000000"),
+				"expires_on":   t.ExpiresOn.Unix(),
+				"subscription": c.prof.Subscription,
+				"tenant":       c.prof.TenantID,
+				"tokenType":    "Bearer",
+			}, nil
+		})
+}
+
+// newMFACmd is `keyward account mfa`: the signed-in user's TOTP
+// authenticator.
+func newMFACmd(e *env) *cobra.Command {
+	mfa := &cobra.Command{Use: "mfa", Short: "Manage the signed-in user's authenticator app (TOTP)"}
+	enroll := command(e, "enroll", "Start a new authenticator: prints its secret and otpauth URI once",
+		func(*cobra.Command) {},
+		func(ctx context.Context, c *client) (any, error) {
+			var m struct{ ID, SecretKey, OtpauthURI string }
+			if err := c.graph(ctx, http.MethodPost, "/me/authentication/softwareOathMethods", map[string]any{}, &m); err != nil {
+				return nil, err
+			}
+			return map[string]string{"id": m.ID, "secret": m.SecretKey, "otpauthUri": m.OtpauthURI}, nil
+		})
+	var code string
+	confirm := command(e, "confirm", "Put the new authenticator in force with a code from it",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&code, "code", "", "a code the authenticator app shows")
+			required(cmd, "code")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			ms, err := c.graphList(ctx, "/me/authentication/softwareOathMethods")
+			if err != nil {
+				return nil, err
+			}
+			if len(ms) == 0 {
+				return nil, usagef("no authenticator to confirm: run 'keyward account mfa enroll' first")
+			}
+			id, _ := ms[0]["id"].(string)
+			if err := c.graph(ctx, http.MethodPost, "/me/authentication/softwareOathMethods/"+url.PathEscape(id)+"/confirm",
+				map[string]string{"code": code}, nil); err != nil {
+				return nil, err
+			}
+			return map[string]any{"id": id, "confirmed": true}, nil
+		})
+	mfa.AddCommand(enroll, confirm)
+	return mfa
+}
+
 // newLogoutCmd is `keyward logout`, as `az logout`: it forgets the saved
-// profile (and with it the secret it holds).
+// profile (and with it the secret it holds). A user's refresh token is
+// revoked at the server first (RFC 7009), which az does not do.
 func newLogoutCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "logout",
-		Short: "Forget the saved login",
+		Short: "Forget the saved login and revoke its refresh token",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if p, err := e.loadProfile(); err == nil && p.RefreshToken != "" {
+				if err := revokeRefreshToken(cmd.Context(), p); err != nil {
+					fmt.Fprintf(e.stderr, "WARNING: the refresh token could not be revoked at the server (%v); it ends by itself within 24 hours\n", err)
+				}
+			}
 			err := os.Remove(filepath.Join(e.configDir, profileFile))
 			if errors.Is(err, fs.ErrNotExist) {
 				return usagef("not logged in")
@@ -193,4 +290,28 @@ func newLogoutCmd(e *env) *cobra.Command {
 			return err
 		},
 	}
+}
+
+// revokeRefreshToken revokes the profile's refresh token at the server.
+func revokeRefreshToken(ctx context.Context, p *profile) error {
+	hc, err := newHTTPClient(p)
+	if err != nil {
+		return err
+	}
+	form := url.Values{"token": {p.RefreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {cliClientID}}
+	u := strings.TrimSuffix(p.Server, "/") + "/" + p.TenantID + "/oauth2/v2.0/revoke"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the server answered %s", resp.Status)
+	}
+	return nil
 }

@@ -10,8 +10,10 @@ import (
 )
 
 // profile is what "keyward login" saves: where the server is, how to trust
-// it, and the credential to sign in with. It holds a secret, so the file
-// is written with mode 0600, as az keeps service_principal_entries.json.
+// it, and the credential to sign in with: a service principal's secret (as
+// az keeps service_principal_entries.json) or, for a user, the refresh
+// token of the sign-in, never the password (as az keeps MSAL's token
+// cache). It holds a secret, so the file is written with mode 0600.
 type profile struct {
 	Server       string `json:"server"`
 	TenantID     string `json:"tenantId"`
@@ -22,7 +24,11 @@ type profile struct {
 	// Kind is "servicePrincipal" or "user".
 	Kind     string `json:"kind"`
 	Username string `json:"username"`
-	Secret   string `json:"secret,omitempty"`
+	// Secret is a service principal's client secret; users have none.
+	Secret string `json:"secret,omitempty"`
+	// RefreshToken is a user's: it gets access tokens until it expires
+	// (24 hours after the sign-in) or is revoked ('keyward logout').
+	RefreshToken string `json:"refreshToken,omitempty"`
 	// Certificate is the path of a PEM file with a service principal's
 	// certificate and private key, used instead of Secret.
 	Certificate string `json:"certificate,omitempty"`
@@ -42,10 +48,16 @@ func (e *env) loadProfile() (*profile, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("reading profile %s: %w", filepath.Join(e.configDir, profileFile), err)
 	}
+	if p.Kind == "user" && p.RefreshToken == "" {
+		return nil, usagef("the saved login is of an older keyward, which kept the password: run 'keyward login' again")
+	}
 	return &p, nil
 }
 
 func (e *env) saveProfile(p *profile) error {
+	if p.Kind == "user" {
+		p.Secret = "" // a user's password is never kept
+	}
 	if err := os.MkdirAll(e.configDir, 0o700); err != nil {
 		return fmt.Errorf("saving profile: %w", err)
 	}

@@ -32,7 +32,7 @@ var ErrInvalidRefreshToken = fault.New(fault.Unauthenticated, "invalid_grant",
 	"AADSTS700082: The refresh token has expired or was revoked. Sign in again.")
 
 // IssueRefreshToken stores and returns a refresh token for user p's
-// sign-in at authTime with methods amr. Expired refresh tokens of any
+// sign-in at authTime (zero: now) with methods amr. Expired refresh tokens of any
 // user are dropped on the way.
 func (d *Directory) IssueRefreshToken(ctx context.Context, p *Principal, amr []string, authTime time.Time) (string, error) {
 	if d.pepper == nil {
@@ -45,6 +45,9 @@ func (d *Directory) IssueRefreshToken(ctx context.Context, p *Principal, amr []s
 	id := b64url.EncodeToString(b[:12])
 	tok := refreshPrefix + id + "." + b64url.EncodeToString(b[12:])
 	now := d.now()
+	if authTime.IsZero() {
+		authTime = now.Truncate(time.Second)
+	}
 	rt := &store.RefreshToken{ID: id, PrincipalID: p.ID, Hash: d.mac(tok), AMR: amr, AuthTime: authTime, Expires: authTime.Add(RefreshTokenLifetime)}
 	err := d.store.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.DeleteRefreshTokens(ctx, "", now); err != nil {
