@@ -187,4 +187,3 @@ func TestCLIMFA(t *testing.T) {
 		}
 	}
 }
-
