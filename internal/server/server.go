@@ -40,6 +40,7 @@ import (
 	"github.com/keyward/keyward/internal/events"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/pim/armroles"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/internal/store/sqlite"
@@ -130,6 +131,7 @@ type Server struct {
 	rotator    *keys.Rotator
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
+	pim        *pim.Service
 	arm        *arm.API
 	sub        string // the subscription id
 }
@@ -318,6 +320,7 @@ func (s *Server) build(ctx context.Context) error {
 	s.open = route.NewTable(append(idAPI.Operations(),
 		route.Op{Name: "CloudMetadata", Method: http.MethodGet, Pattern: "/metadata/endpoints", Handle: s.metadata})...)
 	s.graph = graph.New(s.dir, s.log)
+	s.buildPIM(publisher, clock, tenant)
 	limit := s.cfg.AuditBufferBytes
 	if limit == 0 {
 		limit = 256 << 20
@@ -326,6 +329,7 @@ func (s *Server) build(ctx context.Context) error {
 	scopes := arm.Scopes{ControlPlane: cp, Diagnostics: diag, Subscription: subscription}
 	s.armRBAC = armrbac.NewService(s.store, s.dir, clock, scopes.Exists)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,
+		PIM:    armroles.New(s.store, s.dir, clock, scopes.Exists),
 		HSMURI: s.HSMURI, ManagementURL: s.base, Log: s.log})
 	if err := diag.Start(ctx); err != nil {
 		return err
@@ -417,6 +421,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	rotCtx, stopRotation := context.WithCancel(ctx)
 	defer stopRotation()
 	go s.rotator.Run(rotCtx, interval)
+	go s.runPIM(rotCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, s.tls)) }()
 	select {

@@ -20,6 +20,7 @@ import (
 	"github.com/keyward/keyward/internal/diagnostics"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/pim/armroles"
 )
 
 // API serves the ARM endpoints of one subscription.
@@ -28,6 +29,7 @@ type API struct {
 	rbac         *armrbac.Service
 	dir          *identity.Directory
 	diag         *diagnostics.Service
+	pim          *armroles.Service
 	subscription string
 	// hsmURI returns the data-plane URL of an HSM name.
 	hsmURI func(name string) string
@@ -46,6 +48,7 @@ type Deps struct {
 	RBAC          *armrbac.Service
 	Directory     *identity.Directory
 	Diagnostics   *diagnostics.Service
+	PIM           *armroles.Service // PIM for Azure roles
 	Subscription  string
 	HSMURI        func(name string) string
 	ManagementURL string
@@ -54,7 +57,7 @@ type Deps struct {
 
 // New returns the ARM API.
 func New(d Deps) *API {
-	a := &API{cp: d.ControlPlane, rbac: d.RBAC, dir: d.Directory, diag: d.Diagnostics, subscription: d.Subscription,
+	a := &API{cp: d.ControlPlane, rbac: d.RBAC, dir: d.Directory, diag: d.Diagnostics, pim: d.PIM, subscription: d.Subscription,
 		hsmURI: d.HSMURI, managementURL: strings.TrimSuffix(d.ManagementURL, "/"), log: d.Log}
 	a.ops, a.authz = a.operations(), a.authorizationOperations()
 	return a

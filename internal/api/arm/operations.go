@@ -87,14 +87,14 @@ func (a *API) authorizationOperations() *route.Table {
 	op := func(method, pattern, action string, h func(http.ResponseWriter, *http.Request) error) route.Op {
 		return route.Op{Name: action, Method: method, Pattern: pattern, Action: action, Scope: a.authzScope, Handle: h}
 	}
-	return route.NewTable(
+	return route.NewTable(append([]route.Op{
 		op(http.MethodGet, "roleDefinitions", "Microsoft.Authorization/roleDefinitions/read", a.listDefinitions),
 		op(http.MethodGet, "roleDefinitions/{id}", "Microsoft.Authorization/roleDefinitions/read", a.getDefinition),
 		op(http.MethodGet, "roleAssignments", "Microsoft.Authorization/roleAssignments/read", a.listAssignments),
 		op(http.MethodGet, "roleAssignments/{name}", "Microsoft.Authorization/roleAssignments/read", a.getAssignment),
 		op(http.MethodPut, "roleAssignments/{name}", "Microsoft.Authorization/roleAssignments/write", a.putAssignment),
 		op(http.MethodDelete, "roleAssignments/{name}", "Microsoft.Authorization/roleAssignments/delete", a.deleteAssignment),
-	)
+	}, a.pimOperations()...)...)
 }
 
 // Operations lists the resource manager's operations, for docs and tests.
