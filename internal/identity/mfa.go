@@ -36,9 +36,9 @@ var (
 	// the lockout as a wrong password does.
 	ErrInvalidOTP = fault.New(fault.Unauthenticated, "invalid_grant",
 		"AADSTS500121: Authentication failed during strong authentication request: the verification code is not valid.")
-	// ErrNoAuthenticator is a code given by a user who has no confirmed
+	// errNoAuthenticator is ErrInvalidOTP for a code given by a user who has no confirmed
 	// authenticator.
-	ErrNoAuthenticator = ErrInvalidOTP.With(
+	errNoAuthenticator = ErrInvalidOTP.With(
 		"AADSTS500121: Authentication failed during strong authentication request: the user has no confirmed authenticator.")
 	// ErrAuthenticatorInForce refuses a new enrollment over a confirmed
 	// authenticator: only an administrator's reset removes it, so a
@@ -128,7 +128,7 @@ func (d *Directory) checkTOTP(ctx context.Context, principalID, code string, con
 			if confirm {
 				return ErrNotFound.With("the user has no authenticator: enroll one first")
 			}
-			return ErrNoAuthenticator
+			return errNoAuthenticator
 		}
 		if err != nil {
 			return err
@@ -137,7 +137,7 @@ func (d *Directory) checkTOTP(ctx context.Context, principalID, code string, con
 			if confirm {
 				return ErrAuthenticatorInForce.With("the authenticator is already confirmed")
 			}
-			return ErrNoAuthenticator
+			return errNoAuthenticator
 		}
 		secret, err := d.seal.Open(ctx, a.Sealed, totpAAD(principalID, a.ID))
 		if err != nil {
