@@ -131,7 +131,7 @@ type Server struct {
 	rotator    *keys.Rotator
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
-	pim        *pim.Service
+	pimLoop    func(context.Context) // ends expired PIM access (pim.go)
 	arm        *arm.API
 	sub        string // the subscription id
 }
@@ -421,7 +421,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	rotCtx, stopRotation := context.WithCancel(ctx)
 	defer stopRotation()
 	go s.rotator.Run(rotCtx, interval)
-	go s.runPIM(rotCtx)
+	go s.pimLoop(rotCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, s.tls)) }()
 	select {

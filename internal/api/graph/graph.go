@@ -16,6 +16,7 @@ import (
 	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/pim"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -24,6 +25,7 @@ type API struct {
 	dir *identity.Directory
 	log *slog.Logger
 	ops *route.Table
+	pim *pim.Service // PIM for Groups; nil: not served
 }
 
 // New returns the Graph API over dir.

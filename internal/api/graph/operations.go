@@ -63,6 +63,7 @@ func (a *API) operations() *route.Table {
 		read("microsoft.directory/users/invalidateAllRefreshTokens/self", http.MethodPost, "/v1.0/me/revokeSignInSessions", a.revokeSessions),
 		write("microsoft.directory/users/invalidateAllRefreshTokens", http.MethodPost, "/v1.0/users/{id}/revokeSignInSessions", a.revokeSessions),
 	)
+	ops = append(ops, a.pimOperations()...)
 	return route.NewTable(ops...)
 }
 

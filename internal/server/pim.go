@@ -1,0 +1,26 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/keyward/keyward/internal/events"
+	"github.com/keyward/keyward/internal/pim"
+)
+
+// buildPIM makes the PIM service (PIM for Groups on Graph; the resource
+// manager registers the role provisioner on it) and gives it to Graph.
+func (s *Server) buildPIM(publisher *events.Publisher, clock func() time.Time, tenant string) {
+	p := pim.New(pim.Config{Store: s.store, Now: clock, Groups: s.dir.GroupsOf, Events: publisher,
+		Source: "/tenants/" + tenant + "/providers/Keyward.PIM", Log: s.log})
+	s.graph.SetPIM(p)
+	// The loop ends expired access about every second (faster when tests
+	// run the rotation faster).
+	s.pimLoop = func(ctx context.Context) {
+		interval := time.Second
+		if s.cfg.RotationInterval > 0 && s.cfg.RotationInterval < interval {
+			interval = s.cfg.RotationInterval
+		}
+		p.Run(ctx, interval)
+	}
+}
