@@ -25,6 +25,7 @@ import (
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/pim"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/securitydomain"
 )
@@ -76,6 +77,21 @@ var sentinels = map[string]*fault.Error{
 	"internal/keys.ErrKeyNotFound":        keys.ErrKeyNotFound,
 	"internal/keys.ErrConflict":           keys.ErrConflict,
 	"internal/keys.ErrOperationForbidden": keys.ErrOperationForbidden,
+
+	"internal/pim.ErrPolicyValidation":       pim.ErrPolicyValidation,
+	"internal/pim.ErrAcrsValidation":         pim.ErrAcrsValidation,
+	"internal/pim.ErrAssignmentExists":       pim.ErrAssignmentExists,
+	"internal/pim.ErrAssignmentDoesNotExist": pim.ErrAssignmentDoesNotExist,
+	"internal/pim.ErrInvalidPolicy":          pim.ErrInvalidPolicy,
+	"internal/pim.ErrBadRequest":             pim.ErrBadRequest,
+	"internal/pim.ErrTargetNotFound":         pim.ErrTargetNotFound,
+	"internal/pim.ErrRequestNotFound":        pim.ErrRequestNotFound,
+	"internal/pim.ErrScheduleNotFound":       pim.ErrScheduleNotFound,
+	"internal/pim.ErrApprovalNotFound":       pim.ErrApprovalNotFound,
+	"internal/pim.ErrPolicyNotFound":         pim.ErrPolicyNotFound,
+	"internal/pim.ErrNotAllowed":             pim.ErrNotAllowed,
+	"internal/pim.ErrAlreadyDecided":         pim.ErrAlreadyDecided,
+	"internal/pim.ErrNotCancelable":          pim.ErrNotCancelable,
 
 	"internal/rbac.ErrDenied":             rbac.ErrDenied,
 	"internal/rbac.ErrRoleNotFound":       rbac.ErrRoleNotFound,
