@@ -288,7 +288,9 @@ func TestPIMBadInput(t *testing.T) {
 		"unknown principal": {req(func(m map[string]any) { m["principalId"] = servertest.NewGUID() }), 404},
 		"bad access":        {req(func(m map[string]any) { m["accessId"] = "admin" }), 400},
 		"bad action":        {req(func(m map[string]any) { m["action"] = "adminSteal" }), 400},
-		"bad duration":      {req(func(m map[string]any) { m["scheduleInfo"] = map[string]any{"expiration": map[string]any{"type": "afterDuration", "duration": "1 day"}} }), 400},
+		"bad duration": {req(func(m map[string]any) {
+			m["scheduleInfo"] = map[string]any{"expiration": map[string]any{"type": "afterDuration", "duration": "1 day"}}
+		}), 400},
 		"in the past": {req(func(m map[string]any) {
 			m["scheduleInfo"] = map[string]any{"startDateTime": time.Now().Add(-48 * time.Hour).UTC().Format(time.RFC3339), "expiration": map[string]any{"type": "afterDuration", "duration": "P1D"}}
 		}), 400},
