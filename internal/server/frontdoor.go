@@ -81,7 +81,15 @@ func routeTable() []hostRoute {
 			}
 			return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: label}, true
 		}},
-		{"the dev HSM at the bare listen address", func(s *Server, host, first, path string) (destination, bool) {
+		{"the resource manager's tenant-wide PIM collections", func(_ *Server, _, first, path string) (destination, bool) {
+		// /providers/Microsoft.Authorization/roleEligibilitySchedules?$filter=asTarget()
+		// and the like: what a user may activate anywhere. (The data
+		// plane's /providers/Microsoft.Authorization/roleAssignments at
+		// the bare address is not one of them.)
+		ok := strings.EqualFold(first, "providers") && isTenantPIMPath(path)
+		return destination{surface: surfaceARM, audience: ARMResource}, ok
+	}},
+	{"the dev HSM at the bare listen address", func(s *Server, host, first, path string) (destination, bool) {
 			ok := s.cfg.Dev && host != s.cfg.DNSSuffix && s.bareHost(host) && (isDataPlaneRoot(first) ||
 				!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/"))
 			return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: DevHSMName, bare: true}, ok
@@ -113,6 +121,22 @@ func (s *Server) route(hostport, path string) destination {
 		}
 	}
 	return destination{}
+}
+
+// isTenantPIMPath tells whether path is a tenant-wide collection of the
+// resource manager's PIM: role eligibility and assignment schedules and
+// their requests and instances, policies, and approvals.
+func isTenantPIMPath(path string) bool {
+	rest, ok := strings.CutPrefix(strings.ToLower(path), "/providers/microsoft.authorization/")
+	if !ok {
+		return false
+	}
+	for _, p := range []string{"roleeligibilityschedule", "roleassignmentschedule", "rolemanagementpolic", "roleassignmentapprovals"} {
+		if strings.HasPrefix(rest, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // bareHost tells whether host is one of the names the bare listen address
