@@ -98,7 +98,8 @@ func routeTable() []hostRoute {
 			return destination{surface: surfaceARM, audience: ARMResource}, strings.EqualFold(first, "subscriptions")
 		}},
 		{"the directory", func(_ *Server, _, first, _ string) (destination, bool) {
-			return destination{surface: surfaceGraph, audience: GraphResource}, first == "v1.0"
+			// v1.0, and beta for what Graph serves only there (PIM alerts).
+			return destination{surface: surfaceGraph, audience: GraphResource}, first == "v1.0" || first == "beta"
 		}},
 		{"the token service and metadata", func(*Server, string, string, string) (destination, bool) {
 			return destination{surface: surfaceOpen}, true

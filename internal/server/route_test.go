@@ -23,6 +23,7 @@ func TestRoute(t *testing.T) {
 		{prod, "127.0.0.1:8443", "/keys", destination{surface: surfaceOpen}},
 		{s, "127.0.0.1:8443", "/SUBSCRIPTIONS/x/resourcegroups", destination{surfaceARM, ARMResource, "", false}},
 		{s, "127.0.0.1:8443", "/v1.0/users", destination{surfaceGraph, GraphResource, "", false}},
+		{s, "127.0.0.1:8443", "/beta/identityGovernance/roleManagementAlerts/alerts", destination{surfaceGraph, GraphResource, "", false}},
 		{s, "127.0.0.1:8443", "/providers/Microsoft.Authorization/roleEligibilityScheduleInstances", destination{surfaceARM, ARMResource, "", false}},
 		{prod, "127.0.0.1:8443", "/providers/microsoft.authorization/roleAssignmentApprovals/x", destination{surfaceARM, ARMResource, "", false}},
 		{s, "127.0.0.1:8443", "/tenant/oauth2/v2.0/token", destination{surface: surfaceOpen}},
