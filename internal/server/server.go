@@ -40,6 +40,7 @@ import (
 	"github.com/keyward/keyward/internal/events"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/pim"
 	"github.com/keyward/keyward/internal/pim/armroles"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/store"
@@ -132,6 +133,7 @@ type Server struct {
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
 	pimLoop    func(context.Context) // ends expired PIM access (pim.go)
+	pim        *pim.Service          // the PIM core (pim.go)
 	arm        *arm.API
 	sub        string // the subscription id
 }
@@ -329,7 +331,7 @@ func (s *Server) build(ctx context.Context) error {
 	scopes := arm.Scopes{ControlPlane: cp, Diagnostics: diag, Subscription: subscription}
 	s.armRBAC = armrbac.NewService(s.store, s.dir, clock, scopes.Exists)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,
-		PIM:    armroles.New(s.store, s.dir, clock, scopes.Exists),
+		PIM:    s.rolePIM(armroles.New(s.store, s.dir, clock, scopes.Exists)),
 		HSMURI: s.HSMURI, ManagementURL: s.base, Log: s.log})
 	if err := diag.Start(ctx); err != nil {
 		return err

@@ -33,6 +33,7 @@ import (
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/keys"
+	"github.com/keyward/keyward/internal/pim"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -155,6 +156,7 @@ type Service struct {
 	dir    *identity.Directory
 	now    func() time.Time
 	exists func(ctx context.Context, scope string) bool
+	rep    reporting
 }
 
 // New returns the service. exists tells which scopes exist (nil: any).
@@ -468,6 +470,9 @@ func (s *Service) submit(ctx context.Context, c Caller, in Input, dry bool) (Req
 		return Request{}, err
 	}
 	out = req
+	if !dry {
+		s.reported(ctx, out)
+	}
 	return out, nil
 }
 
@@ -674,7 +679,8 @@ func (s *Service) GetSchedule(ctx context.Context, level, scope, name string) (S
 
 // Cancel cancels a request waiting for approval.
 func (s *Service) Cancel(ctx context.Context, id, caller string, admin bool) error {
-	return s.store.Update(ctx, func(tx store.Tx) error {
+	var canceled Request
+	err := s.store.Update(ctx, func(tx store.Tx) error {
 		o, err := tx.GetObject(ctx, kindRequest, id)
 		if err != nil {
 			return notFound("request", id, err)
@@ -690,8 +696,13 @@ func (s *Service) Cancel(ctx context.Context, id, caller string, admin bool) err
 			return fault.Errorf(fault.Invalid, "InvalidRequestState", "Only a request waiting for approval can be canceled; this one is %s.", r.Status)
 		}
 		r.Status = StatusCanceled
+		canceled = r
 		return putRequest(ctx, tx, r)
 	})
+	if err == nil {
+		s.requestEvent(pim.EventApprovalDecided, canceled, "Canceled")
+	}
+	return err
 }
 
 // Decide settles an activation waiting for approval: approver approves
@@ -741,6 +752,10 @@ func (s *Service) Decide(ctx context.Context, approvalID, stageID, approver stri
 		out = *r
 		return nil
 	})
+	if err == nil {
+		s.requestEvent(pim.EventApprovalDecided, out, out.ReviewResult)
+		s.reported(ctx, out)
+	}
 	return out, err
 }
 
