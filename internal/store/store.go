@@ -228,6 +228,9 @@ type Directory interface {
 	// DeletePrincipal removes a principal with its credentials and
 	// memberships (either side); ErrNotFound if none.
 	DeletePrincipal(ctx context.Context, id string) error
+	// SetDirectoryRoles replaces a principal's directory roles;
+	// ErrNotFound if there is no such principal.
+	SetDirectoryRoles(ctx context.Context, id string, roles []string) error
 
 	// AddMember adds a direct member; ErrConflict if it is one already, or
 	// if either principal does not exist.

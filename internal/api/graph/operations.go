@@ -64,6 +64,8 @@ func (a *API) operations() *route.Table {
 		write("microsoft.directory/users/invalidateAllRefreshTokens", http.MethodPost, "/v1.0/users/{id}/revokeSignInSessions", a.revokeSessions),
 	)
 	ops = append(ops, a.pimOperations()...)
+	ops = append(ops, a.pimAlertOperations()...)
+	ops = append(ops, a.directoryRoleOperations()...)
 	return route.NewTable(ops...)
 }
 

@@ -71,6 +71,14 @@ func (t *txn) DeletePrincipal(ctx context.Context, id string) error {
 	return mustAffect(t.exec(ctx, `DELETE FROM principals WHERE id = ?`, id))
 }
 
+func (t *txn) SetDirectoryRoles(ctx context.Context, id string, roles []string) error {
+	t.note(store.ChangePrincipal, "", id)
+	if roles == nil {
+		roles = []string{}
+	}
+	return mustAffect(t.exec(ctx, `UPDATE principals SET directory_roles = ? WHERE id = ?`, toJSON(roles), id))
+}
+
 func (t *txn) AddMember(ctx context.Context, groupID, memberID string) error {
 	t.note(store.ChangePrincipal, "", groupID)
 	_, err := t.exec(ctx, `INSERT INTO members(group_id, member_id) VALUES(?, ?)`, groupID, memberID)

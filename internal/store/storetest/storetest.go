@@ -166,6 +166,17 @@ func testPrincipals(t *testing.T, s store.Store) {
 	if err != nil || got.UPN != user.UPN || got.DisplayName != "Zed" || !slices.Equal(got.DirectoryRoles, user.DirectoryRoles) || !got.Created.Equal(t0) {
 		t.Fatalf("GetPrincipal = %+v, %v", got, err)
 	}
+	mustUpdate(t, s, func(tx store.Tx) error {
+		return tx.SetDirectoryRoles(ctx, "u1", []string{"Global Administrator", "Privileged Role Administrator"})
+	})
+	got, err = view(t, s, func(tx store.Tx) (*store.Principal, error) { return tx.GetPrincipal(ctx, "u1") })
+	if err != nil || len(got.DirectoryRoles) != 2 || got.DirectoryRoles[1] != "Privileged Role Administrator" {
+		t.Fatalf("after SetDirectoryRoles: %+v, %v", got, err)
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.SetDirectoryRoles(ctx, "nobody", nil) }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetDirectoryRoles of nobody = %v, want ErrNotFound", err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetDirectoryRoles(ctx, "u1", user.DirectoryRoles) })
 	got, err = view(t, s, func(tx store.Tx) (*store.Principal, error) { return tx.PrincipalByUPN(ctx, "zed@EXAMPLE.com") })
 	if err != nil || got.ID != "u1" {
 		t.Fatalf("PrincipalByUPN ignores case: %+v, %v", got, err)
