@@ -165,12 +165,53 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			return c.flattenARM(ctx, list.Value)
 		}), "principalName", "roleDefinitionName", "scope"))
 	var ids []string
-	asg.AddCommand(spaceSeparated(command(e, "delete", "Delete control-plane role assignments by id",
+	var dwho assigneeFlags
+	var droleName, dscope string
+	asg.AddCommand(spaceSeparated(command(e, "delete", "Delete control-plane role assignments: by id, or an assignee's (of a role) at a scope",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids")
-			required(cmd, "ids")
+			dwho.register(cmd)
+			cmd.Flags().StringVar(&droleName, "role", "", "only this role's assignments (name or id)")
+			cmd.Flags().StringVar(&dscope, "scope", "", "scope (default: the subscription)")
 		},
 		func(ctx context.Context, c *client) (any, error) {
+			if len(ids) == 0 {
+				// As az: the assignee's assignments (of --role) at exactly the scope.
+				principal, err := dwho.resolve(ctx, c)
+				if err != nil {
+					return nil, err
+				}
+				if principal == "" && droleName == "" {
+					return nil, usagef("give --ids, or --assignee (and --role)")
+				}
+				sc, err := c.scope(dscope)
+				if err != nil {
+					return nil, err
+				}
+				def := ""
+				if droleName != "" {
+					if def, err = c.armRole(ctx, droleName); err != nil {
+						return nil, err
+					}
+				}
+				path := sc + "/providers/Microsoft.Authorization/roleAssignments?$filter=" + url.QueryEscape("atScope()")
+				var list struct {
+					Value []wire.ARMRoleAssignment `json:"value"`
+				}
+				if err := c.arm(ctx, http.MethodGet, path, nil, &list); err != nil {
+					return nil, err
+				}
+				for _, a := range list.Value {
+					p := a.Properties
+					if (principal == "" || strings.EqualFold(p.PrincipalID, principal)) && (def == "" || strings.EqualFold(p.RoleDefinitionID, def)) &&
+						strings.EqualFold(p.Scope, sc) {
+						ids = append(ids, a.ID)
+					}
+				}
+				if len(ids) == 0 {
+					return nil, usagef("no role assignment matches at %s", sc)
+				}
+			}
 			for _, id := range ids {
 				if err := c.arm(ctx, http.MethodDelete, id, nil, nil); err != nil {
 					return nil, err

@@ -88,13 +88,22 @@ func (a *API) authorizationOperations() *route.Table {
 		return route.Op{Name: action, Method: method, Pattern: pattern, Action: action, Scope: a.authzScope, Handle: h}
 	}
 	return route.NewTable(append([]route.Op{
-		op(http.MethodGet, "roleDefinitions", "Microsoft.Authorization/roleDefinitions/read", a.listDefinitions),
-		op(http.MethodGet, "roleDefinitions/{id}", "Microsoft.Authorization/roleDefinitions/read", a.getDefinition),
+		// Role definitions are the built-ins, documented publicly: every
+		// signed-in principal reads them (az and the PIM commands resolve a
+		// role's name so), as Azure lets any caller list them.
+		public(op(http.MethodGet, "roleDefinitions", "Microsoft.Authorization/roleDefinitions/read", a.listDefinitions)),
+		public(op(http.MethodGet, "roleDefinitions/{id}", "Microsoft.Authorization/roleDefinitions/read", a.getDefinition)),
 		op(http.MethodGet, "roleAssignments", "Microsoft.Authorization/roleAssignments/read", a.listAssignments),
 		op(http.MethodGet, "roleAssignments/{name}", "Microsoft.Authorization/roleAssignments/read", a.getAssignment),
 		op(http.MethodPut, "roleAssignments/{name}", "Microsoft.Authorization/roleAssignments/write", a.putAssignment),
 		op(http.MethodDelete, "roleAssignments/{name}", "Microsoft.Authorization/roleAssignments/delete", a.deleteAssignment),
 	}, a.pimOperations()...)...)
+}
+
+// public makes a row need no right beyond a sign-in.
+func public(op route.Op) route.Op {
+	op.Action = ""
+	return op
 }
 
 // Operations lists the resource manager's operations, for docs and tests.
