@@ -44,3 +44,6 @@ func (s *Server) rolePIM(r *armroles.Service) *armroles.Service {
 	}
 	return r
 }
+
+// PIM returns the PIM core (tests read and configure its alerts).
+func (s *Server) PIM() *pim.Service { return s.pim }

@@ -60,9 +60,17 @@ type pimARM struct {
 	opts       *arm.ClientOptions
 }
 
-func newPIMARM(t *testing.T) *pimARM {
+func newPIMARM(t *testing.T) *pimARM { return newPIMARMWith(t, nil) }
+
+// newPIMARMWith is newPIMARM with more configuration.
+func newPIMARMWith(t *testing.T, configure func(*server.Config)) *pimARM {
 	clock := &settableClock{t: time.Now()}
-	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.Clock = clock.now })
+	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) {
+		c.Clock = clock.now
+		if configure != nil {
+			configure(c)
+		}
+	})
 	sub := subscriptionOf(t, env)
 	r := env.Graph("POST", "/users", map[string]any{"displayName": "Pat", "userPrincipalName": "pat@contoso.test",
 		"passwordProfile": map[string]string{"password": "Correct horse 1"}})
