@@ -222,6 +222,7 @@ func (s *Service) PatchPolicy(ctx context.Context, scope, name string, rules []j
 	if err != nil {
 		return nil, err
 	}
+	s.checkNoMFA(ctx, p.Scope, p.RoleID, "")
 	return s.Policy(ctx, scope, p.RoleID)
 }
 

@@ -113,15 +113,38 @@ func (s *Service) reported(ctx context.Context, r Request) {
 	case r.Status != StatusProvisioned:
 	case r.Level == Eligibility:
 		s.requestEvent(pim.EventEligibilityCreated, r, "")
-		// An eligibility whose activation needs no MFA.
-		if p, err := s.Policy(ctx, r.Scope, r.RoleID); err == nil && !slices.Contains(p.evaluation().activationNeeds, "MultiFactorAuthentication") {
-			core.RaiseAlert(ctx, pim.AlertNoMFA, Target(r.Scope, r.RoleID), r.PrincipalID)
-		}
+		s.checkNoMFA(ctx, r.Scope, r.RoleID, r.PrincipalID)
 	default:
 		s.requestEvent(pim.EventActivated, r, "")
 		if r.RequestType == SelfActivate {
+			s.checkNoMFA(ctx, r.Scope, r.RoleID, r.PrincipalID)
 			s.noteActivation(ctx, core, r)
 		}
+	}
+}
+
+// checkNoMFA raises NoMfaOnRoleActivationAlert when the policy of role at
+// scope lets it be activated without MFA and it has an eligibility in
+// force there or below: for principalID, the one who was made eligible or
+// activated, or for none ("") after a policy change.
+func (s *Service) checkNoMFA(ctx context.Context, scope, role, principalID string) {
+	core := s.core()
+	if core == nil {
+		return
+	}
+	p, err := s.Policy(ctx, scope, role)
+	if err != nil || slices.Contains(p.evaluation().activationNeeds, "MultiFactorAuthentication") {
+		return
+	}
+	var scheds []Schedule
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) { scheds, err = listSchedules(ctx, tx); return err }); err != nil {
+		return
+	}
+	now := s.now()
+	if slices.ContainsFunc(scheds, func(x Schedule) bool {
+		return x.Level == Eligibility && strings.EqualFold(x.RoleID, p.RoleID) && (covers(p.Scope, x.Scope) || covers(x.Scope, p.Scope)) && x.Live(now)
+	}) {
+		core.RaiseAlert(ctx, pim.AlertNoMFA, Target(p.Scope, p.RoleID), principalID)
 	}
 }
 
