@@ -191,8 +191,12 @@ func (s *Service) checkNoMFA(ctx context.Context, p *Policy) {
 
 // noteActivation raises SequentialActivationRenewalsAlert when principal
 // activated the same target threshold times, each within the interval of
-// the one before.
+// the one before, and NoMfaOnRoleActivationAlert when the activation's
+// policy does not require MFA.
 func (s *Service) noteActivation(ctx context.Context, req *Request) {
+	if p, err := s.Policy(ctx, req.Target); err == nil {
+		s.checkNoMFA(ctx, p)
+	}
 	var a *Alert
 	if err := s.view(ctx, func(tx store.Tx) (err error) { a, err = s.alert(ctx, tx, AlertSequential); return err }); err != nil || !a.IsEnabled {
 		return
