@@ -36,7 +36,8 @@ const module = "github.com/keyward/keyward"
 // path (below the module) and name that declare it. A new sentinel must be
 // added here: TestEverySentinelIsListed finds the ones that are not.
 var sentinels = map[string]*fault.Error{
-	"internal/api/graph.ErrForbidden": graph.ErrForbidden,
+	"internal/api/graph.ErrForbidden":        graph.ErrForbidden,
+	"internal/api/graph.ErrNoRoleAssignment": graph.ErrNoRoleAssignment,
 
 	"internal/armrbac.ErrDenied":             armrbac.ErrDenied,
 	"internal/armrbac.ErrAssignmentNotFound": armrbac.ErrAssignmentNotFound,

@@ -76,7 +76,8 @@ func roleAssignmentJSON(templateID, principalID string) map[string]any {
 		"roleDefinitionId": templateID, "principalId": principalID, "directoryScopeId": "/", "appScopeId": nil}
 }
 
-var errNoRoleAssignment = fault.New(fault.NotFound, "Request_ResourceNotFound", "The role assignment does not exist.")
+// ErrNoRoleAssignment: there is no such directory role assignment.
+var ErrNoRoleAssignment = fault.New(fault.NotFound, "Request_ResourceNotFound", "The role assignment does not exist.")
 
 func (a *API) createRoleAssignment(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
@@ -168,7 +169,7 @@ func (a *API) assignmentsOf(p *identity.Principal, roleDefinitionID string) []ma
 func (a *API) roleAssignment(r *http.Request) (role, principalID string, err error) {
 	t, pid, ok := parseRoleAssignmentID(r.PathValue("id"))
 	if !ok {
-		return "", "", errNoRoleAssignment
+		return "", "", ErrNoRoleAssignment
 	}
 	role = identity.DirectoryRoleByTemplate(t)
 	has, err := a.dir.HasRole(r.Context(), pid, role)
@@ -176,7 +177,7 @@ func (a *API) roleAssignment(r *http.Request) (role, principalID string, err err
 		return "", "", err
 	}
 	if role == "" || !has {
-		return "", "", errNoRoleAssignment
+		return "", "", ErrNoRoleAssignment
 	}
 	return role, pid, nil
 }
