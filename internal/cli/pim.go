@@ -47,7 +47,9 @@ func newPIMCmd(e *env) *cobra.Command {
 	request := &cobra.Command{Use: "request", Short: "Activation requests: yours, and those waiting for your approval"}
 	request.AddCommand(pimRequestList(e), pimRequestDecide(e, "approve"), pimRequestDecide(e, "deny"))
 	alert := &cobra.Command{Use: "alert", Short: "PIM alerts"}
-	alert.AddCommand(pimAlertList(e))
+	alertConfig := &cobra.Command{Use: "config", Short: "How an alert is raised"}
+	alertConfig.AddCommand(pimAlertConfigUpdate(e))
+	alert.AddCommand(pimAlertList(e), alertConfig)
 	pim.AddCommand(group, role, request, alert)
 	return pim
 }
@@ -846,5 +848,59 @@ func pimAlertList(e *env) *cobra.Command {
 				}
 			}
 			return out, nil
+		})
+}
+
+// alertConfigType is the configuration type of an alert, as Graph names it.
+func alertConfigType(alert string) (string, bool) {
+	switch alert {
+	case "SequentialActivationRenewalsAlert":
+		return "sequentialActivationRenewalsAlertConfiguration", true
+	case "RolesAssignedOutsidePimAlert":
+		return "rolesAssignedOutsidePrivilegedIdentityManagementAlertConfiguration", true
+	case "NoMfaOnRoleActivationAlert":
+		return "noMfaOnRoleActivationAlertConfiguration", true
+	}
+	return "", false
+}
+
+func pimAlertConfigUpdate(e *env) *cobra.Command {
+	var typ, interval, enabled string
+	var threshold int
+	return command(e, "update", "Change an alert's configuration",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&typ, "type", "", "the alert: SequentialActivationRenewalsAlert, RolesAssignedOutsidePimAlert or NoMfaOnRoleActivationAlert")
+			cmd.Flags().StringVar(&enabled, "enabled", "", "true or false")
+			cmd.Flags().IntVar(&threshold, "threshold", 0, "SequentialActivationRenewalsAlert: activations within the interval that raise it")
+			cmd.Flags().StringVar(&interval, "interval", "", "SequentialActivationRenewalsAlert: the interval, ISO 8601 (e.g. PT1H)")
+			required(cmd, "type")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			configType, ok := alertConfigType(typ)
+			if !ok {
+				return nil, usagef("unknown alert %q", typ)
+			}
+			body := map[string]any{"@odata.type": "#microsoft.graph." + configType}
+			if enabled != "" {
+				on, err := parseBool("enabled", enabled)
+				if err != nil {
+					return nil, err
+				}
+				body["isEnabled"] = on
+			}
+			if threshold != 0 {
+				body["sequentialActivationCounterThreshold"] = threshold
+			}
+			if interval != "" {
+				body["timeIntervalBetweenActivations"] = interval
+			}
+			base := strings.TrimSuffix(c.prof.Server, "/") + "/beta/identityGovernance/roleManagementAlerts/alertConfigurations/"
+			id := "DirectoryRole_" + c.prof.TenantID + "_" + typ
+			if err := c.call(ctx, graphScope, http.MethodPatch, base+url.PathEscape(id), body, nil); err != nil {
+				return nil, err
+			}
+			var out map[string]any
+			err := c.call(ctx, graphScope, http.MethodGet, base+url.PathEscape(id), nil, &out)
+			return out, err
 		})
 }

@@ -115,4 +115,17 @@ func TestCLIPIM(t *testing.T) {
 	aliceMFA.ok("pim", "group", "deactivate", "--group", "HSM Admins")
 	fail(aliceMFA, "AccessDenied", listRoles...)
 
+	// A member added outside PIM raises an alert.
+	admin.ok("ad", "group", "member", "add", "-g", "HSM Admins", "--member-id", alice)
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		out := admin.ok("pim", "alert", "list", "-o", "json")
+		if strings.Contains(out, "RolesAssignedOutsidePimAlert") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no outside-PIM alert: %s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
