@@ -201,6 +201,10 @@ func TestPIMForGroups(t *testing.T) {
 	if r := p.graphAs(bobTok(graphURL), "PATCH", pimGroup+"assignmentApprovals/"+servertest.NewGUID()+"/steps/"+ap.Stages[0].ID, decide); r.Status != 404 || r.ErrorCode() == "" {
 		t.Errorf("an unknown approval: %d %s", r.Status, r.Body)
 	}
+	// A step that is not this approval's (another approval's, or none).
+	if r := p.graphAs(bobTok(graphURL), "PATCH", pimGroup+"assignmentApprovals/"+approval+"/steps/"+servertest.NewGUID(), decide); r.Status != 404 || r.ErrorCode() == "" {
+		t.Errorf("a step of another approval: %d %s", r.Status, r.Body)
+	}
 	if isMember(t, p, group, alice) {
 		t.Fatal("a member before approval")
 	}
