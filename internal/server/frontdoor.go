@@ -82,14 +82,14 @@ func routeTable() []hostRoute {
 			return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: label}, true
 		}},
 		{"the resource manager's tenant-wide PIM collections", func(_ *Server, _, first, path string) (destination, bool) {
-		// /providers/Microsoft.Authorization/roleEligibilitySchedules?$filter=asTarget()
-		// and the like: what a user may activate anywhere. (The data
-		// plane's /providers/Microsoft.Authorization/roleAssignments at
-		// the bare address is not one of them.)
-		ok := strings.EqualFold(first, "providers") && isTenantPIMPath(path)
-		return destination{surface: surfaceARM, audience: ARMResource}, ok
-	}},
-	{"the dev HSM at the bare listen address", func(s *Server, host, first, path string) (destination, bool) {
+			// /providers/Microsoft.Authorization/roleEligibilitySchedules?$filter=asTarget()
+			// and the like: what a user may activate anywhere. (The data
+			// plane's /providers/Microsoft.Authorization/roleAssignments at
+			// the bare address is not one of them.)
+			ok := strings.EqualFold(first, "providers") && isTenantPIMPath(path)
+			return destination{surface: surfaceARM, audience: ARMResource}, ok
+		}},
+		{"the dev HSM at the bare listen address", func(s *Server, host, first, path string) (destination, bool) {
 			ok := s.cfg.Dev && host != s.cfg.DNSSuffix && s.bareHost(host) && (isDataPlaneRoot(first) ||
 				!strings.EqualFold(first, "subscriptions") && strings.Contains(strings.ToLower(path), "/providers/microsoft.authorization/"))
 			return destination{surface: surfaceDataPlane, audience: ManagedHSMResource, hsm: DevHSMName, bare: true}, ok
