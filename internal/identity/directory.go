@@ -427,11 +427,19 @@ func (d *Directory) GroupsOf(ctx context.Context, principalID string) ([]string,
 	slices.Sort(out)
 	d.mu.Lock()
 	if d.gen == gen {
+		if len(d.groups) >= maxCachedGroups {
+			// A caller can ask about any id (a $filter names one): the cache
+			// is bounded, and starting it over is cheap next to a lookup.
+			clear(d.groups)
+		}
 		d.groups[principalID] = cachedGroups{ids: out, until: until}
 	}
 	d.mu.Unlock()
 	return out, nil
 }
+
+// maxCachedGroups bounds the group cache.
+const maxCachedGroups = 16384
 
 // IsMember reports whether principalID is in groupID, directly or not.
 func (d *Directory) IsMember(ctx context.Context, groupID, principalID string) (bool, error) {

@@ -420,3 +420,20 @@ func TestRecordNamesTheConfiguredHost(t *testing.T) {
 		t.Fatalf("requestUri %q", u)
 	}
 }
+
+// The review grew the server's memory from 88 to 361 MB as a principal
+// with no role, asking ARM PIM lists for assignedTo('<random string>'):
+// each made-up id was looked up and cached. An id must be an object id.
+func TestPIMAssignedToTakesObjectIDsOnly(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	nobody := env.ServicePrincipal("nobody")
+	sub := firstSubscription(t, env)
+	for _, f := range []string{"assignedTo('" + strings.Repeat("a", 900) + "')", "assignedTo('not-an-id')"} {
+		r := env.Do("GET", env.Boot.AuthorityHost+strings.TrimPrefix(sub, "/")+"/providers/Microsoft.Authorization/roleAssignmentScheduleRequests?api-version=2020-10-01&$filter="+url.QueryEscape(f),
+			env.Token(nobody.Cred, armResource), nil)
+		if r.Status != http.StatusBadRequest || r.ErrorCode() != "InvalidFilterInQueryString" {
+			t.Errorf("%.40s: %d %s", f, r.Status, r.Body)
+		}
+	}
+}

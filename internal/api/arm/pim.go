@@ -441,6 +441,11 @@ func (a *API) pimFilter(r *http.Request) (pimQuery, error) {
 		return q, err
 	}
 	assignedTo := func(id string) error {
+		// An object id, as in Azure: not any string a caller makes up for
+		// the directory to look up.
+		if !guid.MatchString(id) {
+			return fault.Errorf(fault.Invalid, "InvalidFilterInQueryString", "assignedTo('%.64s') names no object id", id)
+		}
 		groups, err := a.dir.GroupsOf(r.Context(), id)
 		q.AssignedTo = append([]string{id}, groups...)
 		return err
