@@ -357,6 +357,161 @@ func TestPIMAzureRoleApproval(t *testing.T) {
 	}
 }
 
+// approvalRig is a PIM ARM server where the user is eligible for
+// Managed HSM Contributor for 7 days and activating it needs the
+// administrator's approval.
+type approvalRig struct {
+	p           *pimARM
+	ok          func(method, u, tok string, body any, want int) *servertest.Response
+	eligibility func(typ, duration string)
+	activate    func(d string) string
+	approve     func(name string, want int) *servertest.Response
+	status      func(name string) string
+	policyURL   string
+}
+
+func newApprovalRig(t *testing.T) approvalRig {
+	p := newPIMARM(t)
+	admin := jsonField(p.Graph("GET", "/servicePrincipals/"+p.Boot.ClientID, nil).Body, "id")
+	base := p.Boot.AuthorityHost + p.scope + "/providers/Microsoft.Authorization/"
+	ok := func(method, u, tok string, body any, want int) *servertest.Response {
+		t.Helper()
+		r := p.Do(method, u, tok, body)
+		if r.Status != want {
+			t.Fatalf("%s %s: %d %s", method, u, r.Status, r.Body)
+		}
+		return r
+	}
+	eligibility := func(typ, duration string) {
+		t.Helper()
+		props := map[string]any{"principalId": p.userID, "roleDefinitionId": p.roleID(mhsmContributorID), "requestType": typ}
+		want := 201
+		if duration != "" {
+			props["scheduleInfo"] = map[string]any{"startDateTime": p.clock.now().UTC().Format(time.RFC3339),
+				"expiration": map[string]any{"type": "AfterDuration", "duration": duration}}
+		}
+		ok("PUT", base+"roleEligibilityScheduleRequests/"+servertest.NewGUID()+"?api-version=2020-10-01", p.AdminToken(mgmtAudience), map[string]any{"properties": props}, want)
+	}
+	eligibility("AdminAssign", "P7D")
+	var assignments struct {
+		Value []struct{ Properties struct{ PolicyID string } }
+	}
+	must(t, json.Unmarshal(ok("GET", base+"roleManagementPolicyAssignments?api-version=2020-10-01&$filter="+
+		url.QueryEscape("roleDefinitionId eq '"+p.roleID(mhsmContributorID)+"'"), p.AdminToken(mgmtAudience), nil, 200).Body, &assignments))
+	policyURL := p.Boot.AuthorityHost + strings.TrimPrefix(assignments.Value[0].Properties.PolicyID, "/") + "?api-version=2020-10-01"
+	ok("PATCH", policyURL, p.AdminToken(mgmtAudience), map[string]any{"properties": map[string]any{"rules": []map[string]any{
+		{"id": "Enablement_EndUser_Assignment", "ruleType": "RoleManagementPolicyEnablementRule", "enabledRules": []string{}},
+		{"id": "Approval_EndUser_Assignment", "ruleType": "RoleManagementPolicyApprovalRule", "setting": map[string]any{
+			"isApprovalRequired": true, "isRequestorJustificationRequired": false, "approvalMode": "SingleStage",
+			"approvalStages": []map[string]any{{"primaryApprovers": []map[string]any{{"id": admin, "userType": "User"}}}}}}}}}, 200)
+	// activate asks for the role for d and returns the request's name.
+	activate := func(d string) string {
+		t.Helper()
+		name := servertest.NewGUID()
+		r := ok("PUT", base+"roleAssignmentScheduleRequests/"+name+"?api-version=2020-10-01", p.Token(p.user, mgmtAudience), map[string]any{"properties": map[string]any{
+			"principalId": p.userID, "roleDefinitionId": p.roleID(mhsmContributorID), "requestType": "SelfActivate",
+			"scheduleInfo": map[string]any{"expiration": map[string]any{"type": "AfterDuration", "duration": d}}}}, 201)
+		if s := propField(r.Body, "status"); s != "PendingApproval" {
+			t.Fatalf("status %s: %s", s, r.Body)
+		}
+		return name
+	}
+	approve := func(name string, want int) *servertest.Response {
+		t.Helper()
+		return ok("PATCH", base+"roleAssignmentApprovals/"+name+"/stages/"+name+"?api-version=2021-01-01-preview", p.AdminToken(mgmtAudience),
+			map[string]any{"properties": map[string]any{"reviewResult": "Approve", "justification": "ok"}}, want)
+	}
+	status := func(name string) string {
+		t.Helper()
+		return propField(ok("GET", base+"roleAssignmentScheduleRequests/"+name+"?api-version=2020-10-01", p.Token(p.user, mgmtAudience), nil, 200).Body, "status")
+	}
+
+	return approvalRig{p: p, ok: ok, eligibility: eligibility, activate: activate, approve: approve, status: status, policyURL: policyURL}
+}
+
+// TestPIMAzureRoleApprovalEligibilityRemoved: an activation whose
+// eligibility the administrator removed while it waited for approval ends
+// Failed at the approval (400 RoleAssignmentRequestPolicyValidationFailed
+// ["EligibilityRule"]) and grants nothing.
+func TestPIMAzureRoleApprovalEligibilityRemoved(t *testing.T) {
+	t.Parallel()
+	g := newApprovalRig(t)
+	p, eligibility, activate, approve, status := g.p, g.eligibility, g.activate, g.approve, g.status
+	name := activate("PT1H")
+	eligibility("AdminRemove", "")
+	r := approve(name, 400)
+	if r.ErrorCode() != "RoleAssignmentRequestPolicyValidationFailed" || !strings.Contains(strings.ReplaceAll(string(r.Body), `\"`, `"`), `["EligibilityRule"]`) {
+		t.Fatalf("approval after the eligibility was removed: %s", r.Body)
+	}
+	if s := status(name); s != "Failed" {
+		t.Fatalf("status after the refused approval: %s", s)
+	}
+	if st := p.createHSM("pim-removed"); st != 403 {
+		t.Fatalf("creating an HSM after the approval of a removed eligibility: %d", st)
+	}
+	if inst := p.activeInstances(); len(inst) != 0 {
+		t.Fatalf("active instances after the refused approval: %d", len(inst))
+	}
+	approve(name, 409) // it is over
+}
+
+// TestPIMAzureRoleApprovalTimesOut: an activation that waited more than
+// 24 hours (the service's clock) reads TimedOut and cannot be approved.
+func TestPIMAzureRoleApprovalTimesOut(t *testing.T) {
+	t.Parallel()
+	g := newApprovalRig(t)
+	p, activate, approve, status := g.p, g.activate, g.approve, g.status
+	name := activate("PT1H")
+	p.clock.set(p.clock.now().Add(24*time.Hour + time.Second))
+	if s := status(name); s != "TimedOut" {
+		t.Fatalf("status after 24 hours: %s", s)
+	}
+	approve(name, 409)
+	if s := status(name); s != "TimedOut" {
+		t.Fatalf("status after the late approval: %s", s)
+	}
+	if st := p.createHSM("pim-timedout"); st != 403 {
+		t.Fatalf("creating an HSM after a timed-out approval: %d", st)
+	}
+}
+
+// TestPIMAzureRoleApprovalBounded: an approved activation ends no later
+// than its eligibility, however late the approval, nor past the policy's
+// maximum activation duration as it is at the decision.
+func TestPIMAzureRoleApprovalBounded(t *testing.T) {
+	t.Parallel()
+	g := newApprovalRig(t)
+	p, ok, eligibility, activate, approve, policyURL := g.p, g.ok, g.eligibility, g.activate, g.approve, g.policyURL
+	// A late approval does not outlive the eligibility: eligible for two
+	// hours, asking for one, approved after 90 minutes.
+	eligibility("AdminRemove", "")
+	eligibility("AdminAssign", "PT2H")
+	eligEnd := p.clock.now().Add(2 * time.Hour)
+	name := activate("PT1H")
+	p.clock.set(p.clock.now().Add(90 * time.Minute))
+	approve(name, 200)
+	inst := p.activeInstances()
+	if len(inst) != 1 || inst[0].Properties.EndDateTime == nil || inst[0].Properties.EndDateTime.After(eligEnd.Add(time.Second)) {
+		t.Fatalf("active instances after a late approval (eligibility ends %s): %+v", eligEnd, inst)
+	}
+	p.clock.set(eligEnd.Add(time.Second))
+	if st := p.createHSM("pim-past-eligibility"); st != 403 {
+		t.Fatalf("creating an HSM after the eligibility ended: %d", st)
+	}
+
+	// The policy's maximum, lowered while the activation waits, bounds
+	// the access granted.
+	eligibility("AdminAssign", "P7D")
+	name = activate("PT4H")
+	ok("PATCH", policyURL, p.AdminToken(mgmtAudience), map[string]any{"properties": map[string]any{"rules": []map[string]any{
+		{"id": "Expiration_EndUser_Assignment", "ruleType": "RoleManagementPolicyExpirationRule", "isExpirationRequired": true, "maximumDuration": "PT1H"}}}}, 200)
+	approve(name, 200)
+	inst = p.activeInstances()
+	if len(inst) != 1 || inst[0].Properties.EndDateTime == nil || inst[0].Properties.EndDateTime.Sub(p.clock.now()) > time.Hour+time.Second {
+		t.Fatalf("active instances after the policy's maximum was lowered: %+v", inst)
+	}
+}
+
 // TestPIMAzureRoleBadInput: ARM's error envelope, and nothing changes.
 func TestPIMAzureRoleBadInput(t *testing.T) {
 	t.Parallel()

@@ -73,7 +73,25 @@ const (
 	StatusCanceled          = "Canceled"
 	StatusGranted           = "Granted"
 	StatusPendingEvaluation = "PendingEvaluation"
+	// StatusFailed: an approved activation whose eligibility was no longer
+	// in force (or whose policy could no longer be met) at the decision.
+	StatusFailed = "Failed"
+	// StatusTimedOut: an activation not decided within ApprovalWindow.
+	StatusTimedOut = "TimedOut"
 )
+
+// ApprovalWindow is how long an activation waits for approval: one older
+// than this by the service's clock reads as TimedOut and can no longer be
+// approved (Azure's approval stage times out after one day).
+const ApprovalWindow = 24 * time.Hour
+
+// settle shows a request waiting for approval past ApprovalWindow at now
+// as TimedOut.
+func (r *Request) settle(now time.Time) {
+	if r.Status == StatusPendingApproval && !now.Before(r.Created.Add(ApprovalWindow)) {
+		r.Status = StatusTimedOut
+	}
+}
 
 const (
 	kindRequest  = "pimRoleRequest"
@@ -602,7 +620,9 @@ func (s *Service) Requests(ctx context.Context, level, scope string, f Filter) (
 		return nil, err
 	}
 	out := []Request{}
+	now := s.now()
 	for _, r := range all {
+		r.settle(now)
 		if r.Level == level && f.match(r.Scope, r.PrincipalID, r.RoleID, r.RequestorID, NormalizeScope(scope)) {
 			out = append(out, r)
 		}
@@ -624,6 +644,7 @@ func (s *Service) GetRequest(ctx context.Context, id string) (Request, error) {
 	if err != nil {
 		return Request{}, notFound("request", id, err)
 	}
+	r.settle(s.now())
 	return r, nil
 }
 
@@ -692,6 +713,7 @@ func (s *Service) Cancel(ctx context.Context, id, caller string, admin bool) err
 		if !admin && !strings.EqualFold(r.RequestorID, caller) {
 			return armrbac.ErrDenied.With("The client '%s' may cancel only its own requests.", caller)
 		}
+		r.settle(s.now())
 		if r.Status != StatusPendingApproval {
 			return fault.Errorf(fault.Invalid, "InvalidRequestState", "Only a request waiting for approval can be canceled; this one is %s.", r.Status)
 		}
@@ -708,6 +730,16 @@ func (s *Service) Cancel(ctx context.Context, id, caller string, admin bool) err
 // Decide settles an activation waiting for approval: approver approves
 // (the assignment is made) or denies it. Only a listed approver (or a
 // member of a listed group) may, never the requester.
+//
+// An approval is judged again at the decision, as the request was at its
+// submission: a request that waited longer than ApprovalWindow becomes
+// TimedOut (409 ApprovalAlreadyDecided); one whose linked eligibility is
+// no longer in force for its principal (or a group of it) at its scope or
+// above becomes Failed with no access (400
+// RoleAssignmentRequestPolicyValidationFailed ["EligibilityRule"]). The
+// access granted starts at the decision, keeps the requested span, and
+// ends no later than the eligibility nor past the policy's maximum
+// activation duration as it is now.
 func (s *Service) Decide(ctx context.Context, approvalID, stageID, approver string, approve bool, justification string) (Request, error) {
 	now := s.now().UTC()
 	groups, err := s.dir.GroupsOf(ctx, approver)
@@ -715,8 +747,25 @@ func (s *Service) Decide(ctx context.Context, approvalID, stageID, approver stri
 		return Request{}, err
 	}
 	mine := append([]string{approver}, groups...)
+	// The request's target, to look up its policy and its principal's
+	// groups outside the transaction (they do not change).
+	var target *Request
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) { target, err = findApproval(ctx, tx, approvalID); return err }); err != nil {
+		return Request{}, err
+	}
+	policy, err := s.Policy(ctx, target.Scope, target.RoleID)
+	if err != nil {
+		return Request{}, err
+	}
+	rules := policy.evaluation()
+	principals := []string{target.PrincipalID}
+	if pg, err := s.dir.GroupsOf(ctx, target.PrincipalID); err == nil {
+		principals = append(principals, pg...)
+	}
 	var out Request
+	var refused error // the request ended (TimedOut, Failed): stored, then answered
 	err = s.store.Update(ctx, func(tx store.Tx) error {
+		refused = nil
 		r, err := findApproval(ctx, tx, approvalID)
 		if err != nil {
 			return err
@@ -726,6 +775,11 @@ func (s *Service) Decide(ctx context.Context, approvalID, stageID, approver stri
 		}
 		if !slices.ContainsFunc(r.Approvers, func(a string) bool { return slices.Contains(mine, a) }) || strings.EqualFold(r.PrincipalID, approver) {
 			return armrbac.ErrDenied.With("The client '%s' is not an approver of this request.", approver)
+		}
+		if r.settle(now); r.Status == StatusTimedOut {
+			refused = fault.Errorf(fault.Conflict, "ApprovalAlreadyDecided", "The request is %s, no longer waiting for approval.", r.Status)
+			out = *r
+			return putRequest(ctx, tx, *r)
 		}
 		if r.Status != StatusPendingApproval {
 			return fault.Errorf(fault.Conflict, "ApprovalAlreadyDecided", "The request is %s, no longer waiting for approval.", r.Status)
@@ -740,11 +794,37 @@ func (s *Service) Decide(ctx context.Context, approvalID, stageID, approver stri
 			return putRequest(ctx, tx, *r)
 		}
 		r.ReviewResult = "Approve"
+		fail := func(rule string) error {
+			r.Status = StatusFailed
+			refused = PolicyFailed([]string{rule})
+			out = *r
+			return putRequest(ctx, tx, *r)
+		}
+		scheds, err := listSchedules(ctx, tx)
+		if err != nil {
+			return err
+		}
+		elig := s.eligibility(scheds, principals, r.RoleID, r.Scope, r.LinkedEligibilityID, now)
+		if elig == nil || r.LinkedEligibilityID == "" {
+			return fail("EligibilityRule")
+		}
 		if r.Start.Before(now) {
 			if !r.End.IsZero() {
 				r.End = r.End.Add(now.Sub(r.Start))
 			}
 			r.Start = now
+		}
+		if limit := rules.activationExpiry.Max; limit > 0 && (r.End.IsZero() || r.End.Sub(r.Start) > limit) {
+			r.End = r.Start.Add(limit)
+		}
+		if !elig.End.IsZero() && (r.End.IsZero() || r.End.After(elig.End)) {
+			r.End = elig.End // an activation does not outlive its eligibility
+		}
+		if r.End.IsZero() && rules.activationExpiry.Required {
+			return fail("ExpirationRule")
+		}
+		if !r.End.IsZero() && !r.End.After(r.Start) {
+			return fail("EligibilityRule")
 		}
 		if err := s.provision(ctx, tx, r, Activated, r.LinkedEligibilityID, false, now); err != nil {
 			return err
@@ -752,11 +832,15 @@ func (s *Service) Decide(ctx context.Context, approvalID, stageID, approver stri
 		out = *r
 		return nil
 	})
-	if err == nil {
-		s.requestEvent(pim.EventApprovalDecided, out, out.ReviewResult)
-		s.reported(ctx, out)
+	if err != nil {
+		return Request{}, err
 	}
-	return out, err
+	if refused != nil {
+		return Request{}, refused
+	}
+	s.requestEvent(pim.EventApprovalDecided, out, out.ReviewResult)
+	s.reported(ctx, out)
+	return out, nil
 }
 
 func findApproval(ctx context.Context, tx store.Tx, approvalID string) (*Request, error) {
@@ -779,6 +863,7 @@ func (s *Service) Approval(ctx context.Context, approvalID string) (Request, err
 	if err != nil {
 		return Request{}, err
 	}
+	r.settle(s.now())
 	return *r, nil
 }
 
@@ -786,6 +871,10 @@ func (s *Service) Approval(ctx context.Context, approvalID string) (Request, err
 func (s *Service) Approvals(ctx context.Context) ([]Request, error) {
 	var all []Request
 	err := s.store.View(ctx, func(tx store.Tx) (err error) { all, err = listOf[Request](ctx, tx, kindRequest); return err })
+	now := s.now()
+	for i := range all {
+		all[i].settle(now)
+	}
 	return slices.DeleteFunc(all, func(r Request) bool { return r.ApprovalID == "" }), err
 }
 
