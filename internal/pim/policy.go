@@ -287,14 +287,17 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("pim: %q is not an ISO 8601 duration", s)
 	}
 	units := []time.Duration{365 * 24 * time.Hour, 30 * 24 * time.Hour, 7 * 24 * time.Hour, 24 * time.Hour, time.Hour, time.Minute}
+	// Every term and every sum is checked against the limit before it is
+	// made, so nothing wraps (P585Y is not some days).
+	const limit = 100 * 365 * 24 * time.Hour
 	var d time.Duration
 	any := false
 	for i, u := range units {
 		if m[i+1] == "" {
 			continue
 		}
-		n, err := strconv.ParseInt(m[i+1], 10, 32)
-		if err != nil {
+		n, err := strconv.ParseInt(m[i+1], 10, 64)
+		if err != nil || n < 0 || n > int64(limit/u) || time.Duration(n)*u > limit-d {
 			return 0, fmt.Errorf("pim: %q is out of range", s)
 		}
 		d += time.Duration(n) * u
@@ -302,13 +305,13 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	if m[7] != "" {
 		f, err := strconv.ParseFloat(m[7], 64)
-		if err != nil {
+		if err != nil || f < 0 || f*float64(time.Second) > float64(limit-d) {
 			return 0, fmt.Errorf("pim: %q is out of range", s)
 		}
 		d += time.Duration(f * float64(time.Second))
 		any = true
 	}
-	if !any || d < 0 || d > 100*365*24*time.Hour {
+	if !any || d < 0 || d > limit {
 		return 0, fmt.Errorf("pim: %q is not a usable duration", s)
 	}
 	return d, nil
