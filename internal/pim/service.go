@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -288,11 +289,9 @@ func (s *Service) Submit(ctx context.Context, c Caller, in RequestInput) (*Reque
 		Justification: in.Justification, Ticket: in.Ticket, LinkedEligibilityID: in.LinkedEligibilityID, Created: now, MFA: slices.Contains(c.AMR, "mfa")}
 	var start, end time.Time
 	if action == AdminAssign || action == SelfActivate {
-		if start, end, err = window(in.Schedule, now); err != nil {
+		if req.Schedule, start, end, err = window(in.Schedule, now); err != nil {
 			return nil, err
 		}
-		req.Schedule = in.Schedule
-		req.Schedule.Start = start
 	}
 	var evs []events.Event
 	err = s.cfg.Store.Update(ctx, func(tx store.Tx) error {
@@ -328,42 +327,55 @@ func (s *Service) Submit(ctx context.Context, c Caller, in RequestInput) (*Reque
 	return req, nil
 }
 
-// window reads a schedule: its start (now if unset) and end (zero: none).
-func window(si ScheduleInfo, now time.Time) (start, end time.Time, err error) {
+// window reads a schedule: its start (now if unset) and end (zero: none),
+// and returns it normalised: the expiration type named, and only the field
+// that goes with it kept (afterDuration its duration, afterDateTime its
+// endDateTime, noExpiration neither). A schedule without a type but with a
+// duration is afterDuration; one without a type keeps no endDateTime.
+func window(si ScheduleInfo, now time.Time) (out ScheduleInfo, start, end time.Time, err error) {
 	start = si.Start.UTC().Truncate(time.Second)
 	if start.IsZero() {
 		start = now
 	}
 	if start.Before(now.Add(-pastTolerance)) {
-		return start, end, ErrBadRequest.With("The schedule starts at %s, in the past.", start.Format(time.RFC3339))
+		return out, start, end, ErrBadRequest.With("The schedule starts at %s, in the past.", start.Format(time.RFC3339))
 	}
 	if start.Before(now) {
 		start = now
 	}
 	exp, ok := ParseExpiration(si.Expiration)
 	if !ok {
-		return start, end, ErrBadRequest.With("The expiration type %q is not noExpiration, afterDuration or afterDateTime.", si.Expiration)
+		return out, start, end, ErrBadRequest.With("The expiration type %q is not noExpiration, afterDuration or afterDateTime.", si.Expiration)
+	}
+	if exp == NotSpecified && strings.TrimSpace(si.Duration) != "" {
+		exp = AfterDuration
+	}
+	out = ScheduleInfo{Start: start, Expiration: exp}
+	if si.Expiration == "" && exp == NotSpecified {
+		out.Expiration = ""
 	}
 	switch exp {
 	case AfterDuration:
 		d, err := ParseDuration(si.Duration)
 		if err != nil {
-			return start, end, ErrBadRequest.With("The duration %q is not an ISO 8601 duration.", si.Duration)
+			return out, start, end, ErrBadRequest.With("The duration %q is not an ISO 8601 duration.", si.Duration)
 		}
 		if d < time.Minute {
-			return start, end, ErrBadRequest.With("The duration %q is shorter than one minute.", si.Duration)
+			return out, start, end, ErrBadRequest.With("The duration %q is shorter than one minute.", si.Duration)
 		}
 		end = start.Add(d)
+		out.Duration = si.Duration
 	case AfterDateTime:
 		if si.End.IsZero() {
-			return start, end, ErrBadRequest.With("An afterDateTime expiration needs an endDateTime.")
+			return out, start, end, ErrBadRequest.With("An afterDateTime expiration needs an endDateTime.")
 		}
 		end = si.End.UTC().Truncate(time.Second)
 		if !end.After(now) || end.Sub(start) < time.Minute {
-			return start, end, ErrBadRequest.With("The schedule ends at %s, before it starts or in the past.", end.Format(time.RFC3339))
+			return out, start, end, ErrBadRequest.With("The schedule ends at %s, before it starts or in the past.", end.Format(time.RFC3339))
 		}
+		out.End = end
 	}
-	return start, end, nil
+	return out, start, end, nil
 }
 
 // failing collects rule failures.
@@ -407,15 +419,27 @@ func checkExpiration(r *Rule, si ScheduleInfo, start time.Time, end *time.Time, 
 }
 
 func checkEnablement(r *Rule, c Caller, req *Request, f *failing) {
-	if hasEnabled(r, EnableJustification) && strings.TrimSpace(req.Justification) == "" {
+	if hasEnabled(r, EnableJustification) && missing(req.Justification) {
 		f.add("JustificationRule")
 	}
-	if hasEnabled(r, EnableTicketing) && (strings.TrimSpace(req.Ticket.Number) == "" || strings.TrimSpace(req.Ticket.System) == "") {
+	if hasEnabled(r, EnableTicketing) && (missing(req.Ticket.Number) || missing(req.Ticket.System)) {
 		f.add("TicketingRule")
 	}
 	if hasEnabled(r, EnableMFA) && !slices.Contains(c.AMR, "mfa") {
 		f.add("MfaRule")
 	}
+}
+
+// missing reports whether a justification (or ticket field) says nothing:
+// it has no letter or digit, only spaces, punctuation or invisible
+// characters such as U+200B.
+func missing(s string) bool {
+	for _, r := range s {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Service) adminAssign(ctx context.Context, tx store.Tx, prov Provisioner, pol *Policy, c Caller, req *Request, start, end, now time.Time, validate bool, evs *[]events.Event) error {
@@ -515,10 +539,16 @@ func (s *Service) activate(ctx context.Context, tx store.Tx, prov Provisioner, p
 		req.LinkedEligibilityID = el.ID
 	}
 	checkExpiration(pol.Rule(RuleExpirationEndUser), req.Schedule, start, &end, &f)
+	// An activation ends with its eligibility at the latest.
+	if el != nil {
+		if end = clampEnd(end, el); !end.IsZero() && !end.After(start) {
+			f.add("EligibilityRule")
+		}
+	}
 	checkEnablement(pol.Rule(RuleEnablementEndUser), c, req, &f)
 	appr := pol.Rule(RuleApprovalEndUser)
 	needApproval := appr != nil && appr.Setting != nil && appr.Setting.IsApprovalRequired
-	if needApproval && appr.Setting.IsRequestorJustificationRequired && strings.TrimSpace(req.Justification) == "" {
+	if needApproval && appr.Setting.IsRequestorJustificationRequired && missing(req.Justification) {
 		f.add("JustificationRule")
 	}
 	if err := f.err(); err != nil {
@@ -546,9 +576,11 @@ func (s *Service) activate(ctx context.Context, tx store.Tx, prov Provisioner, p
 			return ErrAssignmentExists.With("A request for this access waits for approval already.")
 		}
 	}
-	// The duration counts from when access begins: keep it, not the end.
+	// The duration counts from when access begins: keep the validated
+	// span (and nothing else the caller sent), not the end.
 	req.Schedule.Start = start
-	if !end.IsZero() && req.Schedule.Duration == "" {
+	req.Schedule.Duration, req.Schedule.End = "", time.Time{}
+	if !end.IsZero() {
 		req.Schedule.Duration = FormatDuration(end.Sub(start))
 	}
 	if validate {
@@ -577,6 +609,14 @@ func (s *Service) activate(ctx context.Context, tx store.Tx, prov Provisioner, p
 		return put(ctx, tx, objRequest, req.ID, req)
 	}
 	return s.provision(ctx, tx, prov, req, start, end, now, evs)
+}
+
+// clampEnd ends an activation with its eligibility at the latest.
+func clampEnd(end time.Time, el *Schedule) time.Time {
+	if !el.End.IsZero() && (end.IsZero() || end.After(el.End)) {
+		return el.End
+	}
+	return end
 }
 
 // provision makes an activation real from start until end.
@@ -806,8 +846,11 @@ func (s *Service) CanApprove(ctx context.Context, principalID string, req *Reque
 	if err != nil {
 		return false, err
 	}
-	for _, st := range a.Stages {
+	for i, st := range a.Stages {
 		if st.Status == StageInProgress {
+			if reviewedOther(a, i, principalID) {
+				return false, nil
+			}
 			return s.IsApprover(ctx, st, principalID)
 		}
 	}
@@ -855,10 +898,13 @@ func (s *Service) Decide(ctx context.Context, c Caller, approvalID, stageID, res
 		if !ok {
 			return ErrNotAllowed.With("The caller is not an approver of this stage.")
 		}
+		if reviewedOther(a, idx, c.ObjectID) {
+			return ErrNotAllowed.With("The caller reviewed another stage of this approval: each stage needs a different approver.")
+		}
 		if st.ReviewResult != NotReviewed || st.Status != StageInProgress {
 			return ErrAlreadyDecided
 		}
-		if st.IsApproverJustificationRequired && strings.TrimSpace(justification) == "" {
+		if st.IsApproverJustificationRequired && missing(justification) {
 			return ErrBadRequest.With("A justification is required for this review.")
 		}
 		req, err := get[Request](ctx, tx, objRequest, a.ID, ErrRequestNotFound)
@@ -887,20 +933,19 @@ func (s *Service) Decide(ctx context.Context, c Caller, approvalID, stageID, res
 			return put(ctx, tx, objRequest, req.ID, req)
 		}
 		// Access begins now (or at the requested start, if later) and
-		// lasts the requested time from then.
+		// lasts the validated span from then, within the policy and the
+		// eligibility in force now; otherwise the request fails.
 		start := req.Schedule.Start
 		if start.Before(now) {
 			start = now
 		}
-		var end time.Time
-		if req.Schedule.Duration != "" {
-			d, err := ParseDuration(req.Schedule.Duration)
-			if err != nil {
-				return err
-			}
-			end = start.Add(d)
-		} else if !req.Schedule.End.IsZero() {
-			end = req.Schedule.End
+		end, ok, err := s.approvedEnd(ctx, tx, req, start, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			req.Status, req.Completed = StatusFailed, now
+			return put(ctx, tx, objRequest, req.ID, req)
 		}
 		req.Schedule.Start = start
 		prov, err := s.prov(req.Target.Kind)
@@ -918,4 +963,49 @@ func (s *Service) Decide(ctx context.Context, c Caller, approvalID, stageID, res
 		s.noteActivation(ctx, activated)
 	}
 	return nil
+}
+
+// reviewedOther reports whether principal reviewed a stage of a other
+// than idx: one approver may not approve two stages.
+func reviewedOther(a *Approval, idx int, principalID string) bool {
+	for j, st := range a.Stages {
+		if j != idx && st.ReviewedBy != "" && strings.EqualFold(st.ReviewedBy, principalID) {
+			return true
+		}
+	}
+	return false
+}
+
+// approvedEnd is the end of an approved activation that begins at start:
+// the span validated at submission, checked again against the policy now
+// and ended with the eligibility, which must still be in force. ok is
+// false when the activation may no longer be granted.
+func (s *Service) approvedEnd(ctx context.Context, tx store.Tx, req *Request, start, now time.Time) (end time.Time, ok bool, err error) {
+	el, err := s.eligibility(ctx, tx, req.Target, req.PrincipalID, req.LinkedEligibilityID, now)
+	if err != nil || el == nil {
+		return end, false, err
+	}
+	pol, err := s.policy(ctx, tx, req.Target)
+	if err != nil {
+		return end, false, err
+	}
+	switch {
+	case req.Schedule.Duration != "":
+		d, err := ParseDuration(req.Schedule.Duration)
+		if err != nil || d < time.Minute {
+			return end, false, nil
+		}
+		end = start.Add(d)
+	case !req.Schedule.End.IsZero():
+		end = start.Add(req.Schedule.End.Sub(req.Schedule.Start))
+	}
+	var f failing
+	checkExpiration(pol.Rule(RuleExpirationEndUser), req.Schedule, start, &end, &f)
+	if len(f) > 0 {
+		return end, false, nil
+	}
+	if end = clampEnd(end, el); !end.IsZero() && !end.After(start) {
+		return end, false, nil
+	}
+	return end, true, nil
 }

@@ -103,6 +103,9 @@ const (
 	StatusDenied          = "Denied"
 	StatusCanceled        = "Canceled"
 	StatusTimedOut        = "TimedOut"
+	// StatusFailed: an approved activation that could no longer be
+	// granted (its eligibility ended, or the policy no longer allows it).
+	StatusFailed = "Failed"
 )
 
 // Expiration types (Graph's spelling; ParseExpiration takes ARM's too).

@@ -2,9 +2,11 @@ package graph
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
@@ -55,11 +57,30 @@ func (a *API) myOathMethods(w http.ResponseWriter, r *http.Request) error {
 	return a.oathMethods(w, r, id)
 }
 
-// userOathMethods lists a user's authenticator, without its secret.
+// userOathMethods lists a user's authenticator, without its secret: for
+// the user themself or a Global Administrator (Entra asks
+// UserAuthenticationMethod.Read.All of anyone else); others are refused.
 func (a *API) userOathMethods(w http.ResponseWriter, r *http.Request) error {
+	c, ok := identity.FromContext(r.Context())
+	if !ok {
+		return ErrForbidden
+	}
 	p, err := a.lookup(r, store.KindUser, r.PathValue("id"))
 	if err != nil {
 		return err
+	}
+	if !strings.EqualFold(p.ID, c.ObjectID) {
+		isAdmin, err := a.dir.HasRole(r.Context(), c.ObjectID, identity.GlobalAdministrator)
+		if err != nil {
+			return err
+		}
+		rec := route.RecordOf(r.Context())
+		rec.Action, rec.Scope = rec.Operation, "/"
+		rec.Decision = &route.Decision{Allowed: isAdmin}
+		if !isAdmin {
+			return ErrForbidden
+		}
+		rec.Decision.RoleID = globalAdministratorRoleID
 	}
 	return a.oathMethods(w, r, p.ID)
 }
