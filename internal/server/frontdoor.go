@@ -17,6 +17,7 @@ import (
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/store"
 )
 
 // The front door. Every request goes one way through stages composed once
@@ -153,7 +154,44 @@ func (s *Server) bareHost(host string) bool {
 // frontDoor builds the routing table and composes the stages, once.
 func (s *Server) frontDoor() http.Handler {
 	s.routes = routeTable()
-	return s.recorded(s.ready(http.HandlerFunc(s.dispatch)))
+	return s.probes(s.recorded(s.ready(http.HandlerFunc(s.dispatch))))
+}
+
+// probes answers a load balancer's health checks before anything else:
+// GET /healthz (the process serves) and GET /readyz (it can serve requests:
+// the store answers and the audit log keeps records; 503 with the reason
+// otherwise). They need no token, cost a store read at most, change
+// nothing and carry no data, so they leave no audit record: a balancer
+// polling every few seconds would otherwise fill the log.
+func (s *Server) probes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || (r.URL.Path != "/healthz" && r.URL.Path != "/readyz") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if r.URL.Path == "/healthz" {
+			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		checks := map[string]string{"store": "ok", "audit": "ok"}
+		ready := true
+		if err := s.store.View(ctx, func(tx store.Tx) error { _, err := tx.GetNode(ctx); return err }); err != nil {
+			checks["store"], ready = "unreachable", false
+			s.log.Warn("not ready: the store does not answer", "err", err)
+		}
+		if err := s.audit.Ready(); err != nil {
+			checks["audit"], ready = "cannot keep records", false
+		}
+		status := http.StatusOK
+		if !ready {
+			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "5")
+		}
+		httpx.WriteJSON(w, status, map[string]any{"status": map[bool]string{true: "ready", false: "not ready"}[ready], "checks": checks})
+	})
 }
 
 // ServeHTTP serves a request through the front door.

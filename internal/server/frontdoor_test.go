@@ -54,3 +54,27 @@ func TestRecordsNameTheActionAndDecision(t *testing.T) {
 		t.Fatalf("graph write: %v", a)
 	}
 }
+
+// A load balancer's probes: no token, JSON, no audit record.
+func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	before := len(journalRecords(t, env, "tenant"))
+	for path, want := range map[string]string{"/healthz": `"status":"ok"`, "/readyz": `"status":"ready"`} {
+		r := env.Do("GET", env.Boot.AuthorityHost+strings.TrimPrefix(path, "/"), "", nil)
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), want) {
+			t.Fatalf("%s: %d %s", path, r.Status, r.Body)
+		}
+	}
+	// A POST is no probe: it goes through the door like any request.
+	if r := env.Do("POST", env.Boot.AuthorityHost+"healthz", "", nil); r.Status != http.StatusNotFound {
+		t.Fatalf("POST /healthz: %d", r.Status)
+	}
+	waitForRecord(t, env, "tenant", func(m map[string]any) bool { return m["httpStatusCode"] == float64(404) })
+	for _, m := range journalRecords(t, env, "tenant")[before:] {
+		u, _ := m["requestUri"].(string)
+		if strings.HasSuffix(u, "/readyz") || strings.HasSuffix(u, "/healthz") && m["httpStatusCode"] != float64(404) {
+			t.Fatalf("a probe left a record: %v", m)
+		}
+	}
+}
