@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -76,5 +77,31 @@ func TestHealthAndReadiness(t *testing.T) {
 		if strings.HasSuffix(u, "/readyz") || strings.HasSuffix(u, "/healthz") && m["httpStatusCode"] != float64(404) {
 			t.Fatalf("a probe left a record: %v", m)
 		}
+	}
+}
+
+// Prometheus metrics: requests by surface, operation and result, the
+// latency histogram, and whether the audit log keeps records.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	tok := env.AdminToken(hsmResource)
+	env.Do("GET", "/keys?api-version=7.4", tok, nil)
+	env.Do("GET", "/keys?api-version=7.4", "", nil)
+	rec := httptest.NewRecorder()
+	env.Server.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`keyward_requests_total{code="200",operation="KeyList",result="Success",surface="dataplane"} 1`,
+		`keyward_requests_total{code="401",operation="KeyList",result="Failure",surface="dataplane"} 1`,
+		`keyward_request_duration_seconds_count{surface="dataplane"} 2`,
+		`keyward_audit_ready 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body, tok[:20]) {
+		t.Fatal("a token in the metrics")
 	}
 }

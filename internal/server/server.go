@@ -90,6 +90,9 @@ type Config struct {
 	// FederationClient fetches trusted OIDC issuers' keys (default: an
 	// HTTPS client with the system roots, under the egress policy).
 	FederationClient *http.Client
+	// MetricsListen is where Prometheus metrics are served (GET /metrics),
+	// apart from the service's address; "" serves none.
+	MetricsListen string
 	// AllowPrivateEndpoints lets the URLs callers name — backup and log
 	// storage, federated issuers — use http and reach loopback and private
 	// addresses; off, they are https to public addresses only, so that no
@@ -118,6 +121,7 @@ type Server struct {
 	open     *route.Table // the token service and metadata: no token
 	graph    *graph.API
 	handler  http.Handler // the front door, composed once
+	metrics  *metrics
 	routes   []hostRoute
 	tls      *tls.Config
 	closers  []func() error
@@ -338,6 +342,7 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	s.closers = append(s.closers, diag.Stop)
 	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.recordScheduled, s.log)
+	s.metrics = newMetrics(s)
 	s.handler = s.frontDoor()
 
 	s.boot, err = s.bootstrap(ctx, tenant)
@@ -423,6 +428,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	rotCtx, stopRotation := context.WithCancel(ctx)
 	defer stopRotation()
 	go s.rotator.Run(rotCtx, interval)
+	if s.cfg.MetricsListen != "" {
+		go func() {
+			if err := s.serveMetrics(rotCtx, s.cfg.MetricsListen); err != nil {
+				s.log.Error("metrics not served", "err", err)
+			}
+		}()
+	}
 	go s.pimLoop(rotCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, s.tls)) }()
