@@ -159,7 +159,7 @@ func isTenantPIMPath(path string) bool {
 // bareHost tells whether host is one of the names the bare listen address
 // is reached by: the listen host, localhost or a loopback address.
 func (s *Server) bareHost(host string) bool {
-	if host == "localhost" || host == s.listenHost {
+	if host == "localhost" || host == s.listenHost || host == s.publicHost && s.publicHost != "" {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,6 +67,15 @@ type Config struct {
 	Listen string
 	// DataDir holds the database, the seal key, the CA and bootstrap.json.
 	DataDir string
+	// PublicURL is the address clients reach the server at, such as a
+	// load balancer's https://keyward.contoso.net: the token issuer, the
+	// authority host, the management URL and the HSMs' URIs are built from
+	// it, so that every node behind it issues and accepts the same tokens.
+	// Default: https://{Listen}.
+	PublicURL string
+	// SealKeyFile is the file seal's key (default {DataDir}/seal.key), so
+	// that several nodes can share one.
+	SealKeyFile string
 	// Dev creates an activated HSM named "dev" that answers at the bare
 	// listen address.
 	Dev bool
@@ -131,6 +141,7 @@ type Server struct {
 	// listenHost is the host of the listen address, lower-cased: in dev
 	// mode the dev HSM answers there.
 	listenHost string
+	publicHost string // PublicURL's host, if set
 	boot       *Bootstrap
 	audit      *audit.Log
 	rotator    *keys.Rotator
@@ -167,6 +178,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		host = "localhost"
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, port: port, listenHost: strings.ToLower(host), base: "https://" + net.JoinHostPort(host, port) + "/"}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return nil, fmt.Errorf("server: --public-url %q: want https://host[:port], nothing after", cfg.PublicURL)
+		}
+		s.publicHost, s.port = strings.ToLower(u.Hostname()), u.Port()
+		if s.port == "" {
+			s.port = "443"
+		}
+		s.base = "https://" + u.Host + "/"
+	}
 	if s.unlock, err = lockDataDir(dir); err != nil {
 		return nil, err
 	}
@@ -193,7 +215,11 @@ func (s *Server) tlsConfig(host string) (*tls.Config, error) {
 	if s.cfg.TLSCert != "" {
 		cert, err = tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 	} else {
-		cert, err = ensureTLS(s.cfg.DataDir, []string{host, "localhost", "127.0.0.1", "*." + s.cfg.DNSSuffix})
+		hosts := []string{host, "localhost", "127.0.0.1", "*." + s.cfg.DNSSuffix}
+		if s.publicHost != "" {
+			hosts = append(hosts, s.publicHost)
+		}
+		cert, err = ensureTLS(s.cfg.DataDir, hosts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("server: TLS certificate: %w", err)
@@ -226,7 +252,11 @@ func (s *Server) openSeal(ctx context.Context) (domain.Seal, error) {
 	var seal domain.Seal
 	switch kind {
 	case "file":
-		fs, err := domain.OpenFileSeal(filepath.Join(s.cfg.DataDir, "seal.key"), rand.Reader)
+		path := s.cfg.SealKeyFile
+		if path == "" {
+			path = filepath.Join(s.cfg.DataDir, "seal.key")
+		}
+		fs, err := domain.OpenFileSeal(path, rand.Reader)
 		if err != nil {
 			return nil, err
 		}
@@ -395,6 +425,9 @@ func (s *Server) nodeID(ctx context.Context, field func(*store.NodeSettings) *st
 
 // HSMURI is the data-plane URL of an HSM: https://{name}.{suffix}:{port}.
 func (s *Server) HSMURI(name string) string {
+	if s.port == "443" {
+		return "https://" + name + "." + s.cfg.DNSSuffix
+	}
 	return "https://" + name + "." + s.cfg.DNSSuffix + ":" + s.port
 }
 
