@@ -6,8 +6,9 @@
 // the domain packages own their meaning, encode their own opaque fields
 // (sealed key material, rotation policies) and never see SQL.
 //
-// The embedded implementation is store/sqlite. A PostgreSQL implementation
-// satisfies the same interfaces with the same schema.
+// The embedded implementation is store/sqlite; store/postgres satisfies
+// the same interfaces on PostgreSQL, with a schema of the same meaning.
+// Both pass store/storetest.
 package store
 
 import (

@@ -697,6 +697,29 @@ func testTransactions(t *testing.T, s store.Store) {
 	if err != nil || v != 2 {
 		t.Fatalf("a transaction goes on after a failed write: %d, %v", v, err)
 	}
+	// A write the database refuses (a taken id) leaves the transaction
+	// usable too, and what came before it stays.
+	mustUpdate(t, s, func(tx store.Tx) error {
+		return tx.InsertTokenKey(ctx, &store.TokenKey{ID: "k", Sealed: []byte("x"), Created: t0})
+	})
+	mustUpdate(t, s, func(tx store.Tx) error {
+		if err := tx.SetShipperCursor(ctx, "h", "k", 3); err != nil {
+			return err
+		}
+		if err := tx.InsertTokenKey(ctx, &store.TokenKey{ID: "k", Sealed: []byte("y"), Created: t0}); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("InsertTokenKey of a taken id: %v", err)
+		}
+		if _, err := tx.GetKey(ctx, "h", "none"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a read after a refused write: %v", err)
+		}
+		return tx.SetShipperCursor(ctx, "h", "k2", 4)
+	})
+	for setting, want := range map[string]uint64{"k": 3, "k2": 4} {
+		v, err := view(t, s, func(tx store.Tx) (uint64, error) { return tx.ShipperCursor(ctx, "h", setting) })
+		if err != nil || v != want {
+			t.Fatalf("the writes around a refused one: %s = %d, %v; want %d", setting, v, err, want)
+		}
+	}
 
 	// Writers are serialised: concurrent read-modify-write loses nothing.
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.SetShipperCursor(ctx, "h", "n", 0) })

@@ -1,0 +1,206 @@
+// Package postgres implements store.Store on PostgreSQL with pgx (a
+// connection pool; pgx prepares each statement once per connection and
+// reuses it).
+//
+// Writers are serialised, as the store contract says and as SQLite's
+// single writer does: every Update runs at READ COMMITTED and first takes
+// one transaction-scoped advisory lock (writeLock), so the Updates of all
+// nodes on a database run one after another, each seeing everything
+// committed before it. The rules that read before they write — unique
+// names (also unique indexes), version sequence numbers, the
+// read-modify-write of the node settings and of role assignments whose
+// number is limited — therefore hold without retries, and fn runs exactly
+// once (no serialization failure to retry on). View runs at REPEATABLE
+// READ, READ ONLY: one snapshot, never waiting for writers.
+//
+// PostgreSQL aborts a transaction on the first failed statement; the
+// contract keeps it usable, so each write runs inside a savepoint that a
+// failure rolls back to.
+//
+// Changes are recorded per transaction and handed to the store.Hub after
+// the commit, as in store/sqlite. Across nodes, a NOTIFY of the same
+// changes sent inside the transaction (delivered by PostgreSQL at commit)
+// and a LISTEN connection that calls Hub.Publish with what other nodes
+// sent would plug in at DB.Update and Open.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keyward/keyward/internal/store"
+)
+
+// DB is a store.Store backed by PostgreSQL.
+type DB struct {
+	pool *pgxpool.Pool
+	hub  store.Hub
+}
+
+var _ store.Store = (*DB)(nil)
+
+// writeLock is the advisory lock every Update holds until it ends.
+const writeLock = 0x6b657977_77726974 // "keywwrit"
+
+// Open connects to the database at url (a PostgreSQL URL or key=value
+// string, as pgx takes) and brings its schema up to date.
+func Open(ctx context.Context, url string) (*DB, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	db := &DB{pool: pool}
+	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the pool.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Update implements store.Store.
+// The changes it committed go to the subscribers before it returns.
+func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
+	t := &txn{}
+	if err := db.run(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, t, fn); err != nil {
+		return err
+	}
+	db.hub.Publish(t.changes)
+	return nil
+}
+
+// View implements store.Store.
+func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
+	return db.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, &txn{}, fn)
+}
+
+// Subscribe implements store.Store.
+func (db *DB) Subscribe(fn func([]store.Change)) func() { return db.hub.Subscribe(fn) }
+
+func (db *DB) run(ctx context.Context, opts pgx.TxOptions, t *txn, fn func(store.Tx) error) (err error) {
+	tx, err := db.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if opts.AccessMode != pgx.ReadOnly {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(writeLock)); err != nil {
+			return fmt.Errorf("postgres: taking the write lock: %w", err)
+		}
+	}
+	t.tx = tx
+	if err := fn(t); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// txn implements store.Tx over one pgx.Tx.
+type txn struct {
+	tx pgx.Tx
+	// changes are what the transaction wrote, for the subscribers once it
+	// commits.
+	changes []store.Change
+}
+
+var _ store.Tx = (*txn)(nil)
+
+// note records that the transaction writes a record. Each mutating method
+// notes its change, even when it then fails: a change delivered in vain
+// only costs a cache refill.
+func (t *txn) note(kind, hsm, id string) {
+	t.changes = append(t.changes, store.Change{Kind: kind, HSM: hsm, ID: id})
+}
+
+// exec runs a write inside a savepoint (sent together with it), so that a
+// failure leaves the transaction usable, and maps integrity constraint
+// violations (SQLSTATE class 23) to store.ErrConflict.
+func (t *txn) exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT write`)
+	b.Queue(query, args...)
+	b.Queue(`RELEASE SAVEPOINT write`)
+	br := t.tx.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+		if err == nil {
+			_, err = br.Exec()
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		return tag, nil
+	}
+	if _, rerr := t.tx.Exec(ctx, `ROLLBACK TO SAVEPOINT write`); rerr == nil {
+		t.tx.Exec(ctx, `RELEASE SAVEPOINT write`)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "23") {
+		return tag, fmt.Errorf("%w: %v", store.ErrConflict, err)
+	}
+	return tag, fmt.Errorf("postgres: %w", err)
+}
+
+// mustAffect turns "no row changed" into store.ErrNotFound.
+func mustAffect(tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return fmt.Errorf("postgres: %w", err)
+}
+
+// collect scans every row with scan.
+func collect[T any](rows pgx.Rows, err error, scan func(pgx.Rows) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return out, nil
+}
