@@ -59,6 +59,7 @@ HSM named "dev" that answers at the bare listen address.`,
 	f.StringSliceVar(&cfg.EventWebhooks, "event-webhook", nil, "URL that receives key events (CloudEvents JSON); repeat for several")
 	f.DurationVar(&cfg.RotationInterval, "rotation-interval", time.Minute, "how often rotation policies are checked")
 	f.StringVar(&pinFile, "pkcs11-pin-file", "", "file holding the token's user PIN (default: $KEYWARD_PKCS11_PIN)")
+	f.StringVar(&cfg.DatabaseURL, "database", os.Getenv("KEYWARD_DATABASE_URL"), "PostgreSQL URL (postgres://…; default $KEYWARD_DATABASE_URL): the store, instead of SQLite in the data dir")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the address clients use, e.g. a load balancer's https://keyward.contoso.net (default: https://{listen})")
 	f.StringVar(&cfg.SealKeyFile, "seal-key-file", "", "the file seal's key (default: {data-dir}/seal.key), shared by a cluster's nodes")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on (GET /metrics), e.g. 127.0.0.1:9464")

@@ -45,6 +45,7 @@ import (
 	"github.com/keyward/keyward/internal/pim/armroles"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/postgres"
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
 
@@ -73,6 +74,9 @@ type Config struct {
 	// it, so that every node behind it issues and accepts the same tokens.
 	// Default: https://{Listen}.
 	PublicURL string
+	// DatabaseURL selects PostgreSQL (postgres://…) as the store instead
+	// of SQLite in the data directory.
+	DatabaseURL string
 	// SealKeyFile is the file seal's key (default {DataDir}/seal.key), so
 	// that several nodes can share one.
 	SealKeyFile string
@@ -196,12 +200,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.unlock()
 		return nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "keyward.db"))
-	if err != nil {
+	if s.store, err = openStore(ctx, cfg, dir); err != nil {
 		s.unlock()
 		return nil, err
 	}
-	s.store = db
 	if err := s.build(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -239,6 +241,19 @@ func tls12Suites() []uint16 {
 		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 	}
+}
+
+// openStore opens PostgreSQL when a database URL is given, else SQLite in
+// the data directory (the embedded default).
+func openStore(ctx context.Context, cfg Config, dir string) (store.Store, error) {
+	if cfg.DatabaseURL != "" {
+		db, err := postgres.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("server: the database at --database: %w", err)
+		}
+		return db, nil
+	}
+	return sqlite.Open(ctx, filepath.Join(dir, "keyward.db"))
 }
 
 // openSeal opens the configured seal and checks that the data directory
