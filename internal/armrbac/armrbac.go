@@ -225,7 +225,7 @@ func list(ctx context.Context, tx store.Tx) ([]Assignment, error) {
 // drops the cache.
 func (s *Service) apply(changes []store.Change) {
 	for _, c := range changes {
-		if c.Kind == store.ObjectChange(kind) {
+		if c.Kind == store.ObjectChange(kind) || c.Kind == store.ChangeAll {
 			s.mu.Lock()
 			s.gen++
 			s.cache = nil

@@ -242,10 +242,16 @@ func (r *Registry) Recover(ctx context.Context, name string) error {
 // before stay valid snapshots for the requests using them.
 func (r *Registry) apply(changes []store.Change) {
 	for _, c := range changes {
-		if c.Kind == store.ChangeHSM {
+		switch c.Kind {
+		case store.ChangeHSM:
 			r.mu.Lock()
 			r.gen++
 			delete(r.opened, strings.ToLower(c.HSM))
+			r.mu.Unlock()
+		case store.ChangeAll:
+			r.mu.Lock()
+			r.gen++
+			clear(r.opened)
 			r.mu.Unlock()
 		}
 	}

@@ -71,7 +71,7 @@ func (d *Directory) TenantID() string { return d.tenant }
 // apply is the directory's store subscription.
 func (d *Directory) apply(changes []store.Change) {
 	for _, c := range changes {
-		if c.Kind == store.ChangePrincipal {
+		if c.Kind == store.ChangePrincipal || c.Kind == store.ChangeAll {
 			d.mu.Lock()
 			d.gen++
 			clear(d.groups)

@@ -51,6 +51,8 @@ func (c *cache) apply(changes []store.Change) {
 			c.invalidate(ch.HSM, ch.ID)
 		case store.ChangeHSM:
 			c.invalidateHSM(ch.HSM)
+		case store.ChangeAll:
+			c.invalidateAll()
 		}
 	}
 }
@@ -95,6 +97,15 @@ func (c *cache) invalidate(hsm, name string) {
 			delete(c.entries, r)
 		}
 	}
+}
+
+// invalidateAll drops every cached version.
+func (c *cache) invalidateAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.entries)
+	clear(c.latest)
 }
 
 // invalidateHSM drops every cached version of every key of an HSM.

@@ -118,3 +118,20 @@ func TestRotatorNeedsTheLease(t *testing.T) {
 		t.Fatalf("after the other holder's lease expired: %d versions, want 2", n)
 	}
 }
+
+// TestCacheFlush: store.ChangeAll (a node that lost track of the others)
+// drops every cached version, and a fill that started before it.
+func TestCacheFlush(t *testing.T) {
+	c := newCache(100)
+	_, gen := c.get("h", "k", "")
+	c.put(gen, &entry{meta: store.KeyVersion{HSM: "h", Name: "k", Version: "v1"}}, true)
+	c.put(gen, &entry{meta: store.KeyVersion{HSM: "other", Name: "k", Version: "v1"}}, true)
+	c.apply([]store.Change{{Kind: store.ChangeAll}})
+	if len(c.entries) != 0 || len(c.latest) != 0 {
+		t.Fatalf("after a flush: %d entries, %d latest", len(c.entries), len(c.latest))
+	}
+	c.put(gen, &entry{meta: store.KeyVersion{HSM: "h", Name: "k", Version: "v1"}}, true)
+	if len(c.entries) != 0 {
+		t.Fatal("a fill from before the flush was kept")
+	}
+}

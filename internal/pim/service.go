@@ -84,7 +84,7 @@ func New(cfg Config) *Service {
 	s := &Service{cfg: cfg, now: cfg.Now, provs: map[string]Provisioner{KindGroup: groupProvisioner{}}, dirty: make(chan struct{}, 1)}
 	cfg.Store.Subscribe(func(cs []store.Change) {
 		for _, c := range cs {
-			if c.Kind == store.ChangePrincipal {
+			if c.Kind == store.ChangePrincipal || c.Kind == store.ChangeAll {
 				select {
 				case s.dirty <- struct{}{}:
 				default:

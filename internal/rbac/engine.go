@@ -154,6 +154,9 @@ func (ix *index) decide(principals []string, action Action, resource string, now
 type indexes struct {
 	mu  sync.Mutex
 	gen map[string]uint64
+	// all counts the flushes (store.ChangeAll), which drop every index: a
+	// build that started before one is not kept either.
+	all uint64
 	ix  map[string]*index
 }
 
@@ -161,7 +164,7 @@ func (s *Service) index(ctx context.Context, h *domain.HSM) (*index, error) {
 	name := strings.ToLower(h.Name)
 	s.ixs.mu.Lock()
 	ix, ok := s.ixs.ix[name]
-	gen := s.ixs.gen[name]
+	gen, all := s.ixs.gen[name], s.ixs.all
 	s.ixs.mu.Unlock()
 	if ok {
 		return ix, nil
@@ -180,7 +183,7 @@ func (s *Service) index(ctx context.Context, h *domain.HSM) (*index, error) {
 	}
 	ix = buildIndex(customs, assignments)
 	s.ixs.mu.Lock()
-	if s.ixs.gen[name] == gen {
+	if s.ixs.gen[name] == gen && s.ixs.all == all {
 		s.ixs.ix[name] = ix
 	}
 	s.ixs.mu.Unlock()
@@ -192,8 +195,14 @@ func (s *Service) index(ctx context.Context, h *domain.HSM) (*index, error) {
 // the HSM itself, drops its index.
 func (s *Service) apply(changes []store.Change) {
 	for _, c := range changes {
-		if c.Kind == store.ChangeRole || c.Kind == store.ChangeHSM {
+		switch c.Kind {
+		case store.ChangeRole, store.ChangeHSM:
 			s.invalidate(c.HSM)
+		case store.ChangeAll:
+			s.ixs.mu.Lock()
+			s.ixs.all++
+			clear(s.ixs.ix)
+			s.ixs.mu.Unlock()
 		}
 	}
 }

@@ -41,6 +41,11 @@ const (
 	// ChangeNode: the node settings (ID "") or a delivery cursor (HSM and
 	// ID are the diagnostic setting's).
 	ChangeNode = "node"
+	// ChangeAll: anything may have changed (HSM and ID are ""). A
+	// PostgreSQL store delivers it when it cannot know what other nodes
+	// committed (its LISTEN connection was lost, or a notification was too
+	// big to send); every subscriber drops everything it holds.
+	ChangeAll = "all"
 )
 
 // ObjectChange is the change kind of the objects of kind (Objects).

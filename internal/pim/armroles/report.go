@@ -36,7 +36,7 @@ func (s *Service) Report(core *pim.Service) {
 	watched := []string{store.ObjectChange("armRoleAssignment"), store.ObjectChange(kindSchedule)}
 	s.store.Subscribe(func(cs []store.Change) {
 		for _, c := range cs {
-			if slices.Contains(watched, c.Kind) {
+			if slices.Contains(watched, c.Kind) || c.Kind == store.ChangeAll {
 				s.markDirty()
 				return
 			}

@@ -19,9 +19,9 @@
 //
 // Changes are recorded per transaction and handed to the store.Hub after
 // the commit, as in store/sqlite. Across nodes, a NOTIFY of the same
-// changes sent inside the transaction (delivered by PostgreSQL at commit)
-// and a LISTEN connection that calls Hub.Publish with what other nodes
-// sent would plug in at DB.Update and Open.
+// changes is sent inside the transaction (delivered by PostgreSQL at
+// commit), and a LISTEN connection of each DB hands what other nodes sent
+// to its hub (notify.go).
 package postgres
 
 import (
@@ -41,6 +41,9 @@ import (
 type DB struct {
 	pool *pgxpool.Pool
 	hub  store.Hub
+	// node tells this DB's notifications from other nodes'.
+	node     string
+	listener *listener
 }
 
 var _ store.Store = (*DB)(nil)
@@ -55,16 +58,21 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	db := &DB{pool: pool}
+	db := &DB{pool: pool, node: newNodeID()}
 	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := db.startListener(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return db, nil
 }
 
-// Close closes the pool.
+// Close stops listening and closes the pool.
 func (db *DB) Close() error {
+	db.stopListener()
 	db.pool.Close()
 	return nil
 }
@@ -110,6 +118,11 @@ func (db *DB) run(ctx context.Context, opts pgx.TxOptions, t *txn, fn func(store
 	t.tx = tx
 	if err := fn(t); err != nil {
 		return err
+	}
+	if opts.AccessMode != pgx.ReadOnly {
+		if err := t.notify(ctx, db.node); err != nil {
+			return fmt.Errorf("postgres: notifying other nodes: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)

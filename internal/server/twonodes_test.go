@@ -1,0 +1,82 @@
+package server_test
+
+import (
+	"crypto/sha256"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
+	"github.com/keyward/keyward/internal/rbac"
+	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/internal/servertest"
+	"github.com/keyward/keyward/internal/testenv"
+)
+
+// Two nodes on one PostgreSQL database and one seal file: a role
+// assignment created through node A lets its principal sign through node B
+// within a second, and deleting it through A stops B within a second (the
+// stores' LISTEN/NOTIFY invalidates B's role index).
+//
+// Each node has a data dir of its own (its CA and bootstrap.json): B joins
+// the bootstrap administrator A created, with a secret of its own, and
+// tokens are asked of the node they are used on (each node's issuer is its
+// own address).
+func TestTwoNodesShareRoleChanges(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartPostgres(t)
+	seal := filepath.Join(t.TempDir(), "seal.key")
+	shared := func(c *server.Config) { c.DatabaseURL, c.SealKeyFile = db, seal }
+	a := servertest.StartWith(t, t.TempDir(), shared)
+	b := servertest.StartWith(t, t.TempDir(), shared)
+
+	if _, err := a.Keys.CreateKey(ctx, "shared-signer", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeECHSM), Curve: to.Ptr(azkeys.CurveNameP256)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sp := a.ServicePrincipal("two-nodes-app")
+	onB := b.KeysClient(b.Credential(sp.AppID, sp.Secret))
+	digest := sha256.Sum256([]byte("two nodes"))
+	sign := func() error {
+		_, err := onB.Sign(ctx, "shared-signer", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmES256), Value: digest[:]}, nil)
+		return err
+	}
+	forbidden := func(err error) bool {
+		var re *azcore.ResponseError
+		return errors.As(err, &re) && re.StatusCode == 403
+	}
+	// B has built its index of the HSM's roles (and cached the key).
+	if err := sign(); !forbidden(err) {
+		t.Fatalf("signing through B before any assignment: %v", err)
+	}
+	if _, err := b.Keys.Sign(ctx, "shared-signer", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmES256), Value: digest[:]}, nil); err != nil {
+		t.Fatalf("the administrator signing through B: %v", err)
+	}
+
+	// within polls sign until ok(err) for at most a second.
+	within := func(what string, ok func(error) bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for {
+			err := sign()
+			if ok(err) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %v after a second", what, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	name := a.Assign(sp.ObjectID, rbac.CryptoUserID, "/keys")
+	within("after the assignment through A, signing through B", func(err error) bool { return err == nil })
+
+	tok := a.AdminToken("https://managedhsm.azure.net")
+	if r := a.Do("DELETE", "/keys/providers/Microsoft.Authorization/roleAssignments/"+name+"?api-version=7.6", tok, nil); r.Status != 200 {
+		t.Fatalf("deleting the assignment through A: %d %s", r.Status, r.Body)
+	}
+	within("after the deletion through A, signing through B", forbidden)
+}
