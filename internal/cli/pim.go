@@ -246,6 +246,52 @@ func (f *policyFlags) enabledRules(current map[string]any) ([]string, bool, erro
 	return rules, changed, nil
 }
 
+// approvalSetting is the setting of the Approval_EndUser_Assignment rule
+// the flags ask for: one stage with the --approvers, or none. Graph and ARM
+// spell an approver differently (Graph: subjectSet types; ARM: userType).
+func (f *policyFlags) approvalSetting(ctx context.Context, c *client, graph bool) (map[string]any, error) {
+	on := true
+	if f.approval != "" {
+		var err error
+		if on, err = parseBool("require-approval", f.approval); err != nil {
+			return nil, err
+		}
+	}
+	users, groups, err := c.resolveApprovers(ctx, f.approvers)
+	if err != nil {
+		return nil, err
+	}
+	approvers := []map[string]any{}
+	for _, u := range users {
+		a := map[string]any{"userType": "User", "isBackup": false, "id": u}
+		if graph {
+			a = map[string]any{"@odata.type": "#microsoft.graph.singleUser", "userId": u}
+		}
+		approvers = append(approvers, a)
+	}
+	for _, g := range groups {
+		a := map[string]any{"userType": "Group", "isBackup": false, "id": g}
+		if graph {
+			a = map[string]any{"@odata.type": "#microsoft.graph.groupMembers", "groupId": g}
+		}
+		approvers = append(approvers, a)
+	}
+	if on && len(approvers) == 0 {
+		return nil, usagef("--require-approval true needs --approvers")
+	}
+	stages := []map[string]any{}
+	if on {
+		stage := map[string]any{"approvalStageTimeOutInDays": 1, "isApproverJustificationRequired": true,
+			"escalationTimeInMinutes": 0, "isEscalationEnabled": false, "primaryApprovers": approvers}
+		if graph {
+			stage["escalationApprovers"] = []any{}
+		}
+		stages = append(stages, stage)
+	}
+	return map[string]any{"isApprovalRequired": on, "isApprovalRequiredForExtension": false, "isRequestorJustificationRequired": true,
+		"approvalMode": map[bool]string{true: "SingleStage", false: "NoApproval"}[on], "approvalStages": stages}, nil
+}
+
 // resolveApprovers turns --approvers into user and group ids.
 func (c *client) resolveApprovers(ctx context.Context, refs []string) (users, groups []string, err error) {
 	for _, ref := range refs {
@@ -313,36 +359,12 @@ func pimGroupPolicyUpdate(e *env) *cobra.Command {
 				}
 			}
 			if f.approval != "" || f.approvers != nil {
-				on := true
-				if f.approval != "" {
-					if on, err = parseBool("require-approval", f.approval); err != nil {
-						return nil, err
-					}
-				}
-				users, groups, err := c.resolveApprovers(ctx, f.approvers)
+				setting, err := f.approvalSetting(ctx, c, true)
 				if err != nil {
 					return nil, err
 				}
-				approvers := []map[string]any{}
-				for _, u := range users {
-					approvers = append(approvers, map[string]any{"@odata.type": "#microsoft.graph.singleUser", "userId": u})
-				}
-				for _, g := range groups {
-					approvers = append(approvers, map[string]any{"@odata.type": "#microsoft.graph.groupMembers", "groupId": g})
-				}
-				if on && len(approvers) == 0 {
-					return nil, usagef("--require-approval true needs --approvers")
-				}
-				mode := map[bool]string{true: "SingleStage", false: "NoApproval"}[on]
-				stages := []map[string]any{}
-				if on {
-					stages = append(stages, map[string]any{"approvalStageTimeOutInDays": 1, "isApproverJustificationRequired": true,
-						"escalationTimeInMinutes": 0, "isEscalationEnabled": false, "primaryApprovers": approvers, "escalationApprovers": []any{}})
-				}
 				if err := patch(map[string]any{"@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyApprovalRule",
-					"id": "Approval_EndUser_Assignment", "target": target, "setting": map[string]any{
-						"isApprovalRequired": on, "isApprovalRequiredForExtension": false, "isRequestorJustificationRequired": true,
-						"approvalMode": mode, "approvalStages": stages}}); err != nil {
+					"id": "Approval_EndUser_Assignment", "target": target, "setting": setting}); err != nil {
 					return nil, err
 				}
 			}
@@ -533,35 +555,12 @@ func pimRolePolicyUpdate(e *env) *cobra.Command {
 					"enabledRules": enabled, "target": target})
 			}
 			if f.approval != "" || f.approvers != nil {
-				on := true
-				if f.approval != "" {
-					if on, err = parseBool("require-approval", f.approval); err != nil {
-						return nil, err
-					}
-				}
-				users, groups, err := c.resolveApprovers(ctx, f.approvers)
+				setting, err := f.approvalSetting(ctx, c, false)
 				if err != nil {
 					return nil, err
 				}
-				approvers := []map[string]any{}
-				for _, u := range users {
-					approvers = append(approvers, map[string]any{"userType": "User", "isBackup": false, "id": u})
-				}
-				for _, g := range groups {
-					approvers = append(approvers, map[string]any{"userType": "Group", "isBackup": false, "id": g})
-				}
-				if on && len(approvers) == 0 {
-					return nil, usagef("--require-approval true needs --approvers")
-				}
-				stages := []map[string]any{}
-				if on {
-					stages = append(stages, map[string]any{"approvalStageTimeOutInDays": 1, "isApproverJustificationRequired": true,
-						"escalationTimeInMinutes": 0, "isEscalationEnabled": false, "primaryApprovers": approvers})
-				}
 				rules = append(rules, map[string]any{"id": "Approval_EndUser_Assignment", "ruleType": "RoleManagementPolicyApprovalRule",
-					"target": target, "setting": map[string]any{"isApprovalRequired": on, "isApprovalRequiredForExtension": false,
-						"isRequestorJustificationRequired": true, "approvalMode": map[bool]string{true: "SingleStage", false: "NoApproval"}[on],
-						"approvalStages": stages}})
+					"target": target, "setting": setting})
 			}
 			id, _ := policy["id"].(string)
 			var out map[string]any

@@ -40,6 +40,16 @@ func TestCLIPIM(t *testing.T) {
 			t.Fatalf("the policy lacks %s: %s", want, policy)
 		}
 	}
+	// A control-plane role's policy: the same flags, ARM's spelling.
+	bobID := admin.ok("ad", "user", "show", "--id", "bob@contoso.test", "--query", "id", "-o", "tsv")
+	admin.ok("pim", "role", "policy", "update", "--role", "Managed HSM Contributor", "--max-duration", "PT2H",
+		"--require-approval", "true", "--approvers", "bob@contoso.test")
+	rolePolicy := admin.ok("pim", "role", "policy", "show", "--role", "Managed HSM Contributor")
+	for _, want := range []string{`"PT2H"`, bobID, `"SingleStage"`} {
+		if !strings.Contains(rolePolicy, want) {
+			t.Fatalf("the role policy lacks %s: %s", want, rolePolicy)
+		}
+	}
 	admin.ok("pim", "group", "eligible", "create", "--group", "HSM Admins", "--member", "alice@contoso.test", "--duration", "P30D")
 	alice := admin.ok("ad", "user", "show", "--id", "alice@contoso.test", "--query", "id", "-o", "tsv")
 	if list := admin.ok("pim", "group", "eligible", "list", "--group", "HSM Admins", "--query", "[].principalId", "-o", "tsv"); !strings.Contains(list, alice) {
