@@ -662,22 +662,38 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q, err := a.pimFilter(r)
-	if err != nil {
-		return err
-	}
-	list, err := a.pim.Policies(r.Context(), scope)
+	list, err := a.filteredPolicies(r, scope)
 	if err != nil {
 		return err
 	}
 	out := []pimPolicyOut{}
 	for _, p := range list {
-		if q.Role == "" || strings.EqualFold(p.RoleID, q.Role[strings.LastIndex(q.Role, "/")+1:]) {
-			out = append(out, a.policyOut(p))
-		}
+		out = append(out, a.policyOut(p))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"value": out})
 	return nil
+}
+
+// filteredPolicies lists the scope's policies, narrowed by the request's
+// roleDefinitionId filter when it has one; policies and their assignments
+// are listed from the same rows.
+func (a *API) filteredPolicies(r *http.Request, scope string) ([]*armroles.Policy, error) {
+	q, err := a.pimFilter(r)
+	if err != nil {
+		return nil, err
+	}
+	list, err := a.pim.Policies(r.Context(), scope)
+	if err != nil || q.Role == "" {
+		return list, err
+	}
+	role := q.Role[strings.LastIndex(q.Role, "/")+1:]
+	var out []*armroles.Policy
+	for _, p := range list {
+		if strings.EqualFold(p.RoleID, role) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) error {
@@ -760,19 +776,13 @@ func (a *API) listPolicyAssignments(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	q, err := a.pimFilter(r)
-	if err != nil {
-		return err
-	}
-	list, err := a.pim.Policies(r.Context(), scope)
+	list, err := a.filteredPolicies(r, scope)
 	if err != nil {
 		return err
 	}
 	out := []pimPolicyAssignmentOut{}
 	for _, p := range list {
-		if q.Role == "" || strings.EqualFold(p.RoleID, q.Role[strings.LastIndex(q.Role, "/")+1:]) {
-			out = append(out, a.policyAssignmentOut(p))
-		}
+		out = append(out, a.policyAssignmentOut(p))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"value": out})
 	return nil
