@@ -36,6 +36,7 @@ import (
 // a stream are numbered (Index) and chained (Previous), so one deleted
 // from the middle shows too.
 type Checkpoint struct {
+	Node         string `json:"node,omitempty"`
 	Stream       string `json:"stream"`
 	Index        uint64 `json:"index"`
 	LastSequence uint64 `json:"lastSequence"`
@@ -264,7 +265,7 @@ func (c *Checkpointer) checkpoint(onlyFirst bool) error {
 		if h.Sequence == 0 || (last != nil && last.LastSequence == h.Sequence && last.LastHash == h.Hash) || (onlyFirst && last != nil) {
 			continue
 		}
-		cp := &Checkpoint{Stream: h.Stream, Index: 1, LastSequence: h.Sequence, LastHash: h.Hash, ResourceID: h.ResourceID,
+		cp := &Checkpoint{Node: c.cfg.Journal.Node(), Stream: h.Stream, Index: 1, LastSequence: h.Sequence, LastHash: h.Hash, ResourceID: h.ResourceID,
 			Time: time.Now().UTC().Format(TimeLayout), KeyID: KeyID(c.cfg.Key.Public().(ed25519.PublicKey))}
 		if last != nil {
 			cp.Index, cp.Previous = last.Index+1, last.Digest()

@@ -52,6 +52,9 @@ type Event struct {
 	RequestURI        string     `json:"requestUri"`
 	Properties        Properties `json:"properties"`
 
+	// Node names the cluster node that served the request and wrote the
+	// record: each node keeps its own chains.
+	Node         string `json:"node,omitempty"`
 	Stream       string `json:"stream"`
 	Sequence     uint64 `json:"sequence"`
 	PreviousHash string `json:"previousHash"`

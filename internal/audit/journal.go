@@ -38,6 +38,7 @@ type Journal struct {
 	openFile func(name string, flag int, perm fs.FileMode) (journalFile, error)
 
 	mu      sync.Mutex
+	node    string // stamped on every record (SetNode)
 	streams map[string]*stream
 	open    int    // streams whose file is open
 	clock   uint64 // counts uses, for the least recently used file
@@ -117,6 +118,21 @@ func OpenJournal(dir string, maxBytes int64, log *slog.Logger) (*Journal, error)
 		openFile: osOpenFile, streams: map[string]*stream{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go j.syncLoop()
 	return j, nil
+}
+
+// SetNode names the node whose journal this is: every record appended
+// after carries it, and so do the checkpoints.
+func (j *Journal) SetNode(name string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.node = name
+}
+
+// Node is the name SetNode gave.
+func (j *Journal) Node() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.node
 }
 
 // Dir is the journal's directory.
@@ -297,7 +313,7 @@ func (j *Journal) Append(streamName string, e *Event) error {
 		j.failed = err
 		return err
 	}
-	e.Stream, e.Sequence, e.PreviousHash = streamName, s.seq+1, s.last
+	e.Node, e.Stream, e.Sequence, e.PreviousHash = j.node, streamName, s.seq+1, s.last
 	if e.Hash, err = e.hash(); err != nil {
 		return err
 	}

@@ -62,6 +62,7 @@ HSM named "dev" that answers at the bare listen address.`,
 	f.StringVar(&cfg.DatabaseURL, "database", os.Getenv("KEYWARD_DATABASE_URL"), "PostgreSQL URL (postgres://…; default $KEYWARD_DATABASE_URL): the store, instead of SQLite in the data dir")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the address clients use, e.g. a load balancer's https://keyward.contoso.net (default: https://{listen})")
 	f.StringVar(&cfg.SealKeyFile, "seal-key-file", "", "the file seal's key (default: {data-dir}/seal.key), shared by a cluster's nodes")
+	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in its audit records and logs (default: kept in {data-dir}/node-name, made from the host name)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on (GET /metrics), e.g. 127.0.0.1:9464")
 	f.BoolVar(&cfg.AllowPrivateEndpoints, "allow-private-endpoints", false,
 		"let storage endpoints and federated issuers that callers name use http and loopback or private addresses (default: on with --dev, for Azurite)")

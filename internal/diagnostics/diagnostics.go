@@ -58,16 +58,56 @@ type Service struct {
 	slog  *slog.Logger
 	dir   *identity.Directory
 
+	node  string
+
+	// run serialises starting and stopping shippers.
+	run      sync.Mutex
 	mu       sync.Mutex
-	shippers map[string]*audit.Shipper // by hsm + "/" + setting
+	shippers map[string]running // by hsm + "/" + setting
 
 	egress egress.Policy // guards the blob endpoints that account owners register
+
+	kick chan struct{} // asks the follow loop to reconcile
+	stop chan struct{}
+	done chan struct{}
 }
 
-// New returns the service; limit bounds each shipper's backlog in bytes,
-// and the blob endpoints that account owners register go through egress.
-func New(s store.Store, seal domain.Seal, log *audit.Log, limit int64, dir *identity.Directory, egress egress.Policy, l *slog.Logger) *Service {
-	return &Service{store: s, seal: seal, log: log, limit: limit, dir: dir, egress: egress, slog: l, shippers: map[string]*audit.Shipper{}}
+// running is a shipper and the setting it delivers for.
+type running struct {
+	sh      *audit.Shipper
+	setting Setting
+}
+
+// Config configures the service.
+type Config struct {
+	Store store.Store
+	Seal  domain.Seal
+	Log   *audit.Log
+	// Limit bounds each shipper's backlog in bytes.
+	Limit     int64
+	Directory *identity.Directory
+	// Egress guards the blob endpoints that account owners register.
+	Egress egress.Policy
+	// Node names this node. Each node of a cluster ships its own journal
+	// and keeps its own delivery cursors.
+	Node   string
+	Logger *slog.Logger
+}
+
+// New returns the service.
+func New(cfg Config) *Service {
+	return &Service{store: cfg.Store, seal: cfg.Seal, log: cfg.Log, limit: cfg.Limit, dir: cfg.Directory, egress: cfg.Egress,
+		slog: cfg.Logger, node: cfg.Node, shippers: map[string]running{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// cursorName is the name a setting's delivery cursor is kept under: the
+// setting's, and this node's when it has one.
+func (s *Service) cursorName(setting string) string {
+	if s.node == "" {
+		return setting
+	}
+	return setting + "@" + s.node
 }
 
 const kindAccountIdentity = "storageAccountIdentity"
@@ -273,6 +313,8 @@ func (s *Service) PutSetting(ctx context.Context, d Setting) (Setting, error) {
 	if err != nil {
 		return Setting{}, err
 	}
+	s.run.Lock()
+	defer s.run.Unlock()
 	s.stopShipper(d.HSM, d.Name)
 	if d.Enabled {
 		if err := s.startShipper(ctx, d, true); err != nil {
@@ -313,7 +355,9 @@ func (s *Service) DeleteSetting(ctx context.Context, hsm, name string) error {
 		return ErrSettingNotFound
 	}
 	if err == nil {
+		s.run.Lock()
 		s.stopShipper(hsm, name)
+		s.run.Unlock()
 	}
 	return err
 }
@@ -324,9 +368,9 @@ func (s *Service) DeleteSetting(ctx context.Context, hsm, name string) error {
 func (s *Service) ForgetHSM(hsm string) {
 	s.mu.Lock()
 	var gone []*audit.Shipper
-	for k, sh := range s.shippers {
+	for k, r := range s.shippers {
 		if h, _, _ := strings.Cut(k, "/"); strings.EqualFold(h, hsm) {
-			gone = append(gone, sh)
+			gone = append(gone, r.sh)
 			delete(s.shippers, k)
 		}
 	}
@@ -337,28 +381,111 @@ func (s *Service) ForgetHSM(hsm string) {
 }
 
 // Start runs the shippers of every enabled setting, resuming each where it
-// stopped.
+// stopped, and then follows the settings: a setting created, changed or
+// deleted through another node of the cluster starts, restarts or stops
+// this node's shipper too.
 func (s *Service) Start(ctx context.Context) error {
+	if err := s.reconcile(ctx); err != nil {
+		return err
+	}
+	cancel := s.store.Subscribe(func(cs []store.Change) {
+		for _, c := range cs {
+			switch c.Kind {
+			case store.ChangeDiagnosticSetting, store.ChangeStorageAccount, store.ChangeHSM, store.ChangeAll:
+				select {
+				case s.kick <- struct{}{}:
+				default:
+				}
+				return
+			}
+		}
+	})
+	go s.follow(cancel)
+	return nil
+}
+
+// followRetry is how often a failed reconciliation is tried again.
+const followRetry = 10 * time.Second
+
+func (s *Service) follow(cancel func()) {
+	defer close(s.done)
+	defer cancel()
+	retry := time.NewTimer(followRetry)
+	defer retry.Stop()
+	failed := false
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		case <-retry.C:
+			retry.Reset(followRetry)
+			if !failed {
+				continue
+			}
+		}
+		ctx, done := context.WithTimeout(context.Background(), followRetry)
+		err := s.reconcile(ctx)
+		done()
+		if failed = err != nil; failed {
+			s.slog.Warn("diagnostics: following the diagnostic settings", "err", err)
+		}
+	}
+}
+
+// reconcile makes the running shippers match the enabled settings.
+func (s *Service) reconcile(ctx context.Context) error {
 	settings, err := s.ListSettings(ctx, "")
 	if err != nil {
 		return err
 	}
+	s.run.Lock()
+	defer s.run.Unlock()
+	want := map[string]Setting{}
 	for _, d := range settings {
 		if d.Enabled {
-			if err := s.startShipper(ctx, d, false); err != nil {
-				return err
-			}
+			want[d.HSM+"/"+d.Name] = d
 		}
 	}
-	return nil
+	s.mu.Lock()
+	var gone []string
+	for k, r := range s.shippers {
+		if d, ok := want[k]; !ok || d != r.setting {
+			gone = append(gone, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range gone {
+		hsm, name, _ := strings.Cut(k, "/")
+		s.stopShipper(hsm, name)
+	}
+	var errs []error
+	for k, d := range want {
+		s.mu.Lock()
+		_, ok := s.shippers[k]
+		s.mu.Unlock()
+		if !ok {
+			errs = append(errs, s.startShipper(ctx, d, false))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// Stop stops every shipper.
+// Stop stops following the settings and every shipper.
 func (s *Service) Stop() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(followRetry):
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, sh := range s.shippers {
-		s.log.RemoveShipper(sh)
+	for k, r := range s.shippers {
+		s.log.RemoveShipper(r.sh)
 		delete(s.shippers, k)
 	}
 	return nil
@@ -373,10 +500,10 @@ func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error
 		if acct, err = tx.GetStorageAccount(ctx, d.StorageAccount); err != nil {
 			return err
 		}
-		after, err = tx.ShipperCursor(ctx, d.HSM, d.Name)
+		after, err = tx.ShipperCursor(ctx, d.HSM, s.cursorName(d.Name))
 		if errors.Is(err, store.ErrNotFound) || fresh {
 			after = s.log.Journal().LastSequence(stream)
-			return tx.SetShipperCursor(ctx, d.HSM, d.Name, after)
+			return tx.SetShipperCursor(ctx, d.HSM, s.cursorName(d.Name), after)
 		}
 		return err
 	})
@@ -398,10 +525,10 @@ func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error
 	}
 	sh := audit.StartShipper(audit.ShipperConfig{Journal: s.log.Journal(), Stream: stream, Sink: sink, After: after, Limit: s.limit, Log: s.slog,
 		Save: func(ctx context.Context, seq uint64) error {
-			return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetShipperCursor(ctx, d.HSM, d.Name, seq) })
+			return s.store.Update(ctx, func(tx store.Tx) error { return tx.SetShipperCursor(ctx, d.HSM, s.cursorName(d.Name), seq) })
 		}})
 	s.mu.Lock()
-	s.shippers[d.HSM+"/"+d.Name] = sh
+	s.shippers[d.HSM+"/"+d.Name] = running{sh: sh, setting: d}
 	s.mu.Unlock()
 	s.log.AddShipper(sh)
 	return nil
@@ -409,10 +536,10 @@ func (s *Service) startShipper(ctx context.Context, d Setting, fresh bool) error
 
 func (s *Service) stopShipper(hsm, name string) {
 	s.mu.Lock()
-	sh, ok := s.shippers[hsm+"/"+name]
+	r, ok := s.shippers[hsm+"/"+name]
 	delete(s.shippers, hsm+"/"+name)
 	s.mu.Unlock()
 	if ok {
-		s.log.RemoveShipper(sh)
+		s.log.RemoveShipper(r.sh)
 	}
 }

@@ -82,11 +82,23 @@ func LoadOrCreateSigningKey(ctx context.Context, s store.Store, seal domain.Seal
 	if err != nil {
 		return nil, err
 	}
+	// Writers are serialised: of nodes starting together on an empty
+	// database, the first to store its key wins and the others load it,
+	// so that every node signs and verifies with one key.
+	raced := false
 	err = s.Update(ctx, func(tx store.Tx) error {
+		keys, err := tx.TokenKeys(ctx)
+		if err != nil || len(keys) > 0 {
+			raced = err == nil
+			return err
+		}
 		return tx.InsertTokenKey(ctx, &store.TokenKey{ID: id, Sealed: sealed, Created: now})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity: storing token key: %w", err)
+	}
+	if raced {
+		return LoadOrCreateSigningKey(ctx, s, seal, rand, now)
 	}
 	return &SigningKey{ID: id, Key: k}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward/internal/armrbac"
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/store"
@@ -89,8 +90,24 @@ func (s *Server) createAdmin(ctx context.Context, tenant string, b *Bootstrap) e
 		if err != nil {
 			return err
 		}
-		if err := s.updateNode(ctx, func(n *store.NodeSettings) { n.BootstrapAdmin = p.ID }); err != nil {
+		// Of nodes starting together on an empty database, the first to
+		// record its administrator wins; the others drop theirs and join.
+		winner := p.ID
+		if err := s.updateNode(ctx, func(n *store.NodeSettings) {
+			if n.BootstrapAdmin == "" {
+				n.BootstrapAdmin = p.ID
+			}
+			winner = n.BootstrapAdmin
+		}); err != nil {
 			return err
+		}
+		if winner != p.ID {
+			if err := s.dir.Delete(ctx, p.ID); err != nil {
+				return err
+			}
+			if p, err = s.dir.Get(ctx, winner); err != nil {
+				return fmt.Errorf("server: bootstrap administrator %s: %w", winner, err)
+			}
 		}
 	default:
 		if p, err = s.dir.Get(ctx, node.BootstrapAdmin); err != nil {
@@ -117,7 +134,7 @@ func (s *Server) ensureDevHSM(ctx context.Context, b *Bootstrap) error {
 	extra := map[string][]string{admin.ID: {rbac.CryptoOfficerID, rbac.CryptoUserID}}
 	h, err := s.registry.Get(ctx, DevHSMName)
 	if errors.Is(err, domain.ErrHSMNotFound) { // the HSM and its roles in one transaction
-		return s.store.Update(ctx, func(tx store.Tx) error {
+		err = s.store.Update(ctx, func(tx store.Tx) error {
 			h, err := s.registry.CreateTx(ctx, tx, domain.CreateParams{Name: DevHSMName, Admins: []string{admin.ID}, Activated: true,
 				ResourceGroup: DefaultResourceGroup, Location: "local"})
 			if err != nil {
@@ -125,6 +142,11 @@ func (s *Server) ensureDevHSM(ctx context.Context, b *Bootstrap) error {
 			}
 			return s.rbac.SeedInitialRolesTx(ctx, tx, h, extra)
 		})
+		if fault.KindOf(err) != fault.Conflict {
+			return err
+		}
+		// Another node starting at the same time made it first.
+		h, err = s.registry.Get(ctx, DevHSMName)
 	}
 	if err != nil {
 		return err

@@ -74,6 +74,10 @@ type Config struct {
 	// it, so that every node behind it issues and accepts the same tokens.
 	// Default: https://{Listen}.
 	PublicURL string
+	// NodeName names this node in its audit records and checkpoints, its
+	// delivery cursors and its logs. Default: the name kept in
+	// {DataDir}/node-name, made on first start from the host name.
+	NodeName string
 	// DatabaseURL selects PostgreSQL (postgres://…) as the store instead
 	// of SQLite in the data directory.
 	DatabaseURL string
@@ -196,10 +200,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.unlock, err = lockDataDir(dir); err != nil {
 		return nil, err
 	}
-	if s.tls, err = s.tlsConfig(host); err != nil {
+	if s.cfg.NodeName, err = nodeName(dir, cfg.NodeName); err != nil {
 		s.unlock()
 		return nil, err
 	}
+	s.log = s.log.With("node", s.cfg.NodeName)
 	if s.store, err = openStore(ctx, cfg, dir); err != nil {
 		s.unlock()
 		return nil, err
@@ -211,17 +216,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) tlsConfig(host string) (*tls.Config, error) {
+// tlsConfig loads the configured certificate, or one the cluster CA
+// issues to this node.
+func (s *Server) tlsConfig(ctx context.Context, seal domain.Seal) (*tls.Config, error) {
 	var cert tls.Certificate
 	var err error
 	if s.cfg.TLSCert != "" {
 		cert, err = tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 	} else {
-		hosts := []string{host, "localhost", "127.0.0.1", "*." + s.cfg.DNSSuffix}
+		hosts := []string{s.listenHost, "localhost", "127.0.0.1", "*." + s.cfg.DNSSuffix}
 		if s.publicHost != "" {
 			hosts = append(hosts, s.publicHost)
 		}
-		cert, err = ensureTLS(s.cfg.DataDir, hosts)
+		ca, caKey, caErr := loadOrCreateCA(ctx, s.store, seal, s.cfg.DataDir)
+		if caErr != nil {
+			return nil, caErr
+		}
+		cert, err = ensureTLS(s.cfg.DataDir, ca, caKey, hosts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("server: TLS certificate: %w", err)
@@ -315,6 +326,9 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.tls, err = s.tlsConfig(ctx, seal); err != nil {
+		return err
+	}
 	tenant, err := s.nodeID(ctx, func(n *store.NodeSettings) *string { return &n.TenantID })
 	if err != nil {
 		return err
@@ -354,6 +368,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	journal.SetNode(s.cfg.NodeName)
 	s.closers = append(s.closers, journal.Close)
 	s.audit = audit.NewLog(journal)
 	if err := s.startAuditCheckpoints(ctx, seal, journal); err != nil {
@@ -376,7 +391,8 @@ func (s *Server) build(ctx context.Context) error {
 	if limit == 0 {
 		limit = 256 << 20
 	}
-	diag := diagnostics.New(s.store, seal, s.audit, limit, s.dir, egressPolicy, s.log)
+	diag := diagnostics.New(diagnostics.Config{Store: s.store, Seal: seal, Log: s.audit, Limit: limit, Directory: s.dir,
+		Egress: egressPolicy, Node: s.cfg.NodeName, Logger: s.log})
 	scopes := arm.Scopes{ControlPlane: cp, Diagnostics: diag, Subscription: subscription}
 	s.armRBAC = armrbac.NewService(s.store, s.dir, clock, scopes.Exists)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,

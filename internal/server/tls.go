@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,9 +19,14 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/keyward/keyward/internal/domain"
+	"github.com/keyward/keyward/internal/store"
 )
 
-// Files of the generated private CA and server certificate.
+// Files in the data directory: the cluster CA's certificate (for
+// clients), the CA key an earlier version kept beside it, and the node's
+// server certificate.
 const (
 	caCertFile     = "ca.pem"
 	caKeyFile      = "ca-key.pem"
@@ -27,18 +34,15 @@ const (
 	serverKeyFile  = "server-key.pem"
 )
 
-// ensureTLS returns the server certificate, generating a private CA and a
-// certificate under it in dir on first use. The certificate names every
-// host clients use: the listen host, localhost, and any host under the
-// HSM DNS suffix. It is reissued when a name is missing or it nears expiry;
-// the CA is kept, so clients keep trusting it.
-func ensureTLS(dir string, hosts []string) (tls.Certificate, error) {
-	caCert, caKey, err := loadOrCreateCA(dir)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
+// ensureTLS returns the node's server certificate, issued by the cluster
+// CA (see loadOrCreateCA) and kept in dir. The certificate names every
+// host clients use: the listen host, localhost, the public URL's host and
+// any host under the HSM DNS suffix. It is reissued when a name is
+// missing, it nears expiry or another CA issued it.
+func ensureTLS(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, serverCertFile), filepath.Join(dir, serverKeyFile)
-	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(c.Leaf, hosts) {
+	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(c.Leaf, hosts) && c.Leaf.CheckSignatureFrom(ca) == nil {
+		c.Certificate = append(c.Certificate[:1], ca.Raw)
 		return c, nil
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -60,21 +64,28 @@ func ensureTLS(dir string, hosts []string) (tls.Certificate, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("server: issuing TLS certificate: %w", err)
-	}
-	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
-		return tls.Certificate{}, err
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("server: encoding TLS key: %w", err)
 	}
+	// The key first: a certificate without its key would be reissued
+	// anyway, a key without its certificate is harmless.
 	if err := writePEM(keyPath, "PRIVATE KEY", kder, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	return tls.LoadX509KeyPair(certPath, keyPath)
+	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	c, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	c.Certificate = append(c.Certificate[:1], ca.Raw)
+	return c, nil
 }
 
 func covers(leaf *x509.Certificate, hosts []string) bool {
@@ -93,30 +104,118 @@ func covers(leaf *x509.Certificate, hosts []string) bool {
 	return true
 }
 
-func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	certPath, keyPath := filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile)
-	certPEM, err := os.ReadFile(certPath)
-	if err == nil {
-		keyPEM, err := os.ReadFile(keyPath)
+// kindClusterCA is the store object holding the cluster CA.
+const kindClusterCA = "cluster-ca"
+
+// clusterCAAAD binds the sealed CA key to its use.
+var clusterCAAAD = []byte("keyward cluster CA key")
+
+// storedCA is the cluster CA as the store keeps it: its certificate, and
+// its key sealed by the node seal.
+type storedCA struct {
+	Certificate []byte `json:"certificate"`
+	SealedKey   []byte `json:"sealedKey"`
+}
+
+// loadOrCreateCA returns the cluster's CA and writes its certificate to
+// dir/ca.pem for clients. The CA lives in the store, its key sealed, so
+// every node of a cluster issues its server certificate under the one CA
+// clients trust. The first node to start makes it, adopting the CA an
+// earlier single-node version kept in dir (ca.pem, ca-key.pem) so clients
+// keep trusting it; the adopted key file is then removed, since the key
+// is kept sealed.
+func loadOrCreateCA(ctx context.Context, st store.Store, seal domain.Seal, dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	var found *store.Object
+	err := st.View(ctx, func(tx store.Tx) (err error) {
+		found, err = tx.GetObject(ctx, kindClusterCA, "ca")
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, fmt.Errorf("server: reading the cluster CA: %w", err)
+	}
+	adopted := false
+	if found == nil {
+		cert, key, legacy, err := localOrNewCA(dir)
 		if err != nil {
-			return nil, nil, fmt.Errorf("server: reading CA key: %w", err)
+			return nil, nil, err
 		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: encoding CA key: %w", err)
+		}
+		sealed, err := seal.Seal(ctx, kder, clusterCAAAD)
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: sealing CA key: %w", err)
+		}
+		data, err := json.Marshal(storedCA{Certificate: cert.Raw, SealedKey: sealed})
+		if err != nil {
+			return nil, nil, err
+		}
+		// Writers are serialised: a node that started at the same time
+		// and stored its CA first wins, and this one uses that.
+		err = st.Update(ctx, func(tx store.Tx) error {
+			o, err := tx.GetObject(ctx, kindClusterCA, "ca")
+			if err == nil {
+				found = o
+				return nil
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			found, adopted = &store.Object{Kind: kindClusterCA, ID: "ca", Data: data}, legacy
+			return tx.PutObject(ctx, found)
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: storing the cluster CA: %w", err)
+		}
+	}
+	var sc storedCA
+	if err := json.Unmarshal(found.Data, &sc); err != nil {
+		return nil, nil, fmt.Errorf("server: reading the cluster CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(sc.Certificate)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: reading the cluster CA: %w", err)
+	}
+	kder, err := seal.Open(ctx, sc.SealedKey, clusterCAAAD)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: opening the cluster CA key: %w", err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kder)
+	key, ok := k.(*ecdsa.PrivateKey)
+	if err != nil || !ok {
+		return nil, nil, errors.New("server: the cluster CA key is not ECDSA")
+	}
+	if err := writePEM(filepath.Join(dir, caCertFile), "CERTIFICATE", cert.Raw, 0o644); err != nil {
+		return nil, nil, err
+	}
+	if adopted {
+		if err := os.Remove(filepath.Join(dir, caKeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("server: removing the adopted CA key file: %w", err)
+		}
+	}
+	return cert, key, nil
+}
+
+// localOrNewCA returns the CA an earlier version kept in dir (legacy
+// true), or a new one.
+func localOrNewCA(dir string) (cert *x509.Certificate, key *ecdsa.PrivateKey, legacy bool, err error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	keyPEM, kerr := os.ReadFile(filepath.Join(dir, caKeyFile))
+	if err == nil && kerr == nil {
 		c, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			return nil, nil, fmt.Errorf("server: loading CA: %w", err)
+			return nil, nil, false, fmt.Errorf("server: loading the CA in %s: %w", dir, err)
 		}
 		key, ok := c.PrivateKey.(*ecdsa.PrivateKey)
 		if !ok {
-			return nil, nil, errors.New("server: the CA key is not ECDSA")
+			return nil, nil, false, errors.New("server: the CA key is not ECDSA")
 		}
-		return c.Leaf, key, nil
+		return c.Leaf, key, true, nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("server: reading CA: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("server: generating CA key: %w", err)
+		return nil, nil, false, fmt.Errorf("server: generating CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
@@ -130,21 +229,10 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("server: creating CA: %w", err)
+		return nil, nil, false, fmt.Errorf("server: creating CA: %w", err)
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("server: encoding CA key: %w", err)
-	}
-	// The key first: a CA certificate without its key would block restarts.
-	if err := writePEM(keyPath, "PRIVATE KEY", kder, 0o600); err != nil {
-		return nil, nil, err
-	}
-	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
-		return nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	return cert, key, err
+	cert, err = x509.ParseCertificate(der)
+	return cert, key, false, err
 }
 
 func randomSerial() *big.Int {
