@@ -58,7 +58,7 @@ type Service struct {
 	slog  *slog.Logger
 	dir   *identity.Directory
 
-	node  string
+	node string
 
 	// run serialises starting and stopping shippers.
 	run      sync.Mutex
