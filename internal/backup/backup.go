@@ -51,6 +51,7 @@ type Job struct {
 	Start     time.Time
 	End       time.Time
 	FolderURI string // the backup folder (backups)
+	Node      string // the cluster node that runs it
 }
 
 // Target is a blob container and the SAS token that opens it.
@@ -71,16 +72,60 @@ type Service struct {
 	store    store.Store
 	registry *domain.Registry
 	now      func() time.Time
+	node     string // runs the jobs it begins
 
 	egress egress.Policy // guards the storage URLs that callers name
 }
 
-// NewService returns the backup service. The caches of keys and roles
-// learn what a restore replaced from the store's change feed. Jobs are
-// kept in the store: see FailInterrupted. Storage URLs that callers name
+// NewService returns the backup service of the cluster node named node.
+// The caches of keys and roles learn what a restore replaced from the
+// store's change feed. Jobs are kept in the store, so any node reports
+// them: see FailInterrupted and jobLease. Storage URLs that callers name
 // go through egress.
-func NewService(s store.Store, r *domain.Registry, now func() time.Time, egress egress.Policy) *Service {
-	return &Service{store: s, registry: r, now: now, egress: egress}
+func NewService(s store.Store, r *domain.Registry, now func() time.Time, egress egress.Policy, node string) *Service {
+	return &Service{store: s, registry: r, now: now, egress: egress, node: node}
+}
+
+// A running job holds the lease jobLease(id), renewed by its node every
+// jobLeaseRenew; a job whose lease lapsed lost its node (killed, cut off)
+// and is failed by the next job begun for its HSM on any node, so one
+// dead node cannot block an HSM's backups.
+const (
+	jobLeaseTTL   = 15 * time.Second
+	jobLeaseRenew = jobLeaseTTL / 3
+)
+
+func jobLease(id string) string { return "backup-job/" + id }
+
+// hold renews j's lease until stop is closed, then releases it.
+func (s *Service) hold(j Job, stop <-chan struct{}) {
+	t := time.NewTicker(jobLeaseRenew)
+	defer t.Stop()
+	ctx := context.Background()
+	for {
+		select {
+		case <-stop:
+			s.store.Update(ctx, func(tx store.Tx) error { return tx.ReleaseLease(ctx, jobLease(j.ID), s.node) })
+			return
+		case <-t.C:
+			store.TakeLease(ctx, s.store, jobLease(j.ID), s.node, s.now(), jobLeaseTTL)
+		}
+	}
+}
+
+// run runs a begun job's work in the background, holding its lease, and
+// records its outcome.
+func (s *Service) run(ctx context.Context, j Job, work func(context.Context) (string, error)) {
+	go func() {
+		ctx := context.WithoutCancel(ctx)
+		stop := make(chan struct{})
+		held := make(chan struct{})
+		go func() { s.hold(j, stop); close(held) }()
+		folder, err := work(ctx)
+		s.finish(ctx, j, folder, err)
+		close(stop)
+		<-held
+	}()
 }
 
 // manifest is written beside the sealed backup; it holds nothing secret.
@@ -131,14 +176,36 @@ var ErrInterrupted = fault.New(fault.Unavailable, "JobInterrupted", "the server 
 // check and the insert are one transaction.
 func (s *Service) begin(ctx context.Context, kind, hsm string) (Job, error) {
 	j := Job{ID: strings.ReplaceAll(uuid.NewString(), "-", ""), Kind: kind, HSM: hsm, Status: InProgress,
-		Details: fmt.Sprintf("%s is in progress", kind), Start: s.now().UTC().Truncate(time.Second)}
+		Details: fmt.Sprintf("%s is in progress", kind), Start: s.now().UTC().Truncate(time.Second), Node: s.node}
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		running, err := tx.RunningJobs(ctx, hsm)
 		if err != nil {
 			return err
 		}
-		if len(running) > 0 {
-			return ErrBusy
+		for _, r := range running {
+			if r.Node == s.node {
+				return ErrBusy
+			}
+			// Taking the lease of another's job succeeds only when its
+			// node stopped renewing it: that job died with its node.
+			orphaned, err := tx.TakeLease(ctx, jobLease(r.ID), s.node, s.now(), jobLeaseTTL)
+			if err != nil {
+				return err
+			}
+			if !orphaned {
+				return ErrBusy
+			}
+			dead := fromRecord(r)
+			dead.Status, dead.Error, dead.Details, dead.End = Failed, ErrInterrupted, fmt.Sprintf("%s failed", dead.Kind), s.now().UTC()
+			if err := tx.UpdateJob(ctx, toRecord(dead)); err != nil {
+				return err
+			}
+			if err := tx.ReleaseLease(ctx, jobLease(r.ID), s.node); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.TakeLease(ctx, jobLease(j.ID), s.node, s.now(), jobLeaseTTL); err != nil {
+			return err
 		}
 		return tx.InsertJob(ctx, toRecord(j))
 	})
@@ -170,7 +237,8 @@ func (s *Service) finish(ctx context.Context, j Job, folder string, err error) {
 // failure keeps its kind, code and client-safe message, so it is reported
 // alike after a restart; an internal failure keeps none of its text.
 func toRecord(j Job) *store.Job {
-	r := &store.Job{ID: j.ID, HSM: j.HSM, Kind: j.Kind, Status: j.Status, Details: j.Details, FolderURI: j.FolderURI, Start: j.Start, End: j.End}
+	r := &store.Job{ID: j.ID, HSM: j.HSM, Kind: j.Kind, Status: j.Status, Details: j.Details, FolderURI: j.FolderURI, Start: j.Start, End: j.End,
+		Node: j.Node}
 	if j.Error != nil {
 		r.ErrorKind = string(fault.Internal)
 		if fe, ok := fault.As(j.Error); ok && fe.Kind != fault.Internal {
@@ -181,7 +249,8 @@ func toRecord(j Job) *store.Job {
 }
 
 func fromRecord(r *store.Job) Job {
-	j := Job{ID: r.ID, HSM: r.HSM, Kind: r.Kind, Status: r.Status, Details: r.Details, FolderURI: r.FolderURI, Start: r.Start, End: r.End}
+	j := Job{ID: r.ID, HSM: r.HSM, Kind: r.Kind, Status: r.Status, Details: r.Details, FolderURI: r.FolderURI, Start: r.Start, End: r.End,
+		Node: r.Node}
 	if r.ErrorKind != "" {
 		j.Error = fault.New(fault.Kind(r.ErrorKind), r.ErrorCode, r.ErrorMessage)
 	}
@@ -201,10 +270,11 @@ func (s *Service) Job(ctx context.Context, hsm, id string) (Job, error) {
 	return fromRecord(r), nil
 }
 
-// FailInterrupted marks the jobs that were running when the server
-// stopped as failed with ErrInterrupted: their goroutines died with it.
-// Call it once at start, before any job begins. (With several nodes over
-// one store, each job will carry its node and only that node's are failed.)
+// FailInterrupted marks the jobs this node was running when it stopped
+// (and those of a version before node names) as failed with
+// ErrInterrupted: their goroutines died with it. Call it once at start,
+// before any job begins. Other nodes' jobs are theirs, or failed through
+// their lapsed lease (see jobLease).
 func (s *Service) FailInterrupted(ctx context.Context) error {
 	return s.store.Update(ctx, func(tx store.Tx) error {
 		running, err := tx.RunningJobs(ctx, "")
@@ -212,6 +282,9 @@ func (s *Service) FailInterrupted(ctx context.Context) error {
 			return err
 		}
 		for _, r := range running {
+			if r.Node != s.node && r.Node != "" {
+				continue // another node's: see jobLease
+			}
 			j := fromRecord(r)
 			j.Status, j.Error, j.Details, j.End = Failed, ErrInterrupted, fmt.Sprintf("%s failed", j.Kind), s.now().UTC()
 			if err := tx.UpdateJob(ctx, toRecord(j)); err != nil {
@@ -247,11 +320,7 @@ func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job
 	if err != nil {
 		return Job{}, err
 	}
-	go func() {
-		ctx := context.WithoutCancel(ctx)
-		folder, err := s.backup(ctx, h, c, t)
-		s.finish(ctx, j, folder, err)
-	}()
+	s.run(ctx, j, func(ctx context.Context) (string, error) { return s.backup(ctx, h, c, t) })
 	return j, nil
 }
 
@@ -429,14 +498,13 @@ func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, 
 	if err != nil {
 		return Job{}, err
 	}
-	go func() {
-		ctx := context.WithoutCancel(ctx)
+	s.run(ctx, j, func(ctx context.Context) (string, error) {
 		b, err := load(ctx, h, c, folder)
 		if err == nil {
 			err = s.apply(ctx, h, b, key)
 		}
-		s.finish(ctx, j, "", err)
-	}()
+		return "", err
+	})
 	return j, nil
 }
 

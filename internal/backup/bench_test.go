@@ -42,7 +42,7 @@ func BenchmarkBackup5000(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	svc := backup.NewService(db, reg, time.Now, egress.Policy{AllowPrivate: true})
+	svc := backup.NewService(db, reg, time.Now, egress.Policy{AllowPrivate: true}, "bench")
 	t := backup.Target{ContainerURI: uri, SASToken: sas}
 	var folder string
 	b.Run("backup", func(b *testing.B) {

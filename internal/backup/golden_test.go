@@ -141,7 +141,7 @@ func TestGoldenV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openDB(t)
-	if err := NewService(db, nil, time.Now, egress.Policy{}).apply(ctx, h, b, ""); err != nil {
+	if err := NewService(db, nil, time.Now, egress.Policy{}, "node-a").apply(ctx, h, b, ""); err != nil {
 		t.Fatal(err)
 	}
 

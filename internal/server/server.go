@@ -354,7 +354,7 @@ func (s *Server) build(ctx context.Context) error {
 	s.rbac = rbac.NewService(s.store, s.dir, clock)
 	keySvc := keys.NewService(s.store, rand.Reader, clock, keys.Events{Publisher: publisher, Source: s.hsmResourceIDOf})
 	egressPolicy := egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
-	backups := backup.NewService(s.store, s.registry, clock, egressPolicy)
+	backups := backup.NewService(s.store, s.registry, clock, egressPolicy, s.cfg.NodeName)
 	if err := backups.FailInterrupted(ctx); err != nil {
 		return err
 	}

@@ -15,11 +15,17 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/keyward/keyward/internal/fault"
 )
 
 // ErrNotFound is returned when a looked-up record does not exist, and by
 // the Update… and Delete… methods when there is nothing to change.
 var ErrNotFound = errors.New("store: not found")
+
+// ErrUnavailable is returned when the store cannot be reached (a
+// database server down or cut off); the request may be retried later.
+var ErrUnavailable = fault.New(fault.Unavailable, "ServiceUnavailable", "the service cannot reach its database; retry later")
 
 // ErrConflict is returned when an insert collides with an existing record
 // (a taken id or unique name), or a write names a record that must exist
@@ -581,6 +587,9 @@ type Job struct {
 	ErrorMessage string
 	Start        time.Time
 	End          time.Time
+	// Node names the cluster node that runs the job ("" before nodes
+	// had names).
+	Node string
 }
 
 // JobRunning is the Status of a job that has not ended.

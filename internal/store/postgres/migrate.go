@@ -196,6 +196,8 @@ var migrations = []string{
 		started BIGINT NOT NULL,
 		ended BIGINT NOT NULL);
 	CREATE INDEX jobs_status ON jobs(status, hsm);`,
+	// 2: the node that runs a job.
+	`ALTER TABLE jobs ADD COLUMN node TEXT COLLATE "C" NOT NULL DEFAULT '';`,
 }
 
 // migrateLock is the advisory lock that keeps nodes starting together

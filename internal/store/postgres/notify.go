@@ -40,8 +40,17 @@ const channel = "keyward_changes"
 const maxPayload = 7900
 
 // aliveEvery is how long the listener waits for a notification before it
-// checks that its connection still answers.
-const aliveEvery = 5 * time.Second
+// checks that its connection still answers, and how long the answer may
+// take. A connection lost without a word (a cut network) is noticed
+// within two of them, so no cache trusts what it holds for more than about
+// a second after the node stops hearing of other nodes' changes. It costs
+// one round trip every half second per node.
+const aliveEvery = 500 * time.Millisecond
+
+// maxBackoff caps the wait between reconnection attempts; each failed
+// attempt drops the caches again, since a node that cannot listen does not
+// know what the others commit.
+const maxBackoff = 500 * time.Millisecond
 
 // payload is a notification's JSON.
 type payload struct {
@@ -126,6 +135,8 @@ type listener struct {
 
 // connect opens a connection and LISTENs on it.
 func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*aliveEvery)
+	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, l.cfg.Copy())
 	if err != nil {
 		return nil, err
@@ -167,7 +178,8 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			l.hub.Publish([]store.Change{{Kind: store.ChangeAll}})
+			backoff = min(2*backoff, maxBackoff)
 		}
 		l.hub.Publish([]store.Change{{Kind: store.ChangeAll}})
 	}

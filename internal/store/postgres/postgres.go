@@ -28,12 +28,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -54,7 +58,14 @@ const writeLock = 0x6b657977_77726974 // "keywwrit"
 // Open connects to the database at url (a PostgreSQL URL or key=value
 // string, as pgx takes) and brings its schema up to date.
 func Open(ctx context.Context, url string) (*DB, error) {
-	pool, err := pgxpool.New(ctx, url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -96,8 +107,24 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 // Subscribe implements store.Store.
 func (db *DB) Subscribe(fn func([]store.Change)) func() { return db.hub.Subscribe(fn) }
 
+// connectTimeout bounds a new connection when the URL sets none
+// (connect_timeout), and txTimeout a whole transaction: a request meets a
+// database it cannot reach with an error in bounded time, never a hang.
+const (
+	connectTimeout = 3 * time.Second
+	txTimeout      = 10 * time.Second
+)
+
 func (db *DB) run(ctx context.Context, opts pgx.TxOptions, t *txn, fn func(store.Tx) error) (err error) {
-	tx, err := db.pool.BeginTx(ctx, opts)
+	ctx, cancel := context.WithTimeout(ctx, txTimeout)
+	defer cancel()
+	var tx pgx.Tx
+	defer func() {
+		if err != nil && unreachable(err, tx) {
+			err = fault.Wrap(store.ErrUnavailable, err)
+		}
+	}()
+	tx, err = db.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
@@ -216,4 +243,28 @@ func collect[T any](rows pgx.Rows, err error, scan func(pgx.Rows) (T, error)) ([
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return out, nil
+}
+
+// unreachable reports whether err means the database could not be
+// reached or the connection was lost (rather than a refused statement): a
+// transaction that failed so is reported as store.ErrUnavailable, which
+// callers answer with 503 and clients retry.
+func unreachable(err error, tx pgx.Tx) bool {
+	if _, ok := fault.As(err); ok {
+		return false // the transaction's own verdict (not found, conflict…)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P01-57P03: the server is
+		// shutting down or starting.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
+		return true
+	}
+	return tx != nil && tx.Conn().IsClosed()
 }

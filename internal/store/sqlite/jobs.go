@@ -6,13 +6,13 @@ import (
 	"github.com/keyward/keyward/internal/store"
 )
 
-const jobCols = `id, hsm, kind, status, details, folder_uri, error_kind, error_code, error_message, started, ended`
+const jobCols = `id, hsm, kind, status, details, folder_uri, error_kind, error_code, error_message, started, ended, node`
 
 // InsertJob implements store.Jobs.
 func (t *txn) InsertJob(ctx context.Context, j *store.Job) error {
 	t.note(store.ChangeJob, j.HSM, j.ID)
-	_, err := t.exec(ctx, `INSERT INTO jobs(`+jobCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		j.ID, j.HSM, j.Kind, j.Status, j.Details, j.FolderURI, j.ErrorKind, j.ErrorCode, j.ErrorMessage, unix(j.Start), unix(j.End))
+	_, err := t.exec(ctx, `INSERT INTO jobs(`+jobCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.HSM, j.Kind, j.Status, j.Details, j.FolderURI, j.ErrorKind, j.ErrorCode, j.ErrorMessage, unix(j.Start), unix(j.End), j.Node)
 	return err
 }
 
@@ -27,7 +27,7 @@ func (t *txn) UpdateJob(ctx context.Context, j *store.Job) error {
 func scanJob(row scanner) (*store.Job, error) {
 	var j store.Job
 	var start, end int64
-	if err := row.Scan(&j.ID, &j.HSM, &j.Kind, &j.Status, &j.Details, &j.FolderURI, &j.ErrorKind, &j.ErrorCode, &j.ErrorMessage, &start, &end); err != nil {
+	if err := row.Scan(&j.ID, &j.HSM, &j.Kind, &j.Status, &j.Details, &j.FolderURI, &j.ErrorKind, &j.ErrorCode, &j.ErrorMessage, &start, &end, &j.Node); err != nil {
 		return nil, notFound(err)
 	}
 	j.Start, j.End = fromUnix(start), fromUnix(end)

@@ -221,6 +221,8 @@ var migrations = []string{
 	// no bound.
 	`ALTER TABLE members ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE members ADD COLUMN until INTEGER NOT NULL DEFAULT 0;`,
+	// 13: the node that runs a job.
+	`ALTER TABLE jobs ADD COLUMN node TEXT NOT NULL DEFAULT '';`,
 }
 
 // conversions run after the migration of the same number, in its

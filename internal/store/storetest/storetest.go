@@ -920,7 +920,7 @@ func testLeases(t *testing.T, s store.Store) {
 
 func testJobs(t *testing.T, s store.Store) {
 	job := func(id, h string, start time.Time) *store.Job {
-		return &store.Job{ID: id, HSM: h, Kind: "backup", Status: store.JobRunning, Details: "running", Start: start}
+		return &store.Job{ID: id, HSM: h, Kind: "backup", Status: store.JobRunning, Details: "running", Start: start, Node: "node-1"}
 	}
 	mustUpdate(t, s, func(tx store.Tx) error {
 		for _, j := range []*store.Job{job("b", "h1", t0), job("a", "h2", t0), job("c", "h1", t0.Add(-time.Minute))} {
