@@ -29,7 +29,15 @@ import (
 // so tests can kill a real server with SIGKILL.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("KEYWARD_TEST_SERVE_DIR"); dir != "" {
-		os.Exit(cli.Main([]string{"serve", "--dev", "--data-dir", dir, "--listen", "127.0.0.1:0"}, os.Stdin, os.Stdout, os.Stderr))
+		args := []string{"serve", "--dev", "--data-dir", dir, "--listen", "127.0.0.1:0"}
+		if extra := os.Getenv("KEYWARD_TEST_SERVE_ARGS"); extra != "" {
+			var more []string
+			if err := json.Unmarshal([]byte(extra), &more); err != nil {
+				panic(err)
+			}
+			args = append(args, more...) // a flag given again wins
+		}
+		os.Exit(cli.Main(args, os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -43,10 +51,11 @@ type child struct {
 	mu     *sync.Mutex
 }
 
-func startChild(t *testing.T, dir string) *child {
+func startChild(t *testing.T, dir string, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "KEYWARD_TEST_SERVE_DIR="+dir)
+	extra, _ := json.Marshal(args)
+	cmd.Env = append(os.Environ(), "KEYWARD_TEST_SERVE_DIR="+dir, "KEYWARD_TEST_SERVE_ARGS="+string(extra))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -323,3 +323,26 @@ func NewGUID() string {
 	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
+
+// Attach returns clients for a server that runs elsewhere (another
+// process), as its bootstrap document describes it: the same helpers as
+// for a server Start ran. Stop does nothing; Server is nil.
+func Attach(t testing.TB, boot server.Bootstrap) *Env { return AttachVia(t, boot, "") }
+
+// AttachVia is Attach whose every connection goes to addr (when not ""):
+// one node of a cluster, reached directly under the cluster's public
+// name, as a balancer would pass it.
+func AttachVia(t testing.TB, boot server.Bootstrap, addr string) *Env {
+	t.Helper()
+	e := &Env{T: t, Boot: &boot, logs: &syncBuffer{}, stop: func() {}}
+	e.HTTP = HTTPClient(t, boot.CAFile)
+	if addr != "" {
+		d := &net.Dialer{}
+		e.HTTP.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	e.Cred = e.Credential(boot.ClientID, boot.ClientSecret)
+	e.Keys = e.KeysClient(e.Cred)
+	return e
+}

@@ -79,6 +79,67 @@ type pgServer struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the server exited
+
+	bin, data string // to start it again (Postgres.Start)
+	cred      *syscall.Credential
+}
+
+// Postgres is a PostgreSQL server a test has to itself, so that it may
+// stop and start it (a database outage) without disturbing other tests.
+type Postgres struct {
+	t   testing.TB
+	mu  sync.Mutex
+	srv *pgServer
+}
+
+// StartOwnPostgres starts a PostgreSQL server for t alone; it stops when
+// t ends. Like StartPostgres, it fails (never skips) without PostgreSQL.
+func StartOwnPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	srv, err := startPostgresServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Postgres{t: t, srv: srv}
+	t.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.srv.stop()
+	})
+	return p
+}
+
+// URL is the URL of database "postgres" on the server.
+func (p *Postgres) URL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.srv.url("postgres")
+}
+
+// Stop shuts the server down (fast shutdown: open connections are cut),
+// keeping its data.
+func (p *Postgres) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.srv.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.srv.done:
+	case <-time.After(10 * time.Second):
+		p.srv.kill()
+	}
+}
+
+// Start starts the stopped server again on the same port and data.
+func (p *Postgres) Start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.srv
+	s, err := runPostgresOn(old.bin, old.dir, old.data, old.cred, old.port)
+	if err != nil {
+		p.t.Fatalf("starting PostgreSQL again: %v", err)
+	}
+	p.srv = s
 }
 
 func (s *pgServer) url(db string) string {
@@ -177,10 +238,17 @@ func runPostgres(bin, dir, data string, cred *syscall.Credential) (*pgServer, er
 	if err != nil {
 		return nil, err
 	}
-	s := &pgServer{dir: dir, port: ln.Addr().(*net.TCPAddr).Port, done: make(chan struct{})}
+	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
+	return runPostgresOn(bin, dir, data, cred, port)
+}
+
+// runPostgresOn starts the server on port and waits until it accepts
+// connections.
+func runPostgresOn(bin, dir, data string, cred *syscall.Credential, port int) (*pgServer, error) {
+	s := &pgServer{dir: dir, port: port, done: make(chan struct{}), bin: bin, data: data, cred: cred}
 	logPath := filepath.Join(dir, "postgres.log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
