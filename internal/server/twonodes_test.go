@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +80,40 @@ func TestTwoNodesShareRoleChanges(t *testing.T) {
 		t.Fatalf("deleting the assignment through A: %d %s", r.Status, r.Body)
 	}
 	within("after the deletion through A, signing through B", forbidden)
+}
+
+// A diagnostic setting made through node A sends node B's records too:
+// B's shipper follows the setting through the change feed, ships its own
+// journal (its records name it) under a cursor of its own.
+func TestTwoNodesShipTheirOwnAuditRecords(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartPostgres(t)
+	seal := filepath.Join(t.TempDir(), "seal.key")
+	az := testenv.StartAzurite(t)
+	a := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile, c.NodeName = db, seal, "node-a" })
+	b := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile, c.NodeName = db, seal, "node-b" })
+	enableBlobLogging(t, a, az)
+
+	tok := b.AdminToken("https://managedhsm.azure.net")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		// Requests through B after the setting exists are B's to ship.
+		b.Do("GET", "/keys/shipped-by-b?api-version=7.6", tok, nil)
+		var fromB int
+		for _, e := range blobRecords(t, az) {
+			if strings.Contains(e.RequestURI, "shipped-by-b") {
+				if e.Node != "node-b" {
+					t.Fatalf("B's record names node %q", e.Node)
+				}
+				fromB++
+			}
+		}
+		if fromB > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node B never shipped its records for the setting made through node A")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
