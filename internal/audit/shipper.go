@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,7 +56,9 @@ type Shipper struct {
 	backlog   int64
 	writtenAt int64
 	lastErr   error
-	pos       *position // owned by the shipper's goroutine
+	// caughtUp is when the shipper last found nothing left to deliver.
+	caughtUp time.Time
+	pos      *position // owned by the shipper's goroutine
 	// cpOffset is where the next checkpoint to ship starts in the
 	// stream's checkpoint file; cpStarted tells it was found.
 	cpOffset  int64
@@ -71,7 +74,7 @@ const maxBatch = 4 << 20
 
 // StartShipper starts delivering.
 func StartShipper(cfg ShipperConfig) *Shipper {
-	s := &Shipper{cfg: cfg, delivered: cfg.After, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Shipper{cfg: cfg, delivered: cfg.After, caughtUp: time.Now(), wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.loop()
 	return s
 }
@@ -97,6 +100,19 @@ func (s *Shipper) Delivered() uint64 {
 	return s.delivered
 }
 
+// Backlog reports the records written but not yet delivered, and the
+// shipping lag: how long since the shipper last had nothing waiting (0
+// when it has nothing waiting now).
+func (s *Shipper) Backlog() (records uint64, lag time.Duration) {
+	last := s.cfg.Journal.LastSequence(s.cfg.Stream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last <= s.delivered {
+		return 0, 0
+	}
+	return last - s.delivered, time.Since(s.caughtUp)
+}
+
 // full reports a backlog over the limit.
 func (s *Shipper) full() error {
 	s.mu.Lock()
@@ -118,6 +134,9 @@ func (s *Shipper) loop() {
 		err := s.round(ctx)
 		s.mu.Lock()
 		s.lastErr = err
+		if err == nil && s.delivered >= s.cfg.Journal.LastSequence(s.cfg.Stream) {
+			s.caughtUp = time.Now()
+		}
 		s.mu.Unlock()
 		next := 200 * time.Millisecond
 		if err != nil && ctx.Err() == nil {
@@ -408,6 +427,19 @@ func BlobPath(resourceID, recordTime string) string {
 	}
 	return fmt.Sprintf("resourceId=%s/y=%04d/m=%02d/d=%02d/h=%02d/m=00/PT1H.json",
 		strings.ToUpper(resourceID), t.Year(), t.Month(), t.Day(), t.Hour())
+}
+
+// Backlog sums the shippers' undelivered records and reports the largest
+// shipping lag (see Shipper.Backlog).
+func (l *Log) Backlog() (records uint64, lag time.Duration) {
+	l.mu.Lock()
+	shippers := slices.Clone(l.shippers)
+	l.mu.Unlock()
+	for _, s := range shippers {
+		n, d := s.Backlog()
+		records, lag = records+n, max(lag, d)
+	}
+	return records, lag
 }
 
 // AddShipper makes Ready account for s's backlog.

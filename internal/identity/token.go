@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -116,6 +117,8 @@ type TokenService struct {
 	// so the request path pays for an RSA verification once per token.
 	mu       sync.Mutex
 	verified map[[32]byte]*Caller
+	// hits and misses count verifications the cache answered or not.
+	hits, misses atomic.Uint64
 }
 
 // maxVerifiedCache bounds the verified-token cache; when full it is reset.
@@ -198,6 +201,10 @@ func (t *TokenService) IssueSession(ctx context.Context, p *Principal, aud strin
 	return s, TokenLifetime, nil
 }
 
+// CacheStats reports how many verifications the cache of checked tokens
+// answered (hits) and how many needed a signature check (misses).
+func (t *TokenService) CacheStats() (hits, misses uint64) { return t.hits.Load(), t.misses.Load() }
+
 // Verify checks a bearer token for one of audiences and returns its
 // caller. Every failure is ErrInvalidToken, with the reason for the log.
 func (t *TokenService) Verify(token string, audiences ...string) (*Caller, error) {
@@ -205,6 +212,11 @@ func (t *TokenService) Verify(token string, audiences ...string) (*Caller, error
 	t.mu.Lock()
 	c, ok := t.verified[sum]
 	t.mu.Unlock()
+	if ok {
+		t.hits.Add(1)
+	} else {
+		t.misses.Add(1)
+	}
 	if !ok {
 		var claims Claims
 		_, err := jwt.ParseWithClaims(token, &claims, func(tok *jwt.Token) (any, error) {

@@ -3,6 +3,7 @@ package keys
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/store"
@@ -17,6 +18,9 @@ import (
 // all of that HSM's keys. A fill that raced with an invalidation is
 // dropped: fills remember the generation they started in.
 type cache struct {
+	// hits and misses count lookups, for the metrics.
+	hits, misses atomic.Uint64
+
 	mu      sync.RWMutex
 	max     int
 	gen     uint64
@@ -65,7 +69,13 @@ func (c *cache) get(hsm, name, version string) (*entry, uint64) {
 	if version == "" {
 		version = c.latest[k]
 	}
-	return c.entries[versionRef{k, version}], c.gen
+	e := c.entries[versionRef{k, version}]
+	if e != nil {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return e, c.gen
 }
 
 func (c *cache) put(gen uint64, e *entry, isLatest bool) {

@@ -99,6 +99,12 @@ type Service struct {
 	events Events
 }
 
+// CacheStats reports how many key lookups the cache answered (hits) and
+// how many went to the store (misses).
+func (s *Service) CacheStats() (hits, misses uint64) {
+	return s.cache.hits.Load(), s.cache.misses.Load()
+}
+
 // NewService returns a key service over s that publishes to ev. rand and now may be nil for
 // crypto/rand and time.Now.
 func NewService(s store.Store, rnd io.Reader, now func() time.Time, ev Events) *Service {

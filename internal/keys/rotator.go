@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,7 +35,12 @@ type Rotator struct {
 	// lease lasts unless renewed (Run sets it to twice its interval).
 	Holder   string
 	LeaseTTL time.Duration
+
+	held atomic.Bool // whether the last round held the lease
 }
+
+// Held reports whether this node held the rotation lease at its last round.
+func (r *Rotator) Held() bool { return r.held.Load() }
 
 // RotationLease is the name of the store lease that rounds run under.
 const RotationLease = "keys.rotator"
@@ -77,6 +83,7 @@ func (r *Rotator) Run(ctx context.Context, interval time.Duration) {
 // take) the rotation lease; otherwise it does nothing.
 func (r *Rotator) RunOnce(ctx context.Context) error {
 	held, err := store.TakeLease(ctx, r.keys.store, RotationLease, r.Holder, r.keys.now(), r.LeaseTTL)
+	r.held.Store(held && err == nil)
 	if err != nil || !held {
 		return err
 	}

@@ -13,6 +13,9 @@ const approvalWindow = 24 * time.Hour
 
 const leaseName = "pim.expiry"
 
+// Held reports whether this node held the expiry lease at Run's last round.
+func (s *Service) Held() bool { return s.held.Load() }
+
 // Run ends expired access every interval (default one second) while it
 // holds the store's PIM lease, and scans for alerts when the directory
 // changed, until ctx is done. Access checks do not wait for it: a
@@ -25,6 +28,7 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		held, err := store.TakeLease(ctx, s.cfg.Store, leaseName, s.cfg.Holder, s.now(), 10*interval+10*time.Second)
+		s.held.Store(held && err == nil)
 		if err != nil && ctx.Err() == nil {
 			s.cfg.Log.Error("pim: taking the expiry lease", "err", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -60,6 +61,7 @@ type Config struct {
 
 // Service is PIM.
 type Service struct {
+	held  atomic.Bool // whether this node holds the expiry lease (Run)
 	cfg   Config
 	now   func() time.Time
 	mu    sync.Mutex

@@ -81,21 +81,32 @@ func TestHealthAndReadiness(t *testing.T) {
 }
 
 // Prometheus metrics: requests by surface, operation and result, the
-// latency histogram, and whether the audit log keeps records.
+// latency histogram, whether the audit log keeps records and its backlog,
+// cache hits, the database pool and leases held.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	env := servertest.Start(t)
 	tok := env.AdminToken(hsmResource)
 	env.Do("GET", "/keys?api-version=7.4", tok, nil)
 	env.Do("GET", "/keys?api-version=7.4", "", nil)
+	env.Do("GET", "/keys/absent?api-version=7.4", tok, nil) // the token again: from the cache
 	rec := httptest.NewRecorder()
 	env.Server.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
 	for _, want := range []string{
 		`keyward_requests_total{code="200",operation="KeyList",result="Success",surface="dataplane"} 1`,
 		`keyward_requests_total{code="401",operation="KeyList",result="Failure",surface="dataplane"} 1`,
-		`keyward_request_duration_seconds_count{surface="dataplane"} 2`,
+		`keyward_request_duration_seconds_count{surface="dataplane"} 3`,
 		`keyward_audit_ready 1`,
+		`keyward_audit_backlog_records 0`,
+		`keyward_audit_shipping_lag_seconds 0`,
+		`keyward_cache_hits_total{cache="tokens"} 1`,
+		`keyward_cache_misses_total{cache="tokens"} 1`,
+		`keyward_cache_hits_total{cache="keys"} `,
+		`keyward_db_connections_open `,
+		`keyward_invalidation_listening 1`,
+		`keyward_lease_held{lease="rotation"} 1`,
+		`keyward_lease_held{lease="pim-expiry"} `,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

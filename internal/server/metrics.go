@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyward/keyward/internal/store"
 )
 
 // metrics are the server's Prometheus metrics, in a registry of its own
@@ -45,7 +47,67 @@ func newMetrics(s *Server) *metrics {
 	})
 	m.reg.MustRegister(m.requests, m.duration, ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(stateMetrics(s)...)
 	return m
+}
+
+// stateMetrics are read when scraped, from the figures the parts keep
+// anyway: nothing on the request path but an atomic add per cache lookup.
+func stateMetrics(s *Server) []prometheus.Collector {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "keyward", Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "keyward", Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	held := func(lease string, f func() bool) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "keyward", Name: "lease_held",
+			Help: "1 while this node holds the lease of work that runs on one node at a time.", ConstLabels: prometheus.Labels{"lease": lease}},
+			func() float64 { return b2f(f()) })
+	}
+	stats := func() store.Stats {
+		if r, ok := s.store.(store.StatsReporter); ok {
+			return r.Stats()
+		}
+		return store.Stats{}
+	}
+	cache := func(name string, f func() (uint64, uint64)) []prometheus.Collector {
+		l := prometheus.Labels{"cache": name}
+		return []prometheus.Collector{
+			counter("cache_hits_total", "Lookups a cache answered.", l, func() float64 { h, _ := f(); return float64(h) }),
+			counter("cache_misses_total", "Lookups a cache could not answer.", l, func() float64 { _, m := f(); return float64(m) }),
+		}
+	}
+	out := []prometheus.Collector{
+		gauge("audit_backlog_records", "Audit records written but not yet delivered to the diagnostic settings' storage.",
+			func() float64 { n, _ := s.audit.Backlog(); return float64(n) }),
+		gauge("audit_shipping_lag_seconds", "How long since every shipper last had nothing left to deliver (0 when caught up).",
+			func() float64 { _, d := s.audit.Backlog(); return d.Seconds() }),
+		gauge("db_connections_open", "Open database connections.", func() float64 { return float64(stats().OpenConns) }),
+		gauge("db_connections_in_use", "Database connections in use.", func() float64 { return float64(stats().InUseConns) }),
+		gauge("db_connections_idle", "Idle database connections.", func() float64 { return float64(stats().IdleConns) }),
+		counter("db_connection_waits_total", "Acquisitions that waited for a database connection.", nil,
+			func() float64 { return float64(stats().Waits) }),
+		counter("invalidations_received_total", "Change notifications received from other nodes.", nil,
+			func() float64 { return float64(stats().Notifications) }),
+		gauge("invalidation_lag_seconds", "Delay of the last change notification from another node, commit to receipt.",
+			func() float64 { return stats().NotificationLag.Seconds() }),
+		gauge("invalidation_listening", "1 while this node hears other nodes' changes (0: its caches are dropped until it does).",
+			func() float64 { return b2f(stats().Listening) }),
+		held("rotation", s.rotator.Held),
+	}
+	if s.pim != nil {
+		out = append(out, held("pim-expiry", s.pim.Held))
+	}
+	out = append(out, cache("keys", s.keys.CacheStats)...)
+	return append(out, cache("tokens", s.tokens.CacheStats)...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // observe counts a finished request.

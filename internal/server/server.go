@@ -153,6 +153,7 @@ type Server struct {
 	boot       *Bootstrap
 	audit      *audit.Log
 	rotator    *keys.Rotator
+	keys       *keys.Service
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
 	pimLoop    func(context.Context) // ends expired PIM access (pim.go)
@@ -402,6 +403,7 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.closers = append(s.closers, diag.Stop)
+	s.keys = keySvc
 	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.recordScheduled, s.log)
 	s.metrics = newMetrics(s)
 	s.handler = s.frontDoor()

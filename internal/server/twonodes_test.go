@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/sha256"
 	"errors"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,6 +81,28 @@ func TestTwoNodesShareRoleChanges(t *testing.T) {
 		t.Fatalf("deleting the assignment through A: %d %s", r.Status, r.Body)
 	}
 	within("after the deletion through A, signing through B", forbidden)
+
+	// B's metrics show it hears A: it listens, and A's changes arrived.
+	rec := httptest.NewRecorder()
+	b.Server.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	if !strings.Contains(body, "keyward_invalidation_listening 1") || strings.Contains(body, "keyward_invalidations_received_total 0") ||
+		!strings.Contains(body, "keyward_invalidation_lag_seconds ") || !strings.Contains(body, "keyward_db_connections_open ") {
+		t.Fatalf("B's metrics of the shared store:\n%s", grepLines(body, "keyward_invalidation", "keyward_db_"))
+	}
+}
+
+// grepLines keeps the lines of s that start with one of prefixes.
+func grepLines(s string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // A diagnostic setting made through node A sends node B's records too:

@@ -27,6 +27,26 @@ var ErrNotFound = errors.New("store: not found")
 // database server down or cut off); the request may be retried later.
 var ErrUnavailable = fault.New(fault.Unavailable, "ServiceUnavailable", "the service cannot reach its database; retry later")
 
+// Stats are a store's figures for the metrics: its connection pool and,
+// for a store shared by nodes, the other nodes' change notifications.
+type Stats struct {
+	OpenConns, InUseConns, IdleConns int
+	// Waits counts acquisitions that had to wait for a connection.
+	Waits int64
+	// Notifications counts the other nodes' change notifications received;
+	// NotificationLag is the delay of the last one (commit to receipt, as
+	// far as the nodes' clocks agree). Listening is false while a shared
+	// store cannot hear other nodes (the caches are then dropped).
+	Notifications   uint64
+	NotificationLag time.Duration
+	Listening       bool
+}
+
+// StatsReporter is a store that reports Stats.
+type StatsReporter interface {
+	Stats() Stats
+}
+
 // ErrConflict is returned when an insert collides with an existing record
 // (a taken id or unique name), or a write names a record that must exist
 // first and does not (a member of an unknown group, a version of an unknown

@@ -55,6 +55,7 @@ const maxBackoff = 500 * time.Millisecond
 // payload is a notification's JSON.
 type payload struct {
 	Node    string   `json:"node"`
+	Sent    int64    `json:"t,omitempty"` // Unix milliseconds, for the lag metric
 	All     bool     `json:"all,omitempty"`
 	Changes []change `json:"changes,omitempty"`
 }
@@ -74,7 +75,7 @@ func newNodeID() string {
 // encodeChanges is the payload announcing changes from node: the changes
 // themselves, or a flush if they do not fit.
 func encodeChanges(node string, cs []store.Change) string {
-	p := payload{Node: node}
+	p := payload{Node: node, Sent: time.Now().UnixMilli()}
 	for _, c := range cs {
 		if c.Kind == store.ChangeAll {
 			p.All = true
@@ -87,7 +88,7 @@ func encodeChanges(node string, cs []store.Change) string {
 			return string(b)
 		}
 	}
-	b, _ := json.Marshal(payload{Node: node, All: true})
+	b, _ := json.Marshal(payload{Node: node, Sent: p.Sent, All: true})
 	return string(b)
 }
 
@@ -129,6 +130,10 @@ type listener struct {
 	log  *slog.Logger
 
 	pid    atomic.Uint32 // the backend pid of the current connection
+	// listening, received and lagMs feed Stats.
+	listening atomic.Bool
+	received  atomic.Uint64
+	lagMs     atomic.Int64
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -155,7 +160,9 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(l.done)
 	for {
+		l.listening.Store(true)
 		err := l.receive(ctx, conn)
+		l.listening.Store(false)
 		conn.Close(context.Background())
 		if ctx.Err() != nil {
 			return
@@ -212,6 +219,11 @@ func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 		}
 		if cs, mine := decodeChanges(l.node, n.Payload); !mine {
 			l.hub.Publish(cs)
+			var p payload
+			if json.Unmarshal([]byte(n.Payload), &p) == nil && p.Sent > 0 {
+				l.lagMs.Store(max(0, time.Now().UnixMilli()-p.Sent))
+			}
+			l.received.Add(1)
 		}
 	}
 }

@@ -104,6 +104,18 @@ func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
 	return db.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, &txn{}, fn)
 }
 
+// Stats implements store.StatsReporter.
+func (db *DB) Stats() store.Stats {
+	ps := db.pool.Stat()
+	st := store.Stats{OpenConns: int(ps.TotalConns()), InUseConns: int(ps.AcquiredConns()), IdleConns: int(ps.IdleConns()),
+		Waits: ps.EmptyAcquireCount()}
+	if l := db.listener; l != nil {
+		st.Notifications, st.NotificationLag = l.received.Load(), time.Duration(l.lagMs.Load())*time.Millisecond
+		st.Listening = l.listening.Load()
+	}
+	return st
+}
+
 // Subscribe implements store.Store.
 func (db *DB) Subscribe(fn func([]store.Change)) func() { return db.hub.Subscribe(fn) }
 

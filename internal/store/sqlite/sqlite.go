@@ -30,6 +30,14 @@ type DB struct {
 
 var _ store.Store = (*DB)(nil)
 
+// Stats implements store.StatsReporter: the readers' pool and the one
+// writer. A SQLite store is one node's, so it always "listens".
+func (db *DB) Stats() store.Stats {
+	r, w := db.reader.Stats(), db.writer.Stats()
+	return store.Stats{OpenConns: r.OpenConnections + w.OpenConnections, InUseConns: r.InUse + w.InUse,
+		IdleConns: r.Idle + w.Idle, Waits: r.WaitCount + w.WaitCount, Listening: true}
+}
+
 // Open opens (creating if needed) the database at path and brings its
 // schema up to date.
 func Open(ctx context.Context, path string) (*DB, error) {
