@@ -129,13 +129,13 @@ type listener struct {
 	hub  *store.Hub
 	log  *slog.Logger
 
-	pid    atomic.Uint32 // the backend pid of the current connection
+	pid atomic.Uint32 // the backend pid of the current connection
 	// listening, received and lagMs feed Stats.
 	listening atomic.Bool
 	received  atomic.Uint64
 	lagMs     atomic.Int64
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // connect opens a connection and LISTENs on it.
