@@ -360,7 +360,16 @@ func TestThreeNodeCluster(t *testing.T) {
 		l := startLoad(t, c.lb1, 4, "outage")
 		time.Sleep(time.Second)
 		c.pg.Stop()
-		time.Sleep(3 * time.Second)
+		outage := time.Now()
+		// A balancer's readiness probe says why.
+		eventually(t, 2*time.Second, "node 1's readiness during the outage", func() error {
+			r := n1.Do("GET", n1.Boot.AuthorityHost+"readyz", "", nil)
+			if r.Status != 503 || !strings.Contains(string(r.Body), `"store":"unreachable"`) {
+				return fmt.Errorf("%d %s", r.Status, r.Body)
+			}
+			return nil
+		})
+		time.Sleep(3*time.Second - time.Since(outage))
 		c.pg.Start()
 		back := time.Now()
 		for i, e := range c.envs {

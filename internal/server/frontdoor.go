@@ -174,8 +174,8 @@ func (s *Server) frontDoor() http.Handler {
 
 // probes answers a load balancer's health checks before anything else:
 // GET /healthz (the process serves) and GET /readyz (it can serve requests:
-// the store answers and the audit log keeps records; 503 with the reason
-// otherwise). They need no token, cost a store read at most, change
+// the store answers, the audit log keeps records and the seal seals; 503
+// with the reason otherwise). They need no token, cost a store read at most, change
 // nothing and carry no data, so they leave no audit record: a balancer
 // polling every few seconds would otherwise fill the log.
 func (s *Server) probes(next http.Handler) http.Handler {
@@ -191,7 +191,7 @@ func (s *Server) probes(next http.Handler) http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		checks := map[string]string{"store": "ok", "audit": "ok"}
+		checks := map[string]string{"store": "ok", "audit": "ok", "seal": "ok"}
 		ready := true
 		if err := s.store.View(ctx, func(tx store.Tx) error { _, err := tx.GetNode(ctx); return err }); err != nil {
 			checks["store"], ready = "unreachable", false
@@ -199,6 +199,12 @@ func (s *Server) probes(next http.Handler) http.Handler {
 		}
 		if err := s.audit.Ready(); err != nil {
 			checks["audit"], ready = "cannot keep records", false
+		}
+		// A PKCS#11 token can go away (its session, its device); sealing a
+		// few bytes shows it is there.
+		if _, err := s.seal.Seal(ctx, []byte("ready"), []byte("keyward readiness probe")); err != nil {
+			checks["seal"], ready = "cannot seal", false
+			s.log.Warn("not ready: the seal does not seal", "err", err)
 		}
 		status := http.StatusOK
 		if !ready {

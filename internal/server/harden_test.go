@@ -296,6 +296,7 @@ func TestSecondServerOnADataDirectoryRefusesToStart(t *testing.T) {
 // Item 8: the database files took the umask's mode (0644), readable by
 // every local user, when the directory existed already.
 func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
+	t.Setenv(servertest.EngineEnv, "sqlite") // the files are SQLite's, in both runs
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

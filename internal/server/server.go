@@ -154,6 +154,7 @@ type Server struct {
 	audit      *audit.Log
 	rotator    *keys.Rotator
 	keys       *keys.Service
+	seal       domain.Seal // the node seal, for the readiness probe
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
 	pimLoop    func(context.Context) // ends expired PIM access (pim.go)
@@ -330,6 +331,7 @@ func (s *Server) build(ctx context.Context) error {
 	if s.tls, err = s.tlsConfig(ctx, seal); err != nil {
 		return err
 	}
+	s.seal = seal
 	tenant, err := s.nodeID(ctx, func(n *store.NodeSettings) *string { return &n.TenantID })
 	if err != nil {
 		return err

@@ -28,7 +28,36 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/internal/testenv"
 )
+
+// EngineEnv names the environment variable that picks the store of the
+// servers tests start: "postgres" gives each data directory a PostgreSQL
+// database of its own (made on first use, kept for the directory's later
+// starts); anything else leaves SQLite in the data directory. scripts/test
+// runs the server tests once with each.
+const EngineEnv = "KEYWARD_TEST_ENGINE"
+
+// databases maps a data directory to its PostgreSQL database, so that a
+// test restarting a server on its directory finds its data again.
+var databases struct {
+	mu   sync.Mutex
+	urls map[string]string
+}
+
+func postgresFor(t testing.TB, dir string) string {
+	databases.mu.Lock()
+	defer databases.mu.Unlock()
+	if u, ok := databases.urls[dir]; ok {
+		return u
+	}
+	if databases.urls == nil {
+		databases.urls = map[string]string{}
+	}
+	u := testenv.StartPostgres(t)
+	databases.urls[dir] = u
+	return u
+}
 
 // Env is a running server and clients for it.
 type Env struct {
@@ -75,6 +104,9 @@ func TryStart(t testing.TB, dir string, configure func(*server.Config)) (*Env, e
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if configure != nil {
 		configure(&cfg)
+	}
+	if cfg.DatabaseURL == "" && os.Getenv(EngineEnv) == "postgres" {
+		cfg.DatabaseURL = postgresFor(t, dir)
 	}
 	s, err := server.New(ctx, cfg)
 	if err != nil {
