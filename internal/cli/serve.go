@@ -23,7 +23,18 @@ func newServeCmd(e *env) *cobra.Command {
 and the Managed HSM data plane. On first start it creates the data directory,
 a private CA, a tenant and a bootstrap administrator, and writes
 <data-dir>/bootstrap.json (mode 0600). With --dev it also creates an activated
-HSM named "dev" that answers at the bare listen address.`,
+HSM named "dev" that answers at the bare listen address.
+
+A cluster: run several nodes with the same --database (PostgreSQL), the same
+seal (--seal-key-file, or the same PKCS#11 token) and the same --public-url
+(the load balancer's address), each with a data directory of its own. The
+first node on an empty database bootstraps; the others join. Every node serves
+every request; changes reach the others within a second; the rotation
+scheduler runs on one node at a time; each node keeps and ships its own audit
+journal. Point the balancer's health check at GET /readyz (503 while the node
+cannot reach the database, write its audit journal or use its seal). When the
+database is unreachable, requests answer 503; nodes serve again by themselves
+when it returns. See examples/cluster/haproxy.cfg and the README.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var h slog.Handler = slog.NewTextHandler(e.stderr, nil)

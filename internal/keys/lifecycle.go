@@ -477,6 +477,25 @@ func (s *Service) Purge(ctx context.Context, h *domain.HSM, name string) error {
 	return nil
 }
 
+// PurgeDue purges a deleted key whose retention has ended (its scheduled
+// purge date has come), as Azure does by itself, purge protection or not.
+// It reports whether it purged: a key recovered, or not yet due, stays.
+func (s *Service) PurgeDue(ctx context.Context, h *domain.HSM, name string) (bool, error) {
+	purged := false
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		key, _, err := deletedKey(ctx, tx, h.Name, name)
+		if errors.Is(err, ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil || key.ScheduledPurge.IsZero() || s.now().Before(key.ScheduledPurge) {
+			return err
+		}
+		purged = true
+		return tx.PurgeKey(ctx, h.Name, name)
+	})
+	return purged && err == nil, err
+}
+
 // RandomBytes returns n random bytes, 1 to 128.
 func (s *Service) RandomBytes(n int) ([]byte, error) {
 	if n < 1 || n > 128 {

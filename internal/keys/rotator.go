@@ -21,7 +21,8 @@ import (
 // actions (the key service publishes every event, KeyNewVersionCreated
 // included). Each round looks at the latest version only, and a rotation
 // makes a version created now, so a window missed while the server was
-// down is caught up once, not once per missed period.
+// down is caught up once, not once per missed period. Each round also
+// purges the deleted keys whose retention has ended, as Azure does.
 //
 // A round runs only while its node holds the store lease RotationLease,
 // so that of several nodes sharing a store one rotates.
@@ -104,6 +105,9 @@ func (r *Rotator) RunOnce(ctx context.Context) error {
 }
 
 func (r *Rotator) hsm(ctx context.Context, h *domain.HSM) error {
+	if err := r.purgeDue(ctx, h); err != nil {
+		return err
+	}
 	after := ""
 	for {
 		var items []store.KeyListItem
@@ -124,6 +128,39 @@ func (r *Rotator) hsm(ctx context.Context, h *domain.HSM) error {
 		}
 		after = items[len(items)-1].Key.Name
 	}
+}
+
+// purgeDue purges h's deleted keys whose retention has ended.
+func (r *Rotator) purgeDue(ctx context.Context, h *domain.HSM) error {
+	now := r.keys.now()
+	var due []string
+	after := ""
+	for {
+		var items []store.KeyListItem
+		err := r.keys.store.View(ctx, func(tx store.Tx) (err error) {
+			items, err = tx.ListKeys(ctx, h.Name, true, after, 200)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if sp := it.Key.ScheduledPurge; !sp.IsZero() && !now.Before(sp) {
+				due = append(due, it.Key.Name)
+			}
+		}
+		if len(items) < 200 {
+			break
+		}
+		after = items[len(items)-1].Key.Name
+	}
+	for _, name := range due {
+		purged, err := r.keys.PurgeDue(ctx, h, name)
+		if purged || err != nil {
+			r.record(ctx, h, "KeyPurge", name, "", err)
+		}
+	}
+	return nil
 }
 
 func (r *Rotator) key(ctx context.Context, h *domain.HSM, it *store.KeyListItem) {

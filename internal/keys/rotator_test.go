@@ -148,3 +148,56 @@ func TestRotatorFollowsPolicies(t *testing.T) {
 		t.Fatalf("audited actions: %v", recorded)
 	}
 }
+
+// A deleted key is purged when its retention ends, even with purge
+// protection on (which refuses only purges asked for early); a key
+// recovered in time, or not yet due, stays.
+func TestRotatorPurgesWhenRetentionEnds(t *testing.T) {
+	ctx := context.Background()
+	s, _, h := setup(t)
+	h.RetentionDays, h.PurgeProtection = 7, true
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: t0}
+	s.now = clock.now
+	r := NewRotator(s, func(context.Context) ([]*domain.HSM, error) { return []*domain.HSM{h}, nil }, nil, slog.Default())
+	var recorded []string
+	r.record = func(_ context.Context, _ *domain.HSM, op, key, _ string, err error) {
+		recorded = append(recorded, op+" "+key)
+	}
+	for _, name := range []string{"due", "recovered", "later"} {
+		if _, err := s.Create(ctx, h, name, CreateParams{Type: kcrypto.EC}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"due", "recovered"} {
+		if _, err := s.Delete(ctx, h, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Recover(ctx, h, "recovered"); err != nil {
+		t.Fatal(err)
+	}
+	clock.set(t0.AddDate(0, 0, 3))
+	if _, err := s.Delete(ctx, h, "later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx, h, "due"); err == nil {
+		t.Fatal("an early purge under purge protection was allowed")
+	}
+	clock.set(t0.AddDate(0, 0, 7))
+	if err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetDeleted(ctx, h, "due"); err == nil {
+		t.Fatal("the key whose retention ended is still there")
+	}
+	if _, err := s.GetDeleted(ctx, h, "later"); err != nil {
+		t.Fatalf("a key not yet due was purged: %v", err)
+	}
+	if _, err := s.Get(ctx, h, "recovered", ""); err != nil {
+		t.Fatalf("the recovered key: %v", err)
+	}
+	if len(recorded) != 1 || recorded[0] != "KeyPurge due" {
+		t.Fatalf("recorded %v", recorded)
+	}
+}

@@ -182,7 +182,7 @@ func (s *Server) recordScheduled(ctx context.Context, h *domain.HSM, op, key, ve
 	e := &audit.Event{TenantID: s.dir.TenantID(), Time: time.Now().UTC().Format(audit.TimeLayout), ResourceID: strings.ToUpper(s.hsmResourceIDOf(h)),
 		OperationName: op, Category: audit.Category, ResultType: audit.ResultType(status), ResultSignature: http.StatusText(status),
 		HTTPStatusCode: status, ClientInfo: "keyward rotation scheduler", CallerIPAddress: "127.0.0.1",
-		RequestURI: strings.TrimSuffix(s.HSMURI(h.Name), "/") + "/keys/" + key + "/" + version,
+		RequestURI: strings.TrimSuffix(strings.TrimSuffix(s.HSMURI(h.Name), "/")+"/keys/"+key+"/"+version, "/"),
 		Properties: audit.Properties{PoolType: "M-HSM", SKUFamily: "B", SKUName: "Standard_B1", Key: key, Action: "scheduled"}}
 	if err := s.audit.Append(audit.StreamOf(h.Name), e); err != nil {
 		s.log.Error("audit record of a scheduled action lost", "err", err, "operation", op)
