@@ -28,6 +28,7 @@ import (
 	"github.com/keyward/keyward/internal/pim"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/securitydomain"
+	"github.com/keyward/keyward/internal/store"
 )
 
 const module = "github.com/keyward/keyward"
@@ -93,6 +94,8 @@ var sentinels = map[string]*fault.Error{
 	"internal/pim.ErrNotAllowed":             pim.ErrNotAllowed,
 	"internal/pim.ErrAlreadyDecided":         pim.ErrAlreadyDecided,
 	"internal/pim.ErrNotCancelable":          pim.ErrNotCancelable,
+
+	"internal/store.ErrUnavailable": store.ErrUnavailable,
 
 	"internal/rbac.ErrDenied":             rbac.ErrDenied,
 	"internal/rbac.ErrRoleNotFound":       rbac.ErrRoleNotFound,

@@ -116,15 +116,18 @@ func startCluster(t *testing.T) *cluster {
 	}
 	c.nodes = make([]*child, 3)
 	c.envs = make([]*servertest.Env, 3)
-	// The first node bootstraps; the other two start together and join.
-	c.start(0)
+	// All three start at once on the empty database, with the same flags:
+	// one bootstraps, the others join.
 	var wg sync.WaitGroup
-	for i := 1; i < 3; i++ {
+	for i := range 3 {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.nodes[i] = startChild(t, c.dirs[i], c.args[i]...) }()
 	}
 	wg.Wait()
-	for i := 1; i < 3; i++ {
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i := range 3 {
 		c.attach(i)
 	}
 	boot := c.nodes[0].boot
