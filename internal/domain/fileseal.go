@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // FileSeal is a Seal whose key is a 32-byte file, readable by the owner
@@ -17,7 +18,8 @@ type FileSeal struct{ box aeadBox }
 var _ Seal = (*FileSeal)(nil)
 
 // OpenFileSeal reads the key file at path, creating it with a fresh random
-// key when it does not exist.
+// key when it does not exist. Of processes creating it at once (nodes
+// sharing one file), one key wins and all read it.
 func OpenFileSeal(path string, rand io.Reader) (*FileSeal, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -25,8 +27,12 @@ func OpenFileSeal(path string, rand io.Reader) (*FileSeal, error) {
 		if _, err := io.ReadFull(rand, raw); err != nil {
 			return nil, fmt.Errorf("domain: generating seal key: %w", err)
 		}
-		if err := writeNew(path, raw); err != nil {
+		created, err := writeNew(path, raw)
+		if err != nil {
 			return nil, err
+		}
+		if !created {
+			return OpenFileSeal(path, rand)
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("domain: reading seal key: %w", err)
@@ -38,22 +44,37 @@ func OpenFileSeal(path string, rand io.Reader) (*FileSeal, error) {
 	return &FileSeal{box: box}, nil
 }
 
-// writeNew writes data to a new file with mode 0600 and syncs it, failing
-// if the file appeared meanwhile.
-func writeNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeNew writes data to a new file with mode 0600: to a synced
+// temporary file first, then linked to path, so that no reader ever sees
+// a partial key. created is false when path appeared meanwhile.
+func writeNew(path string, data []byte) (created bool, err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".seal-key-")
 	if err != nil {
-		return fmt.Errorf("domain: creating seal key: %w", err)
+		return false, fmt.Errorf("domain: creating seal key: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("domain: writing seal key: %w", err)
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("domain: creating seal key: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("domain: writing seal key: %w", err)
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("domain: writing seal key: %w", err)
 	}
-	return f.Close()
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("domain: writing seal key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return false, fmt.Errorf("domain: writing seal key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("domain: creating seal key: %w", err)
+	}
+	return true, nil
 }
 
 // Seal implements Seal.

@@ -193,3 +193,38 @@ func (s *Server) updateNode(ctx context.Context, change func(*store.NodeSettings
 		return tx.UpdateNode(ctx, n)
 	})
 }
+
+// kindCluster keeps cluster-wide settings in the store.
+const kindCluster = "cluster"
+
+// checkPublicURL compares this node's base URL with the one the cluster's
+// nodes recorded (shared stores only) and warns when they differ: tokens
+// name their issuer, so nodes with different public URLs refuse each
+// other's tokens with a plain 401. The latest start records its URL, so a
+// cluster moved to a new address warns until every node is restarted.
+func (s *Server) checkPublicURL(ctx context.Context) error {
+	if s.cfg.DatabaseURL == "" {
+		return nil
+	}
+	var before string
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		if o, err := tx.GetObject(ctx, kindCluster, "public-url"); err == nil {
+			before = string(o.Data)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if before == s.base {
+			return nil
+		}
+		return tx.PutObject(ctx, &store.Object{Kind: kindCluster, ID: "public-url", Data: []byte(s.base)})
+	})
+	if err != nil {
+		return fmt.Errorf("server: recording the public URL: %w", err)
+	}
+	if before != "" && before != s.base {
+		s.log.Warn("this node's public URL differs from the one other nodes of the cluster started with: "+
+			"they and this node will refuse each other's tokens; give every node the same --public-url",
+			"publicUrl", s.base, "cluster", before)
+	}
+	return nil
+}

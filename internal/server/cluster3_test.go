@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -369,6 +370,23 @@ func TestThreeNodeCluster(t *testing.T) {
 			r := n1.Do("GET", n1.Boot.AuthorityHost+"readyz", "", nil)
 			if r.Status != 503 || !strings.Contains(string(r.Body), `"store":"unreachable"`) {
 				return fmt.Errorf("%d %s", r.Status, r.Body)
+			}
+			return nil
+		})
+		// So does the token endpoint, in OAuth's words: a transient
+		// failure, never a verdict on the credential.
+		boot := c.nodes[0].boot
+		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {boot.ClientID},
+			"client_secret": {boot.ClientSecret}, "scope": {"https://managedhsm.azure.net/.default"}}
+		eventually(t, 2*time.Second, "a token request during the outage", func() error {
+			resp, err := n1.HTTP.PostForm(boot.AuthorityHost+boot.TenantID+"/oauth2/v2.0/token", form)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 503 || !strings.Contains(string(body), `"error":"temporarily_unavailable"`) || resp.Header.Get("Retry-After") == "" {
+				return fmt.Errorf("%d %s", resp.StatusCode, body)
 			}
 			return nil
 		})

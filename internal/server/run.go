@@ -25,6 +25,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	b := s.Bootstrap()
 	boot := filepath.Join(s.cfg.DataDir, BootstrapFile)
 	fmt.Fprintf(out, "keyward is serving on %s\n", s.BaseURL())
+	fmt.Fprintf(out, "  node:          %s, listening on %s\n", s.cfg.NodeName, ln.Addr())
 	fmt.Fprintf(out, "  tenant:        %s\n  CA:            %s\n  bootstrap:     %s (mode 0600; holds the admin's client secret)\n", b.TenantID, b.CAFile, boot)
 	if b.HSMURI != "" {
 		fmt.Fprintf(out, "  dev HSM:       %s\n", b.HSMURI)

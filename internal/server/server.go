@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -207,7 +208,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.log = s.log.With("node", s.cfg.NodeName)
-	if s.store, err = openStore(ctx, cfg, dir); err != nil {
+	s.cfg.Log = s.log
+	if s.store, err = openStore(ctx, s.cfg, dir); err != nil {
 		s.unlock()
 		return nil, err
 	}
@@ -260,7 +262,7 @@ func tls12Suites() []uint16 {
 // the data directory (the embedded default).
 func openStore(ctx context.Context, cfg Config, dir string) (store.Store, error) {
 	if cfg.DatabaseURL != "" {
-		db, err := postgres.Open(ctx, cfg.DatabaseURL)
+		db, err := postgres.OpenWithLog(ctx, cfg.DatabaseURL, cfg.Log)
 		if err != nil {
 			return nil, fmt.Errorf("server: the database at --database: %w", err)
 		}
@@ -283,6 +285,9 @@ func (s *Server) openSeal(ctx context.Context) (domain.Seal, error) {
 		path := s.cfg.SealKeyFile
 		if path == "" {
 			path = filepath.Join(s.cfg.DataDir, "seal.key")
+		}
+		if err := s.sealKeyExpected(ctx, path); err != nil {
+			return nil, err
 		}
 		fs, err := domain.OpenFileSeal(path, rand.Reader)
 		if err != nil {
@@ -315,6 +320,27 @@ func (s *Server) openSeal(ctx context.Context) (domain.Seal, error) {
 	return seal, err
 }
 
+// sealKeyExpected refuses to make a new file seal key at path when the
+// store was sealed already: the key was lost or, for a node joining a
+// cluster, not copied from the first node. A new key could open nothing.
+func (s *Server) sealKeyExpected(ctx context.Context, path string) error {
+	// The settings first: the node that seals the store made its key file
+	// before, so a file missing after the store reads sealed is missing
+	// indeed (and not about to be made by a node starting alongside).
+	var n *store.NodeSettings
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) { n, err = tx.GetNode(ctx); return err }); err != nil {
+		return err
+	}
+	if n.Seal == "" {
+		return nil
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("server: the store is sealed already (%s seal), but the seal key %s does not exist: "+
+			"copy the key the first node made (every node of a cluster uses the same one)", n.Seal, path)
+	}
+	return nil
+}
+
 func (s *Server) build(ctx context.Context) error {
 	// One clock for every service: tests move it to run months in seconds
 	// (rotation, lockouts, validity windows). Tokens, and the external
@@ -332,6 +358,9 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.seal = seal
+	if err := s.checkPublicURL(ctx); err != nil {
+		return err
+	}
 	tenant, err := s.nodeID(ctx, func(n *store.NodeSettings) *string { return &n.TenantID })
 	if err != nil {
 		return err

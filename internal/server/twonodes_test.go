@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,5 +139,38 @@ func TestTwoNodesShipTheirOwnAuditRecords(t *testing.T) {
 			t.Fatal("node B never shipped its records for the setting made through node A")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A node joining a sealed database without the cluster's seal key is
+// refused with the reason, rather than making a key of its own that opens
+// nothing; so is a node whose seal key was lost.
+func TestJoiningWithoutTheSealKeyIsRefused(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartPostgres(t)
+	seal := filepath.Join(t.TempDir(), "seal.key")
+	servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile = db, seal })
+	missing := filepath.Join(t.TempDir(), "seal.key")
+	_, err := servertest.TryStart(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile = db, missing })
+	if err == nil || !strings.Contains(err.Error(), "copy the key the first node made") {
+		t.Fatalf("joining without the seal key: %v", err)
+	}
+	if _, statErr := os.Stat(missing); statErr == nil {
+		t.Fatal("a new seal key was made anyway")
+	}
+}
+
+// A node started with another public URL than the cluster's is told why
+// its tokens will be refused.
+func TestAnotherPublicURLIsWarnedOf(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartPostgres(t)
+	seal := filepath.Join(t.TempDir(), "seal.key")
+	servertest.StartWith(t, t.TempDir(), func(c *server.Config) {
+		c.DatabaseURL, c.SealKeyFile, c.PublicURL = db, seal, "https://keyward.test:8443"
+	})
+	b := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile = db, seal })
+	if !strings.Contains(b.Logs(), "give every node the same --public-url") {
+		t.Fatalf("no warning of the other public URL:\n%s", b.Logs())
 	}
 }

@@ -240,6 +240,13 @@ func (a *API) refuse(w http.ResponseWriter, r *http.Request, subject, source str
 		fe, _ := fault.As(err)
 		oauthError(w, http.StatusTooManyRequests, fe.Code, fe.Msg, 90055)
 		return
+	case fault.KindOf(err) == fault.Unavailable:
+		// The directory cannot be read now (its database is down): a
+		// transient failure to retry, never a verdict on the credential.
+		a.log.WarnContext(ctx, "token request failed: unavailable", "err", err)
+		w.Header().Set("Retry-After", "5")
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the service cannot issue tokens now; retry later", 90033)
+		return
 	case fault.KindOf(err) == fault.Internal:
 		a.log.ErrorContext(ctx, "token request failed", "err", err)
 		oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)

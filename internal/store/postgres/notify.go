@@ -230,8 +230,8 @@ func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 
 // startListener opens the LISTEN connection (so that Open fails if it
 // cannot) and starts delivering.
-func (db *DB) startListener(ctx context.Context) error {
-	l := &listener{cfg: db.pool.Config().ConnConfig, node: db.node, hub: &db.hub, log: slog.Default(), done: make(chan struct{})}
+func (db *DB) startListener(ctx context.Context, log *slog.Logger) error {
+	l := &listener{cfg: db.pool.Config().ConnConfig, node: db.node, hub: &db.hub, log: log, done: make(chan struct{})}
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return errors.Join(errors.New("postgres: listening for other nodes' changes"), err)

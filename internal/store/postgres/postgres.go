@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -56,8 +57,13 @@ var _ store.Store = (*DB)(nil)
 const writeLock = 0x6b657977_77726974 // "keywwrit"
 
 // Open connects to the database at url (a PostgreSQL URL or key=value
-// string, as pgx takes) and brings its schema up to date.
-func Open(ctx context.Context, url string) (*DB, error) {
+// string, as pgx takes) and brings its schema up to date. The change
+// listener logs to slog's default logger; see OpenWithLog.
+func Open(ctx context.Context, url string) (*DB, error) { return OpenWithLog(ctx, url, slog.Default()) }
+
+// OpenWithLog is Open whose change listener logs (connections lost and
+// regained) to log.
+func OpenWithLog(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -74,7 +80,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	if err := db.startListener(ctx); err != nil {
+	if err := db.startListener(ctx, log); err != nil {
 		pool.Close()
 		return nil, err
 	}
