@@ -331,12 +331,12 @@ func (s *Server) sealKeyExpected(ctx context.Context, path string) error {
 	if err := s.store.View(ctx, func(tx store.Tx) (err error) { n, err = tx.GetNode(ctx); return err }); err != nil {
 		return err
 	}
-	if n.Seal == "" {
-		return nil
+	if n.Seal != "file" {
+		return nil // never sealed, or by another seal (openSeal says so)
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("server: the store is sealed already (%s seal), but the seal key %s does not exist: "+
-			"copy the key the first node made (every node of a cluster uses the same one)", n.Seal, path)
+		return fmt.Errorf("server: the store is sealed already, but the seal key %s does not exist: "+
+			"copy the key the first node made (every node of a cluster uses the same one)", path)
 	}
 	return nil
 }
