@@ -262,7 +262,7 @@ func tls12Suites() []uint16 {
 // the data directory (the embedded default).
 func openStore(ctx context.Context, cfg Config, dir string) (store.Store, error) {
 	if cfg.DatabaseURL != "" {
-		db, err := postgres.OpenWithLog(ctx, cfg.DatabaseURL, cfg.Log)
+		db, err := postgres.OpenWith(ctx, cfg.DatabaseURL, postgres.Options{Log: cfg.Log})
 		if err != nil {
 			return nil, fmt.Errorf("server: the database at --database: %w", err)
 		}

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,8 +48,9 @@ type DB struct {
 	pool *pgxpool.Pool
 	hub  store.Hub
 	// node tells this DB's notifications from other nodes'.
-	node     string
-	listener *listener
+	node        string
+	listener    *listener
+	lockTimeout time.Duration
 }
 
 var _ store.Store = (*DB)(nil)
@@ -56,14 +58,37 @@ var _ store.Store = (*DB)(nil)
 // writeLock is the advisory lock every Update holds until it ends.
 const writeLock = 0x6b657977_77726974 // "keywwrit"
 
-// Open connects to the database at url (a PostgreSQL URL or key=value
-// string, as pgx takes) and brings its schema up to date. The change
-// listener logs to slog's default logger; see OpenWithLog.
-func Open(ctx context.Context, url string) (*DB, error) { return OpenWithLog(ctx, url, slog.Default()) }
+// Options tune a DB; the zero value is the defaults.
+type Options struct {
+	// Log receives the change listener's reports (connections lost and
+	// regained); default slog's.
+	Log *slog.Logger
+	// ReplyTimeout bounds every wait for the server's reply (default
+	// 15 s): a cut network or a stopped server fails the connection
+	// rather than hang the statement. A statement that legitimately runs
+	// longer must not exist on the request path.
+	ReplyTimeout time.Duration
+	// LockTimeout bounds the wait to begin a transaction and, for an
+	// Update, to take the write lock (default 10 s); past it the caller
+	// gets store.ErrUnavailable and may retry.
+	LockTimeout time.Duration
+}
 
-// OpenWithLog is Open whose change listener logs (connections lost and
-// regained) to log.
-func OpenWithLog(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
+// Open connects to the database at url (a PostgreSQL URL or key=value
+// string, as pgx takes) and brings its schema up to date.
+func Open(ctx context.Context, url string) (*DB, error) { return OpenWith(ctx, url, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, url string, o Options) (*DB, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.ReplyTimeout <= 0 {
+		o.ReplyTimeout = 15 * time.Second
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 10 * time.Second
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -71,20 +96,69 @@ func OpenWithLog(ctx context.Context, url string, log *slog.Logger) (*DB, error)
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
+	dial := cfg.ConnConfig.DialFunc
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &replyBound{Conn: c, timeout: o.ReplyTimeout}, nil
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	db := &DB{pool: pool, node: newNodeID()}
+	db := &DB{pool: pool, node: newNodeID(), lockTimeout: o.LockTimeout}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	if err := db.startListener(ctx, log); err != nil {
+	if err := db.startListener(ctx, o.Log); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// replyBound is a connection whose every read waits at most timeout (or
+// less, when pgx set an earlier deadline to interrupt a cancelled
+// context): a transaction's statements use their caller's context, which
+// often has no deadline (background work), and the server's reply must
+// not be awaited forever when the network is cut or the server stopped.
+// A long transaction of many statements is not bounded as a whole.
+type replyBound struct {
+	net.Conn
+	timeout time.Duration
+
+	mu       sync.Mutex
+	deadline time.Time // the read deadline pgx set; zero for none
+}
+
+func (c *replyBound) Read(b []byte) (int, error) {
+	d := time.Now().Add(c.timeout)
+	c.mu.Lock()
+	if !c.deadline.IsZero() && c.deadline.Before(d) {
+		d = c.deadline
+	}
+	c.mu.Unlock()
+	if err := c.Conn.SetReadDeadline(d); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *replyBound) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *replyBound) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
 }
 
 // Close stops listening and closes the pool.
@@ -126,37 +200,37 @@ func (db *DB) Stats() store.Stats {
 func (db *DB) Subscribe(fn func([]store.Change)) func() { return db.hub.Subscribe(fn) }
 
 // connectTimeout bounds a new connection when the URL sets none
-// (connect_timeout), and txTimeout a whole transaction: a request meets a
-// database it cannot reach with an error in bounded time, never a hang.
-const (
-	connectTimeout = 3 * time.Second
-	txTimeout      = 10 * time.Second
-)
+// (connect_timeout). With Options.LockTimeout and ReplyTimeout, a request
+// meets a database it cannot reach with an error in bounded time, never a
+// hang.
+const connectTimeout = 3 * time.Second
 
 func (db *DB) run(ctx context.Context, opts pgx.TxOptions, t *txn, fn func(store.Tx) error) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, txTimeout)
-	defer cancel()
 	var tx pgx.Tx
 	defer func() {
 		if err != nil && unreachable(err, tx) {
 			err = fault.Wrap(store.ErrUnavailable, err)
 		}
 	}()
-	tx, err = db.pool.BeginTx(ctx, opts)
+	// Beginning (a connection from the pool) and the write lock wait at
+	// most lockTimeout: behind a long writer, or a database away.
+	start, cancel := context.WithTimeout(ctx, db.lockTimeout)
+	defer cancel()
+	tx, err = db.pool.BeginTx(start, opts)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			tx.Rollback(context.WithoutCancel(ctx))
+			db.rollback(ctx, tx)
 			panic(p)
 		}
 		if err != nil {
-			tx.Rollback(context.WithoutCancel(ctx))
+			db.rollback(ctx, tx)
 		}
 	}()
 	if opts.AccessMode != pgx.ReadOnly {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(writeLock)); err != nil {
+		if _, err := tx.Exec(start, `SELECT pg_advisory_xact_lock($1)`, int64(writeLock)); err != nil {
 			return fmt.Errorf("postgres: taking the write lock: %w", err)
 		}
 	}
@@ -173,6 +247,14 @@ func (db *DB) run(ctx context.Context, opts pgx.TxOptions, t *txn, fn func(store
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil
+}
+
+// rollback ends a failed transaction, briefly: on a broken connection
+// there is nothing to wait for.
+func (db *DB) rollback(ctx context.Context, tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	tx.Rollback(ctx)
 }
 
 // txn implements store.Tx over one pgx.Tx.
