@@ -66,8 +66,8 @@ func stateMetrics(s *Server) []prometheus.Collector {
 			func() float64 { return b2f(f()) })
 	}
 	stats := func() store.Stats {
-		if r, ok := s.store.(store.StatsReporter); ok {
-			return r.Stats()
+		if s.stats != nil {
+			return s.stats.Stats()
 		}
 		return store.Stats{}
 	}
@@ -95,6 +95,10 @@ func stateMetrics(s *Server) []prometheus.Collector {
 		gauge("invalidation_listening", "1 while this node hears other nodes' changes (0: its caches are dropped until it does).",
 			func() float64 { return b2f(stats().Listening) }),
 		held("rotation", s.rotator.Held),
+	}
+	if s.clock != nil {
+		out = append(out, gauge("clock_skew_seconds", "This node's clock minus the database's; past 2 s the node takes no leases.",
+			func() float64 { return s.clock.Skew().Seconds() }))
 	}
 	if s.pim != nil {
 		out = append(out, held("pim-expiry", s.pim.Held))

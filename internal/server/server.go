@@ -156,6 +156,8 @@ type Server struct {
 	rotator    *keys.Rotator
 	keys       *keys.Service
 	seal       domain.Seal // the node seal, for the readiness probe
+	stats      store.StatsReporter
+	clock      *clockGuard // nil for a store of this node's own
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
 	pimLoop    func(context.Context) // ends expired PIM access (pim.go)
@@ -212,6 +214,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.store, err = openStore(ctx, s.cfg, dir); err != nil {
 		s.unlock()
 		return nil, err
+	}
+	s.stats, _ = s.store.(store.StatsReporter)
+	if c, ok := s.store.(store.Clock); ok {
+		// A shared store: leases only while this node's clock is in step.
+		s.clock = newClockGuard(c, time.Now, s.log)
+		if err := s.clock.measure(ctx); err != nil {
+			s.log.Warn("measuring the clock skew", "err", err)
+		}
+		s.store = leaseGuarded{Store: s.store, allow: s.clock.allow}
 	}
 	if err := s.build(ctx); err != nil {
 		s.Close()
@@ -525,6 +536,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	rotCtx, stopRotation := context.WithCancel(ctx)
 	defer stopRotation()
 	go s.rotator.Run(rotCtx, interval)
+	if s.clock != nil {
+		go s.clock.run(rotCtx)
+	}
 	if s.cfg.MetricsListen != "" {
 		go func() {
 			if err := s.serveMetrics(rotCtx, s.cfg.MetricsListen); err != nil {

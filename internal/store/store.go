@@ -42,6 +42,13 @@ type Stats struct {
 	Listening       bool
 }
 
+// Clock is a store whose server keeps time for the nodes that share it:
+// they compare their own clocks with it (leases are judged by the nodes'
+// clocks).
+type Clock interface {
+	DatabaseTime(ctx context.Context) (time.Time, error)
+}
+
 // StatsReporter is a store that reports Stats.
 type StatsReporter interface {
 	Stats() Stats

@@ -196,6 +196,15 @@ func (db *DB) Stats() store.Stats {
 	return st
 }
 
+// DatabaseTime implements store.Clock: the server's clock now.
+func (db *DB) DatabaseTime(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := db.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t); err != nil {
+		return time.Time{}, fmt.Errorf("postgres: reading the clock: %w", err)
+	}
+	return t, nil
+}
+
 // Subscribe implements store.Store.
 func (db *DB) Subscribe(fn func([]store.Change)) func() { return db.hub.Subscribe(fn) }
 
