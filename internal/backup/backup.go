@@ -225,7 +225,14 @@ func (s *Service) finish(ctx context.Context, j Job, folder string, err error) {
 	// The job's outcome must not be lost to a cancelled request context.
 	ctx = context.WithoutCancel(ctx)
 	for attempt := 0; ; attempt++ {
-		werr := s.store.Update(ctx, func(tx store.Tx) error { return tx.UpdateJob(ctx, toRecord(j)) })
+		werr := s.store.Update(ctx, func(tx store.Tx) error {
+			// A job another node failed (its lease lapsed: this node was
+			// cut off) keeps that verdict.
+			if r, err := tx.GetJob(ctx, j.HSM, j.ID); err != nil || r.Status != store.JobRunning {
+				return err
+			}
+			return tx.UpdateJob(ctx, toRecord(j))
+		})
 		if werr == nil || attempt == 4 {
 			return
 		}

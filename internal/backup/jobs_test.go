@@ -114,4 +114,9 @@ func TestJobsOfADeadNode(t *testing.T) {
 	if j, err := b.Job(ctx, "pool", next.ID); err != nil || j.Status != InProgress || j.Node != "node-a" {
 		t.Fatalf("the new job, through the other node: %+v, %v", j, err)
 	}
+	// Node b was only cut off: its job ends, but the verdict stands.
+	b.finish(ctx, orphan, "https://account/container/late", nil)
+	if j, err := a.Job(ctx, "pool", orphan.ID); err != nil || j.Status != Failed {
+		t.Fatalf("the failed job after its node finished it late: %+v, %v", j, err)
+	}
 }
