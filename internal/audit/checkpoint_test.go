@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,11 +28,17 @@ func checkpointed(t *testing.T, n int) (*Journal, []string, []string, ed25519.Pu
 }
 
 func checkpointedWith(t *testing.T, n int, key ed25519.PrivateKey) (*Journal, []string, []string) {
+	return checkpointedOn(t, n, key, "")
+}
+
+// checkpointedOn is checkpointedWith on the journal of a cluster node.
+func checkpointedOn(t *testing.T, n int, key ed25519.PrivateKey, node string) (*Journal, []string, []string) {
 	t.Helper()
 	j, err := OpenJournal(t.TempDir(), 0, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
+	j.SetNode(node)
 	c, err := StartCheckpointer(CheckpointerConfig{Journal: j, Key: key, Interval: 20 * time.Millisecond, Log: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
@@ -324,5 +331,48 @@ func TestNewStreamIsCheckpointedPromptly(t *testing.T) {
 			t.Fatalf("no checkpoint of a new stream after 5 s: %v", cps)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The nodes of a cluster sign checkpoints with one key and append to the
+// same blobs, each its own chain of each stream: interleaved, the records
+// and checkpoints of two nodes split into two chains that each verify
+// against their own checkpoints; a record moved into the other node's
+// chain, or relabelled, does not.
+func TestClusterChainsVerifyApart(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	_, journalA, cpsA := checkpointedOn(t, 7, key, "node-a")
+	_, journalB, cpsB := checkpointedOn(t, 9, key, "node-b")
+	var blob, cps []string // as shippers leave them: interleaved
+	for i := 0; i < max(len(journalA), len(journalB)); i++ {
+		if i < len(journalA) {
+			blob = append(blob, journalA[i])
+		}
+		if i < len(journalB) {
+			blob = append(blob, journalB[i])
+		}
+	}
+	cps = append(append(cps, cpsB...), cpsA...)
+	if _, err := verifyCheckpointed(t, blob, cps, pub); err == nil {
+		t.Fatal("two nodes' interleaved records verified as one chain")
+	}
+	chains, err := SplitChains(strings.NewReader(strings.Join(blob, "\n")))
+	if err != nil || len(chains) != 2 {
+		t.Fatalf("split: %d chains, %v", len(chains), err)
+	}
+	for name, want := range map[string]int{"node-a/h": 7, "node-b/h": 9} {
+		rep, err := verifyCheckpointed(t, strings.Split(strings.TrimSpace(string(chains[name])), "\n"), cps, pub)
+		if err != nil || rep.Records != want || rep.Node != name[:6] || rep.Uncovered != 0 {
+			t.Fatalf("chain %s: %+v, %v", name, rep, err)
+		}
+	}
+	// Node b's last record moved to node a's chain: relabelled, its hash
+	// breaks; appended as is, the chain changes node.
+	moved := strings.Replace(journalB[len(journalB)-1], `"node":"node-b"`, `"node":"node-a"`, 1)
+	if _, err := verifyCheckpointed(t, append(slices.Clone(journalA), moved), cps, pub); err == nil {
+		t.Fatal("a record relabelled to another node verified")
+	}
+	if _, err := Verify(strings.NewReader(strings.Join(append(slices.Clone(journalA), journalB[len(journalB)-1]), "\n"))); err == nil {
+		t.Fatal("a chain that changes node verified")
 	}
 }

@@ -57,6 +57,8 @@ func walk(r io.Reader, each func(e *Event) error) (int, error) {
 			return n, &ChainError{Line: line, Sequence: e.Sequence, Reason: "the first record names a predecessor"}
 		case prev != nil && e.Stream != prev.Stream:
 			return n, &ChainError{Line: line, Sequence: e.Sequence, Reason: fmt.Sprintf("it belongs to stream %q, not %q", e.Stream, prev.Stream)}
+		case prev != nil && e.Node != prev.Node:
+			return n, &ChainError{Line: line, Sequence: e.Sequence, Reason: fmt.Sprintf("it was written by node %q, not %q", e.Node, prev.Node)}
 		case prev != nil && e.Sequence <= prev.Sequence:
 			return n, &ChainError{Line: line, Sequence: e.Sequence, Reason: fmt.Sprintf("it comes after sequence %d (reordered or repeated)", prev.Sequence)}
 		case prev != nil && e.Sequence != prev.Sequence+1:
@@ -110,6 +112,7 @@ func (e *CheckpointError) Error() string {
 
 // Report is what VerifyCheckpointed found in a journal that holds.
 type Report struct {
+	Node        string // the cluster node that wrote it ("" for one node)
 	Stream      string
 	Records     int
 	First, Last uint64 // sequence numbers of the first and last records
@@ -131,28 +134,32 @@ type Report struct {
 // a *ChainError when the chain itself breaks. Records after the last
 // checkpoint are not an error; the Report counts them.
 func VerifyCheckpointed(r io.Reader, cps []Checkpoint, pub ed25519.PublicKey) (*Report, error) {
-	byStream := map[string][]*Checkpoint{}
+	// Chains are a node's stream: the nodes of a cluster sign with one
+	// key, and each keeps its own chain of each stream.
+	byChain := map[string][]*Checkpoint{}
 	for i := range cps {
 		c := &cps[i]
 		if !c.verify(pub) {
-			return nil, &CheckpointError{Problem: Forged, Stream: c.Stream, Index: c.Index,
+			return nil, &CheckpointError{Problem: Forged, Stream: c.chainName(), Index: c.Index,
 				Reason: fmt.Sprintf("its signature (key %s) does not verify with the public key (key %s)", c.KeyID, KeyID(pub))}
 		}
-		byStream[c.Stream] = append(byStream[c.Stream], c)
+		byChain[c.chainName()] = append(byChain[c.chainName()], c)
 	}
-	for stream, list := range byStream {
-		list, err := orderCheckpoints(stream, list)
+	for chain, list := range byChain {
+		list, err := orderCheckpoints(chain, list)
 		if err != nil {
 			return nil, err
 		}
-		byStream[stream] = list
+		byChain[chain] = list
 	}
 	rep := &Report{}
-	at := map[uint64][]*Checkpoint{} // the stream's checkpoints by LastSequence
+	chain := ""
+	at := map[uint64][]*Checkpoint{} // the chain's checkpoints by LastSequence
 	n, err := walk(r, func(e *Event) error {
 		if rep.Stream == "" {
-			rep.Stream, rep.First = e.Stream, e.Sequence
-			for _, c := range byStream[e.Stream] {
+			rep.Node, rep.Stream, rep.First = e.Node, e.Stream, e.Sequence
+			chain = e.chainName()
+			for _, c := range byChain[chain] {
 				at[c.LastSequence] = append(at[c.LastSequence], c)
 			}
 		}
@@ -171,14 +178,15 @@ func VerifyCheckpointed(r io.Reader, cps []Checkpoint, pub ed25519.PublicKey) (*
 	if err != nil {
 		return nil, err
 	}
-	if rep.Stream == "" && len(byStream) == 1 {
-		for s := range byStream {
-			rep.Stream = s // an empty journal: its checkpoints still speak
+	if rep.Stream == "" && len(byChain) == 1 {
+		for c, list := range byChain {
+			chain = c // an empty journal: its checkpoints still speak
+			rep.Node, rep.Stream = list[0].Node, list[0].Stream
 		}
 	}
-	list := byStream[rep.Stream]
+	list := byChain[chain]
 	if len(list) == 0 {
-		return nil, &CheckpointError{Problem: MissingCheckpoint, Stream: rep.Stream,
+		return nil, &CheckpointError{Problem: MissingCheckpoint, Stream: chain,
 			Reason: "no checkpoint of this stream was given: its checkpoints were deleted, or never written"}
 	}
 	for _, c := range list {
@@ -225,4 +233,40 @@ func orderCheckpoints(stream string, list []*Checkpoint) ([]*Checkpoint, error) 
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// chainName names the chain of a record: its stream, and its node's name
+// before it in a cluster ("node/stream").
+func (e *Event) chainName() string { return chainName(e.Node, e.Stream) }
+
+func (c *Checkpoint) chainName() string { return chainName(c.Node, c.Stream) }
+
+func chainName(node, stream string) string {
+	if node == "" {
+		return stream
+	}
+	return node + "/" + stream
+}
+
+// SplitChains reads records (JSON lines, as delivered to blob storage,
+// where the nodes of a cluster append to the same blobs) and returns each
+// chain's lines in their order, by chain name ("node/stream", or the
+// stream for one node), so that each can be verified on its own. A line
+// that is no record is a *ChainError.
+func SplitChains(r io.Reader) (map[string][]byte, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	out := map[string][]byte{}
+	for line := 1; sc.Scan(); line++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var e struct{ Node, Stream string }
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return nil, &ChainError{Line: line, Reason: "not a JSON record"}
+		}
+		name := chainName(e.Node, e.Stream)
+		out[name] = append(append(out[name], sc.Bytes()...), '\n')
+	}
+	return out, sc.Err()
 }

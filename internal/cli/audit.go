@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -112,53 +115,91 @@ func auditVerify(e *env) *cobra.Command {
 			required(cmd, "file")
 		},
 		func(context.Context) (any, error) {
-			var readers []io.Reader
+			var all []byte
 			for _, f := range files {
 				b, err := os.ReadFile(f)
 				if err != nil {
 					return nil, err
 				}
-				readers = append(readers, bytes.NewReader(b))
-			}
-			journal := io.MultiReader(readers...)
-			if len(checkpoints) == 0 && publicKey == "" {
-				n, err := audit.Verify(journal)
-				if err != nil {
-					return nil, notIntact(err)
+				all = append(all, b...)
+				if len(b) > 0 && b[len(b)-1] != '\n' {
+					all = append(all, '\n')
 				}
-				return map[string]any{"files": files, "records": n, "intact": true,
-					"warning": "without --public-key, a cut tail cannot be seen: checkpoints were not checked"}, nil
 			}
-			if publicKey == "" {
-				return nil, usagef("--checkpoints needs --public-key, the server's checkpoint public key")
-			}
-			pemData, err := os.ReadFile(publicKey)
-			if err != nil {
-				return nil, err
-			}
-			pub, err := audit.ParsePublicKey(pemData)
-			if err != nil {
-				return nil, err
-			}
-			if len(checkpoints) == 0 {
-				checkpoints = []string{filepath.Join(filepath.Dir(files[0]), "checkpoints")}
-			}
-			cps, err := readCheckpoints(checkpoints)
-			if err != nil {
-				return nil, err
-			}
-			rep, err := audit.VerifyCheckpointed(journal, cps, pub)
+			// Files delivered to blob storage hold the chains of every node
+			// of a cluster, interleaved: each is verified on its own.
+			chains, err := audit.SplitChains(bytes.NewReader(all))
 			if err != nil {
 				return nil, notIntact(err)
 			}
-			out := map[string]any{"files": files, "stream": rep.Stream, "records": rep.Records, "intact": true,
-				"checkpoints": rep.Checkpoints, "coveredThrough": rep.CoveredThrough, "uncoveredRecords": rep.Uncovered}
-			if rep.Uncovered > 0 {
-				out["warning"] = fmt.Sprintf("records %d to %d are after the last checkpoint: no checkpoint vouches for them yet", rep.Last-rep.Uncovered+1, rep.Last)
+			names := slices.Sorted(maps.Keys(chains))
+			if len(names) == 0 {
+				names, chains = []string{""}, map[string][]byte{"": nil}
 			}
-			return out, nil
+			var pub ed25519.PublicKey
+			var cps []audit.Checkpoint
+			if len(checkpoints) > 0 || publicKey != "" {
+				if publicKey == "" {
+					return nil, usagef("--checkpoints needs --public-key, the server's checkpoint public key")
+				}
+				pemData, err := os.ReadFile(publicKey)
+				if err != nil {
+					return nil, err
+				}
+				if pub, err = audit.ParsePublicKey(pemData); err != nil {
+					return nil, err
+				}
+				if len(checkpoints) == 0 {
+					checkpoints = []string{filepath.Join(filepath.Dir(files[0]), "checkpoints")}
+				}
+				if cps, err = readCheckpoints(checkpoints); err != nil {
+					return nil, err
+				}
+			}
+			var results []map[string]any
+			for _, name := range names {
+				out, err := verifyChain(chains[name], cps, pub)
+				if err != nil {
+					if len(names) > 1 {
+						return nil, fmt.Errorf("chain %s: %w", name, err)
+					}
+					return nil, err
+				}
+				results = append(results, out)
+			}
+			if len(results) == 1 {
+				results[0]["files"] = files
+				return results[0], nil
+			}
+			return map[string]any{"files": files, "intact": true, "chains": results}, nil
 		})
 	return spaceSeparated(cmd, "file", &files)
+}
+
+// verifyChain checks one chain's records, and its checkpoints when pub is
+// given.
+func verifyChain(records []byte, cps []audit.Checkpoint, pub ed25519.PublicKey) (map[string]any, error) {
+	if pub == nil {
+		n, err := audit.Verify(bytes.NewReader(records))
+		if err != nil {
+			return nil, notIntact(err)
+		}
+		return map[string]any{"records": n, "intact": true,
+			"warning": "without --public-key, a cut tail cannot be seen: checkpoints were not checked"}, nil
+	}
+	rep, err := audit.VerifyCheckpointed(bytes.NewReader(records), cps, pub)
+	if err != nil {
+		return nil, notIntact(err)
+	}
+	out := map[string]any{"stream": rep.Stream, "records": rep.Records, "intact": true,
+		"checkpoints": rep.Checkpoints, "coveredThrough": rep.CoveredThrough, "uncoveredRecords": rep.Uncovered}
+	if rep.Node != "" {
+		out["node"] = rep.Node
+	}
+	if rep.Uncovered > 0 {
+		out["warning"] = fmt.Sprintf("records %d to %d are after the last checkpoint: no checkpoint vouches for them yet", rep.Last-rep.Uncovered+1, rep.Last)
+	}
+	return out, nil
 }
 
 // notIntact phrases what audit.Verify or audit.VerifyCheckpointed found.
