@@ -58,7 +58,7 @@ type Service struct {
 	slog  *slog.Logger
 	dir   *identity.Directory
 
-	node string
+	journal string // see Config.JournalID
 
 	// run serialises starting and stopping shippers.
 	run      sync.Mutex
@@ -88,26 +88,29 @@ type Config struct {
 	Directory *identity.Directory
 	// Egress guards the blob endpoints that account owners register.
 	Egress egress.Policy
-	// Node names this node. Each node of a cluster ships its own journal
-	// and keeps its own delivery cursors.
-	Node   string
-	Logger *slog.Logger
+	// JournalID names this node's audit journal: each node of a cluster
+	// ships its own journal and keeps its own delivery cursors under it
+	// ("" for a journal begun before nodes had them, whose cursors are
+	// the settings' own names).
+	JournalID string
+	Logger    *slog.Logger
 }
 
 // New returns the service.
 func New(cfg Config) *Service {
 	return &Service{store: cfg.Store, seal: cfg.Seal, log: cfg.Log, limit: cfg.Limit, dir: cfg.Directory, egress: cfg.Egress,
-		slog: cfg.Logger, node: cfg.Node, shippers: map[string]running{},
+		slog: cfg.Logger, journal: cfg.JournalID, shippers: map[string]running{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // cursorName is the name a setting's delivery cursor is kept under: the
-// setting's, and this node's when it has one.
+// setting's, and this node's journal's. A journal's identity, not the
+// node's name, so that a renamed node resumes where it stopped.
 func (s *Service) cursorName(setting string) string {
-	if s.node == "" {
+	if s.journal == "" {
 		return setting
 	}
-	return setting + "@" + s.node
+	return setting + "@" + s.journal
 }
 
 const kindAccountIdentity = "storageAccountIdentity"

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -114,7 +115,11 @@ func (s *Server) createAdmin(ctx context.Context, tenant string, b *Bootstrap) e
 			return fmt.Errorf("server: bootstrap administrator %s: %w", node.BootstrapAdmin, err)
 		}
 	}
-	secret, _, err := s.dir.AddSecret(ctx, p.ID, "bootstrap")
+	// One secret per node name: a node started again on a fresh data
+	// directory (a container's) replaces its earlier secret rather than
+	// add one per start, which would leave live administrator secrets
+	// behind and, at MaxSecrets, stop nodes from starting.
+	secret, _, err := s.dir.ReplaceSecretFor(ctx, p.ID, "bootstrap:"+s.cfg.NodeName, 365*24*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -60,3 +60,34 @@ func nodeName(dir, given string) (string, error) {
 	}
 	return name, nil
 }
+
+// journalIDFile names, in the audit journal's directory, the journal's
+// identity: what its delivery cursors are kept under in a shared store.
+const journalIDFile = "journal-id"
+
+// loadOrCreateJournalID returns the journal's identity, making it on
+// first start: random for a new journal, "" for one that has records
+// already (begun before journals had identities: its cursors are kept
+// under the settings' bare names, and it goes on using them).
+func loadOrCreateJournalID(dir string) (string, error) {
+	path := filepath.Join(dir, journalIDFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("server: reading the journal id: %w", err)
+	}
+	id := ""
+	if old, _ := filepath.Glob(filepath.Join(dir, "*.jsonl")); len(old) == 0 {
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		id = hex.EncodeToString(b)
+	}
+	if err := writeFileAtomic(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return id, nil
+}

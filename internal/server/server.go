@@ -412,6 +412,10 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	journal.SetNode(s.cfg.NodeName)
+	journalID, err := loadOrCreateJournalID(journal.Dir())
+	if err != nil {
+		return err
+	}
 	s.closers = append(s.closers, journal.Close)
 	s.audit = audit.NewLog(journal)
 	if err := s.startAuditCheckpoints(ctx, seal, journal); err != nil {
@@ -435,7 +439,7 @@ func (s *Server) build(ctx context.Context) error {
 		limit = 256 << 20
 	}
 	diag := diagnostics.New(diagnostics.Config{Store: s.store, Seal: seal, Log: s.audit, Limit: limit, Directory: s.dir,
-		Egress: egressPolicy, Node: s.cfg.NodeName, Logger: s.log})
+		Egress: egressPolicy, JournalID: journalID, Logger: s.log})
 	scopes := arm.Scopes{ControlPlane: cp, Diagnostics: diag, Subscription: subscription}
 	s.armRBAC = armrbac.NewService(s.store, s.dir, clock, scopes.Exists)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
+	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
@@ -172,5 +174,34 @@ func TestAnotherPublicURLIsWarnedOf(t *testing.T) {
 	b := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile = db, seal })
 	if !strings.Contains(b.Logs(), "give every node the same --public-url") {
 		t.Fatalf("no warning of the other public URL:\n%s", b.Logs())
+	}
+}
+
+// A node started again and again on fresh data directories (a container's)
+// under one name keeps one bootstrap secret, the latest: it neither piles
+// up live administrator secrets nor, at the limit, stops starting.
+func TestRejoiningNodeReplacesItsBootstrapSecret(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartPostgres(t)
+	seal := filepath.Join(t.TempDir(), "seal.key")
+	servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile, c.NodeName = db, seal, "first" })
+	var last, previous *servertest.Env
+	for range identity.MaxSecrets + 2 {
+		if last != nil {
+			last.Stop()
+		}
+		previous = last
+		last = servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.DatabaseURL, c.SealKeyFile, c.NodeName = db, seal, "ephemeral" })
+	}
+	token := func(secret string) error {
+		_, err := last.Credential(last.Boot.ClientID, secret).GetToken(ctx,
+			policy.TokenRequestOptions{Scopes: []string{"https://managedhsm.azure.net/.default"}})
+		return err
+	}
+	if err := token(last.Boot.ClientSecret); err != nil {
+		t.Fatalf("the latest start's secret: %v", err)
+	}
+	if err := token(previous.Boot.ClientSecret); err == nil {
+		t.Fatal("the secret of the node's previous start still works")
 	}
 }
