@@ -1,10 +1,18 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
@@ -82,5 +91,60 @@ func TestPublicURLAndSealKeyFile(t *testing.T) {
 	}
 	if got := env.Server.HSMURI("contoso"); got != "https://contoso.mhsm.localhost:"+public[strings.LastIndex(public, ":")+1:] {
 		t.Fatalf("HSM URI %q", got)
+	}
+}
+
+// writeLegacyCA writes a CA as an earlier single-node version kept it in
+// dir: ca.pem and, in the clear, ca-key.pem.
+func writeLegacyCA(t *testing.T, dir string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Keyward local CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	must(t, err)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	must(t, os.WriteFile(filepath.Join(dir, "ca.pem"), certPEM, 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "ca-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
+	return certPEM
+}
+
+// A data directory of an earlier version keeps its CA (its clients go on
+// trusting the server), whose key then lives only sealed in the store: the
+// plaintext file goes, on this start and on any later one that finds it
+// again (a start cut short after the adoption). A data directory holding
+// another CA's key is refused rather than left with that key in the clear.
+func TestLegacyCAIsAdoptedAndItsKeyFileRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	legacy := writeLegacyCA(t, dir)
+	keyFile, _ := os.ReadFile(filepath.Join(dir, "ca-key.pem"))
+	env := servertest.StartIn(t, dir)
+	if got, _ := os.ReadFile(filepath.Join(dir, "ca.pem")); !bytes.Equal(got, legacy) {
+		t.Fatal("the earlier CA was not kept")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ca-key.pem")); err == nil {
+		t.Fatal("the plaintext CA key is still in the data directory")
+	}
+	if _, err := env.Keys.GetKey(ctx, "absent", "", nil); status(err) != 404 {
+		t.Fatalf("a client trusting the earlier CA: %v", err)
+	}
+	env.Stop()
+	must(t, os.WriteFile(filepath.Join(dir, "ca-key.pem"), keyFile, 0o600))
+	servertest.StartIn(t, dir).Stop()
+	if _, err := os.Stat(filepath.Join(dir, "ca-key.pem")); err == nil {
+		t.Fatal("the CA key found again on a later start stayed")
+	}
+
+	other := t.TempDir()
+	writeLegacyCA(t, other)
+	foreign, _ := os.ReadFile(filepath.Join(other, "ca-key.pem"))
+	must(t, os.WriteFile(filepath.Join(dir, "ca-key.pem"), foreign, 0o600))
+	if _, err := servertest.TryStart(t, dir, nil); err == nil || !strings.Contains(err.Error(), "not the cluster's") {
+		t.Fatalf("a start beside another CA's key: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -189,30 +190,62 @@ func (s *Server) probes(next http.Handler) http.Handler {
 			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		checks := map[string]string{"store": "ok", "audit": "ok", "seal": "ok"}
-		ready := true
-		if err := s.store.View(ctx, func(tx store.Tx) error { _, err := tx.GetNode(ctx); return err }); err != nil {
-			checks["store"], ready = "unreachable", false
-			s.log.Warn("not ready: the store does not answer", "err", err)
-		}
-		if err := s.audit.Ready(); err != nil {
-			checks["audit"], ready = "cannot keep records", false
-		}
-		// A PKCS#11 token can go away (its session, its device); sealing a
-		// few bytes shows it is there.
-		if _, err := s.seal.Seal(ctx, []byte("ready"), []byte("keyward readiness probe")); err != nil {
-			checks["seal"], ready = "cannot seal", false
-			s.log.Warn("not ready: the seal does not seal", "err", err)
-		}
-		status := http.StatusOK
-		if !ready {
-			status = http.StatusServiceUnavailable
+		status, body := s.readiness.check(r.Context(), s.readyChecks)
+		if status != http.StatusOK {
 			w.Header().Set("Retry-After", "5")
 		}
-		httpx.WriteJSON(w, status, map[string]any{"status": map[bool]string{true: "ready", false: "not ready"}[ready], "checks": checks})
+		httpx.WriteJSON(w, status, body)
 	})
+}
+
+// readinessEvery is how often /readyz checks for real: however many
+// probes come (it needs no token), the store, the audit log and the seal
+// are asked at most once a second.
+const readinessEvery = time.Second
+
+// readiness keeps the last readiness verdict, shared by every probe.
+type readiness struct {
+	mu     sync.Mutex
+	at     time.Time
+	status int
+	body   map[string]any
+}
+
+// check returns the verdict, computing it with run when the last is older
+// than readinessEvery. Probes arriving meanwhile wait for it.
+func (rd *readiness) check(ctx context.Context, run func(context.Context) (int, map[string]any)) (int, map[string]any) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if rd.body == nil || time.Since(rd.at) >= readinessEvery {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		rd.status, rd.body = run(ctx)
+		rd.at = time.Now()
+	}
+	return rd.status, rd.body
+}
+
+// readyChecks asks the store, the audit log and the seal.
+func (s *Server) readyChecks(ctx context.Context) (int, map[string]any) {
+	checks := map[string]string{"store": "ok", "audit": "ok", "seal": "ok"}
+	ready := true
+	if err := s.store.View(ctx, func(tx store.Tx) error { _, err := tx.GetNode(ctx); return err }); err != nil {
+		checks["store"], ready = "unreachable", false
+		s.log.Warn("not ready: the store does not answer", "err", err)
+	}
+	if err := s.audit.Ready(); err != nil {
+		checks["audit"], ready = "cannot keep records", false
+	}
+	// A PKCS#11 token can go away (its session, its device); sealing a
+	// few bytes shows it is there.
+	if _, err := s.seal.Seal(ctx, []byte("ready"), []byte("keyward readiness probe")); err != nil {
+		checks["seal"], ready = "cannot seal", false
+		s.log.Warn("not ready: the seal does not seal", "err", err)
+	}
+	if !ready {
+		return http.StatusServiceUnavailable, map[string]any{"status": "not ready", "checks": checks}
+	}
+	return http.StatusOK, map[string]any{"status": "ready", "checks": checks}
 }
 
 // ServeHTTP serves a request through the front door.

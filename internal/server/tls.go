@@ -122,8 +122,8 @@ type storedCA struct {
 // every node of a cluster issues its server certificate under the one CA
 // clients trust. The first node to start makes it, adopting the CA an
 // earlier single-node version kept in dir (ca.pem, ca-key.pem) so clients
-// keep trusting it; the adopted key file is then removed, since the key
-// is kept sealed.
+// keep trusting it; the key file is then removed (removeLocalCAKey),
+// since the key is kept sealed.
 func loadOrCreateCA(ctx context.Context, st store.Store, seal domain.Seal, dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	var found *store.Object
 	err := st.View(ctx, func(tx store.Tx) (err error) {
@@ -133,9 +133,8 @@ func loadOrCreateCA(ctx context.Context, st store.Store, seal domain.Seal, dir s
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, nil, fmt.Errorf("server: reading the cluster CA: %w", err)
 	}
-	adopted := false
 	if found == nil {
-		cert, key, legacy, err := localOrNewCA(dir)
+		cert, key, err := localOrNewCA(dir)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -162,7 +161,7 @@ func loadOrCreateCA(ctx context.Context, st store.Store, seal domain.Seal, dir s
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			found, adopted = &store.Object{Kind: kindClusterCA, ID: "ca", Data: data}, legacy
+			found = &store.Object{Kind: kindClusterCA, ID: "ca", Data: data}
 			return tx.PutObject(ctx, found)
 		})
 		if err != nil {
@@ -189,33 +188,58 @@ func loadOrCreateCA(ctx context.Context, st store.Store, seal domain.Seal, dir s
 	if err := writePEM(filepath.Join(dir, caCertFile), "CERTIFICATE", cert.Raw, 0o644); err != nil {
 		return nil, nil, err
 	}
-	if adopted {
-		if err := os.Remove(filepath.Join(dir, caKeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("server: removing the adopted CA key file: %w", err)
-		}
+	if err := removeLocalCAKey(dir, key); err != nil {
+		return nil, nil, err
 	}
 	return cert, key, nil
 }
 
-// localOrNewCA returns the CA an earlier version kept in dir (legacy
-// true), or a new one.
-func localOrNewCA(dir string) (cert *x509.Certificate, key *ecdsa.PrivateKey, legacy bool, err error) {
+// removeLocalCAKey removes the plaintext CA key an earlier version kept in
+// dir once the cluster CA (kept sealed) has it: on every start, so that a
+// start cut short after the adoption, or a node that joined with an old
+// data directory, does not keep it. A key file of another CA is an error:
+// clients may still trust that CA, and its key lies in the clear.
+func removeLocalCAKey(dir string, clusterKey *ecdsa.PrivateKey) error {
+	path := filepath.Join(dir, caKeyFile)
+	keyPEM, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: reading %s: %w", path, err)
+	}
+	if block, _ := pem.Decode(keyPEM); block != nil {
+		if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+			if ek, ok := k.(*ecdsa.PrivateKey); ok && ek.Equal(clusterKey) {
+				if err := os.Remove(path); err != nil {
+					return fmt.Errorf("server: removing the plaintext CA key %s: %w", path, err)
+				}
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("server: %s holds the key of a CA that is not the cluster's (this data directory was another "+
+		"server's): clients that trust its ca.pem should stop; remove the key file to start", path)
+}
+
+// localOrNewCA returns the CA an earlier version kept in dir, or a new one.
+func localOrNewCA(dir string) (cert *x509.Certificate, key *ecdsa.PrivateKey, err error) {
 	certPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
 	keyPEM, kerr := os.ReadFile(filepath.Join(dir, caKeyFile))
 	if err == nil && kerr == nil {
 		c, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("server: loading the CA in %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("server: loading the CA in %s: %w", dir, err)
 		}
 		key, ok := c.PrivateKey.(*ecdsa.PrivateKey)
 		if !ok {
-			return nil, nil, false, errors.New("server: the CA key is not ECDSA")
+			return nil, nil, errors.New("server: the CA key is not ECDSA")
 		}
-		return c.Leaf, key, true, nil
+		return c.Leaf, key, nil
 	}
 	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("server: generating CA key: %w", err)
+		return nil, nil, fmt.Errorf("server: generating CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
@@ -229,10 +253,10 @@ func localOrNewCA(dir string) (cert *x509.Certificate, key *ecdsa.PrivateKey, le
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("server: creating CA: %w", err)
+		return nil, nil, fmt.Errorf("server: creating CA: %w", err)
 	}
 	cert, err = x509.ParseCertificate(der)
-	return cert, key, false, err
+	return cert, key, err
 }
 
 func randomSerial() *big.Int {

@@ -62,3 +62,32 @@ func TestSkewedNodeTakesNoLease(t *testing.T) {
 		t.Fatalf("back in step: %v", err)
 	}
 }
+
+// However many probes come at once (they need no token), readiness is
+// checked for real at most once per readinessEvery.
+func TestReadinessIsCheckedOncePerSecond(t *testing.T) {
+	var rd readiness
+	var wg sync.WaitGroup
+	calls := 0
+	var mu sync.Mutex
+	run := func(context.Context) (int, map[string]any) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+		return 200, map[string]any{"status": "ready"}
+	}
+	for range 200 {
+		wg.Add(1)
+		go func() { defer wg.Done(); rd.check(context.Background(), run) }()
+	}
+	wg.Wait()
+	if calls != 1 {
+		t.Fatalf("%d real checks for 200 probes at once", calls)
+	}
+	rd.at = rd.at.Add(-readinessEvery)
+	rd.check(context.Background(), run)
+	if calls != 2 {
+		t.Fatalf("no new check after a second: %d", calls)
+	}
+}
