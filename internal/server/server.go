@@ -157,7 +157,7 @@ type Server struct {
 	keys       *keys.Service
 	seal       domain.Seal // the node seal, for the readiness probe
 	stats      store.StatsReporter
-	readiness  readiness // the last /readyz verdict (frontdoor.go)
+	readiness  readiness   // the last /readyz verdict (frontdoor.go)
 	clock      *clockGuard // nil for a store of this node's own
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
