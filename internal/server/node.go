@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/keyward/keyward/internal/store"
 )
 
 // nodeNameFile keeps the node's name in its data directory.
@@ -90,4 +95,108 @@ func loadOrCreateJournalID(dir string) (string, error) {
 		return "", err
 	}
 	return id, nil
+}
+
+// A node of a cluster claims its name and its journal in the store, and
+// renews the claim every nodeClaimEvery: a second live node with the same
+// name (a reused --node-name) or the same journal (a copied data
+// directory) would mix two nodes' audit chains and delivery cursors, and
+// fail each other's jobs at restart. It is refused at start.
+const (
+	kindNodeName    = "node-name"
+	kindNodeJournal = "node-journal"
+	nodeClaimEvery  = 10 * time.Second
+	nodeClaimLive   = 3 * nodeClaimEvery
+)
+
+// nodeClaim is a claim's record.
+type nodeClaim struct {
+	Name    string    `json:"name"`
+	Journal string    `json:"journal"`
+	Seen    time.Time `json:"seen"`
+}
+
+// claimNode claims (or renews) this node's name and journal, refusing
+// when another live node holds either.
+func (s *Server) claimNode(ctx context.Context) error {
+	mine := nodeClaim{Name: s.cfg.NodeName, Journal: s.journalID, Seen: time.Now().UTC()}
+	data, err := json.Marshal(mine)
+	if err != nil {
+		return err
+	}
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		keys := [][2]string{{kindNodeName, mine.Name}}
+		if mine.Journal != "" {
+			keys = append(keys, [2]string{kindNodeJournal, mine.Journal})
+		}
+		for _, k := range keys {
+			o, err := tx.GetObject(ctx, k[0], k[1])
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			var held nodeClaim
+			if json.Unmarshal(o.Data, &held) == nil && (held.Name != mine.Name || held.Journal != mine.Journal) &&
+				mine.Seen.Sub(held.Seen) < nodeClaimLive {
+				return fmt.Errorf("server: another live node (%s, journal %s, seen %s) already runs as %s %q: "+
+					"give each node its own --node-name and its own data directory", held.Name, held.Journal,
+					held.Seen.Format(time.RFC3339), strings.TrimPrefix(k[0], "node-"), k[1])
+			}
+		}
+		for _, k := range keys {
+			if err := tx.PutObject(ctx, &store.Object{Kind: k[0], ID: k[1], Data: data}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// releaseNodeClaim gives the name and journal up at shutdown, so that a
+// node restarted at once on a fresh data directory under the same name
+// (a container's) is not taken for a second live node.
+func (s *Server) releaseNodeClaim() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	released, err := json.Marshal(nodeClaim{Name: s.cfg.NodeName, Journal: s.journalID})
+	if err != nil {
+		return err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		for _, k := range [][2]string{{kindNodeName, s.cfg.NodeName}, {kindNodeJournal, s.journalID}} {
+			o, err := tx.GetObject(ctx, k[0], k[1])
+			if err != nil {
+				continue // none, or not ours to tell
+			}
+			var held nodeClaim
+			if json.Unmarshal(o.Data, &held) == nil && held.Name == s.cfg.NodeName && held.Journal == s.journalID {
+				if err := tx.PutObject(ctx, &store.Object{Kind: k[0], ID: k[1], Data: released}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("releasing this node's claim to its name", "err", err)
+	}
+	return nil
+}
+
+// renewNodeClaim renews the claim until ctx ends.
+func (s *Server) renewNodeClaim(ctx context.Context) {
+	t := time.NewTicker(nodeClaimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.claimNode(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("renewing this node's claim to its name", "err", err)
+			}
+		}
+	}
 }

@@ -158,6 +158,7 @@ type Server struct {
 	seal       domain.Seal // the node seal, for the readiness probe
 	stats      store.StatsReporter
 	readiness  readiness   // the last /readyz verdict (frontdoor.go)
+	journalID  string      // the audit journal's identity (node.go)
 	clock      *clockGuard // nil for a store of this node's own
 	cp         *controlplane.Service
 	armRBAC    *armrbac.Service
@@ -417,6 +418,13 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.journalID = journalID
+	if s.cfg.DatabaseURL != "" {
+		if err := s.claimNode(ctx); err != nil {
+			return err
+		}
+		s.closers = append(s.closers, s.releaseNodeClaim)
+	}
 	s.closers = append(s.closers, journal.Close)
 	s.audit = audit.NewLog(journal)
 	if err := s.startAuditCheckpoints(ctx, seal, journal); err != nil {
@@ -543,6 +551,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.rotator.Run(rotCtx, interval)
 	if s.clock != nil {
 		go s.clock.run(rotCtx)
+	}
+	if s.cfg.DatabaseURL != "" {
+		go s.renewNodeClaim(rotCtx)
 	}
 	if s.cfg.MetricsListen != "" {
 		go func() {

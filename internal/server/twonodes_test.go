@@ -205,3 +205,29 @@ func TestRejoiningNodeReplacesItsBootstrapSecret(t *testing.T) {
 		t.Fatal("the secret of the node's previous start still works")
 	}
 }
+
+// A second live node under a name another live node holds, or on a copy
+// of its data directory (its journal), is refused at start; once the
+// first has stopped, the name is free.
+func TestSecondLiveNodeOfOneNameIsRefused(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartPostgres(t)
+	seal := filepath.Join(t.TempDir(), "seal.key")
+	shared := func(name string) func(*server.Config) {
+		return func(c *server.Config) { c.DatabaseURL, c.SealKeyFile, c.NodeName = db, seal, name }
+	}
+	a := servertest.StartWith(t, t.TempDir(), shared("node-a"))
+	if _, err := servertest.TryStart(t, t.TempDir(), shared("node-a")); err == nil || !strings.Contains(err.Error(), "another live node") {
+		t.Fatalf("a second node-a: %v", err)
+	}
+	copied := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(copied, "audit"), 0o700))
+	id, err := os.ReadFile(filepath.Join(a.Dir, "audit", "journal-id"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(copied, "audit", "journal-id"), id, 0o600))
+	if _, err := servertest.TryStart(t, copied, shared("node-b")); err == nil || !strings.Contains(err.Error(), "another live node") {
+		t.Fatalf("a node on a copy of node-a's journal: %v", err)
+	}
+	a.Stop()
+	servertest.StartWith(t, t.TempDir(), shared("node-a"))
+}
