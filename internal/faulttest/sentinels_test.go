@@ -28,6 +28,7 @@ import (
 	"github.com/keyward/keyward/internal/pim"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/securitydomain"
+	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -96,6 +97,8 @@ var sentinels = map[string]*fault.Error{
 	"internal/pim.ErrNotCancelable":          pim.ErrNotCancelable,
 
 	"internal/store.ErrUnavailable": store.ErrUnavailable,
+
+	"internal/server.ErrClockSkew": server.ErrClockSkew,
 
 	"internal/rbac.ErrDenied":             rbac.ErrDenied,
 	"internal/rbac.ErrRoleNotFound":       rbac.ErrRoleNotFound,

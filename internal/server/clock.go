@@ -21,8 +21,8 @@ const maxClockSkew = 2 * time.Second
 // clockCheckEvery is how often the skew is measured.
 const clockCheckEvery = 10 * time.Second
 
-// errClockSkew refuses a lease to a node whose clock strays.
-var errClockSkew = fault.New(fault.Unavailable, "ServiceUnavailable",
+// ErrClockSkew refuses a lease to a node whose clock strays.
+var ErrClockSkew = fault.New(fault.Unavailable, "ServiceUnavailable",
 	"this node's clock is not in step with the database's: it does no scheduled work until its time is synchronised")
 
 // clockGuard measures the skew between this node's clock and a shared
@@ -86,7 +86,7 @@ func (g *clockGuard) run(ctx context.Context) {
 // allow says whether the node may take leases now.
 func (g *clockGuard) allow() error {
 	if !g.known.Load() || g.bad.Load() {
-		return errClockSkew
+		return ErrClockSkew
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func TestSkewedNodeTakesNoLease(t *testing.T) {
 	g := newClockGuard(dbClock, func() time.Time { return local }, slog.Default())
 	guarded := leaseGuarded{Store: db, allow: g.allow}
 
-	if _, err := store.TakeLease(ctx, guarded, "keys.rotator", "ahead", local, time.Minute); !errors.Is(err, errClockSkew) {
+	if _, err := store.TakeLease(ctx, guarded, "keys.rotator", "ahead", local, time.Minute); !errors.Is(err, ErrClockSkew) {
 		t.Fatalf("a lease before the skew is known: %v", err)
 	}
 	if err := g.measure(ctx); err != nil {
@@ -51,7 +51,7 @@ func TestSkewedNodeTakesNoLease(t *testing.T) {
 		t.Fatalf("the node in step: %v %v", held, err)
 	}
 	// Judged by its own clock, the in-step node's lease has long expired.
-	if held, err := store.TakeLease(ctx, guarded, "keys.rotator", "ahead", local, time.Minute); !errors.Is(err, errClockSkew) || held {
+	if held, err := store.TakeLease(ctx, guarded, "keys.rotator", "ahead", local, time.Minute); !errors.Is(err, ErrClockSkew) || held {
 		t.Fatalf("the node eight days ahead took the lease: %v %v", held, err)
 	}
 	local = now.Add(500 * time.Millisecond)
