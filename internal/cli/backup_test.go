@@ -40,8 +40,8 @@ func TestFullBackupAndRestore(t *testing.T) {
 	sdFile := filepath.Join(dir, "sd.json")
 	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
 		"--sd-quorum", "2", "--security-domain-file", sdFile)
-	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", me, "--role", "Managed HSM Crypto User")
-	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", me, "--role", "Managed HSM Crypto Officer")
+	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", me, "--scope", "/", "--role", "Managed HSM Crypto User")
+	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", me, "--scope", "/", "--role", "Managed HSM Crypto Officer")
 	app := env.ServicePrincipal("app")
 	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-a", "--assignee", app.ObjectID, "--scope", "/keys/signer",
 		"--role", "Managed HSM Crypto User")

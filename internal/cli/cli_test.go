@@ -35,6 +35,17 @@ func (k kw) ok(args ...string) string {
 	return strings.TrimSpace(out)
 }
 
+// fails runs a command that must fail with exit code want and returns its
+// standard error.
+func (k kw) fails(want int, args ...string) string {
+	k.t.Helper()
+	out, errs, code := k.run("", args...)
+	if code != want {
+		k.t.Fatalf("keyward %s: exit %d, want %d: %s%s", strings.Join(args, " "), code, want, out, errs)
+	}
+	return errs
+}
+
 func TestCLIStory(t *testing.T) {
 	t.Parallel()
 	env := servertest.Start(t)
@@ -110,7 +121,9 @@ func TestCLIStory(t *testing.T) {
 		t.Fatalf("bad kty: exit %d, %q", code, errs)
 	}
 	_, errs, code = admin.run("", "keyvault", "key", "show", "--hsm-name", "dev", "--name", "nope")
-	if code != 1 || !strings.Contains(errs, "(KeyNotFound)") {
+	// Not found is exit 3, and the error reads as az's: (Code) Message,
+	// then the Code and Message lines.
+	if code != 3 || !strings.HasPrefix(errs, "ERROR: (KeyNotFound) ") || !strings.Contains(errs, "\nCode: KeyNotFound\nMessage: ") {
 		t.Fatalf("unknown key: exit %d, %q", code, errs)
 	}
 
@@ -123,7 +136,7 @@ func TestCLIStory(t *testing.T) {
 		t.Fatalf("sp list = %q", got)
 	}
 	admin.ok("ad", "sp", "delete", "--id", appID)
-	if _, errs, code := admin.run("", "ad", "sp", "show", "--id", appID); code != 1 || !strings.Contains(errs, "Request_ResourceNotFound") {
+	if _, errs, code := admin.run("", "ad", "sp", "show", "--id", appID); code != 3 || !strings.Contains(errs, "Request_ResourceNotFound") {
 		t.Fatalf("deleted sp: %d %q", code, errs)
 	}
 	admin.ok("ad", "group", "delete", "-g", "App Auditors")

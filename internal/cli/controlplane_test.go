@@ -258,7 +258,7 @@ func TestWorkloadIdentityFederation(t *testing.T) {
 	if code := signErr(t, kc, "app-signing"); code != 403 {
 		t.Fatalf("before the grant: %d", code)
 	}
-	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee", principal, "--role", "Managed HSM Crypto User")
+	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee", principal, "--scope", "/", "--role", "Managed HSM Crypto User")
 	if code := signErr(t, kc, "app-signing"); code != 200 {
 		t.Fatalf("after the grant: %d", code)
 	}

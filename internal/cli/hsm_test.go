@@ -49,18 +49,19 @@ func TestHSMCommandsUseArmkeyvault(t *testing.T) {
 	}
 
 	admin.ok("keyvault", "delete", "--hsm-name", "sdk-made")
-	if _, errs, code := admin.run("", "keyvault", "show", "--hsm-name", "sdk-made", "-g", "keyward"); code != 1 ||
-		errs != "ERROR: (ResourceNotFound) The Resource 'Microsoft.KeyVault/managedHSMs/sdk-made' under resource group 'keyward' was not found.\n" {
+	const gone = "The Resource 'Microsoft.KeyVault/managedHSMs/sdk-made' under resource group 'keyward' was not found."
+	if _, errs, code := admin.run("", "keyvault", "show", "--hsm-name", "sdk-made", "-g", "keyward"); code != 3 ||
+		errs != "ERROR: (ResourceNotFound) "+gone+"\nCode: ResourceNotFound\nMessage: "+gone+"\n" {
 		t.Fatalf("show after delete: %d %q", code, errs)
 	}
-	if _, errs, code := admin.run("", "keyvault", "delete", "--hsm-name", "sdk-made"); code != 1 || errs != "ERROR: (ResourceNotFound) no managed HSM is named sdk-made\n" {
+	if _, errs, code := admin.run("", "keyvault", "delete", "--hsm-name", "sdk-made"); code != 3 || !strings.HasPrefix(errs, "ERROR: (ResourceNotFound) no managed HSM is named sdk-made\nCode: ResourceNotFound\n") {
 		t.Fatalf("delete again: %d %q", code, errs)
 	}
 	if got := admin.ok("keyvault", "show-deleted", "--hsm-name", "sdk-made", "--query", "properties.mhsmId", "-o", "tsv"); !strings.HasSuffix(got, "/managedHSMs/sdk-made") {
 		t.Fatalf("show-deleted: %q", got)
 	}
 	admin.ok("keyvault", "purge", "--hsm-name", "sdk-made")
-	if _, errs, code := admin.run("", "keyvault", "purge", "--hsm-name", "sdk-made"); code != 1 || !strings.HasPrefix(errs, "ERROR: (ResourceNotFound) ") {
+	if _, errs, code := admin.run("", "keyvault", "purge", "--hsm-name", "sdk-made"); code != 3 || !strings.HasPrefix(errs, "ERROR: (ResourceNotFound) ") {
 		t.Fatalf("purge again: %d %q", code, errs)
 	}
 

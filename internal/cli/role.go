@@ -210,9 +210,9 @@ func assignmentCreate(e *env) *cobra.Command {
 			h.register(cmd)
 			who.register(cmd)
 			cmd.Flags().StringVar(&role, "role", "", "role name or id, e.g. \"Managed HSM Crypto User\"")
-			cmd.Flags().StringVar(&scope, "scope", "/", "scope: /, /keys or /keys/{key name}")
+			cmd.Flags().StringVar(&scope, "scope", "", "scope: /, /keys or /keys/{key name} (required, as az: no silent default to the widest)")
 			cmd.Flags().StringVar(&name, "name", "", "the assignment's name (a GUID; default: a new one)")
-			required(cmd, "role")
+			required(cmd, "role", "scope")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			hsm, err := h.url(c)
@@ -270,8 +270,10 @@ func (c *client) existingAssignment(ctx context.Context, hsm string, err error, 
 	return wire.RoleAssignment{}, false
 }
 
-// assignments lists the assignments at scope (and below), keeping those of
-// principal and role when given.
+// assignments lists the HSM's assignments as az does
+// (keyvault/custom.py, list_role_assignments): those at exactly scope
+// when one is given (never those of a wider or narrower scope), every
+// one otherwise; of principal and role when given.
 func (c *client) assignments(ctx context.Context, hsm, scope, principal, role string) ([]wire.RoleAssignment, error) {
 	var list struct{ Value []wire.RoleAssignment }
 	if err := c.hsm(ctx, hsm, http.MethodGet, scopePath(scope)+"/providers/Microsoft.Authorization/roleAssignments", nil, &list); err != nil {
@@ -287,6 +289,9 @@ func (c *client) assignments(ctx context.Context, hsm, scope, principal, role st
 	}
 	out := []wire.RoleAssignment{}
 	for _, a := range list.Value {
+		if scope != "" && scopePath(a.Properties.Scope) != scopePath(scope) {
+			continue
+		}
 		if principal != "" && !strings.EqualFold(a.Properties.PrincipalID, principal) {
 			continue
 		}
@@ -307,7 +312,7 @@ func assignmentList(e *env) *cobra.Command {
 			h.register(cmd)
 			who.register(cmd)
 			cmd.Flags().StringVar(&role, "role", "", "only this role (name or id)")
-			cmd.Flags().StringVar(&scope, "scope", "/", "scope: /, /keys or /keys/{key name}")
+			cmd.Flags().StringVar(&scope, "scope", "", "only the assignments at this scope: /, /keys or /keys/{key name} (default: every scope)")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			hsm, err := h.url(c)
@@ -336,7 +341,7 @@ func assignmentDelete(e *env) *cobra.Command {
 			h.register(cmd)
 			who.register(cmd)
 			cmd.Flags().StringVar(&role, "role", "", "delete this role's assignments (name or id)")
-			cmd.Flags().StringVar(&scope, "scope", "/", "scope: /, /keys or /keys/{key name}")
+			cmd.Flags().StringVar(&scope, "scope", "", "only the assignments at this scope: /, /keys or /keys/{key name} (default: every scope)")
 			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids (or names) to delete")
 		},
 		func(ctx context.Context, c *client) (any, error) {
@@ -360,15 +365,19 @@ func assignmentDelete(e *env) *cobra.Command {
 					ids = append(ids, a.ID)
 				}
 			}
+			// As az: the deleted assignments, flattened.
+			deleted := []wire.RoleAssignment{}
 			for _, id := range ids {
 				if !strings.Contains(id, "/roleAssignments/") {
 					id = scopePath(scope) + "/providers/Microsoft.Authorization/roleAssignments/" + id
 				}
-				if err := c.hsm(ctx, hsm, http.MethodDelete, id, nil, nil); err != nil {
+				var a wire.RoleAssignment
+				if err := c.hsm(ctx, hsm, http.MethodDelete, id, nil, &a); err != nil {
 					return nil, err
 				}
+				deleted = append(deleted, a)
 			}
-			return nil, nil
+			return c.flatten(ctx, hsm, deleted)
 		})
 	return spaceSeparated(cmd, "ids", &ids)
 }

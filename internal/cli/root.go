@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/spf13/cobra"
 )
 
@@ -47,16 +50,87 @@ func run(ctx context.Context, e *env, args []string) int {
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+	helpOnGroups(root)
 	if err := root.ExecuteContext(ctx); err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(e.stderr, "ERROR: %s\n", ue.msg)
-			return 2
-		}
-		fmt.Fprintf(e.stderr, "ERROR: %s\n", err)
-		return 1
+		fmt.Fprint(e.stderr, describeError(err))
+		return exitCode(err)
 	}
 	return 0
+}
+
+// Exit codes, as az's (knack's): 2 for a mistake in the command line, 3
+// when what the command names does not exist, 1 for any other failure.
+const (
+	exitFailure  = 1
+	exitUsage    = 2
+	exitNotFound = 3
+)
+
+func exitCode(err error) int {
+	var ue *usageError
+	var ae *apiError
+	var re *azcore.ResponseError
+	switch {
+	case errors.As(err, &ue) || cobraUsage(err):
+		return exitUsage
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound,
+		errors.As(err, &re) && re.StatusCode == http.StatusNotFound:
+		return exitNotFound
+	}
+	return exitFailure
+}
+
+// cobraUsage tells the errors cobra itself returns for a bad command line
+// (it has no types for them).
+func cobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command ", "required flag(s) ", "accepts ", "requires at least ", "requires at most ",
+		"if any flags in the group", "invalid argument "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// describeError writes an error as az does: a service's error as
+// "(Code) Message" then its Code and Message lines, anything else on one
+// line; always after "ERROR: ".
+func describeError(err error) string {
+	var ae *apiError
+	var re *azcore.ResponseError
+	switch {
+	case errors.As(err, &ae) && ae.Code != "":
+		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message)
+	case errors.As(err, &re):
+		ae := explain(re).(*apiError)
+		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message)
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return "ERROR: " + ue.msg + "\n"
+	}
+	return "ERROR: " + err.Error() + "\n"
+}
+
+// helpOnGroups makes every command that only groups others (az's command
+// groups) print its help and exit 2 when run alone, as az does.
+func helpOnGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		helpOnGroups(sub)
+	}
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			cmd.Help()
+			if len(args) > 0 {
+				return &usageError{fmt.Sprintf("%q is not a command in '%s'", args[0], cmd.CommandPath())}
+			}
+			return &usageError{fmt.Sprintf("'%s' is a command group: give one of its commands", cmd.CommandPath())}
+		}
+	}
 }
 
 // usageError is a mistake in the command line itself.
