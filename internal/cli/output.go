@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	jmespath "github.com/keyward/keyward/internal/third_party/jmespath"
 	"github.com/spf13/cobra"
@@ -36,7 +35,8 @@ func (o *outputFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.query, "query", "", "JMESPath query string, applied to the output")
 }
 
-// print renders v (any JSON-encodable value) as az would.
+// print renders v (any JSON-encodable value) as az would (knack's
+// output.py: format_json, format_tsv, format_table).
 func (o *outputFlags) print(w io.Writer, v any) error {
 	if v == nil {
 		return nil
@@ -45,25 +45,37 @@ func (o *outputFlags) print(w io.Writer, v any) error {
 	if err != nil {
 		return err
 	}
+	r := renderer{}
 	if o.query != "" {
 		if generic, err = jmespath.Search(o.query, generic); err != nil {
 			return usagef("invalid --query %q: %v", o.query, err)
 		}
+		r.query = true
+		if keys, err := jmespath.HashKeys(o.query); err == nil && len(keys) > 0 {
+			r.order = map[string]int{}
+			for i, k := range keys {
+				r.order[k] = i
+			}
+		}
+	}
+	if generic == nil {
+		return nil // as az: a query that yields null prints nothing
 	}
 	switch o.format {
 	case "json", "jsonc", "":
-		// As az: URLs and SAS tokens print with their & and <, unescaped.
+		// As az: keys sorted (sort_keys=True), URLs and SAS tokens with
+		// their & and <, unescaped.
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
 		return enc.Encode(generic)
 	case "tsv":
-		return writeTSV(w, generic)
+		return r.writeTSV(w, generic)
 	case "table":
-		if o.query != "" {
-			return writeTable(w, generic, nil) // a query chooses its own shape
+		if r.query {
+			return r.writeTable(w, generic, nil) // a query chooses its own shape
 		}
-		return writeTable(w, generic, o.columns)
+		return r.writeTable(w, generic, o.columns)
 	case "none":
 		return nil
 	}
@@ -82,18 +94,205 @@ func toGeneric(v any) (any, error) {
 	return g, nil
 }
 
-func scalar(v any) (string, bool) {
+// renderer writes tsv and tables as knack does. Objects print in key
+// order: sorted, except that the keys a --query's multi-select hashes name
+// keep the order written (az evaluates queries with ordered dicts).
+type renderer struct {
+	query bool
+	order map[string]int // a query's hash keys, by position
+}
+
+func (r renderer) keys(m map[string]any) []string {
+	ks := sortedKeys(m)
+	if r.order != nil {
+		sort.SliceStable(ks, func(i, j int) bool {
+			oi, iok := r.order[ks[i]]
+			oj, jok := r.order[ks[j]]
+			if iok && jok {
+				return oi < oj
+			}
+			return iok && !jok
+		})
+	}
+	return ks
+}
+
+// pyStr is Python's str() of a JSON value: True, False, None, integers
+// without a fraction.
+func pyStr(v any) string {
 	switch x := v.(type) {
 	case nil:
-		return "", true
-	case string:
-		return x, true
+		return "None"
 	case bool:
-		return fmt.Sprint(x), true
+		if x {
+			return "True"
+		}
+		return "False"
 	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), true
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case string:
+		return x
 	}
-	return "", false
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// tsvCell is knack's _TsvOutput._dump_obj: a list prints its length, an
+// object nothing (so that columns never shift), anything else its str().
+func tsvCell(v any) string {
+	switch x := v.(type) {
+	case []any:
+		return strconv.Itoa(len(x))
+	case map[string]any:
+		return ""
+	}
+	return pyStr(v)
+}
+
+// tsvRow is knack's _TsvOutput._dump_row: an object's values in key
+// order, a list's items, each as tsvCell; a row that is one bool prints
+// true or false (in a row of several, True or False).
+func (r renderer) tsvRow(v any) string {
+	var cells []string
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range r.keys(x) {
+			cells = append(cells, tsvCell(x[k]))
+		}
+	case []any:
+		for _, e := range x {
+			cells = append(cells, tsvCell(e))
+		}
+	case bool:
+		return strings.ToLower(pyStr(x)) // knack lowers a row that is one bool
+	default:
+		return tsvCell(v)
+	}
+	return strings.Join(cells, "\t")
+}
+
+// writeTSV is knack's format_tsv: a list one row per item (so a
+// multi-select list prints one value per line), anything else one row.
+func (r renderer) writeTSV(w io.Writer, v any) error {
+	rows := []any{v}
+	if list, ok := v.([]any); ok {
+		rows = list
+	}
+	var b strings.Builder
+	for _, e := range rows {
+		b.WriteString(r.tsvRow(e))
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// tableSkip are the keys knack's automatic tables leave out.
+var tableSkip = map[string]bool{"id": true, "type": true, "etag": true}
+
+// tableRow is knack's _TableOutput._auto_table_item: an object's scalar,
+// non-null values but id, type and etag, in key order (sorted without a
+// query); a list's items as Column1…; a scalar as Result.
+func (r renderer) tableRow(v any) ([]string, map[string]string) {
+	cells := map[string]string{}
+	var cols []string
+	add := func(col string, val any) {
+		cols = append(cols, col)
+		cells[col] = pyStr(val)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range r.keys(x) {
+			switch x[k].(type) {
+			case nil, []any, map[string]any:
+				continue
+			}
+			if !tableSkip[k] && !strings.HasPrefix(k, "@odata") {
+				add(strings.ToUpper(k[:1])+k[1:], x[k])
+			}
+		}
+	case []any:
+		for i, e := range x {
+			add(fmt.Sprintf("Column%d", i+1), e)
+		}
+	default:
+		add("Result", v)
+	}
+	return cols, cells
+}
+
+// writeTable prints rows as tabulate's "simple" format: a header, dashes
+// as wide as each column, two spaces between columns. cols, when given,
+// are a command's own columns (az's table transformers).
+func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
+	rows, ok := v.([]any)
+	if !ok {
+		rows = []any{v}
+	}
+	var header []string
+	var cells []map[string]string
+	if len(cols) > 0 {
+		for _, c := range cols {
+			header = append(header, strings.ToUpper(c[:1])+c[1:])
+		}
+		for _, row := range rows {
+			m, _ := row.(map[string]any)
+			line := map[string]string{}
+			for i, c := range cols {
+				if val, ok := m[c]; ok && val != nil {
+					line[header[i]] = pyStr(val)
+				}
+			}
+			cells = append(cells, line)
+		}
+	} else {
+		seen := map[string]bool{}
+		for _, row := range rows {
+			rc, line := r.tableRow(row)
+			for _, c := range rc {
+				if !seen[c] {
+					seen[c] = true
+					header = append(header, c)
+				}
+			}
+			cells = append(cells, line)
+		}
+	}
+	if len(header) == 0 {
+		return nil
+	}
+	widths := make([]int, len(header))
+	for i, h := range header {
+		widths[i] = len(h)
+		for _, line := range cells {
+			widths[i] = max(widths[i], len([]rune(line[h])))
+		}
+	}
+	var b strings.Builder
+	writeLine := func(vals []string) {
+		for i, v := range vals {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			b.WriteString(v + strings.Repeat(" ", widths[i]-len([]rune(v))))
+		}
+		b.WriteString("\n")
+	}
+	writeLine(header)
+	rule := make([]string, len(header))
+	for i := range header {
+		rule[i] = strings.Repeat("-", widths[i])
+	}
+	writeLine(rule)
+	for _, line := range cells {
+		vals := make([]string, len(header))
+		for i, h := range header {
+			vals[i] = line[h]
+		}
+		writeLine(vals)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 func sortedKeys(m map[string]any) []string {
@@ -103,89 +302,4 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(ks)
 	return ks
-}
-
-// tsvRow is one object's scalar values in key order, as az's tsv prints.
-func tsvRow(v any) string {
-	if s, ok := scalar(v); ok {
-		return s
-	}
-	switch x := v.(type) {
-	case map[string]any:
-		var cells []string
-		for _, k := range sortedKeys(x) {
-			if s, ok := scalar(x[k]); ok {
-				cells = append(cells, s)
-			}
-		}
-		return strings.Join(cells, "\t")
-	case []any:
-		var cells []string
-		for _, e := range x {
-			if s, ok := scalar(e); ok {
-				cells = append(cells, s)
-			}
-		}
-		return strings.Join(cells, "\t")
-	}
-	return ""
-}
-
-func writeTSV(w io.Writer, v any) error {
-	if list, ok := v.([]any); ok {
-		for _, e := range list {
-			if _, err := fmt.Fprintln(w, tsvRow(e)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	_, err := fmt.Fprintln(w, tsvRow(v))
-	return err
-}
-
-func writeTable(w io.Writer, v any, cols []string) error {
-	rows, ok := v.([]any)
-	if !ok {
-		rows = []any{v}
-	}
-	seen := map[string]bool{}
-	for _, r := range rows {
-		if len(cols) > 0 {
-			break
-		}
-		if m, ok := r.(map[string]any); ok {
-			for _, k := range sortedKeys(m) {
-				if _, isScalar := scalar(m[k]); isScalar && !seen[k] && !strings.HasPrefix(k, "@odata") {
-					seen[k] = true
-					cols = append(cols, k)
-				}
-			}
-		}
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if len(cols) == 0 {
-		cols = []string{"Result"}
-		for i, r := range rows {
-			s, _ := scalar(r)
-			rows[i] = map[string]any{"Result": s}
-		}
-	}
-	var head, rule []string
-	for _, c := range cols {
-		title := strings.ToUpper(c[:1]) + c[1:]
-		head, rule = append(head, title), append(rule, strings.Repeat("-", len(title)))
-	}
-	fmt.Fprintln(tw, strings.Join(head, "\t"))
-	fmt.Fprintln(tw, strings.Join(rule, "\t"))
-	for _, r := range rows {
-		m, _ := r.(map[string]any)
-		var cells []string
-		for _, c := range cols {
-			s, _ := scalar(m[c])
-			cells = append(cells, s)
-		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
-	}
-	return tw.Flush()
 }
