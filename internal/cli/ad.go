@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -44,22 +45,49 @@ func required(cmd *cobra.Command, names ...string) {
 
 func spCreateForRBAC(e *env) *cobra.Command {
 	var name string
-	return command(e, "create-for-rbac", "Create a service principal with a client secret",
+	return command(e, "create-for-rbac", "Create a service principal with a client secret (an existing one of that name gets a new secret)",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVarP(&name, "name", "n", "", "display name of the service principal")
 			required(cmd, "name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			var sp struct{ ID, AppID, DisplayName string }
-			if err := c.graph(ctx, http.MethodPost, "/servicePrincipals", map[string]string{"displayName": name}, &sp); err != nil {
+			// As az (role/custom.py, create_service_principal_for_rbac): a
+			// name already taken by one application resets that
+			// application's credential — same appId, a new secret, the old
+			// ones removed — rather than make a second application.
+			var found struct {
+				Value []struct{ ID string }
+			}
+			if err := c.graph(ctx, http.MethodGet, "/servicePrincipals?$filter="+url.QueryEscape("displayName eq '"+strings.ReplaceAll(name, "'", "''")+"'"), nil, &found); err != nil {
+				return nil, err
+			}
+			if len(found.Value) > 1 {
+				return nil, fmt.Errorf("more than one application has the display name %q: give each a name of its own", name)
+			}
+			var sp struct {
+				ID, AppID, DisplayName string
+				PasswordCredentials    []struct{ KeyID string }
+			}
+			if len(found.Value) == 1 {
+				if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+found.Value[0].ID, nil, &sp); err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(e.stderr, "Found an existing application instance: (id) %s. We will patch it.\n", sp.ID)
+			} else if err := c.graph(ctx, http.MethodPost, "/servicePrincipals", map[string]string{"displayName": name}, &sp); err != nil {
 				return nil, err
 			}
 			var pw struct {
+				KeyID      string `json:"keyId"`
 				SecretText string `json:"secretText"`
 			}
 			body := map[string]any{"passwordCredential": map[string]string{"displayName": "rbac"}}
 			if err := c.graph(ctx, http.MethodPost, "/servicePrincipals/"+sp.ID+"/addPassword", body, &pw); err != nil {
 				return nil, err
+			}
+			for _, old := range sp.PasswordCredentials {
+				if err := c.graph(ctx, http.MethodPost, "/servicePrincipals/"+sp.ID+"/removePassword", map[string]string{"keyId": old.KeyID}, nil); err != nil {
+					return nil, err
+				}
 			}
 			return map[string]string{"appId": sp.AppID, "displayName": sp.DisplayName, "password": pw.SecretText, "tenant": c.prof.TenantID}, nil
 		})
@@ -86,13 +114,37 @@ func userCreate(e *env) *cobra.Command {
 
 func groupCreate(e *env) *cobra.Command {
 	var name, nick string
-	return command(e, "create", "Create a security group",
+	var force bool
+	return command(e, "create", "Create a security group (the existing one, if a group has this name and nickname)",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&name, "display-name", "", "display name")
 			cmd.Flags().StringVar(&nick, "mail-nickname", "", "mail nickname")
+			cmd.Flags().BoolVar(&force, "force", false, "create a new group even if one of this name and nickname exists")
 			required(cmd, "display-name", "mail-nickname")
 		},
 		func(ctx context.Context, c *client) (any, error) {
+			// As az (role/custom.py, create_group): idempotent unless
+			// --force, so that a set-up script can run twice.
+			if !force {
+				var found struct{ Value []map[string]any }
+				q := "displayName eq '" + strings.ReplaceAll(name, "'", "''") + "'"
+				if err := c.graph(ctx, http.MethodGet, "/groups?$filter="+url.QueryEscape(q), nil, &found); err != nil {
+					return nil, err
+				}
+				var same []map[string]any
+				for _, g := range found.Value {
+					if n, _ := g["mailNickname"].(string); strings.EqualFold(n, nick) {
+						same = append(same, g)
+					}
+				}
+				switch len(same) {
+				case 1:
+					return same[0], nil
+				case 0:
+				default:
+					return nil, fmt.Errorf("there is more than one group with the same display and nick names: %q; use --force to create a new one", name)
+				}
+			}
 			var out map[string]any
 			err := c.graph(ctx, http.MethodPost, "/groups", map[string]string{"displayName": name, "mailNickname": nick}, &out)
 			return out, err

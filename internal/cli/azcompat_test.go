@@ -87,3 +87,57 @@ func TestExitCodes(t *testing.T) {
 	admin.fails(exitNotFound, "ad", "group", "show", "-g", "No Such Group")
 	admin.fails(exitFailure, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "bad", "--kty", "DSA")
 }
+
+// The story's set-up lines run twice give the same objects, as with az:
+// ad group create returns the existing group (role/custom.py,
+// create_group), ad sp create-for-rbac resets the existing application's
+// secret (same appId, the old secret revoked), the resource-manager
+// creates are PUTs, and granting a granted role returns the assignment.
+func TestSetUpRunsTwice(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	twice := func(args ...string) string {
+		t.Helper()
+		first := admin.ok(args...)
+		if second := admin.ok(args...); second != first {
+			t.Fatalf("keyward %s twice: %q then %q", strings.Join(args, " "), first, second)
+		}
+		return first
+	}
+	team := twice("ad", "group", "create", "--display-name", "Security Team", "--mail-nickname", "security-team", "--query", "id", "-o", "tsv")
+	if n := admin.ok("ad", "group", "list", "--display-name", "Security Team", "--query", "length(@)"); n != "1" {
+		t.Fatalf("%s groups named Security Team", n)
+	}
+	twice("role", "assignment", "create", "--assignee-object-id", team, "--assignee-principal-type", "Group",
+		"--role", "Managed HSM Contributor", "--query", "id", "-o", "tsv")
+	twice("group", "create", "--name", "app-rg", "--location", "local", "--query", "id", "-o", "tsv")
+	twice("identity", "create", "--name", "app-vm", "--resource-group", "app-rg", "--query", "principalId", "-o", "tsv")
+	twice("keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee", team, "--scope", "/",
+		"--role", "Managed HSM Crypto Auditor", "--query", "name", "-o", "tsv")
+
+	var first, second struct{ AppID, Password, Tenant string }
+	jsonDecode(t, admin.ok("ad", "sp", "create-for-rbac", "-n", "ci-deployer"), &first)
+	out, errs, code := admin.run("", "ad", "sp", "create-for-rbac", "-n", "ci-deployer")
+	if code != 0 || !strings.Contains(errs, "Found an existing application instance") {
+		t.Fatalf("create-for-rbac again: %d %s", code, errs)
+	}
+	jsonDecode(t, out, &second)
+	if second.AppID != first.AppID || second.Password == first.Password {
+		t.Fatalf("create-for-rbac again: appId %s then %s", first.AppID, second.AppID)
+	}
+	if n := admin.ok("ad", "sp", "list", "--display-name", "ci-deployer", "--query", "length(@)"); n != "1" {
+		t.Fatalf("%s applications named ci-deployer", n)
+	}
+	app := kw{t, t.TempDir()}
+	login := func(secret string) int {
+		_, _, code := app.run("", "login", "--server", env.Boot.AuthorityHost, "--service-principal", "-u", first.AppID, "-p", secret,
+			"--tenant", first.Tenant, "--ca-file", env.Boot.CAFile)
+		return code
+	}
+	if login(first.Password) == 0 {
+		t.Fatal("the reset secret still signs in")
+	}
+	if code := login(second.Password); code != 0 {
+		t.Fatalf("the new secret: exit %d", code)
+	}
+}

@@ -72,6 +72,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/identity.ErrInvalidOTP":           identity.ErrInvalidOTP,
 	"internal/identity.ErrAuthenticatorInForce": identity.ErrAuthenticatorInForce,
 	"internal/identity.ErrInvalidRefreshToken":  identity.ErrInvalidRefreshToken,
+	"internal/identity.ErrSecretNotFound":       identity.ErrSecretNotFound,
 
 	"internal/kcrypto.ErrUnsupportedAlgorithm": kcrypto.ErrUnsupportedAlgorithm,
 	"internal/kcrypto.ErrDecryption":           kcrypto.ErrDecryption,

@@ -196,6 +196,34 @@ func (d *Directory) ReplaceSecretFor(ctx context.Context, principalID, displayNa
 	return d.addSecret(ctx, principalID, displayName, life, true)
 }
 
+// ErrSecretNotFound: no client secret of the application has that key id.
+var ErrSecretNotFound = fault.New(fault.NotFound, "Request_ResourceNotFound", "the application has no password credential with that keyId")
+
+// Secrets lists an application's client secrets (never the secrets
+// themselves: they are kept as hashes), oldest first.
+func (d *Directory) Secrets(ctx context.Context, principalID string) ([]*store.Credential, error) {
+	var creds []*store.Credential
+	err := d.store.View(ctx, func(tx store.Tx) (err error) { creds, err = tx.Credentials(ctx, principalID); return err })
+	return creds, err
+}
+
+// RemoveSecret removes the application's client secret keyID; tokens
+// already issued with it stay valid until they expire, as in Entra.
+func (d *Directory) RemoveSecret(ctx context.Context, principalID, keyID string) error {
+	return d.store.Update(ctx, func(tx store.Tx) error {
+		creds, err := tx.Credentials(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		for _, c := range creds {
+			if strings.EqualFold(c.ID, keyID) {
+				return tx.DeleteCredential(ctx, c.ID)
+			}
+		}
+		return ErrSecretNotFound
+	})
+}
+
 func (d *Directory) addSecret(ctx context.Context, principalID, displayName string, life time.Duration, replace bool) (string, *store.Credential, error) {
 	if d.pepper == nil {
 		return "", nil, errors.New("identity: the directory has no secret pepper")

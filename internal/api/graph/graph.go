@@ -49,6 +49,18 @@ type Object struct {
 	ServicePrincipalType  string   `json:"servicePrincipalType,omitempty"`
 	ServicePrincipalNames []string `json:"servicePrincipalNames,omitempty"`
 	CreatedDateTime       string   `json:"createdDateTime,omitempty"`
+	// PasswordCredentials are an application's client secrets, without
+	// the secrets (GET of one service principal only).
+	PasswordCredentials []PasswordCredentialInfo `json:"passwordCredentials,omitempty"`
+}
+
+// PasswordCredentialInfo describes a client secret without it.
+type PasswordCredentialInfo struct {
+	KeyID         string `json:"keyId"`
+	DisplayName   string `json:"displayName"`
+	Hint          string `json:"hint"`
+	StartDateTime string `json:"startDateTime"`
+	EndDateTime   string `json:"endDateTime"`
 }
 
 // PasswordCredential is the answer of addPassword; SecretText is shown once.
@@ -175,7 +187,19 @@ func (a *API) get(kind string) handler {
 		if err != nil {
 			return err
 		}
-		httpx.WriteJSON(w, http.StatusOK, ObjectOf(p))
+		o := ObjectOf(p)
+		if p.AppID != "" {
+			creds, err := a.dir.Secrets(r.Context(), p.ID)
+			if err != nil {
+				return err
+			}
+			o.PasswordCredentials = []PasswordCredentialInfo{}
+			for _, c := range creds {
+				o.PasswordCredentials = append(o.PasswordCredentials, PasswordCredentialInfo{KeyID: c.ID, DisplayName: c.DisplayName,
+					Hint: c.Hint, StartDateTime: c.Created.Format(time.RFC3339), EndDateTime: c.Expires.Format(time.RFC3339)})
+			}
+		}
+		httpx.WriteJSON(w, http.StatusOK, o)
 		return nil
 	}
 }
@@ -246,6 +270,28 @@ func (a *API) addPassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpx.WriteJSON(w, http.StatusOK, PasswordCredential{KeyID: cred.ID, DisplayName: cred.DisplayName, Hint: cred.Hint,
 		SecretText: secret, StartDateTime: cred.Created.Format(time.RFC3339), EndDateTime: cred.Expires.Format(time.RFC3339)})
+	return nil
+}
+
+// removePassword is Graph's POST servicePrincipals/{id}/removePassword.
+func (a *API) removePassword(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		KeyID string `json:"keyId"`
+	}
+	if err := httpx.ReadJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.KeyID == "" {
+		return fault.Invalidf("keyId is required")
+	}
+	p, err := a.lookup(r, store.KindServicePrincipal, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := a.dir.RemoveSecret(r.Context(), p.ID, req.KeyID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -44,6 +44,7 @@ func (a *API) operations() *route.Table {
 		read("microsoft.directory/groups/members/read", http.MethodPost, "/v1.0/directoryObjects/{id}/checkMemberGroups", a.checkMemberGroups),
 		read("microsoft.directory/directoryObjects/read", http.MethodPost, "/v1.0/directoryObjects/getByIds", a.getByIDs),
 		write("microsoft.directory/servicePrincipals/credentials/update", http.MethodPost, "/v1.0/servicePrincipals/{id}/addPassword", a.addPassword),
+		write("microsoft.directory/servicePrincipals/credentials/update", http.MethodPost, "/v1.0/servicePrincipals/{id}/removePassword", a.removePassword),
 		write("microsoft.directory/servicePrincipals/credentials/update", http.MethodPatch, "/v1.0/servicePrincipals/{id}", a.patchServicePrincipal),
 		read("microsoft.directory/servicePrincipals/credentials/read", http.MethodGet, "/v1.0/servicePrincipals/{id}/keyCredentials", a.keyCredentials),
 		// Keyward has no application objects apart from service principals,
