@@ -141,3 +141,21 @@ func TestSetUpRunsTwice(t *testing.T) {
 		t.Fatalf("the new secret: exit %d", code)
 	}
 }
+
+// az's global flags are taken everywhere: -o yaml, --only-show-errors,
+// --debug, --verbose, and --subscription naming the one subscription
+// (another is refused as az refuses an unknown one).
+func TestGlobalFlags(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	sub := admin.ok("account", "show", "--query", "id", "-o", "tsv")
+	got := admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "yaml-key", "--kty", "EC-HSM",
+		"--only-show-errors", "--debug", "--verbose", "--subscription", sub, "-o", "yaml", "--query", "{name: key.kid, ops: key.keyOps}")
+	if !strings.Contains(got, "ops:\n- sign\n- verify") || !strings.HasPrefix(got, "name: https://") {
+		t.Fatalf("yaml output:\n%s", got)
+	}
+	errs := admin.fails(exitFailure, "keyvault", "key", "list", "--hsm-name", "dev", "--subscription", "00000000-0000-0000-0000-000000000000")
+	if !strings.Contains(errs, "Subscription '00000000-0000-0000-0000-000000000000' not found") {
+		t.Fatalf("another subscription: %q", errs)
+	}
+}

@@ -82,6 +82,9 @@ func (e *env) client() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s := e.global.subscription; s != "" && p.Subscription != "" && !strings.EqualFold(s, p.Subscription) {
+		return nil, fmt.Errorf("Subscription '%s' not found. Check the spelling and casing and try again.", s)
+	}
 	return newClient(p)
 }
 

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 
-	jmespath "github.com/keyward/keyward/internal/third_party/jmespath"
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	jmespath "github.com/keyward/keyward/internal/third_party/jmespath"
 )
 
 // outputFlags are -o and --query, which every client command takes.
@@ -31,7 +33,7 @@ func tableColumns(cmd *cobra.Command, cols ...string) *cobra.Command {
 }
 
 func (o *outputFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&o.format, "output", "o", "json", "output format: json, jsonc, tsv, table, none")
+	cmd.Flags().StringVarP(&o.format, "output", "o", "json", "output format: json, jsonc, yaml, yamlc, tsv, table, none")
 	cmd.Flags().StringVar(&o.query, "query", "", "JMESPath query string, applied to the output")
 }
 
@@ -69,6 +71,16 @@ func (o *outputFlags) print(w io.Writer, v any) error {
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
 		return enc.Encode(generic)
+	case "yaml", "yamlc":
+		// As knack's format_yaml (PyYAML's safe_dump): block style, keys
+		// sorted, list items not indented under their key.
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		enc.CompactSeqIndent()
+		if err := enc.Encode(generic); err != nil {
+			return err
+		}
+		return enc.Close()
 	case "tsv":
 		return r.writeTSV(w, generic)
 	case "table":
@@ -79,7 +91,7 @@ func (o *outputFlags) print(w io.Writer, v any) error {
 	case "none":
 		return nil
 	}
-	return usagef("unknown output format %q: use json, tsv, table or none", o.format)
+	return usagef("unknown output format %q: use json, jsonc, yaml, yamlc, tsv, table or none", o.format)
 }
 
 func toGeneric(v any) (any, error) {

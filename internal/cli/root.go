@@ -27,6 +27,24 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	configDir      string
+	global         globalFlags
+}
+
+// globalFlags are the flags az takes on every command. --only-show-errors,
+// --debug and --verbose are accepted so that scripts run unchanged (keyward
+// prints no warnings to silence, and logs nothing more); --subscription
+// must name the signed-in subscription, the only one there is.
+type globalFlags struct {
+	onlyShowErrors, debug, verbose bool
+	subscription                   string
+}
+
+func (g *globalFlags) register(root *cobra.Command) {
+	f := root.PersistentFlags()
+	f.BoolVar(&g.onlyShowErrors, "only-show-errors", false, "only show errors (as az; keyward prints no warnings)")
+	f.BoolVar(&g.debug, "debug", false, "accepted for az scripts")
+	f.BoolVar(&g.verbose, "verbose", false, "accepted for az scripts")
+	f.StringVar(&g.subscription, "subscription", "", "the subscription (its id): the signed-in one, the only one there is")
 }
 
 // Main runs the command line and returns the exit code.
@@ -147,6 +165,7 @@ func newRoot(e *env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	e.global.register(root)
 	root.AddCommand(newServeCmd(e), newLoginCmd(e), newADCmd(e), newKeyvaultCmd(e), newPIMCmd(e), newStorageCmd(e), newMonitorCmd(e), newAuditCmd(e),
 		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e), newLogoutCmd(e))
 	return root
