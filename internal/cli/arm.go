@@ -163,7 +163,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 				return nil, err
 			}
 			return c.flattenARM(ctx, list.Value)
-		}), "principalName", "roleDefinitionName", "scope"))
+		}), "principalName:Principal", "roleDefinitionName:Role", "scope:Scope"))
 	var ids []string
 	var dwho assigneeFlags
 	var droleName, dscope string

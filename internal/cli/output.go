@@ -23,7 +23,9 @@ type outputFlags struct {
 	columns []string
 }
 
-// tableColumns sets the columns of cmd's table output.
+// tableColumns sets the columns of cmd's table output: keys of each row,
+// each headed by its name capitalised, or by the name after a colon
+// ("principalName:Principal"), as az's table transformers name them.
 func tableColumns(cmd *cobra.Command, cols ...string) *cobra.Command {
 	if cmd.Annotations == nil {
 		cmd.Annotations = map[string]string{}
@@ -244,14 +246,20 @@ func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
 	var header []string
 	var cells []map[string]string
 	if len(cols) > 0 {
-		for _, c := range cols {
-			header = append(header, strings.ToUpper(c[:1])+c[1:])
+		keys := make([]string, len(cols))
+		for i, c := range cols {
+			key, title, ok := strings.Cut(c, ":")
+			if !ok {
+				title = strings.ToUpper(c[:1]) + c[1:]
+			}
+			keys[i] = key
+			header = append(header, title)
 		}
 		for _, row := range rows {
 			m, _ := row.(map[string]any)
 			line := map[string]string{}
-			for i, c := range cols {
-				if val, ok := m[c]; ok && val != nil {
+			for i, k := range keys {
+				if val, ok := m[k]; ok && val != nil {
 					line[header[i]] = pyStr(val)
 				}
 			}

@@ -21,9 +21,9 @@ const roleDefinitionsPath = "/providers/Microsoft.Authorization/roleDefinitions"
 func newRoleCmd(e *env) *cobra.Command {
 	role := &cobra.Command{Use: "role", Short: "Manage a Managed HSM's local RBAC"}
 	assignment := &cobra.Command{Use: "assignment", Short: "Manage role assignments"}
-	assignment.AddCommand(assignmentCreate(e), tableColumns(assignmentList(e), "principalName", "principalType", "roleName", "scope", "name"), assignmentDelete(e))
+	assignment.AddCommand(assignmentCreate(e), tableColumns(assignmentList(e), "principalName:Principal", "roleName:RoleName", "scope:Scope"), assignmentDelete(e))
 	definition := &cobra.Command{Use: "definition", Short: "Manage role definitions"}
-	definition.AddCommand(tableColumns(definitionList(e), "roleName", "roleType", "description", "name"), definitionByName(e, "show"), definitionPut(e, "create"), definitionPut(e, "update"), definitionByName(e, "delete"))
+	definition.AddCommand(tableColumns(definitionList(e), "name:Name", "roleName:RoleName", "type:Type", "description:Description"), definitionByName(e, "show"), definitionPut(e, "create"), definitionPut(e, "update"), definitionByName(e, "delete"))
 	role.AddCommand(assignment, definition)
 	return role
 }
@@ -154,15 +154,18 @@ func (c *client) flattenAssignments(ctx context.Context, as []wire.RoleAssignmen
 	return out, nil
 }
 
-// principalNames looks up directory objects' names (user principal name,
-// else display name) and az's principal types.
+// principalNames looks up directory objects' names as az displays them
+// (role/custom.py, _get_displayable_name): a user's principal name, a
+// service principal's (or managed identity's) first servicePrincipalName,
+// its appId, and otherwise the display name; and az's principal types.
 func (c *client) principalNames(ctx context.Context, ids []string) (names, types map[string]string, err error) {
 	var objs struct {
 		Value []struct {
-			ID                string `json:"id"`
-			Type              string `json:"@odata.type"`
-			DisplayName       string `json:"displayName"`
-			UserPrincipalName string `json:"userPrincipalName"`
+			ID                    string   `json:"id"`
+			Type                  string   `json:"@odata.type"`
+			DisplayName           string   `json:"displayName"`
+			UserPrincipalName     string   `json:"userPrincipalName"`
+			ServicePrincipalNames []string `json:"servicePrincipalNames"`
 		}
 	}
 	if len(ids) > 0 {
@@ -172,9 +175,13 @@ func (c *client) principalNames(ctx context.Context, ids []string) (names, types
 	}
 	names, types = map[string]string{}, map[string]string{}
 	for _, o := range objs.Value {
-		names[o.ID] = o.DisplayName
-		if o.UserPrincipalName != "" {
+		switch {
+		case o.UserPrincipalName != "":
 			names[o.ID] = o.UserPrincipalName
+		case len(o.ServicePrincipalNames) > 0:
+			names[o.ID] = o.ServicePrincipalNames[0]
+		default:
+			names[o.ID] = o.DisplayName
 		}
 		types[o.ID] = map[string]string{"#microsoft.graph.user": "User", "#microsoft.graph.group": "Group",
 			"#microsoft.graph.servicePrincipal": "ServicePrincipal"}[o.Type]

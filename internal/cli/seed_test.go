@@ -61,13 +61,16 @@ func TestSeedGrants(t *testing.T) {
 		"--role", "Managed HSM Crypto Service Encryption User", "--assignee", st.AppID) // an app id resolves too
 
 	table := admin.ok("keyvault", "role", "assignment", "list", "--hsm-name", "dev", "-o", "table")
-	for _, want := range []string{"Security Team", "App Auditors", "app-vm", "contosostorage", "Managed HSM Crypto Service Encryption User", "Group", "ServicePrincipal"} {
+	// az's columns (keyvault/commands.py, transform_assignment_list); a
+	// service principal's name is its appId (role/custom.py,
+	// _get_displayable_name), a group's its display name.
+	for _, want := range []string{"Principal", "RoleName", "Scope", "Security Team", "App Auditors", vm.AppID, st.AppID, "Managed HSM Crypto Service Encryption User"} {
 		if !strings.Contains(table, want) {
 			t.Fatalf("role assignment list lacks %q:\n%s", want, table)
 		}
 	}
 	if got := admin.ok("keyvault", "role", "assignment", "list", "--hsm-name", "dev", "--role", "Managed HSM Crypto User",
-		"--assignee", vm.AppID, "--query", "[].principalName", "-o", "tsv"); got != "app-vm" {
+		"--assignee", vm.AppID, "--query", "[].[principalName, principalType]", "-o", "tsv"); got != vm.AppID+"\tServicePrincipal" {
 		t.Fatalf("filtered list = %q", got)
 	}
 
