@@ -124,6 +124,10 @@ func (c *client) flatten(ctx context.Context, hsm string, as []wire.RoleAssignme
 	if err != nil {
 		return nil, err
 	}
+	return c.flattenWith(ctx, as, defs)
+}
+
+func (c *client) flattenWith(ctx context.Context, as []wire.RoleAssignment, defs []wire.RoleDefinition) ([]map[string]any, error) {
 	roleNames := map[string]string{}
 	for _, d := range defs {
 		roleNames[strings.ToLower(d.ID)] = d.Properties.RoleName
@@ -140,16 +144,26 @@ func (c *client) flattenAssignments(ctx context.Context, as []wire.RoleAssignmen
 	for _, a := range as {
 		ids = append(ids, a.Properties.PrincipalID)
 	}
+	// As az (_get_principal_dics): a directory that cannot be read fails
+	// nothing; the names read Unknown.
 	names, types, err := c.principalNames(ctx, ids)
 	if err != nil {
-		return nil, err
+		names, types = nil, nil
 	}
 	out := []map[string]any{}
 	for _, a := range as {
 		p := a.Properties.PrincipalID
+		name, typ := names[p], types[p]
+		if name == "" {
+			name, typ = "Unknown", "Unknown"
+		}
+		var role any
+		if r, ok := roleNames[strings.ToLower(a.Properties.RoleDefinitionID)]; ok {
+			role = r
+		}
 		out = append(out, map[string]any{"id": a.ID, "name": a.Name, "type": a.Type, "scope": a.Properties.Scope,
-			"roleDefinitionId": a.Properties.RoleDefinitionID, roleKey: roleNames[strings.ToLower(a.Properties.RoleDefinitionID)],
-			"principalId": p, "principalName": names[p], "principalType": types[p]})
+			"roleDefinitionId": a.Properties.RoleDefinitionID, roleKey: role,
+			"principalId": p, "principalName": name, "principalType": typ})
 	}
 	return out, nil
 }
@@ -372,7 +386,13 @@ func assignmentDelete(e *env) *cobra.Command {
 					ids = append(ids, a.ID)
 				}
 			}
-			// As az: the deleted assignments, flattened.
+			// As az: the deleted assignments, flattened. The role names are
+			// read first: a caller who deletes their own last assignment
+			// could no longer read them after.
+			defs, derr := c.roleDefinitions(ctx, hsm)
+			if derr != nil {
+				defs = nil
+			}
 			deleted := []wire.RoleAssignment{}
 			for _, id := range ids {
 				if !strings.Contains(id, "/roleAssignments/") {
@@ -384,7 +404,7 @@ func assignmentDelete(e *env) *cobra.Command {
 				}
 				deleted = append(deleted, a)
 			}
-			return c.flatten(ctx, hsm, deleted)
+			return c.flattenWith(ctx, deleted, defs)
 		})
 	return spaceSeparated(cmd, "ids", &ids)
 }
