@@ -159,3 +159,22 @@ func TestGlobalFlags(t *testing.T) {
 		t.Fatalf("another subscription: %q", errs)
 	}
 }
+
+// account list shows the one subscription, in az's table; account set
+// takes it, by id or name, and refuses another.
+func TestAccountListAndSet(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	sub := admin.ok("account", "show", "--query", "id", "-o", "tsv")
+	if got := admin.ok("account", "list", "--query", "[].[id, isDefault, cloudName]", "-o", "tsv"); got != sub+"\tTrue\tKeyward" {
+		t.Fatalf("account list: %q", got)
+	}
+	if table := admin.ok("account", "list", "-o", "table"); !strings.HasPrefix(table, "Name     CloudName  SubscriptionId") {
+		t.Fatalf("account list -o table:\n%s", table)
+	}
+	admin.ok("account", "set", "--subscription", sub)
+	admin.ok("account", "set", "-n", "Keyward")
+	if errs := admin.fails(exitFailure, "account", "set", "--subscription", "other"); !strings.Contains(errs, "doesn't exist") {
+		t.Fatalf("account set to another: %q", errs)
+	}
+}

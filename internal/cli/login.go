@@ -176,26 +176,52 @@ func discover(ctx context.Context, p *profile) error {
 // subscription and identity the saved profile signs in with.
 func newAccountCmd(e *env) *cobra.Command {
 	account := &cobra.Command{Use: "account", Short: "Show the signed-in account and subscription"}
-	var out outputFlags
-	show := &cobra.Command{
-		Use:   "show",
-		Short: "Show the subscription and identity of the saved login",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := e.loadProfile()
-			if err != nil {
-				return err
-			}
-			userType := map[bool]string{true: "servicePrincipal", false: "user"}[p.Kind == "servicePrincipal"]
-			return out.print(e.stdout, map[string]any{
-				"environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription, "isDefault": true,
-				"name": "Keyward", "state": "Enabled", "tenantId": p.TenantID,
-				"user": map[string]string{"name": p.Username, "type": userType},
-			})
-		},
+	subscription := func() (map[string]any, error) {
+		p, err := e.loadProfile()
+		if err != nil {
+			return nil, err
+		}
+		userType := map[bool]string{true: "servicePrincipal", false: "user"}[p.Kind == "servicePrincipal"]
+		return map[string]any{
+			"environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription, "isDefault": true,
+			"name": "Keyward", "state": "Enabled", "tenantId": p.TenantID,
+			"user": map[string]string{"name": p.Username, "type": userType},
+		}, nil
 	}
-	out.register(show)
-	account.AddCommand(show, newGetAccessTokenCmd(e), newMFACmd(e))
+	show := offline(e, "show", "Show the subscription and identity of the saved login", func(*cobra.Command) {},
+		func(context.Context) (any, error) { return subscription() })
+	// There is one subscription: list shows it, and set accepts it alone
+	// (by id or name), so that az scripts that select it run.
+	list := tableColumns(offline(e, "list", "List the subscriptions: the one there is", func(*cobra.Command) {},
+		func(context.Context) (any, error) {
+			sub, err := subscription()
+			if err != nil {
+				return nil, err
+			}
+			sub["cloudName"] = "Keyward"
+			delete(sub, "environmentName") // az's list says cloudName where show says environmentName
+			return []map[string]any{sub}, nil
+		}), "name:Name", "cloudName:CloudName", "id:SubscriptionId", "tenantId:TenantId", "state:State", "isDefault:IsDefault")
+	var name string
+	set := offline(e, "set", "Select the subscription: the one there is", func(cmd *cobra.Command) {
+		cmd.Flags().StringVarP(&name, "name", "n", "", "the subscription's id or name (or --subscription, as az)")
+	}, func(context.Context) (any, error) {
+		sub, err := subscription()
+		if err != nil {
+			return nil, err
+		}
+		if name == "" {
+			name = e.global.subscription
+		}
+		if name == "" {
+			return nil, usagef("--subscription (or --name) is required")
+		}
+		if !strings.EqualFold(name, sub["id"].(string)) && !strings.EqualFold(name, sub["name"].(string)) {
+			return nil, fmt.Errorf("The subscription of '%s' doesn't exist in cloud 'Keyward'.", name)
+		}
+		return nil, nil
+	})
+	account.AddCommand(show, list, set, newGetAccessTokenCmd(e), newMFACmd(e))
 	return account
 }
 
