@@ -137,22 +137,56 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			return out, nil
 		}))
 	var lwho assigneeFlags
-	var lscope string
-	asg.AddCommand(tableColumns(command(e, "list", "List control-plane role assignments at a scope",
+	var lscope, lgroup, lrole string
+	var all, inherited bool
+	asg.AddCommand(tableColumns(command(e, "list", "List control-plane role assignments at a scope (default: the subscription)",
 		func(cmd *cobra.Command) {
 			lwho.register(cmd)
 			cmd.Flags().StringVar(&lscope, "scope", "", "scope (default: the subscription)")
+			cmd.Flags().StringVarP(&lgroup, "resource-group", "g", "", "the scope is this resource group")
+			cmd.Flags().StringVar(&lrole, "role", "", "only this role's assignments (name or id)")
+			cmd.Flags().BoolVar(&all, "all", false, "assignments at every scope")
+			cmd.Flags().BoolVar(&inherited, "include-inherited", false, "also those at the scopes above, which apply here too")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			sc, err := c.scope(lscope)
+			// As az (role/custom.py, list_role_assignments and
+			// _search_role_assignments): the assignments at exactly the
+			// scope, unless --include-inherited (and those above it) or
+			// --all (every scope).
+			if all && (lscope != "" || lgroup != "") {
+				return nil, usagef("--all takes no --scope or --resource-group")
+			}
+			sub, err := c.subscriptionPath()
 			if err != nil {
 				return nil, err
 			}
+			sc := lscope
+			switch {
+			case lgroup != "" && lscope != "":
+				return nil, usagef("give --scope or --resource-group, not both")
+			case lgroup != "":
+				sc = sub + "/resourceGroups/" + lgroup
+			case sc == "":
+				sc = sub
+			}
+			sc = strings.TrimSuffix(sc, "/")
 			principal, err := lwho.resolve(ctx, c)
 			if err != nil {
 				return nil, err
 			}
-			path := sc + "/providers/Microsoft.Authorization/roleAssignments"
+			def := ""
+			if lrole != "" {
+				if def, err = c.armRole(ctx, lrole); err != nil {
+					return nil, err
+				}
+			}
+			// Asked at the scope (a caller may read only there), or at the
+			// subscription for --all.
+			base := sc
+			if all {
+				base = sub
+			}
+			path := base + "/providers/Microsoft.Authorization/roleAssignments"
 			if principal != "" {
 				path += "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
 			}
@@ -162,7 +196,16 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			if err := c.arm(ctx, http.MethodGet, path, nil, &list); err != nil {
 				return nil, err
 			}
-			return c.flattenARM(ctx, list.Value)
+			keep := []wire.RoleAssignment{}
+			for _, a := range list.Value {
+				as := strings.TrimSuffix(a.Properties.Scope, "/")
+				at := strings.EqualFold(as, sc)
+				above := inherited && len(as) < len(sc) && strings.EqualFold(sc[:len(as)], as) && sc[len(as)] == '/'
+				if (all || at || above) && (def == "" || strings.EqualFold(a.Properties.RoleDefinitionID, def)) {
+					keep = append(keep, a)
+				}
+			}
+			return c.flattenARM(ctx, keep)
 		}), "principalName:Principal", "roleDefinitionName:Role", "scope:Scope"))
 	var ids []string
 	var dwho assigneeFlags

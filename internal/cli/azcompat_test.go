@@ -178,3 +178,41 @@ func TestAccountListAndSet(t *testing.T) {
 		t.Fatalf("account set to another: %q", errs)
 	}
 }
+
+// role assignment list shows, as az does, the assignments at the scope
+// given (the subscription by default, or -g's group), those above it too
+// with --include-inherited, and every one with --all.
+func TestARMRoleAssignmentListScopes(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	sub := admin.ok("account", "show", "--query", "id", "-o", "tsv")
+	sp := env.ServicePrincipal("arm-lister")
+	admin.ok("group", "create", "--name", "app-rg", "--location", "local")
+	admin.ok("role", "assignment", "create", "--assignee-object-id", sp.ObjectID, "--role", "Reader")
+	admin.ok("role", "assignment", "create", "--assignee-object-id", sp.ObjectID, "--role", "Managed HSM Contributor",
+		"--scope", "/subscriptions/"+sub+"/resourceGroups/app-rg")
+	scopes := func(args ...string) string {
+		t.Helper()
+		return admin.ok(append([]string{"role", "assignment", "list", "--assignee", sp.ObjectID, "--query", "sort([].scope)", "-o", "tsv"}, args...)...)
+	}
+	subScope, rgScope := "/subscriptions/"+sub, "/subscriptions/"+sub+"/resourceGroups/app-rg"
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"default: the subscription": {nil, subScope},
+		"-g: the group only":        {[]string{"-g", "app-rg"}, rgScope},
+		"-g --include-inherited":    {[]string{"-g", "app-rg", "--include-inherited"}, subScope + "\n" + rgScope},
+		"--all":                     {[]string{"--all"}, subScope + "\n" + rgScope},
+		"--role filters":            {[]string{"--all", "--role", "Reader"}, subScope},
+		"--scope of the group":      {[]string{"--scope", rgScope}, rgScope},
+	} {
+		if got := scopes(c.args...); got != c.want {
+			t.Errorf("%s: %q, want %q", name, got, c.want)
+		}
+	}
+	if table := admin.ok("role", "assignment", "list", "--assignee", sp.ObjectID, "-o", "table"); !strings.HasPrefix(table, "Principal") ||
+		!strings.Contains(table, "Role") || !strings.Contains(table, sp.AppID) {
+		t.Fatalf("table:\n%s", table)
+	}
+}
