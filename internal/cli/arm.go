@@ -37,9 +37,8 @@ func newGroupCmd(e *env) *cobra.Command {
 	var name, location string
 	g.AddCommand(command(e, "create", "Create a resource group",
 		func(cmd *cobra.Command) {
-			cmd.Flags().StringVarP(&name, "name", "n", "", "resource group name")
+			nameFlags(cmd, &name)
 			cmd.Flags().StringVarP(&location, "location", "l", "local", "location")
-			required(cmd, "name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			sub, err := c.subscriptionPath()
@@ -54,8 +53,7 @@ func newGroupCmd(e *env) *cobra.Command {
 		var n string
 		g.AddCommand(command(e, verb, map[string]string{"show": "Show a resource group", "delete": "Delete an empty resource group"}[verb],
 			func(cmd *cobra.Command) {
-				cmd.Flags().StringVarP(&n, "name", "n", "", "resource group name")
-				required(cmd, "name")
+				nameFlags(cmd, &n)
 			},
 			func(ctx context.Context, c *client) (any, error) {
 				sub, err := c.subscriptionPath()
@@ -79,8 +77,17 @@ func newGroupCmd(e *env) *cobra.Command {
 				return nil, err
 			}
 			return c.armList(ctx, sub+"/resourcegroups")
-		}), "name", "location"))
+		}), "name:Name", "location:Location", "properties.provisioningState:Status"))
 	return g
+}
+
+// nameFlags are a resource group's -n/--name and, as az takes either,
+// -g/--resource-group; one of them is required.
+func nameFlags(cmd *cobra.Command, name *string) {
+	cmd.Flags().StringVarP(name, "name", "n", "", "resource group name")
+	cmd.Flags().StringVarP(name, "resource-group", "g", "", "resource group name (the same as --name)")
+	cmd.MarkFlagsOneRequired("name", "resource-group")
+	cmd.MarkFlagsMutuallyExclusive("name", "resource-group")
 }
 
 // newARMRoleCmd is `keyward role`: control-plane (Azure RBAC) roles.

@@ -216,3 +216,24 @@ func TestARMRoleAssignmentListScopes(t *testing.T) {
 		t.Fatalf("table:\n%s", table)
 	}
 }
+
+// The flags az scripts put on resource groups and deletes: -g as well as
+// -n, --yes and --no-wait; group list in az's table (Name, Location,
+// Status).
+func TestGroupFlagsAndDeletes(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	admin.ok("group", "create", "-g", "scripted-rg", "-l", "local")
+	if got := admin.ok("group", "show", "-g", "scripted-rg", "--query", "name", "-o", "tsv"); got != "scripted-rg" {
+		t.Fatalf("group show -g: %q", got)
+	}
+	if table := admin.ok("group", "list", "-o", "table"); !strings.HasPrefix(table, "Name ") || !strings.Contains(table, "Status") ||
+		!strings.Contains(table, "Succeeded") {
+		t.Fatalf("group list -o table:\n%s", table)
+	}
+	admin.ok("group", "delete", "-n", "scripted-rg", "--yes", "--no-wait")
+	admin.fails(exitNotFound, "group", "show", "-n", "scripted-rg")
+	admin.fails(exitUsage, "group", "show")
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "to-delete", "--kty", "EC-HSM", "-o", "none")
+	admin.ok("keyvault", "key", "delete", "--hsm-name", "dev", "--name", "to-delete", "-y", "-o", "none")
+}

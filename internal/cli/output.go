@@ -259,7 +259,7 @@ func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
 			m, _ := row.(map[string]any)
 			line := map[string]string{}
 			for i, k := range keys {
-				if val, ok := m[k]; ok && val != nil {
+				if val := lookupPath(m, k); val != nil {
 					line[header[i]] = pyStr(val)
 				}
 			}
@@ -313,6 +313,19 @@ func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// lookupPath finds a dotted key ("properties.provisioningState") in m.
+func lookupPath(m map[string]any, path string) any {
+	var v any = m
+	for _, k := range strings.Split(path, ".") {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = obj[k]
+	}
+	return v
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -70,6 +70,7 @@ func run(ctx context.Context, e *env, args []string) int {
 	root.SetErr(e.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 	helpOnGroups(root)
+	confirmFlags(root)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprint(e.stderr, describeError(err))
 		return exitCode(err)
@@ -104,7 +105,7 @@ func exitCode(err error) int {
 func cobraUsage(err error) bool {
 	msg := err.Error()
 	for _, p := range []string{"unknown command ", "required flag(s) ", "accepts ", "requires at least ", "requires at most ",
-		"if any flags in the group", "invalid argument "} {
+		"if any flags in the group", "at least one of the flags in the group", "invalid argument "} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}
@@ -130,6 +131,28 @@ func describeError(err error) string {
 		return "ERROR: " + ue.msg + "\n"
 	}
 	return "ERROR: " + err.Error() + "\n"
+}
+
+// confirmFlags gives every delete and purge az's --yes/-y (keyward asks
+// no confirmation, so it changes nothing) and --no-wait (keyward's deletes
+// are done when they answer), so that scripts with them run.
+func confirmFlags(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		confirmFlags(sub)
+	}
+	if name := c.Name(); name != "delete" && name != "purge" {
+		return
+	}
+	if c.Flags().Lookup("yes") == nil {
+		short := "y"
+		if c.Flags().ShorthandLookup("y") != nil {
+			short = ""
+		}
+		c.Flags().BoolP("yes", short, false, "do not prompt for confirmation (keyward never prompts)")
+	}
+	if c.Flags().Lookup("no-wait") == nil {
+		c.Flags().Bool("no-wait", false, "do not wait for the operation to finish (keyward's are done when they answer)")
+	}
 }
 
 // helpOnGroups makes every command that only groups others (az's command
