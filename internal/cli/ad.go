@@ -14,7 +14,8 @@ import (
 func newADCmd(e *env) *cobra.Command {
 	ad := &cobra.Command{Use: "ad", Short: "Manage the directory: users, groups, service principals"}
 	sp := &cobra.Command{Use: "sp", Short: "Manage service principals"}
-	sp.AddCommand(spCreateForRBAC(e), objShow(e, "servicePrincipals", "id"), objList(e, "servicePrincipals"), objDelete(e, "servicePrincipals", "id"), newSPCredentialCmd(e))
+	sp.AddCommand(spCreateForRBAC(e), objShow(e, "servicePrincipals", "id"), tableColumns(objList(e, "servicePrincipals"), "displayName:DisplayName", "id:Id", "appId:AppId", "createdDateTime:CreatedDateTime"),
+		objDelete(e, "servicePrincipals", "id"), newSPCredentialCmd(e))
 	user := &cobra.Command{Use: "user", Short: "Manage users"}
 	user.AddCommand(userCreate(e), objShow(e, "users", "id"), objList(e, "users"), objDelete(e, "users", "id"), userMFACmd(e))
 	group := &cobra.Command{Use: "group", Short: "Manage groups"}

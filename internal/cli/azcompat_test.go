@@ -237,3 +237,17 @@ func TestGroupFlagsAndDeletes(t *testing.T) {
 	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "to-delete", "--kty", "EC-HSM", "-o", "none")
 	admin.ok("keyvault", "key", "delete", "--hsm-name", "dev", "--name", "to-delete", "-y", "-o", "none")
 }
+
+// ad sp list -o table has az's columns (role/commands.py,
+// get_graph_object_transformer('sp')): DisplayName, Id, AppId, CreatedDateTime.
+func TestSPListTable(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	sp := env.ServicePrincipal("tabled-app")
+	table := admin.ok("ad", "sp", "list", "--display-name", "tabled-app", "-o", "table")
+	lines := strings.Split(table, "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "DisplayName  Id ") || !strings.Contains(lines[0], "AppId") ||
+		!strings.Contains(lines[0], "CreatedDateTime") || !strings.Contains(lines[2], sp.AppID) || !strings.Contains(lines[2], sp.ObjectID) {
+		t.Fatalf("ad sp list -o table:\n%s", table)
+	}
+}
