@@ -42,6 +42,14 @@ func offline(e *env, use, short string, setup func(*cobra.Command), run func(ctx
 			if err != nil {
 				return err
 			}
+			if v != nil {
+				g, err := toGeneric(v)
+				if err != nil {
+					return err
+				}
+				addResourceGroup(g)
+				v = g
+			}
 			if cols := cmd.Annotations["table"]; cols != "" {
 				out.columns = strings.Split(cols, ",")
 			}

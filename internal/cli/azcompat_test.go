@@ -251,3 +251,32 @@ func TestSPListTable(t *testing.T) {
 		t.Fatalf("ad sp list -o table:\n%s", table)
 	}
 }
+
+// identity create|show|list print az's shape (the msi SDK's Identity
+// model: principalId, clientId and tenantId at the top, no nested
+// properties), and every result whose id names a resource group carries
+// resourceGroup (azure-cli core, _add_resource_group).
+func TestIdentityShape(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	admin.ok("group", "create", "-n", "shape-rg")
+	for _, out := range []string{
+		admin.ok("identity", "create", "-n", "shaped", "-g", "shape-rg"),
+		admin.ok("identity", "show", "-n", "shaped", "-g", "shape-rg"),
+		admin.ok("identity", "list", "-g", "shape-rg", "--query", "[0]"),
+	} {
+		var got map[string]any
+		jsonDecode(t, out, &got)
+		if _, nested := got["properties"]; nested {
+			t.Fatalf("identity output has properties:\n%s", out)
+		}
+		for _, k := range []string{"clientId", "principalId", "tenantId", "id", "name", "location", "type"} {
+			if s, _ := got[k].(string); s == "" {
+				t.Fatalf("identity output lacks %s:\n%s", k, out)
+			}
+		}
+		if got["resourceGroup"] != "shape-rg" {
+			t.Fatalf("identity output's resourceGroup: %v", got["resourceGroup"])
+		}
+	}
+}

@@ -44,8 +44,10 @@ func newIdentityCmd(e *env) *cobra.Command {
 				var out map[string]any
 				switch verb {
 				case "create":
-					err := c.arm(ctx, http.MethodPut, path, map[string]string{"location": "local"}, &out)
-					return out, err
+					if err := c.arm(ctx, http.MethodPut, path, map[string]string{"location": "local"}, &out); err != nil {
+						return nil, err
+					}
+					return flattenIdentity(out), nil
 				case "delete":
 					err := c.arm(ctx, http.MethodDelete, path, nil, nil)
 					return nil, err
@@ -84,11 +86,14 @@ func newIdentityCmd(e *env) *cobra.Command {
 
 // flattenIdentity prints an identity as az does: principalId and clientId
 // at the top.
+// flattenIdentity is an identity as az prints it (the msi SDK's model):
+// principalId, clientId and tenantId at the top, no properties.
 func flattenIdentity(m map[string]any) map[string]any {
 	if p, ok := m["properties"].(map[string]any); ok {
 		for _, k := range []string{"principalId", "clientId", "tenantId"} {
 			m[k] = p[k]
 		}
+		delete(m, "properties")
 	}
 	return m
 }

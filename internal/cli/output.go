@@ -315,6 +315,36 @@ func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
 	return err
 }
 
+// addResourceGroup adds resourceGroup to every object whose id names one,
+// as azure-cli does to every command's result (core/commands,
+// _add_resource_group and _parse_id): to nested objects too, but not
+// under sourceVault; an object that has one keeps it.
+func addResourceGroup(v any) {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			addResourceGroup(e)
+		}
+	case map[string]any:
+		has := false
+		for k := range x {
+			if strings.EqualFold(k, "resourceGroup") {
+				has = true
+			}
+		}
+		if id, ok := x["id"].(string); ok && !has {
+			if parts := strings.Split(id, "/"); len(parts) > 4 && parts[3] == "resourceGroups" {
+				x["resourceGroup"] = parts[4]
+			}
+		}
+		for k, e := range x {
+			if k != "sourceVault" {
+				addResourceGroup(e)
+			}
+		}
+	}
+}
+
 // lookupPath finds a dotted key ("properties.provisioningState") in m.
 func lookupPath(m map[string]any, path string) any {
 	var v any = m
