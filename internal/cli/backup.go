@@ -90,7 +90,14 @@ func newBackupCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return c.runJob(ctx, hsm, http.MethodPost, "/backup", "backup", body, cf.noWait)
+			job, err := c.runJob(ctx, hsm, http.MethodPost, "/backup", "backup", body, cf.noWait)
+			if err != nil || cf.noWait {
+				return nil, err
+			}
+			// As az (keyvault/custom.py, full_backup: the poller's
+			// KeyVaultBackupResult): the folder's URL, which restore start
+			// --backup-folder takes.
+			return map[string]any{"folderUrl": job["azureStorageBlobContainerUri"]}, nil
 		}))
 	return b
 }
@@ -118,12 +125,16 @@ func newRestoreCmd(e *env) *cobra.Command {
 				return nil, err
 			}
 			folder = folder[strings.LastIndex(strings.TrimSuffix(folder, "/"), "/")+1:]
+			// As az (full_restore: the poller's result is None), a
+			// restore prints nothing; it fails with the job's error.
 			if key != "" {
 				body := map[string]any{"sasTokenParameters": sas, "folder": folder}
-				return c.runJob(ctx, hsm, http.MethodPut, "/keys/"+url.PathEscape(key)+"/restore", "restore", body, cf.noWait)
+				_, err := c.runJob(ctx, hsm, http.MethodPut, "/keys/"+url.PathEscape(key)+"/restore", "restore", body, cf.noWait)
+				return nil, err
 			}
 			body := map[string]any{"sasTokenParameters": sas, "folderToRestore": folder}
-			return c.runJob(ctx, hsm, http.MethodPut, "/restore", "restore", body, cf.noWait)
+			_, err = c.runJob(ctx, hsm, http.MethodPut, "/restore", "restore", body, cf.noWait)
+			return nil, err
 		}))
 	return r
 }

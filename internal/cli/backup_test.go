@@ -64,7 +64,7 @@ func TestFullBackupAndRestore(t *testing.T) {
 	// Back up (the container URL and SAS as az takes them).
 	containerURI, sasToken := az.Container("mhsm-backups")
 	folderURI := admin.ok("keyvault", "backup", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
-		"--storage-container-SAS-token", sasToken, "--query", "azureStorageBlobContainerUri", "-o", "tsv")
+		"--storage-container-SAS-token", sasToken, "--query", "folderUrl", "-o", "tsv")
 	folder := folderURI[strings.LastIndex(folderURI, "/")+1:]
 	if !strings.HasPrefix(folder, "mhsm-contoso-a-") {
 		t.Fatalf("backup folder %q", folderURI)
@@ -83,8 +83,12 @@ func TestFullBackupAndRestore(t *testing.T) {
 	admin.ok("keyvault", "role", "assignment", "delete", "--hsm-name", "contoso-a", "--assignee", app.ObjectID, "--scope", "/keys/signer")
 
 	// Selective restore of one key first.
-	admin.ok("keyvault", "restore", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
-		"--storage-container-SAS-token", sasToken, "--backup-folder", folderURI, "--key-name", "cmk")
+	// As az, a restore prints nothing, and takes the folder's URL that
+	// backup start printed (as folderUrl).
+	if out := admin.ok("keyvault", "restore", "start", "--hsm-name", "contoso-a", "--storage-resource-uri", containerURI,
+		"--storage-container-SAS-token", sasToken, "--backup-folder", folderURI, "--key-name", "cmk"); out != "" {
+		t.Fatalf("restore start printed %q", out)
+	}
 	if got := admin.ok("keyvault", "key", "list", "--hsm-name", "contoso-a", "--query", "[].name", "-o", "tsv"); got != "cmk" {
 		t.Fatalf("after selective restore: %q", got)
 	}
