@@ -280,3 +280,42 @@ func TestIdentityShape(t *testing.T) {
 		}
 	}
 }
+
+// storage account and monitor diagnostic-settings print az's flat shapes
+// (the storage and monitor SDK models: primaryEndpoints and
+// provisioningState, storageAccountId and logs at the top, no properties),
+// with resourceGroup.
+func TestStorageAndDiagnosticShapes(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	admin.ok("group", "create", "-n", "logs-rg")
+	outs := []string{admin.ok("storage", "account", "create", "-n", "shapelogs", "-g", "logs-rg",
+		"--blob-endpoint", "http://127.0.0.1:1/shapelogs", "--account-key", "a2V5")}
+	outs = append(outs, admin.ok("storage", "account", "show", "-n", "shapelogs"), admin.ok("storage", "account", "list", "--query", "[0]"))
+	var id string
+	for _, out := range outs {
+		var got map[string]any
+		jsonDecode(t, out, &got)
+		eps, _ := got["primaryEndpoints"].(map[string]any)
+		if _, nested := got["properties"]; nested || eps["blob"] == nil || got["provisioningState"] == nil || got["resourceGroup"] != "logs-rg" {
+			t.Fatalf("storage account output:\n%s", out)
+		}
+		id, _ = got["id"].(string)
+	}
+	if strings.Contains(strings.Join(outs, ""), "a2V5") {
+		t.Fatal("the account key is printed")
+	}
+	hsm := admin.ok("keyvault", "show", "--hsm-name", "dev", "--query", "id", "-o", "tsv")
+	outs = []string{admin.ok("monitor", "diagnostic-settings", "create", "-n", "shape-diag", "--resource", hsm, "--storage-account", id,
+		"--logs", `[{"category": "AuditEvent", "enabled": true}]`)}
+	outs = append(outs, admin.ok("monitor", "diagnostic-settings", "show", "-n", "shape-diag", "--resource", hsm),
+		admin.ok("monitor", "diagnostic-settings", "list", "--resource", hsm, "--query", "[0]"))
+	for _, out := range outs {
+		var got map[string]any
+		jsonDecode(t, out, &got)
+		logs, _ := got["logs"].([]any)
+		if _, nested := got["properties"]; nested || got["storageAccountId"] != id || len(logs) != 1 {
+			t.Fatalf("diagnostic setting output:\n%s", out)
+		}
+	}
+}

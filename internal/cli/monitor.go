@@ -13,8 +13,7 @@ import (
 func newStorageCmd(e *env) *cobra.Command {
 	st := &cobra.Command{Use: "storage", Short: "Register blob storage accounts that diagnostic settings can send logs to"}
 	acct := &cobra.Command{Use: "account", Short: "Manage storage accounts"}
-	acct.AddCommand(storageCreate(e), storageShow(e, "show"), storageShow(e, "delete"), storageShow(e, "update"),
-		tableColumns(storageList(e), "name", "location", "kind"))
+	acct.AddCommand(storageCreate(e), storageShow(e, "show"), storageShow(e, "delete"), storageShow(e, "update"), storageList(e))
 	st.AddCommand(acct, newContainerCmd(e))
 	return st
 }
@@ -45,7 +44,7 @@ func storageCreate(e *env) *cobra.Command {
 				"keywardCredential": map[string]string{"accountKey": key, "sasToken": strings.TrimPrefix(sas, "?")}}}
 			var out map[string]any
 			err = c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.Storage/storageAccounts/"+url.PathEscape(name), body, &out)
-			return out, err
+			return flattenProperties(out), err
 		})
 }
 
@@ -89,8 +88,11 @@ func storageShow(e *env, verb string) *cobra.Command {
 				return nil, usagef("--name or --id is required")
 			}
 			a, err := c.findAccount(ctx, name+id)
-			if err != nil || verb == "show" {
-				return a, err
+			if err != nil {
+				return nil, err
+			}
+			if verb == "show" {
+				return flattenProperties(a), nil
 			}
 			if verb == "delete" {
 				err := c.arm(ctx, http.MethodDelete, a["id"].(string), nil, nil)
@@ -102,7 +104,7 @@ func storageShow(e *env, verb string) *cobra.Command {
 			}
 			var out map[string]any
 			err = c.arm(ctx, http.MethodPatch, a["id"].(string), body, &out)
-			return out, err
+			return flattenProperties(out), err
 		})
 }
 
@@ -113,14 +115,18 @@ func storageList(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return c.armList(ctx, sub+"/providers/Microsoft.Storage/storageAccounts")
+			accounts, err := c.armList(ctx, sub+"/providers/Microsoft.Storage/storageAccounts")
+			for _, a := range accounts {
+				flattenProperties(a)
+			}
+			return accounts, err
 		})
 }
 
 func newMonitorCmd(e *env) *cobra.Command {
 	mon := &cobra.Command{Use: "monitor", Short: "Manage diagnostic settings (where audit logs go)"}
 	ds := &cobra.Command{Use: "diagnostic-settings", Short: "Manage an HSM's diagnostic settings"}
-	ds.AddCommand(diagCreate(e), diagByName(e, "show"), diagByName(e, "delete"), tableColumns(diagList(e), "name", "type"))
+	ds.AddCommand(diagCreate(e), diagByName(e, "show"), diagByName(e, "delete"), diagList(e))
 	mon.AddCommand(ds)
 	return mon
 }
@@ -153,7 +159,7 @@ func diagCreate(e *env) *cobra.Command {
 			body := map[string]any{"properties": map[string]any{"storageAccountId": storage, "logs": l}}
 			var out map[string]any
 			err := c.arm(ctx, http.MethodPut, strings.TrimSuffix(resource, "/")+diagPath+"/"+url.PathEscape(name), body, &out)
-			return out, err
+			return flattenProperties(out), err
 		})
 }
 
@@ -173,7 +179,7 @@ func diagByName(e *env, verb string) *cobra.Command {
 			}
 			var out map[string]any
 			err := c.arm(ctx, http.MethodGet, path, nil, &out)
-			return out, err
+			return flattenProperties(out), err
 		})
 }
 
@@ -185,6 +191,28 @@ func diagList(e *env) *cobra.Command {
 			required(cmd, "resource")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			return c.armList(ctx, strings.TrimSuffix(resource, "/")+diagPath)
+			settings, err := c.armList(ctx, strings.TrimSuffix(resource, "/")+diagPath)
+			for _, d := range settings {
+				flattenProperties(d)
+			}
+			return settings, err
 		})
+}
+
+// flattenProperties lifts an ARM resource's properties to its top, as
+// az prints the SDK models of storage accounts and diagnostic settings
+// (primaryEndpoints, provisioningState, storageAccountId, logs at the top;
+// no properties object).
+func flattenProperties(m map[string]any) map[string]any {
+	p, ok := m["properties"].(map[string]any)
+	if !ok {
+		return m
+	}
+	for k, v := range p {
+		if _, taken := m[k]; !taken {
+			m[k] = v
+		}
+	}
+	delete(m, "properties")
+	return m
 }
