@@ -13,6 +13,13 @@ import (
 
 func newADCmd(e *env) *cobra.Command {
 	ad := &cobra.Command{Use: "ad", Short: "Manage the directory: users, groups, service principals"}
+	signedIn := &cobra.Command{Use: "signed-in-user", Short: "The signed-in user"}
+	signedIn.AddCommand(command(e, "show", "Show the signed-in user (a user's sign-in only, as az)", func(*cobra.Command) {},
+		func(ctx context.Context, c *client) (any, error) {
+			var out map[string]any
+			err := c.graph(ctx, http.MethodGet, "/me", nil, &out)
+			return out, err
+		}))
 	sp := &cobra.Command{Use: "sp", Short: "Manage service principals"}
 	sp.AddCommand(spCreateForRBAC(e), objShow(e, "servicePrincipals", "id"), tableColumns(objList(e, "servicePrincipals"), "displayName:DisplayName", "id:Id", "appId:AppId", "createdDateTime:CreatedDateTime"),
 		objDelete(e, "servicePrincipals", "id"), newSPCredentialCmd(e))
@@ -22,7 +29,7 @@ func newADCmd(e *env) *cobra.Command {
 	member := &cobra.Command{Use: "member", Short: "Manage group members"}
 	member.AddCommand(memberCmd(e, "add"), memberCmd(e, "remove"), memberCmd(e, "check"), memberList(e))
 	group.AddCommand(groupCreate(e), objShow(e, "groups", "group"), objList(e, "groups"), objDelete(e, "groups", "group"), member)
-	ad.AddCommand(sp, newAppCmd(e), user, group)
+	ad.AddCommand(sp, newAppCmd(e), user, group, signedIn)
 	return ad
 }
 

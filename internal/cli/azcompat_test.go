@@ -319,3 +319,20 @@ func TestStorageAndDiagnosticShapes(t *testing.T) {
 		}
 	}
 }
+
+// ad signed-in-user show prints the signed-in user; an application's
+// sign-in has none, as Graph says.
+func TestSignedInUserShow(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	admin.ok("ad", "user", "create", "--display-name", "Una", "--user-principal-name", "una@contoso.test", "--password", "Correct-Horse-9")
+	una := kw{t, t.TempDir()}
+	una.ok("login", "--server", env.Boot.AuthorityHost, "-u", "una@contoso.test", "-p", "Correct-Horse-9", "--tenant", env.Boot.TenantID,
+		"--ca-file", env.Boot.CAFile)
+	if got := una.ok("ad", "signed-in-user", "show", "--query", "userPrincipalName", "-o", "tsv"); got != "una@contoso.test" {
+		t.Fatalf("signed-in-user show: %q", got)
+	}
+	if errs := admin.fails(exitFailure, "ad", "signed-in-user", "show"); !strings.Contains(errs, "delegated authentication flow") {
+		t.Fatalf("an application's signed-in-user show: %q", errs)
+	}
+}

@@ -35,6 +35,21 @@ func (a *API) me(r *http.Request) (string, error) {
 	return c.ObjectID, nil
 }
 
+// getMe is Graph's GET /me: the signed-in user. An application's token
+// has no user, and Graph refuses it so.
+func (a *API) getMe(w http.ResponseWriter, r *http.Request) error {
+	c, ok := identity.FromContext(r.Context())
+	if !ok || c.Kind != store.KindUser {
+		return fault.Errorf(fault.Invalid, "BadRequest", "/me request is only valid with delegated authentication flow.")
+	}
+	p, err := a.dir.Get(r.Context(), c.ObjectID)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, ObjectOf(p))
+	return nil
+}
+
 func (a *API) oathMethods(w http.ResponseWriter, r *http.Request, id string) error {
 	out := []SoftwareOathMethod{}
 	m, err := a.dir.Authenticator(r.Context(), id)

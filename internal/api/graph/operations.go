@@ -56,6 +56,7 @@ func (a *API) operations() *route.Table {
 		// A user's TOTP authenticator. The /me rows act on the signed-in
 		// user only, so they need no directory role; enrollment and
 		// confirmation are Keyward extensions (Graph enrolls interactively).
+		read("microsoft.directory/users/standard/read", http.MethodGet, "/v1.0/me", a.getMe),
 		read("microsoft.directory/users/authenticationMethods/standard/read", http.MethodGet, "/v1.0/me/authentication/softwareOathMethods", a.myOathMethods),
 		read("microsoft.directory/users/authenticationMethods/self/update", http.MethodPost, "/v1.0/me/authentication/softwareOathMethods", a.enrollOath),
 		read("microsoft.directory/users/authenticationMethods/self/update", http.MethodPost, "/v1.0/me/authentication/softwareOathMethods/{methodId}/confirm", a.confirmOath),
