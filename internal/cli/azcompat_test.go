@@ -336,3 +336,26 @@ func TestSignedInUserShow(t *testing.T) {
 		t.Fatalf("an application's signed-in-user show: %q", errs)
 	}
 }
+
+// Every key command that takes a name takes --id too: a key id (with or
+// without its version), or a deleted key's recoveryId.
+func TestKeyCommandsTakeID(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	kid := admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "by-id", "--kty", "EC-HSM", "--query", "key.kid", "-o", "tsv")
+	base := kid[:strings.LastIndex(kid, "/")]
+	for _, id := range []string{kid, base} {
+		if got := admin.ok("keyvault", "key", "show", "--id", id, "--query", "key.kid", "-o", "tsv"); got != kid {
+			t.Fatalf("key show --id %s: %q", id, got)
+		}
+	}
+	recovery := admin.ok("keyvault", "key", "delete", "--id", base, "--query", "recoveryId", "-o", "tsv")
+	if !strings.Contains(recovery, "/deletedkeys/by-id") {
+		t.Fatalf("recoveryId %q", recovery)
+	}
+	admin.ok("keyvault", "key", "recover", "--id", recovery, "-o", "none")
+	admin.ok("keyvault", "key", "show", "--id", base, "-o", "none")
+	if errs := admin.fails(exitUsage, "keyvault", "key", "show", "--id", "https://dev.example/secrets/x"); !strings.Contains(errs, "not a key id") {
+		t.Fatalf("a secret's id: %q", errs)
+	}
+}

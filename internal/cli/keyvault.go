@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"net/url"
 	"strings"
 	"time"
 
@@ -39,21 +40,26 @@ func (t *keyTarget) register(cmd *cobra.Command, withVersion bool) {
 	f := cmd.Flags()
 	f.StringVar(&t.hsm, "hsm-name", "", "name of the Managed HSM")
 	f.StringVarP(&t.name, "name", "n", "", "name of the key")
+	f.StringVar(&t.id, "id", "", "key id, https://{hsm}/keys/{name}[/{version}] (or a deleted key's, .../deletedkeys/{name})")
 	if withVersion {
 		f.StringVarP(&t.version, "version", "v", "", "key version (default: the latest)")
-		f.StringVar(&t.id, "id", "", "key id, https://{hsm}/keys/{name}[/{version}]")
 	}
 }
 
 // resolve returns the vault URL, key name and version the flags name.
 func (t *keyTarget) resolve(c *client, needName bool) (string, string, string, error) {
 	if t.id != "" {
-		id := azkeys.ID(t.id)
-		if id.Name() == "" {
-			return "", "", "", usagef("--id %q is not a key id", t.id)
+		u, err := url.Parse(t.id)
+		parts := strings.Split(strings.Trim(u.EscapedPath(), "/"), "/")
+		if err != nil || u.Scheme != "https" || u.Host == "" || len(parts) < 2 || len(parts) > 3 ||
+			(parts[0] != "keys" && parts[0] != "deletedkeys") || parts[1] == "" {
+			return "", "", "", usagef("--id %q is not a key id (https://{hsm}/keys/{name}[/{version}])", t.id)
 		}
-		u := t.id[:strings.Index(t.id, "/keys/")]
-		return u, id.Name(), id.Version(), nil
+		version := ""
+		if len(parts) == 3 {
+			version = parts[2]
+		}
+		return "https://" + u.Host, parts[1], version, nil
 	}
 	if t.hsm == "" {
 		return "", "", "", usagef("--hsm-name is required (or --id)")
