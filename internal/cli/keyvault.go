@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"os"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
