@@ -166,8 +166,24 @@ func TestRotationPolicyAndExpiryCLI(t *testing.T) {
 		{"trigger":{"timeBeforeExpiry":"P30D"},"action":{"type":"Notify"}}],"attributes":{"expiryTime":"P2Y"}}`)
 	admin.ok("keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value", "@"+policy)
 	if got := admin.ok("keyvault", "key", "rotation-policy", "show", "--hsm-name", "dev", "--name", "app-signing",
-		"--query", "[attributes.expiryTime, lifetimeActions[0].action, lifetimeActions[0].timeAfterCreate, lifetimeActions[1].action]", "-o", "tsv"); got != "P2Y\nRotate\nP90D\nNotify" {
+		"--query", "[expiresIn, lifetimeActions[0].action, lifetimeActions[0].timeAfterCreate, lifetimeActions[1].action]", "-o", "tsv"); got != "P2Y\nRotate\nP90D\nNotify" {
 		t.Fatalf("policy = %q", got)
+	}
+	// What show prints, update takes back (as az does), and snake_case too;
+	// a field it does not know is an error, not a policy silently emptied.
+	shown := filepath.Join(t.TempDir(), "shown.json")
+	writeFile(t, shown, admin.ok("keyvault", "key", "rotation-policy", "show", "--hsm-name", "dev", "--name", "app-signing"))
+	admin.ok("keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value", shown)
+	admin.ok("keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value",
+		`{"lifetime_actions": [{"trigger": {"time_after_create": "P60D"}, "action": "Rotate"}], "expires_in": "P1Y"}`)
+	if got := admin.ok("keyvault", "key", "rotation-policy", "show", "--hsm-name", "dev", "--name", "app-signing",
+		"--query", "[expiresIn, lifetimeActions[0].timeAfterCreate, length(lifetimeActions)]", "-o", "tsv"); got != "P1Y\nP60D\n1" {
+		t.Fatalf("policy from snake_case = %q", got)
+	}
+	for _, bad := range []string{`{"lifetimeAction": []}`, `{}`, `{"lifetimeActions": [{"trigger": {"timeAfterCreate": "P90D"}}]}`} {
+		if errs := admin.fails(exitUsage, "keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value", bad); !strings.Contains(errs, "--value") {
+			t.Fatalf("update --value %s: %q", bad, errs)
+		}
 	}
 	_, errs, code := admin.run("", "keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value",
 		`{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P1D"},"action":{"type":"Rotate"}}]}`)

@@ -481,10 +481,20 @@ type definitionInput struct {
 	AssignableScopes []string `json:"assignableScopes"`
 }
 
-// readJSONArg reads a flag value that is JSON, or @file naming a file of it.
+// readJSONArg reads a flag value that is JSON, or names a file of it:
+// @file, or (as az's shell_safe_json_parse and get_file_json) a path
+// that exists.
 func readJSONArg(v string, out any) error {
 	data := []byte(v)
-	if f, ok := strings.CutPrefix(v, "@"); ok {
+	f, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		if t := strings.TrimSpace(v); t != "" && t[0] != '{' && t[0] != '[' {
+			if fi, err := os.Stat(v); err == nil && fi.Mode().IsRegular() {
+				f, ok = v, true
+			}
+		}
+	}
+	if ok {
 		var err error
 		if data, err = os.ReadFile(f); err != nil {
 			return fmt.Errorf("reading %s: %w", f, err)

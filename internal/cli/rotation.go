@@ -40,8 +40,12 @@ func newRotationPolicyCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			var p azkeys.KeyRotationPolicy
-			if err := readJSONArg(value, &p); err != nil {
+			var raw any
+			if err := readJSONArg(value, &raw); err != nil {
+				return nil, err
+			}
+			p, err := parsePolicy(raw)
+			if err != nil {
 				return nil, err
 			}
 			resp, err := kc.UpdateKeyRotationPolicy(ctx, name, p, nil)
@@ -53,11 +57,13 @@ func newRotationPolicyCmd(e *env) *cobra.Command {
 	return rp
 }
 
-// policyOut renders a policy as az does: lifetime actions flattened.
+// policyOut renders a policy as az does (the SDK's KeyRotationPolicy:
+// lifetime actions flattened, expiresIn, createdOn and updatedOn at the
+// top).
 func policyOut(p azkeys.KeyRotationPolicy) (any, error) {
-	out := map[string]any{"id": p.ID, "lifetimeActions": []map[string]any{}}
+	out := map[string]any{"id": p.ID, "lifetimeActions": []map[string]any{}, "expiresIn": nil, "createdOn": nil, "updatedOn": nil}
 	if a := p.Attributes; a != nil {
-		out["attributes"] = map[string]any{"expiryTime": a.ExpiryTime, "created": timeOut(a.Created), "updated": timeOut(a.Updated)}
+		out["expiresIn"], out["createdOn"], out["updatedOn"] = a.ExpiryTime, timeOut(a.Created), timeOut(a.Updated)
 	}
 	for _, la := range p.LifetimeActions {
 		m := map[string]any{"action": nil, "timeAfterCreate": nil, "timeBeforeExpiry": nil}
@@ -70,6 +76,142 @@ func policyOut(p azkeys.KeyRotationPolicy) (any, error) {
 		out["lifetimeActions"] = append(out["lifetimeActions"].([]map[string]any), m)
 	}
 	return out, nil
+}
+
+// parsePolicy reads a rotation policy in any shape az takes
+// (keyvault/custom.py, update_key_rotation_policy): the REST API's
+// ({"lifetimeActions": [{"trigger": {...}, "action": {"type": ...}}],
+// "attributes": {"expiryTime": ...}}), the one show prints (actions
+// flattened, expiresIn at the top), and either in snake_case. A key it
+// does not know is an error, never a policy silently emptied.
+func parsePolicy(raw any) (azkeys.KeyRotationPolicy, error) {
+	var p azkeys.KeyRotationPolicy
+	top, ok := raw.(map[string]any)
+	if !ok {
+		return p, usagef("--value: a rotation policy is a JSON object")
+	}
+	str := func(v any, what string) (*string, error) {
+		if v == nil {
+			return nil, nil
+		}
+		s, ok := v.(string)
+		if !ok {
+			return nil, usagef("--value: %s must be a string", what)
+		}
+		return &s, nil
+	}
+	var expiry *string
+	setExpiry := func(v any, what string) error {
+		s, err := str(v, what)
+		if s != nil {
+			expiry = s
+		}
+		return err
+	}
+	actions := []any{}
+	said := false // a lifetimeActions list was given, if empty
+	for k, v := range top {
+		var err error
+		switch k {
+		case "lifetimeActions", "lifetime_actions":
+			list, ok := v.([]any)
+			if !ok && v != nil {
+				return p, usagef("--value: %s must be a list", k)
+			}
+			actions, said = list, true
+		case "attributes":
+			attrs, ok := v.(map[string]any)
+			if !ok && v != nil {
+				return p, usagef("--value: attributes must be an object")
+			}
+			for ak, av := range attrs {
+				switch ak {
+				case "expiryTime", "expiry_time", "expiresIn", "expires_in":
+					err = setExpiry(av, ak)
+				case "created", "updated", "createdOn", "updatedOn", "created_on", "updated_on":
+				default:
+					return p, usagef("--value: unknown attribute %q", ak)
+				}
+			}
+		case "expiresIn", "expires_in", "expiryTime", "expiry_time":
+			err = setExpiry(v, k)
+		case "id", "createdOn", "updatedOn", "created_on", "updated_on":
+			// what show prints and the service sets
+		default:
+			return p, usagef("--value: unknown field %q (a rotation policy has lifetimeActions and attributes.expiryTime)", k)
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	if expiry != nil {
+		p.Attributes = &azkeys.KeyRotationPolicyAttributes{ExpiryTime: expiry}
+	}
+	for i, v := range actions {
+		a, ok := v.(map[string]any)
+		if !ok {
+			return p, usagef("--value: lifetime action %d is not an object", i+1)
+		}
+		var typ, after, before *string
+		for k, v := range a {
+			var err error
+			switch k {
+			case "action":
+				if m, ok := v.(map[string]any); ok {
+					typ, err = str(m["type"], "action.type")
+				} else {
+					typ, err = str(v, "action")
+				}
+			case "trigger":
+				m, ok := v.(map[string]any)
+				if !ok {
+					return p, usagef("--value: lifetime action %d: trigger must be an object", i+1)
+				}
+				for tk, tv := range m {
+					switch tk {
+					case "timeAfterCreate", "time_after_create":
+						after, err = str(tv, tk)
+					case "timeBeforeExpiry", "time_before_expiry":
+						before, err = str(tv, tk)
+					default:
+						return p, usagef("--value: lifetime action %d: unknown trigger %q", i+1, tk)
+					}
+					if err != nil {
+						return p, err
+					}
+				}
+			case "timeAfterCreate", "time_after_create":
+				if s, e := str(v, k); s != nil || e != nil {
+					after, err = s, e
+				}
+			case "timeBeforeExpiry", "time_before_expiry":
+				if s, e := str(v, k); s != nil || e != nil {
+					before, err = s, e
+				}
+			default:
+				return p, usagef("--value: lifetime action %d: unknown field %q", i+1, k)
+			}
+			if err != nil {
+				return p, err
+			}
+		}
+		if typ == nil {
+			return p, usagef("--value: lifetime action %d has no action type (Rotate or Notify)", i+1)
+		}
+		t := azkeys.KeyRotationPolicyAction(*typ)
+		switch strings.ToLower(*typ) {
+		case "rotate":
+			t = azkeys.KeyRotationPolicyActionRotate
+		case "notify":
+			t = azkeys.KeyRotationPolicyActionNotify
+		}
+		p.LifetimeActions = append(p.LifetimeActions, &azkeys.LifetimeAction{Action: &azkeys.LifetimeActionType{Type: &t},
+			Trigger: &azkeys.LifetimeActionTrigger{TimeAfterCreate: after, TimeBeforeExpiry: before}})
+	}
+	if p.Attributes == nil && !said {
+		return p, usagef("--value: no lifetimeActions and no expiry time: nothing to set")
+	}
+	return p, nil
 }
 
 // parseWithin reads "30d", "12h" or "1h30m".
