@@ -63,24 +63,33 @@ func spCreateForRBAC(e *env) *cobra.Command {
 			// name already taken by one application resets that
 			// application's credential — same appId, a new secret, the old
 			// ones removed — rather than make a second application.
+			// Applications only, by exactly this name, as az
+			// (create_application keeps display names that are equal):
+			// never a managed identity, nor a name that differs in case.
 			var found struct {
-				Value []struct{ ID string }
+				Value []struct{ ID, DisplayName, ServicePrincipalType string }
 			}
 			if err := c.graph(ctx, http.MethodGet, "/servicePrincipals?$filter="+url.QueryEscape("displayName eq '"+strings.ReplaceAll(name, "'", "''")+"'"), nil, &found); err != nil {
 				return nil, err
 			}
-			if len(found.Value) > 1 {
+			var apps []string
+			for _, f := range found.Value {
+				if f.ServicePrincipalType == "Application" && f.DisplayName == name {
+					apps = append(apps, f.ID)
+				}
+			}
+			if len(apps) > 1 {
 				return nil, fmt.Errorf("more than one application has the display name %q: give each a name of its own", name)
 			}
 			var sp struct {
 				ID, AppID, DisplayName string
 				PasswordCredentials    []struct{ KeyID string }
 			}
-			if len(found.Value) == 1 {
-				if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+found.Value[0].ID, nil, &sp); err != nil {
+			if len(apps) == 1 {
+				if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+apps[0], nil, &sp); err != nil {
 					return nil, err
 				}
-				fmt.Fprintf(e.stderr, "Found an existing application instance: (id) %s. We will patch it.\n", sp.ID)
+				fmt.Fprintf(e.stderr, "Found an existing application instance: (id) %s, appId %s. We will patch it.\n", sp.ID, sp.AppID)
 			} else if err := c.graph(ctx, http.MethodPost, "/servicePrincipals", map[string]string{"displayName": name}, &sp); err != nil {
 				return nil, err
 			}

@@ -359,3 +359,41 @@ func TestKeyCommandsTakeID(t *testing.T) {
 		t.Fatalf("a secret's id: %q", errs)
 	}
 }
+
+// Attack replayed: a resource-group Owner made a managed identity named
+// like the application an administrator's script resets; create-for-rbac
+// found it by a case-insensitive name, gave the administrator its secret
+// (and the script's roles), and revoked the identity's own. Now, as az,
+// only applications of exactly that name are reset, and the directory
+// refuses credential changes on a managed identity.
+func TestCreateForRBACNeverTakesAManagedIdentity(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	sub := admin.ok("account", "show", "--query", "id", "-o", "tsv")
+	admin.ok("group", "create", "-n", "team-rg")
+	mal := env.ServicePrincipal("mallory")
+	admin.ok("role", "assignment", "create", "--assignee", mal.AppID, "--role", "Owner", "--scope", "/subscriptions/"+sub+"/resourceGroups/team-rg")
+	m := kw{t, t.TempDir()}
+	m.ok("login", "--server", env.Boot.AuthorityHost, "--service-principal", "-u", mal.AppID, "-p", mal.Secret,
+		"--tenant", env.Boot.TenantID, "--ca-file", env.Boot.CAFile)
+	m.ok("identity", "create", "-n", "CI-DEPLOYER", "-g", "team-rg") // Graph's eq ignores case
+	clients := m.ok("identity", "list", "-g", "team-rg", "--query", "[].clientId", "-o", "tsv")
+
+	out, errs, code := admin.run("", "ad", "sp", "create-for-rbac", "-n", "ci-deployer")
+	if code != 0 || strings.Contains(errs, "Found an existing application") {
+		t.Fatalf("create-for-rbac beside managed identities of that name: %d %s", code, errs)
+	}
+	var got struct{ AppID string }
+	jsonDecode(t, out, &got)
+	if strings.Contains(clients, got.AppID) {
+		t.Fatalf("create-for-rbac handed out a managed identity's credential (appId %s)", got.AppID)
+	}
+	mi := strings.Split(clients, "\n")[0]
+	tok := env.AdminToken("https://graph.microsoft.com")
+	for _, op := range []string{"addPassword", "removePassword"} {
+		r := env.Do("POST", env.Boot.AuthorityHost+"v1.0/servicePrincipals/"+mi+"/"+op, tok, map[string]string{"keyId": "x"})
+		if r.Status != 400 || !strings.Contains(string(r.Body), "managed identity") {
+			t.Fatalf("Graph %s on a managed identity: %d %s", op, r.Status, r.Body)
+		}
+	}
+}

@@ -180,7 +180,11 @@ func TestRotationPolicyAndExpiryCLI(t *testing.T) {
 		"--query", "[expiresIn, lifetimeActions[0].timeAfterCreate, length(lifetimeActions)]", "-o", "tsv"); got != "P1Y\nP60D\n1" {
 		t.Fatalf("policy from snake_case = %q", got)
 	}
-	for _, bad := range []string{`{"lifetimeAction": []}`, `{}`, `{"lifetimeActions": [{"trigger": {"timeAfterCreate": "P90D"}}]}`} {
+	for _, bad := range []string{`{"lifetimeAction": []}`, `{}`, `{"lifetimeActions": [{"trigger": {"timeAfterCreate": "P90D"}}]}`,
+		// Two spellings of one field: which one won would be map order.
+		`{"lifetimeActions": [{"trigger": {"timeAfterCreate": "P90D"}, "action": {"type": "Rotate"}}], "lifetime_actions": []}`,
+		`{"expiresIn": "P1Y", "attributes": {"expiryTime": "P2Y"}}`,
+		`{"lifetimeActions": [{"timeAfterCreate": "P30D", "trigger": {"timeAfterCreate": "P300D"}, "action": "Rotate"}]}`} {
 		if errs := admin.fails(exitUsage, "keyvault", "key", "rotation-policy", "update", "--hsm-name", "dev", "--name", "app-signing", "--value", bad); !strings.Contains(errs, "--value") {
 			t.Fatalf("update --value %s: %q", bad, errs)
 		}

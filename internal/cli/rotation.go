@@ -100,8 +100,21 @@ func parsePolicy(raw any) (azkeys.KeyRotationPolicy, error) {
 		}
 		return &s, nil
 	}
+	// Two spellings of one field would leave the result to map order:
+	// refused.
+	seen := map[string]string{}
+	claim := func(field, key string) error {
+		if prev, ok := seen[field]; ok {
+			return usagef("--value: %q and %q are the same field: give it once", prev, key)
+		}
+		seen[field] = key
+		return nil
+	}
 	var expiry *string
 	setExpiry := func(v any, what string) error {
+		if err := claim("expiry", what); err != nil {
+			return err
+		}
 		s, err := str(v, what)
 		if s != nil {
 			expiry = s
@@ -114,6 +127,9 @@ func parsePolicy(raw any) (azkeys.KeyRotationPolicy, error) {
 		var err error
 		switch k {
 		case "lifetimeActions", "lifetime_actions":
+			if err := claim("lifetimeActions", k); err != nil {
+				return p, err
+			}
 			list, ok := v.([]any)
 			if !ok && v != nil {
 				return p, usagef("--value: %s must be a list", k)
@@ -153,6 +169,7 @@ func parsePolicy(raw any) (azkeys.KeyRotationPolicy, error) {
 			return p, usagef("--value: lifetime action %d is not an object", i+1)
 		}
 		var typ, after, before *string
+		seen = map[string]string{} // the top level is read: each action on its own
 		for k, v := range a {
 			var err error
 			switch k {
@@ -170,9 +187,13 @@ func parsePolicy(raw any) (azkeys.KeyRotationPolicy, error) {
 				for tk, tv := range m {
 					switch tk {
 					case "timeAfterCreate", "time_after_create":
-						after, err = str(tv, tk)
+						if err = claim("after", tk); err == nil {
+							after, err = str(tv, tk)
+						}
 					case "timeBeforeExpiry", "time_before_expiry":
-						before, err = str(tv, tk)
+						if err = claim("before", tk); err == nil {
+							before, err = str(tv, tk)
+						}
 					default:
 						return p, usagef("--value: lifetime action %d: unknown trigger %q", i+1, tk)
 					}
@@ -181,12 +202,17 @@ func parsePolicy(raw any) (azkeys.KeyRotationPolicy, error) {
 					}
 				}
 			case "timeAfterCreate", "time_after_create":
+				// show prints both, one of them null: a null claims nothing.
 				if s, e := str(v, k); s != nil || e != nil {
-					after, err = s, e
+					if err = claim("after", k); err == nil {
+						after, err = s, e
+					}
 				}
 			case "timeBeforeExpiry", "time_before_expiry":
 				if s, e := str(v, k); s != nil || e != nil {
-					before, err = s, e
+					if err = claim("before", k); err == nil {
+						before, err = s, e
+					}
 				}
 			default:
 				return p, usagef("--value: lifetime action %d: unknown field %q", i+1, k)

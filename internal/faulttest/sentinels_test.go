@@ -38,8 +38,9 @@ const module = "github.com/keyward/keyward"
 // path (below the module) and name that declare it. A new sentinel must be
 // added here: TestEverySentinelIsListed finds the ones that are not.
 var sentinels = map[string]*fault.Error{
-	"internal/api/graph.ErrForbidden":        graph.ErrForbidden,
-	"internal/api/graph.ErrNoRoleAssignment": graph.ErrNoRoleAssignment,
+	"internal/api/graph.ErrForbidden":                  graph.ErrForbidden,
+	"internal/api/graph.ErrManagedIdentityCredentials": graph.ErrManagedIdentityCredentials,
+	"internal/api/graph.ErrNoRoleAssignment":           graph.ErrNoRoleAssignment,
 
 	"internal/armrbac.ErrDenied":             armrbac.ErrDenied,
 	"internal/armrbac.ErrAssignmentNotFound": armrbac.ErrAssignmentNotFound,

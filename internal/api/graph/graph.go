@@ -118,6 +118,13 @@ func ObjectOf(p *identity.Principal) Object {
 	return o
 }
 
+// ErrManagedIdentityCredentials refuses Graph credential changes on a
+// managed identity: as in Entra, its credentials are the platform's (here,
+// the identity agent's, through the resource manager), and a name lookup
+// that lands on one must not hand out or revoke its secrets.
+var ErrManagedIdentityCredentials = fault.New(fault.Invalid, "Request_BadRequest",
+	"the credentials of a managed identity cannot be changed through the directory")
+
 // ErrForbidden is Graph's refusal for callers without a directory role.
 var ErrForbidden = fault.New(fault.Forbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 
@@ -188,7 +195,7 @@ func (a *API) get(kind string) handler {
 			return err
 		}
 		o := ObjectOf(p)
-		if p.AppID != "" {
+		if p.Kind == store.KindServicePrincipal {
 			creds, err := a.dir.Secrets(r.Context(), p.ID)
 			if err != nil {
 				return err
@@ -264,6 +271,9 @@ func (a *API) addPassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if p.Kind == store.KindManagedIdentity {
+		return ErrManagedIdentityCredentials
+	}
 	secret, cred, err := a.dir.AddSecret(r.Context(), p.ID, req.PasswordCredential.DisplayName)
 	if err != nil {
 		return err
@@ -287,6 +297,9 @@ func (a *API) removePassword(w http.ResponseWriter, r *http.Request) error {
 	p, err := a.lookup(r, store.KindServicePrincipal, r.PathValue("id"))
 	if err != nil {
 		return err
+	}
+	if p.Kind == store.KindManagedIdentity {
+		return ErrManagedIdentityCredentials
 	}
 	if err := a.dir.RemoveSecret(r.Context(), p.ID, req.KeyID); err != nil {
 		return err
