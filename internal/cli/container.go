@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -75,11 +74,9 @@ func newContainerCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			until, err := time.Parse(time.RFC3339, expiry)
+			until, err := parseUTC(expiry)
 			if err != nil {
-				if until, err = time.Parse("2006-01-02", expiry); err != nil {
-					return nil, usagef("--expiry must be a date (2026-12-31) or an RFC 3339 time")
-				}
+				return nil, usagef("--expiry: %v", err)
 			}
 			perms, err := containerPermissions(permissions)
 			if err != nil {

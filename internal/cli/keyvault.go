@@ -173,13 +173,30 @@ func attributes(disabled bool, expires, notBefore string) (*azkeys.KeyAttributes
 		if f.v == "" {
 			continue
 		}
-		t, err := time.Parse(time.RFC3339, f.v)
+		t, err := parseUTC(f.v)
 		if err != nil {
-			return nil, usagef("%s must be a UTC date-time such as 2030-01-01T00:00:00Z", f.flag)
+			return nil, usagef("%s: %v", f.flag, err)
 		}
 		*f.dst = &t
 	}
 	return a, nil
+}
+
+// utcForms are the date-times az's keyvault datetime_type accepts, all
+// UTC; RFC 3339 with an offset is taken too.
+var utcForms = []string{"2006-01-02T15:04:05Z", "2006-01-02T15:04Z", "2006-01-02T15Z", "2006-01-02"}
+
+// parseUTC reads a date-time as az's keyvault commands do.
+func parseUTC(v string) (time.Time, error) {
+	for _, f := range utcForms {
+		if t, err := time.Parse(f, v); err == nil {
+			return t, nil
+		}
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("Input '%s' not valid. Valid example: 2000-12-31T12:59:59Z", v)
 }
 
 func keyShow(e *env) *cobra.Command {

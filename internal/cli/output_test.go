@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestQueryComparesStringsLikeAz(t *testing.T) {
@@ -83,6 +84,22 @@ func TestRenderingFollowsKnack(t *testing.T) {
 		}
 		if buf.String() != c.want {
 			t.Errorf("%s:\ngot  %q\nwant %q", c.name, buf.String(), c.want)
+		}
+	}
+}
+
+// The date-times az's keyvault commands take (_validators.py,
+// datetime_type), and RFC 3339 with an offset.
+func TestParseUTC(t *testing.T) {
+	want := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, in := range []string{"2030-01-01", "2030-01-01T00Z", "2030-01-01T00:00Z", "2030-01-01T00:00:00Z", "2030-01-01T01:00:00+01:00"} {
+		if got, err := parseUTC(in); err != nil || !got.Equal(want) {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "2030-13-01", "tomorrow", "2030/01/01"} {
+		if _, err := parseUTC(in); err == nil || !strings.Contains(err.Error(), "Valid example") {
+			t.Errorf("%q: %v", in, err)
 		}
 	}
 }
