@@ -397,3 +397,29 @@ func TestCreateForRBACNeverTakesAManagedIdentity(t *testing.T) {
 		}
 	}
 }
+
+// identity federated-credential list, show and delete, in az's flat shape.
+func TestFederatedCredentialCommands(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	admin.ok("group", "create", "-n", "fic-rg")
+	admin.ok("identity", "create", "-n", "fic-id", "-g", "fic-rg")
+	created := admin.ok("identity", "federated-credential", "create", "-n", "gh", "--identity-name", "fic-id", "-g", "fic-rg",
+		"--issuer", "https://token.actions.githubusercontent.com", "--subject", "repo:contoso/app:ref:refs/heads/main")
+	var got map[string]any
+	jsonDecode(t, created, &got)
+	if _, nested := got["properties"]; nested || got["issuer"] != "https://token.actions.githubusercontent.com" || got["resourceGroup"] != "fic-rg" {
+		t.Fatalf("create:\n%s", created)
+	}
+	if n := admin.ok("identity", "federated-credential", "list", "--identity-name", "fic-id", "-g", "fic-rg", "--query", "[].subject", "-o", "tsv"); n != "repo:contoso/app:ref:refs/heads/main" {
+		t.Fatalf("list: %q", n)
+	}
+	if s := admin.ok("identity", "federated-credential", "show", "-n", "gh", "--identity-name", "fic-id", "-g", "fic-rg", "--query", "name", "-o", "tsv"); s != "gh" {
+		t.Fatalf("show: %q", s)
+	}
+	admin.ok("identity", "federated-credential", "delete", "-n", "gh", "--identity-name", "fic-id", "-g", "fic-rg", "--yes")
+	admin.fails(exitNotFound, "identity", "federated-credential", "show", "-n", "gh", "--identity-name", "fic-id", "-g", "fic-rg")
+	if n := admin.ok("identity", "federated-credential", "list", "--identity-name", "fic-id", "-g", "fic-rg"); n != "[]" {
+		t.Fatalf("list after delete: %q", n)
+	}
+}

@@ -121,10 +121,66 @@ func newFederatedCmd(e *env) *cobra.Command {
 			path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(identity) + "/federatedIdentityCredentials/" + url.PathEscape(name)
 			body := map[string]any{"properties": map[string]any{"issuer": issuer, "subject": subject, "audiences": audiences}}
 			var out map[string]any
-			err = c.arm(ctx, http.MethodPut, path, body, &out)
-			return out, err
+			if err = c.arm(ctx, http.MethodPut, path, body, &out); err != nil {
+				return nil, err
+			}
+			return flattenProperties(out), nil
 		}))
+	// list, show and delete, as az's (the msi SDK's model, flat).
+	var lident, lgroup string
+	fc.AddCommand(command(e, "list", "List a managed identity's federated credentials",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&lident, "identity-name", "", "the managed identity")
+			cmd.Flags().StringVarP(&lgroup, "resource-group", "g", "", "resource group")
+			required(cmd, "identity-name", "resource-group")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			return c.federatedCredentials(ctx, lgroup, lident)
+		}))
+	for _, verb := range []string{"show", "delete"} {
+		var n, ident, group string
+		fc.AddCommand(command(e, verb, map[string]string{"show": "Show a federated credential", "delete": "Delete a federated credential"}[verb],
+			func(cmd *cobra.Command) {
+				cmd.Flags().StringVarP(&n, "name", "n", "", "credential name")
+				cmd.Flags().StringVar(&ident, "identity-name", "", "the managed identity")
+				cmd.Flags().StringVarP(&group, "resource-group", "g", "", "resource group")
+				required(cmd, "name", "identity-name", "resource-group")
+			},
+			func(ctx context.Context, c *client) (any, error) {
+				if verb == "delete" {
+					sub, err := c.subscriptionPath()
+					if err != nil {
+						return nil, err
+					}
+					path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(ident) + "/federatedIdentityCredentials/" + url.PathEscape(n)
+					return nil, c.arm(ctx, http.MethodDelete, path, nil, nil)
+				}
+				all, err := c.federatedCredentials(ctx, group, ident)
+				if err != nil {
+					return nil, err
+				}
+				for _, f := range all {
+					if strings.EqualFold(fmt.Sprint(f["name"]), n) {
+						return f, nil
+					}
+				}
+				return nil, &apiError{Status: http.StatusNotFound, Code: "NotFound", Message: fmt.Sprintf("no federated credential %s on identity %s", n, ident)}
+			}))
+	}
 	return fc
+}
+
+// federatedCredentials lists an identity's federated credentials, flat.
+func (c *client) federatedCredentials(ctx context.Context, group, ident string) ([]map[string]any, error) {
+	sub, err := c.subscriptionPath()
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.armList(ctx, sub+"/resourceGroups/"+url.PathEscape(group)+identityPath+url.PathEscape(ident)+"/federatedIdentityCredentials")
+	for _, f := range list {
+		flattenProperties(f)
+	}
+	return list, err
 }
 
 // newAgentCmd is `keyward identity agent`: a loopback sidecar that serves
