@@ -423,3 +423,23 @@ func TestFederatedCredentialCommands(t *testing.T) {
 		t.Fatalf("list after delete: %q", n)
 	}
 }
+
+// keyvault key set-attributes changes only what it is given.
+func TestKeySetAttributes(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "attrs", "--kty", "EC-HSM", "--tags", "team=security")
+	got := admin.ok("keyvault", "key", "set-attributes", "--hsm-name", "dev", "--name", "attrs", "--enabled", "false", "--expires", "2030-01-01",
+		"--query", "[attributes.enabled, attributes.expires, tags.team]", "-o", "tsv")
+	if got != "false\n2030-01-01T00:00:00+00:00\nsecurity" {
+		t.Fatalf("set-attributes: %q", got)
+	}
+	digest := "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	admin.fails(exitFailure, "keyvault", "key", "sign", "--hsm-name", "dev", "--name", "attrs", "--algorithm", "ES256", "--digest", digest)
+	admin.ok("keyvault", "key", "set-attributes", "--hsm-name", "dev", "--name", "attrs", "--enabled", "true", "--tags", "team=apps", "-o", "none")
+	if got := admin.ok("keyvault", "key", "show", "--hsm-name", "dev", "--name", "attrs", "--query", "[attributes.enabled, tags.team]", "-o", "tsv"); got != "true\napps" {
+		t.Fatalf("after re-enabling: %q", got)
+	}
+	admin.ok("keyvault", "key", "sign", "--hsm-name", "dev", "--name", "attrs", "--algorithm", "ES256", "--digest", digest, "-o", "none")
+	admin.fails(exitUsage, "keyvault", "key", "set-attributes", "--hsm-name", "dev", "--name", "attrs", "--enabled", "maybe")
+}

@@ -19,7 +19,7 @@ import (
 func newKeyvaultCmd(e *env) *cobra.Command {
 	kv := &cobra.Command{Use: "keyvault", Short: "Manage Managed HSMs and their keys"}
 	key := &cobra.Command{Use: "key", Short: "Manage keys in a Managed HSM"}
-	key.AddCommand(keyCreate(e), keyShow(e), tableColumns(keyList(e, "list"), "name", "kid"), tableColumns(keyList(e, "list-versions"), "kid"),
+	key.AddCommand(keyCreate(e), keyShow(e), keySetAttributes(e), tableColumns(keyList(e, "list"), "name", "kid"), tableColumns(keyList(e, "list-versions"), "kid"),
 		tableColumns(keyList(e, "list-deleted"), "name", "deletedDate", "scheduledPurgeDate", "recoveryId"),
 		keyByName(e, "delete", "Delete a key (it can be recovered until it is purged)"),
 		keyByName(e, "recover", "Recover a deleted key"),
@@ -214,6 +214,59 @@ func keyShow(e *env) *cobra.Command {
 			}
 			return keyOut(resp.KeyBundle), nil
 		})
+}
+
+// keySetAttributes is az's keyvault key set-attributes: change a key
+// version's enabled state, validity, tags or permitted operations. Only
+// what is given changes.
+func keySetAttributes(e *env) *cobra.Command {
+	var t keyTarget
+	var enabled, expires, notBefore string
+	var ops, tags []string
+	cmd := command(e, "set-attributes", "Change a key's attributes: enabled, expires, not-before, tags, ops",
+		func(cmd *cobra.Command) {
+			t.register(cmd, true)
+			f := cmd.Flags()
+			f.StringVar(&enabled, "enabled", "", "true or false")
+			f.StringVar(&expires, "expires", "", "expiry, UTC, e.g. 2030-01-01T00:00:00Z")
+			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
+			f.StringSliceVar(&tags, "tags", nil, "space-separated tags: key[=value] (replace the key's tags)")
+			f.StringSliceVar(&ops, "ops", nil, "permitted operations (replace the key's)")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			kc, name, version, err := t.open(c, true)
+			if err != nil {
+				return nil, err
+			}
+			var p azkeys.UpdateKeyParameters
+			a, err := attributes(false, expires, notBefore)
+			if err != nil {
+				return nil, err
+			}
+			a.Enabled = nil
+			switch strings.ToLower(enabled) {
+			case "":
+			case "true":
+				a.Enabled = to.Ptr(true)
+			case "false":
+				a.Enabled = to.Ptr(false)
+			default:
+				return nil, usagef("--enabled %q: use true or false", enabled)
+			}
+			p.KeyAttributes = a
+			if len(tags) > 0 {
+				p.Tags = parseTags(tags)
+			}
+			for _, op := range ops {
+				p.KeyOps = append(p.KeyOps, to.Ptr(azkeys.KeyOperation(op)))
+			}
+			resp, err := kc.UpdateKey(ctx, name, version, p, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			return keyOut(resp.KeyBundle), nil
+		})
+	return cmd
 }
 
 func keyList(e *env, verb string) *cobra.Command {
