@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -442,4 +443,16 @@ func TestKeySetAttributes(t *testing.T) {
 	}
 	admin.ok("keyvault", "key", "sign", "--hsm-name", "dev", "--name", "attrs", "--algorithm", "ES256", "--digest", digest, "-o", "none")
 	admin.fails(exitUsage, "keyvault", "key", "set-attributes", "--hsm-name", "dev", "--name", "attrs", "--enabled", "maybe")
+}
+
+// keyvault key random prints az's {"value": base64}; a count out of range
+// is the service's error.
+func TestKeyRandom(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	v := admin.ok("keyvault", "key", "random", "--hsm-name", "dev", "--count", "32", "--query", "value", "-o", "tsv")
+	if b, err := base64.StdEncoding.DecodeString(v); err != nil || len(b) != 32 {
+		t.Fatalf("random: %q %v", v, err)
+	}
+	admin.fails(exitFailure, "keyvault", "key", "random", "--hsm-name", "dev", "--count", "500")
 }

@@ -19,7 +19,7 @@ import (
 func newKeyvaultCmd(e *env) *cobra.Command {
 	kv := &cobra.Command{Use: "keyvault", Short: "Manage Managed HSMs and their keys"}
 	key := &cobra.Command{Use: "key", Short: "Manage keys in a Managed HSM"}
-	key.AddCommand(keyCreate(e), keyShow(e), keySetAttributes(e), tableColumns(keyList(e, "list"), "name", "kid"), tableColumns(keyList(e, "list-versions"), "kid"),
+	key.AddCommand(keyCreate(e), keyShow(e), keySetAttributes(e), keyRandom(e), tableColumns(keyList(e, "list"), "name", "kid"), tableColumns(keyList(e, "list-versions"), "kid"),
 		tableColumns(keyList(e, "list-deleted"), "name", "deletedDate", "scheduledPurgeDate", "recoveryId"),
 		keyByName(e, "delete", "Delete a key (it can be recovered until it is purged)"),
 		keyByName(e, "recover", "Recover a deleted key"),
@@ -213,6 +213,34 @@ func keyShow(e *env) *cobra.Command {
 				return nil, explain(err)
 			}
 			return keyOut(resp.KeyBundle), nil
+		})
+}
+
+// keyRandom is az's keyvault key random: random bytes from the HSM,
+// printed as az's transform_key_random_output does ({"value": base64}).
+func keyRandom(e *env) *cobra.Command {
+	var h hsmFlags
+	var count int
+	return command(e, "random", "Get random bytes from the HSM",
+		func(cmd *cobra.Command) {
+			h.register(cmd)
+			cmd.Flags().IntVar(&count, "count", 0, "how many bytes (1 to 128)")
+			required(cmd, "count")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hsm, err := h.url(c)
+			if err != nil {
+				return nil, err
+			}
+			kc, err := c.keys(hsm)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := kc.GetRandomBytes(ctx, azkeys.GetRandomBytesParameters{Count: to.Ptr(int32(count))}, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			return map[string]string{"value": base64.StdEncoding.EncodeToString(resp.Value)}, nil
 		})
 }
 
