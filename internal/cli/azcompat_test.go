@@ -456,3 +456,24 @@ func TestKeyRandom(t *testing.T) {
 	}
 	admin.fails(exitFailure, "keyvault", "key", "random", "--hsm-name", "dev", "--count", "500")
 }
+
+// key sign and verify print az's SignResult and VerifyResult: keyId, not kid.
+func TestSignVerifyShapes(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	kid := admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "signer", "--kty", "EC-HSM", "--query", "key.kid", "-o", "tsv")
+	digest := "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+	var sig struct{ Algorithm, KeyID, Signature string }
+	jsonDecode(t, admin.ok("keyvault", "key", "sign", "--hsm-name", "dev", "--name", "signer", "--algorithm", "ES256", "--digest", digest), &sig)
+	if sig.KeyID != kid || sig.Algorithm != "ES256" || sig.Signature == "" {
+		t.Fatalf("sign: %+v", sig)
+	}
+	var ver struct {
+		Algorithm, KeyID string
+		IsValid          bool
+	}
+	jsonDecode(t, admin.ok("keyvault", "key", "verify", "--id", kid, "--algorithm", "ES256", "--digest", digest, "--signature", sig.Signature), &ver)
+	if !ver.IsValid || ver.KeyID != kid {
+		t.Fatalf("verify: %+v", ver)
+	}
+}

@@ -34,7 +34,8 @@ func keySign(e *env) *cobra.Command {
 			if err != nil {
 				return nil, explain(err)
 			}
-			return map[string]any{"algorithm": alg, "kid": resp.KID, "signature": base64.StdEncoding.EncodeToString(resp.Result)}, nil
+			// As az prints the SDK's SignResult: algorithm, keyId, signature.
+			return map[string]any{"algorithm": alg, "keyId": resp.KID, "signature": base64.StdEncoding.EncodeToString(resp.Result)}, nil
 		})
 }
 
@@ -65,6 +66,14 @@ func keyVerify(e *env) *cobra.Command {
 			if err != nil {
 				return nil, explain(err)
 			}
-			return map[string]any{"algorithm": alg, "isValid": resp.Value != nil && *resp.Value}, nil
+			// As az prints the SDK's VerifyResult: algorithm, isValid, keyId.
+			kid := t.id
+			if kid == "" {
+				kid = c.hsmURL(t.hsm) + "/keys/" + name
+				if version != "" {
+					kid += "/" + version
+				}
+			}
+			return map[string]any{"algorithm": alg, "isValid": resp.Value != nil && *resp.Value, "keyId": kid}, nil
 		})
 }
