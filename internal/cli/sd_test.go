@@ -79,8 +79,11 @@ func TestSecurityDomainRecovery(t *testing.T) {
 	sdFile := filepath.Join(dir, "contoso-SD.json")
 	fail(admin, "quorum", "keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
 		"--sd-quorum", "4", "--security-domain-file", sdFile)
-	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
-		"--sd-quorum", "2", "--security-domain-file", sdFile)
+	// As az: the download waits on the operation and prints its status.
+	if got := admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
+		"--sd-quorum", "2", "--security-domain-file", sdFile, "--query", "[status, statusDetails != null]", "-o", "tsv"); got != "Success\ntrue" {
+		t.Fatalf("download printed %q", got)
+	}
 	admin.ok("keyvault", "security-domain", "wait", "--hsm-name", "contoso-a", "--target-operation", "download")
 	if got := admin.ok("keyvault", "show", "--hsm-name", "contoso-a", "--query", "properties.securityDomainProperties.activationStatus", "-o", "tsv"); got != "Active" {
 		t.Fatalf("after download = %q", got)

@@ -148,6 +148,7 @@ func sdDownload(e *env) *cobra.Command {
 	var certs []string
 	var quorum int
 	var file string
+	var noWait bool
 	cmd := command(e, "download", "Download the security domain, encrypted to the custodians' certificates; this activates a new HSM",
 		func(cmd *cobra.Command) {
 			h.register(cmd)
@@ -155,7 +156,7 @@ func sdDownload(e *env) *cobra.Command {
 			f.StringSliceVar(&certs, "sd-wrapping-keys", nil, "3 to 10 custodian certificates (.cer, PEM or DER), space-separated")
 			f.IntVar(&quorum, "sd-quorum", 0, "how many custodians are needed to recover")
 			f.StringVar(&file, "security-domain-file", "", "file to write the security domain to")
-			f.Bool("no-wait", false, "accepted for az compatibility: the download completes before the command returns")
+			f.BoolVar(&noWait, "no-wait", false, "print nothing once the file is written (the download completes before the command returns)")
 			required(cmd, "sd-wrapping-keys", "sd-quorum", "security-domain-file")
 		},
 		func(ctx context.Context, c *client) (any, error) {
@@ -182,7 +183,19 @@ func sdDownload(e *env) *cobra.Command {
 			if err := c.hsm(ctx, hsm, http.MethodPost, "/securitydomain/download", map[string]any{"certificates": jwks, "required": quorum}, &out); err != nil {
 				return nil, err
 			}
-			return nil, writeNewFile(file, []byte(out.Value))
+			if err := writeNewFile(file, []byte(out.Value)); err != nil || noWait {
+				return nil, err
+			}
+			// As az (security_domain_download waits on the operation and
+			// returns its status): {status, statusDetails}.
+			var st struct {
+				Status        string `json:"status"`
+				StatusDetails string `json:"status_details"`
+			}
+			if err := c.hsm(ctx, hsm, http.MethodGet, "/securitydomain/download/pending", nil, &st); err != nil {
+				return nil, err
+			}
+			return map[string]string{"status": st.Status, "statusDetails": st.StatusDetails}, nil
 		})
 	return spaceSeparated(cmd, "sd-wrapping-keys", &certs)
 }
