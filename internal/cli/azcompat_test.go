@@ -477,3 +477,24 @@ func TestSignVerifyShapes(t *testing.T) {
 		t.Fatalf("verify: %+v", ver)
 	}
 }
+
+// keyvault list-deleted and recover: a deleted HSM comes back in its group.
+func TestHSMListDeletedAndRecover(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	me := admin.ok("ad", "sp", "show", "--id", env.Boot.ClientID, "--query", "id", "-o", "tsv")
+	admin.ok("group", "create", "-n", "hsm-rg")
+	admin.ok("keyvault", "create", "--hsm-name", "comeback", "-g", "hsm-rg", "--administrators", me, "--retention-days", "7", "-o", "none")
+	admin.ok("keyvault", "delete", "--hsm-name", "comeback", "--yes")
+	if got := admin.ok("keyvault", "list-deleted", "--resource-type", "hsm", "--query", "[].name", "-o", "tsv"); got != "comeback" {
+		t.Fatalf("list-deleted: %q", got)
+	}
+	got := admin.ok("keyvault", "recover", "--hsm-name", "comeback", "--query", "[name, resourceGroup, properties.provisioningState]", "-o", "tsv")
+	if got != "comeback\nhsm-rg\nSucceeded" {
+		t.Fatalf("recover: %q", got)
+	}
+	if n := admin.ok("keyvault", "list-deleted", "--query", "length(@)"); n != "0" {
+		t.Fatalf("%s deleted after the recovery", n)
+	}
+	admin.ok("keyvault", "show", "--hsm-name", "comeback", "-o", "none")
+}

@@ -212,6 +212,70 @@ func hsmShowDeleted(e *env) *cobra.Command {
 		})
 }
 
+// hsmListDeleted is `az keyvault list-deleted --resource-type hsm`.
+func hsmListDeleted(e *env) *cobra.Command {
+	return command(e, "list-deleted", "List deleted Managed HSMs (until they are purged)",
+		func(cmd *cobra.Command) {
+			cmd.Flags().String("resource-type", "hsm", "hsm (vaults do not exist here)")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hc, err := c.hsms()
+			if err != nil {
+				return nil, err
+			}
+			out := []*armkeyvault.DeletedManagedHsm{}
+			for pg := hc.NewListDeletedPager(nil); pg.More(); {
+				page, err := pg.NextPage(ctx)
+				if err != nil {
+					return nil, explainARM(err)
+				}
+				out = append(out, page.Value...)
+			}
+			return out, nil
+		})
+}
+
+// hsmRecover is `az keyvault recover --hsm-name`: a deleted HSM back, in
+// its resource group and location (az's recover_hsm: createMode recover).
+func hsmRecover(e *env) *cobra.Command {
+	var name, location string
+	return command(e, "recover", "Recover a deleted Managed HSM, with its keys",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the deleted HSM")
+			cmd.Flags().StringVarP(&location, "location", "l", "local", "its location")
+			cmd.Flags().StringP("resource-group", "g", "", "accepted as az's; the deleted HSM names its group")
+			required(cmd, "hsm-name")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			hc, err := c.hsms()
+			if err != nil {
+				return nil, err
+			}
+			d, err := hc.GetDeleted(ctx, name, location, nil)
+			if err != nil {
+				return nil, explainARM(err)
+			}
+			if d.Properties == nil || d.Properties.MhsmID == nil {
+				return nil, fmt.Errorf("the deleted managed HSM %s does not name its resource", name)
+			}
+			id, err := arm.ParseResourceID(*d.Properties.MhsmID)
+			if err != nil {
+				return nil, fmt.Errorf("the deleted managed HSM %s has the id %q: %w", name, *d.Properties.MhsmID, err)
+			}
+			loc := location
+			if d.Properties.Location != nil {
+				loc = *d.Properties.Location
+			}
+			p, err := hc.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, armkeyvault.ManagedHsm{Location: &loc,
+				Properties: &armkeyvault.ManagedHsmProperties{CreateMode: to.Ptr(armkeyvault.CreateModeRecover)}}, nil)
+			resp, err := untilDone(ctx, p, err)
+			if err != nil {
+				return nil, err
+			}
+			return resp.ManagedHsm, nil
+		})
+}
+
 func hsmList(e *env) *cobra.Command {
 	var group string
 	return command(e, "list", "List Managed HSMs",

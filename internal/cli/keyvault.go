@@ -26,7 +26,7 @@ func newKeyvaultCmd(e *env) *cobra.Command {
 		keyByName(e, "purge", "Purge a deleted key for good"),
 		keyByName(e, "rotate", "Rotate a key: create a new version"),
 		keyBackup(e), keyRestore(e), keySign(e), keyVerify(e), newRotationPolicyCmd(e), tableColumns(keyListExpiring(e), "name", "kid"))
-	kv.AddCommand(key, newRoleCmd(e), newSecurityDomainCmd(e), newSettingCmd(e), newBackupCmd(e), newRestoreCmd(e), hsmCreate(e), hsmShow(e, "show"), hsmShow(e, "delete"), hsmPurge(e), hsmShowDeleted(e),
+	kv.AddCommand(key, newRoleCmd(e), newSecurityDomainCmd(e), newSettingCmd(e), newBackupCmd(e), newRestoreCmd(e), hsmCreate(e), hsmShow(e, "show"), hsmShow(e, "delete"), hsmPurge(e), hsmShowDeleted(e), hsmListDeleted(e), hsmRecover(e),
 		tableColumns(hsmList(e), "name", "location", "type"))
 	return kv
 }
