@@ -498,3 +498,29 @@ func TestHSMListDeletedAndRecover(t *testing.T) {
 	}
 	admin.ok("keyvault", "show", "--hsm-name", "comeback", "-o", "none")
 }
+
+// keyvault key encrypt and decrypt, in az's shapes: a round trip of text
+// (--data-type plaintext) and of base64.
+func TestKeyEncryptDecrypt(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "wrapper", "--kty", "RSA-HSM", "--size", "2048",
+		"--ops", "encrypt", "decrypt", "-o", "none")
+	var enc struct{ Kid, Result, Algorithm string }
+	jsonDecode(t, admin.ok("keyvault", "key", "encrypt", "--hsm-name", "dev", "--name", "wrapper", "--algorithm", "RSA-OAEP-256",
+		"--value", "invoice 4711", "--data-type", "plaintext"), &enc)
+	if enc.Kid == "" || enc.Result == "" || enc.Algorithm != "RSA-OAEP-256" {
+		t.Fatalf("encrypt: %+v", enc)
+	}
+	got := admin.ok("keyvault", "key", "decrypt", "--id", enc.Kid, "--algorithm", "RSA-OAEP-256", "--value", enc.Result,
+		"--data-type", "plaintext", "--query", "result", "-o", "tsv")
+	if got != "invoice 4711" {
+		t.Fatalf("decrypt: %q", got)
+	}
+	if got := admin.ok("keyvault", "key", "decrypt", "--id", enc.Kid, "--algorithm", "RSA-OAEP-256", "--value", enc.Result,
+		"--query", "result", "-o", "tsv"); got != base64.StdEncoding.EncodeToString([]byte("invoice 4711")) {
+		t.Fatalf("decrypt as base64: %q", got)
+	}
+	admin.fails(exitUsage, "keyvault", "key", "encrypt", "--hsm-name", "dev", "--name", "wrapper", "--algorithm", "RSA-OAEP-256",
+		"--value", "not base64!")
+}
