@@ -178,18 +178,20 @@ func (c *client) resolve(ctx context.Context, coll, ref string) (map[string]any,
 		err := c.graph(ctx, http.MethodGet, "/"+coll+"/"+url.PathEscape(ref), nil, &out)
 		return out, err
 	}
-	filter := "displayName eq '" + strings.ReplaceAll(ref, "'", "''") + "'"
+	// As az (role/custom.py, _resolve_group): the groups whose display
+	// name starts with ref; exactly one must.
+	filter := "startswith(displayName,'" + strings.ReplaceAll(ref, "'", "''") + "')"
 	groups, err := c.graphList(ctx, "/groups?$filter="+url.QueryEscape(filter))
 	if err != nil {
 		return nil, err
 	}
 	switch len(groups) {
 	case 0:
-		return nil, &apiError{404, "Request_ResourceNotFound", "no group matches the name or id '" + ref + "'"}
+		return nil, &apiError{404, "Request_ResourceNotFound", "Group " + ref + " is not found in Graph"}
 	case 1:
 		return groups[0], nil
 	}
-	return nil, usagef("more than one group is named '%s': use its object id", ref)
+	return nil, fmt.Errorf("More than 1 group objects has the display name of %s", ref)
 }
 
 // objShow is "show" with the flag az uses: --id for users and service
@@ -224,16 +226,45 @@ func refFlag(cmd *cobra.Command, ref *string, flag string) {
 	required(cmd, flag)
 }
 
+// objList is "list" with az's filters (role/custom.py, list_users,
+// list_sps, list_groups): --display-name matches a prefix, --upn (users)
+// and --spn (service principals) a name, --filter is an OData filter
+// passed as is.
 func objList(e *env, coll string) *cobra.Command {
-	var name string
+	var name, upn, spn, filter string
 	return command(e, "list", "List objects",
 		func(cmd *cobra.Command) {
-			cmd.Flags().StringVar(&name, "display-name", "", "only objects with this display name")
+			cmd.Flags().StringVar(&name, "display-name", "", "only objects whose display name starts with this")
+			cmd.Flags().StringVar(&filter, "filter", "", "an OData filter, e.g. \"displayName eq 'x'\"")
+			switch coll {
+			case "users":
+				cmd.Flags().StringVar(&upn, "upn", "", "only the user of this principal name")
+			case "servicePrincipals":
+				cmd.Flags().StringVar(&spn, "spn", "", "only the service principal of this name (its appId)")
+			}
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			path := "/" + coll
+			q := func(s string) string { return strings.ReplaceAll(s, "'", "''") }
+			var filters []string
 			if name != "" {
-				path += "?$filter=" + url.QueryEscape("displayName eq '"+strings.ReplaceAll(name, "'", "''")+"'")
+				filters = append(filters, "startswith(displayName,'"+q(name)+"')")
+			}
+			if upn != "" {
+				filters = append(filters, "userPrincipalName eq '"+q(upn)+"'")
+			}
+			if spn != "" {
+				filters = append(filters, "appId eq '"+q(spn)+"'")
+			}
+			if filter != "" {
+				filters = append(filters, filter)
+			}
+			path := "/" + coll
+			switch len(filters) {
+			case 0:
+			case 1:
+				path += "?$filter=" + url.QueryEscape(filters[0])
+			default:
+				return nil, usagef("give one of --display-name, --upn, --spn and --filter (the directory takes one filter)")
 			}
 			return c.graphList(ctx, path)
 		})

@@ -524,3 +524,34 @@ func TestKeyEncryptDecrypt(t *testing.T) {
 	admin.fails(exitUsage, "keyvault", "key", "encrypt", "--hsm-name", "dev", "--name", "wrapper", "--algorithm", "RSA-OAEP-256",
 		"--value", "not base64!")
 }
+
+// Directory names as az matches them (role/custom.py): list
+// --display-name and show -g take a prefix (show needs exactly one match),
+// --upn, --spn and --filter narrow lists.
+func TestDirectoryFilters(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	admin.ok("ad", "group", "create", "--display-name", "App Auditors", "--mail-nickname", "app-auditors")
+	admin.ok("ad", "group", "create", "--display-name", "App DevOps", "--mail-nickname", "app-devops")
+	if n := admin.ok("ad", "group", "list", "--display-name", "app", "--query", "length(@)"); n != "2" {
+		t.Fatalf("list --display-name app: %s groups", n)
+	}
+	if got := admin.ok("ad", "group", "show", "-g", "App Dev", "--query", "displayName", "-o", "tsv"); got != "App DevOps" {
+		t.Fatalf("show -g 'App Dev': %q", got)
+	}
+	if errs := admin.fails(exitFailure, "ad", "group", "show", "-g", "App"); !strings.Contains(errs, "More than 1 group") {
+		t.Fatalf("show -g App: %q", errs)
+	}
+	admin.fails(exitNotFound, "ad", "group", "show", "-g", "Nobody")
+	if got := admin.ok("ad", "group", "list", "--filter", "mailNickname eq 'app-devops'", "--query", "[].displayName", "-o", "tsv"); got != "App DevOps" {
+		t.Fatalf("list --filter: %q", got)
+	}
+	admin.ok("ad", "user", "create", "--display-name", "Vera", "--user-principal-name", "vera@contoso.test", "--password", "Correct-Horse-7")
+	if got := admin.ok("ad", "user", "list", "--upn", "vera@contoso.test", "--query", "[].displayName", "-o", "tsv"); got != "Vera" {
+		t.Fatalf("user list --upn: %q", got)
+	}
+	sp := env.ServicePrincipal("spn-app")
+	if got := admin.ok("ad", "sp", "list", "--spn", sp.AppID, "--query", "[].id", "-o", "tsv"); got != sp.ObjectID {
+		t.Fatalf("sp list --spn: %q", got)
+	}
+}

@@ -134,13 +134,24 @@ type list struct {
 
 var filterEq = regexp.MustCompile(`^\s*(displayName|appId|userPrincipalName|mailNickname)\s+eq\s+'((?:[^']|'')*)'\s*$`)
 
+// filterStartsWith is the prefix filter az uses for names
+// (startswith(displayName,'…')).
+var filterStartsWith = regexp.MustCompile(`^\s*startswith\(\s*(displayName|userPrincipalName|mailNickname)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$`)
+
 func (a *API) list(kind string) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		var field, want string
+		prefix := false
 		if f := r.URL.Query().Get("$filter"); f != "" {
 			m := filterEq.FindStringSubmatch(f)
 			if m == nil {
-				return fault.Errorf(fault.Invalid, "Request_UnsupportedQuery", "only $filter=<displayName|appId|userPrincipalName|mailNickname> eq '<value>' is supported")
+				if m = filterStartsWith.FindStringSubmatch(f); m != nil {
+					prefix = true
+				}
+			}
+			if m == nil {
+				return fault.Errorf(fault.Invalid, "Request_UnsupportedQuery",
+					"only $filter=<displayName|appId|userPrincipalName|mailNickname> eq '<value>' or startswith(<displayName|userPrincipalName|mailNickname>,'<value>') is supported")
 			}
 			field, want = m[1], strings.ReplaceAll(m[2], "''", "'")
 		}
@@ -158,9 +169,14 @@ func (a *API) list(kind string) handler {
 		out := list{Value: []Object{}}
 		for _, p := range ps {
 			o := ObjectOf(p)
-			if field != "" && !strings.EqualFold(map[string]string{"displayName": o.DisplayName, "appId": o.AppID,
-				"userPrincipalName": o.UserPrincipalName, "mailNickname": o.MailNickname}[field], want) {
-				continue
+			if field != "" {
+				have := map[string]string{"displayName": o.DisplayName, "appId": o.AppID,
+					"userPrincipalName": o.UserPrincipalName, "mailNickname": o.MailNickname}[field]
+				// Graph compares without regard to case, for eq and startswith.
+				if prefix && !strings.HasPrefix(strings.ToLower(have), strings.ToLower(want)) ||
+					!prefix && !strings.EqualFold(have, want) {
+					continue
+				}
 			}
 			out.Value = append(out.Value, o)
 		}
