@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -554,4 +558,33 @@ func TestDirectoryFilters(t *testing.T) {
 	if got := admin.ok("ad", "sp", "list", "--spn", sp.AppID, "--query", "[].id", "-o", "tsv"); got != sp.ObjectID {
 		t.Fatalf("sp list --spn: %q", got)
 	}
+}
+
+// keyvault key download writes the public key, PEM or DER, as az does,
+// and refuses to overwrite a file.
+func TestKeyDownload(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	dir := t.TempDir()
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "rsa-dl", "--kty", "RSA-HSM", "--size", "2048", "-o", "none")
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "ec-dl", "--kty", "EC-HSM", "--curve", "P-384", "-o", "none")
+	for _, c := range []struct{ name, enc string }{{"rsa-dl", "PEM"}, {"ec-dl", "PEM"}, {"ec-dl", "DER"}} {
+		file := filepath.Join(dir, c.name+"."+c.enc)
+		admin.ok("keyvault", "key", "download", "--hsm-name", "dev", "--name", c.name, "--file", file, "--encoding", c.enc)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.enc == "PEM" {
+			block, _ := pem.Decode(data)
+			if block == nil || block.Type != "PUBLIC KEY" {
+				t.Fatalf("%s: not a PEM public key:\n%s", file, data)
+			}
+			data = block.Bytes
+		}
+		if _, err := x509.ParsePKIXPublicKey(data); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+	}
+	admin.fails(exitUsage, "keyvault", "key", "download", "--hsm-name", "dev", "--name", "rsa-dl", "--file", filepath.Join(dir, "rsa-dl.PEM"))
 }

@@ -2,8 +2,15 @@ package cli
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/spf13/cobra"
@@ -157,4 +164,88 @@ func keyCrypt(e *env, verb string) *cobra.Command {
 			}
 			return map[string]any{"kid": r.KID, "result": out, "algorithm": alg}, nil
 		})
+}
+
+// keyDownload is `keyward keyvault key download`, as az's: the public key,
+// PEM (default) or DER, into a new file.
+func keyDownload(e *env) *cobra.Command {
+	var t keyTarget
+	var file, encoding string
+	return command(e, "download", "Download a key's public key to a file (PEM or DER)",
+		func(cmd *cobra.Command) {
+			t.register(cmd, true)
+			cmd.Flags().StringVarP(&file, "file", "f", "", "the file to write (it must not exist)")
+			cmd.Flags().StringVarP(&encoding, "encoding", "e", "PEM", "PEM or DER")
+			required(cmd, "file")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			if encoding != "PEM" && encoding != "DER" {
+				return nil, usagef("--encoding %q: use PEM or DER", encoding)
+			}
+			kc, name, version, err := t.open(c, true)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := kc.GetKey(ctx, name, version, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			pub, err := publicKeyOf(resp.Key)
+			if err != nil {
+				return nil, err
+			}
+			der, err := x509.MarshalPKIXPublicKey(pub)
+			if err != nil {
+				return nil, fmt.Errorf("encoding the public key: %w", err)
+			}
+			if encoding == "PEM" {
+				der = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+			}
+			return nil, writeNewFile(file, der)
+		})
+}
+
+// publicKeyOf is a JSON web key's public key (RSA or EC).
+func publicKeyOf(k *azkeys.JSONWebKey) (any, error) {
+	if k == nil || k.Kty == nil {
+		return nil, errors.New("the key has no public part")
+	}
+	switch *k.Kty {
+	case azkeys.KeyTypeRSA, azkeys.KeyTypeRSAHSM:
+		return &rsa.PublicKey{N: new(big.Int).SetBytes(k.N), E: int(new(big.Int).SetBytes(k.E).Int64())}, nil
+	case azkeys.KeyTypeEC, azkeys.KeyTypeECHSM:
+		var curve ecdh.Curve
+		if k.Crv == nil {
+			return nil, errors.New("the EC key names no curve")
+		}
+		switch *k.Crv {
+		case azkeys.CurveNameP256:
+			curve = ecdh.P256()
+		case azkeys.CurveNameP384:
+			curve = ecdh.P384()
+		case azkeys.CurveNameP521:
+			curve = ecdh.P521()
+		default:
+			return nil, fmt.Errorf("a %s public key cannot be written as PKIX here", *k.Crv)
+		}
+		size := (map[azkeys.CurveName]int{azkeys.CurveNameP256: 32, azkeys.CurveNameP384: 48, azkeys.CurveNameP521: 66})[*k.Crv]
+		point := make([]byte, 1+2*size)
+		point[0] = 4
+		k.X, k.Y = leftPad(k.X, size), leftPad(k.Y, size)
+		copy(point[1:1+size], k.X)
+		copy(point[1+size:], k.Y)
+		pub, err := curve.NewPublicKey(point)
+		if err != nil {
+			return nil, fmt.Errorf("the EC public key: %w", err)
+		}
+		return pub, nil
+	}
+	return nil, fmt.Errorf("a %s key has no public key to download", *k.Kty)
+}
+
+func leftPad(b []byte, n int) []byte {
+	if len(b) >= n {
+		return b
+	}
+	return append(make([]byte, n-len(b)), b...)
 }
