@@ -19,7 +19,7 @@ import (
 func newKeyvaultCmd(e *env) *cobra.Command {
 	kv := &cobra.Command{Use: "keyvault", Short: "Manage Managed HSMs and their keys"}
 	key := &cobra.Command{Use: "key", Short: "Manage keys in a Managed HSM"}
-	key.AddCommand(keyCreate(e), keyShow(e), keySetAttributes(e), keyRandom(e), keyCrypt(e, "encrypt"), keyCrypt(e, "decrypt"), keyDownload(e), tableColumns(keyList(e, "list"), "name", "kid"), tableColumns(keyList(e, "list-versions"), "kid"),
+	key.AddCommand(keyCreate(e), keyShow(e), keySetAttributes(e), keyRandom(e), keyCrypt(e, "encrypt"), keyCrypt(e, "decrypt"), keyDownload(e), keyImport(e), tableColumns(keyList(e, "list"), "name", "kid"), tableColumns(keyList(e, "list-versions"), "kid"),
 		tableColumns(keyList(e, "list-deleted"), "name", "deletedDate", "scheduledPurgeDate", "recoveryId"),
 		keyByName(e, "delete", "Delete a key (it can be recovered until it is purged)"),
 		keyByName(e, "recover", "Recover a deleted key"),
