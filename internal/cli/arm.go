@@ -133,7 +133,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 				if c.arm(ctx, http.MethodGet, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter, nil, &existing) == nil {
 					for _, a := range existing.Value {
 						if strings.EqualFold(a.Properties.RoleDefinitionID, def) && strings.EqualFold(a.Properties.Scope, sc) {
-							return a, nil
+							return flatAssignment(a)
 						}
 					}
 				}
@@ -141,7 +141,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return out, nil
+			return flatAssignment(out)
 		}))
 	var lwho assigneeFlags
 	var lscope, lgroup, lrole string
@@ -271,6 +271,17 @@ func newARMRoleCmd(e *env) *cobra.Command {
 		}), "ids", &ids))
 	role.AddCommand(asg)
 	return role
+}
+
+// flatAssignment is a control-plane assignment as az's create prints the
+// SDK's RoleAssignment: its properties at the top.
+func flatAssignment(a wire.ARMRoleAssignment) (map[string]any, error) {
+	g, err := toGeneric(a)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := g.(map[string]any)
+	return flattenProperties(m), nil
 }
 
 // flattenARM renders control-plane assignments as az does: properties at

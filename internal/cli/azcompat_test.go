@@ -121,6 +121,13 @@ func TestSetUpRunsTwice(t *testing.T) {
 	}
 	twice("role", "assignment", "create", "--assignee-object-id", team, "--assignee-principal-type", "Group",
 		"--role", "Managed HSM Contributor", "--query", "id", "-o", "tsv")
+	// Flat, as az prints the SDK's RoleAssignment (properties at the top).
+	var ra map[string]any
+	jsonDecode(t, admin.ok("role", "assignment", "create", "--assignee-object-id", team, "--assignee-principal-type", "Group",
+		"--role", "Managed HSM Contributor"), &ra)
+	if _, nested := ra["properties"]; nested || ra["principalId"] != team || ra["scope"] == nil || ra["roleDefinitionId"] == nil {
+		t.Fatalf("role assignment create: %v", ra)
+	}
 	twice("group", "create", "--name", "app-rg", "--location", "local", "--query", "id", "-o", "tsv")
 	twice("identity", "create", "--name", "app-vm", "--resource-group", "app-rg", "--query", "principalId", "-o", "tsv")
 	twice("keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee", team, "--scope", "/",
