@@ -643,3 +643,36 @@ func TestKeyImport(t *testing.T) {
 		t.Fatalf("encrypted PEM: %q", errs)
 	}
 }
+
+// The key family's shapes, field for field, as az prints them
+// (keyvault/_transformers.py: transform_key_output for create and show,
+// transform_key_list_output for list).
+func TestKeyShapesAsAz(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	keys := func(out string) []string {
+		var m map[string]any
+		jsonDecode(t, out, &m)
+		ks := sortedKeys(m)
+		if a, ok := m["attributes"].(map[string]any); ok {
+			for _, k := range sortedKeys(a) {
+				ks = append(ks, "attributes."+k)
+			}
+		}
+		return ks
+	}
+	want := "attributes key managed releasePolicy tags attributes.created attributes.enabled attributes.expires attributes.exportable " +
+		"attributes.hsmPlatform attributes.notBefore attributes.recoverableDays attributes.recoveryLevel attributes.updated"
+	for _, out := range []string{
+		admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "shaped", "--kty", "EC-HSM"),
+		admin.ok("keyvault", "key", "show", "--hsm-name", "dev", "--name", "shaped"),
+	} {
+		if got := strings.Join(keys(out), " "); got != want {
+			t.Fatalf("key output fields:\n got %s\nwant %s", got, want)
+		}
+	}
+	item := admin.ok("keyvault", "key", "list", "--hsm-name", "dev", "--query", "[0]")
+	if got := strings.Join(keys(item), " "); !strings.HasPrefix(got, "attributes kid managed name releasePolicy tags ") {
+		t.Fatalf("key list item fields: %s", got)
+	}
+}

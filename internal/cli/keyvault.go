@@ -487,7 +487,7 @@ func itemOut(kid *azkeys.ID, a *azkeys.KeyAttributes, tags map[string]*string) m
 	if kid != nil {
 		name = kid.Name()
 	}
-	return map[string]any{"kid": str(kid), "name": name, "attributes": attrsOut(a), "tags": tagsOut(tags), "managed": nil}
+	return map[string]any{"kid": str(kid), "name": name, "attributes": attrsOut(a), "tags": tagsOut(tags), "managed": nil, "releasePolicy": nil}
 }
 
 func attrsOut(a *azkeys.KeyAttributes) map[string]any {
