@@ -46,8 +46,10 @@ func newGroupCmd(e *env) *cobra.Command {
 				return nil, err
 			}
 			var out map[string]any
-			err = c.arm(ctx, http.MethodPut, sub+"/resourcegroups/"+url.PathEscape(name), map[string]string{"location": location}, &out)
-			return out, err
+			if err = c.arm(ctx, http.MethodPut, sub+"/resourcegroups/"+url.PathEscape(name), map[string]string{"location": location}, &out); err != nil {
+				return nil, err
+			}
+			return groupOut(out), nil
 		}))
 	for _, verb := range []string{"show", "delete"} {
 		var n string
@@ -66,8 +68,10 @@ func newGroupCmd(e *env) *cobra.Command {
 					return nil, err
 				}
 				var out map[string]any
-				err = c.arm(ctx, http.MethodGet, path, nil, &out)
-				return out, err
+				if err = c.arm(ctx, http.MethodGet, path, nil, &out); err != nil {
+					return nil, err
+				}
+				return groupOut(out), nil
 			}))
 	}
 	g.AddCommand(tableColumns(command(e, "list", "List resource groups", func(*cobra.Command) {},
@@ -76,9 +80,22 @@ func newGroupCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return c.armList(ctx, sub+"/resourcegroups")
+			groups, err := c.armList(ctx, sub+"/resourcegroups")
+			for _, g := range groups {
+				groupOut(g)
+			}
+			return groups, err
 		}), "name:Name", "location:Location", "properties.provisioningState:Status"))
 	return g
+}
+
+// groupOut is a resource group as az prints the SDK's ResourceGroup:
+// managedBy null when no one manages it.
+func groupOut(m map[string]any) map[string]any {
+	if _, ok := m["managedBy"]; !ok {
+		m["managedBy"] = nil
+	}
+	return m
 }
 
 // nameFlags are a resource group's -n/--name and, as az takes either,

@@ -676,3 +676,30 @@ func TestKeyShapesAsAz(t *testing.T) {
 		t.Fatalf("key list item fields: %s", got)
 	}
 }
+
+// Resource groups and HSM role definitions, field for field, as az prints
+// them (the resources SDK's ResourceGroup; keyvault/custom.py,
+// _reconstruct_role_definition).
+func TestGroupAndRoleDefinitionShapesAsAz(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	fields := func(out string) string {
+		var m map[string]any
+		jsonDecode(t, out, &m)
+		return strings.Join(sortedKeys(m), " ")
+	}
+	for _, out := range []string{admin.ok("group", "create", "-n", "shape-rg"), admin.ok("group", "show", "-n", "shape-rg"),
+		admin.ok("group", "list", "--query", "[0]")} {
+		if got := fields(out); got != "id location managedBy name properties resourceGroup tags type" {
+			t.Fatalf("resource group fields: %s", got)
+		}
+	}
+	def := admin.ok("keyvault", "role", "definition", "list", "--hsm-name", "dev", "--query", "[0]")
+	if got := fields(def); got != "assignableScopes description id name permissions roleName roleType type" {
+		t.Fatalf("role definition fields: %s", got)
+	}
+	perm := admin.ok("keyvault", "role", "definition", "list", "--hsm-name", "dev", "--query", "[0].permissions[0]")
+	if got := fields(perm); got != "actions dataActions notActions notDataActions" {
+		t.Fatalf("permission fields: %s", got)
+	}
+}
