@@ -170,19 +170,32 @@ func hsmShow(e *env, verb string) *cobra.Command {
 		})
 }
 
-func hsmPurge(e *env) *cobra.Command {
+// deletedHSMCommand is a command on a deleted HSM, named as az names it:
+// --hsm-name and --location.
+func deletedHSMCommand(e *env, use, short string, setup func(*cobra.Command),
+	run func(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name, location string) (any, error)) *cobra.Command {
 	var name, location string
-	return command(e, "purge", "Purge a deleted Managed HSM for good",
+	return command(e, use, short,
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the deleted HSM")
 			cmd.Flags().StringVarP(&location, "location", "l", "local", "its location")
 			required(cmd, "hsm-name")
+			if setup != nil {
+				setup(cmd)
+			}
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			hc, err := c.hsms()
 			if err != nil {
 				return nil, err
 			}
+			return run(ctx, hc, name, location)
+		})
+}
+
+func hsmPurge(e *env) *cobra.Command {
+	return deletedHSMCommand(e, "purge", "Purge a deleted Managed HSM for good", nil,
+		func(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name, location string) (any, error) {
 			p, err := hc.BeginPurgeDeleted(ctx, name, location, nil)
 			_, err = untilDone(ctx, p, err)
 			return nil, err
@@ -192,18 +205,8 @@ func hsmPurge(e *env) *cobra.Command {
 // hsmShowDeleted is `keyward keyvault show-deleted`, as `az keyvault
 // show-deleted --hsm-name`: a deleted HSM until it is purged.
 func hsmShowDeleted(e *env) *cobra.Command {
-	var name, location string
-	return command(e, "show-deleted", "Show a deleted Managed HSM",
-		func(cmd *cobra.Command) {
-			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the deleted HSM")
-			cmd.Flags().StringVarP(&location, "location", "l", "local", "its location")
-			required(cmd, "hsm-name")
-		},
-		func(ctx context.Context, c *client) (any, error) {
-			hc, err := c.hsms()
-			if err != nil {
-				return nil, err
-			}
+	return deletedHSMCommand(e, "show-deleted", "Show a deleted Managed HSM", nil,
+		func(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name, location string) (any, error) {
 			resp, err := hc.GetDeleted(ctx, name, location, nil)
 			if err != nil {
 				return nil, explainARM(err)
@@ -238,19 +241,11 @@ func hsmListDeleted(e *env) *cobra.Command {
 // hsmRecover is `az keyvault recover --hsm-name`: a deleted HSM back, in
 // its resource group and location (az's recover_hsm: createMode recover).
 func hsmRecover(e *env) *cobra.Command {
-	var name, location string
-	return command(e, "recover", "Recover a deleted Managed HSM, with its keys",
+	return deletedHSMCommand(e, "recover", "Recover a deleted Managed HSM, with its keys",
 		func(cmd *cobra.Command) {
-			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the deleted HSM")
-			cmd.Flags().StringVarP(&location, "location", "l", "local", "its location")
 			cmd.Flags().StringP("resource-group", "g", "", "accepted as az's; the deleted HSM names its group")
-			required(cmd, "hsm-name")
 		},
-		func(ctx context.Context, c *client) (any, error) {
-			hc, err := c.hsms()
-			if err != nil {
-				return nil, err
-			}
+		func(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name, location string) (any, error) {
 			d, err := hc.GetDeleted(ctx, name, location, nil)
 			if err != nil {
 				return nil, explainARM(err)
@@ -262,11 +257,10 @@ func hsmRecover(e *env) *cobra.Command {
 			if err != nil {
 				return nil, fmt.Errorf("the deleted managed HSM %s has the id %q: %w", name, *d.Properties.MhsmID, err)
 			}
-			loc := location
 			if d.Properties.Location != nil {
-				loc = *d.Properties.Location
+				location = *d.Properties.Location
 			}
-			p, err := hc.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, armkeyvault.ManagedHsm{Location: &loc,
+			p, err := hc.BeginCreateOrUpdate(ctx, id.ResourceGroupName, id.Name, armkeyvault.ManagedHsm{Location: &location,
 				Properties: &armkeyvault.ManagedHsmProperties{CreateMode: to.Ptr(armkeyvault.CreateModeRecover)}}, nil)
 			resp, err := untilDone(ctx, p, err)
 			if err != nil {

@@ -88,14 +88,20 @@ func newIdentityCmd(e *env) *cobra.Command {
 // at the top.
 // flattenIdentity is an identity as az prints it (the msi SDK's model):
 // principalId, clientId and tenantId at the top, no properties.
-func flattenIdentity(m map[string]any) map[string]any {
-	if p, ok := m["properties"].(map[string]any); ok {
-		for _, k := range []string{"principalId", "clientId", "tenantId"} {
-			m[k] = p[k]
-		}
-		delete(m, "properties")
+func flattenIdentity(m map[string]any) map[string]any { return flattenProperties(m) }
+
+// federatedPath is the resource path of an identity's federated
+// credentials, or of one of them when name is not "".
+func (c *client) federatedPath(group, ident, name string) (string, error) {
+	sub, err := c.subscriptionPath()
+	if err != nil {
+		return "", err
 	}
-	return m
+	path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(ident) + "/federatedIdentityCredentials"
+	if name != "" {
+		path += "/" + url.PathEscape(name)
+	}
+	return path, nil
 }
 
 func newFederatedCmd(e *env) *cobra.Command {
@@ -114,11 +120,10 @@ func newFederatedCmd(e *env) *cobra.Command {
 			required(cmd, "name", "identity-name", "resource-group", "issuer", "subject")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			sub, err := c.subscriptionPath()
+			path, err := c.federatedPath(group, identity, name)
 			if err != nil {
 				return nil, err
 			}
-			path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(identity) + "/federatedIdentityCredentials/" + url.PathEscape(name)
 			body := map[string]any{"properties": map[string]any{"issuer": issuer, "subject": subject, "audiences": audiences}}
 			var out map[string]any
 			if err = c.arm(ctx, http.MethodPut, path, body, &out); err != nil {
@@ -148,11 +153,10 @@ func newFederatedCmd(e *env) *cobra.Command {
 			},
 			func(ctx context.Context, c *client) (any, error) {
 				if verb == "delete" {
-					sub, err := c.subscriptionPath()
+					path, err := c.federatedPath(group, ident, n)
 					if err != nil {
 						return nil, err
 					}
-					path := sub + "/resourceGroups/" + url.PathEscape(group) + identityPath + url.PathEscape(ident) + "/federatedIdentityCredentials/" + url.PathEscape(n)
 					return nil, c.arm(ctx, http.MethodDelete, path, nil, nil)
 				}
 				all, err := c.federatedCredentials(ctx, group, ident)
@@ -172,11 +176,11 @@ func newFederatedCmd(e *env) *cobra.Command {
 
 // federatedCredentials lists an identity's federated credentials, flat.
 func (c *client) federatedCredentials(ctx context.Context, group, ident string) ([]map[string]any, error) {
-	sub, err := c.subscriptionPath()
+	path, err := c.federatedPath(group, ident, "")
 	if err != nil {
 		return nil, err
 	}
-	list, err := c.armList(ctx, sub+"/resourceGroups/"+url.PathEscape(group)+identityPath+url.PathEscape(ident)+"/federatedIdentityCredentials")
+	list, err := c.armList(ctx, path)
 	for _, f := range list {
 		flattenProperties(f)
 	}

@@ -235,9 +235,8 @@ func publicKeyOf(k *azkeys.JSONWebKey) (any, error) {
 		size := (map[azkeys.CurveName]int{azkeys.CurveNameP256: 32, azkeys.CurveNameP384: 48, azkeys.CurveNameP521: 66})[*k.Crv]
 		point := make([]byte, 1+2*size)
 		point[0] = 4
-		k.X, k.Y = leftPad(k.X, size), leftPad(k.Y, size)
-		copy(point[1:1+size], k.X)
-		copy(point[1+size:], k.Y)
+		copy(point[1:1+size], leftPad(k.X, size))
+		copy(point[1+size:], leftPad(k.Y, size))
 		pub, err := curve.NewPublicKey(point)
 		if err != nil {
 			return nil, fmt.Errorf("the EC public key: %w", err)
