@@ -430,9 +430,12 @@ func (s *Service) follow(cancel func()) {
 		ctx, done := context.WithTimeout(context.Background(), followRetry)
 		err := s.reconcile(ctx)
 		done()
-		if failed = err != nil; failed {
-			s.slog.Warn("diagnostics: following the diagnostic settings", "err", err)
+		// Once per outage: while the database is away, every dropped
+		// connection of the change listener asks again.
+		if err != nil && !failed {
+			s.slog.Warn("diagnostics: following the diagnostic settings; will retry", "err", err)
 		}
+		failed = err != nil
 	}
 }
 

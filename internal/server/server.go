@@ -302,11 +302,11 @@ func (s *Server) openSeal(ctx context.Context) (domain.Seal, error) {
 		if err := s.sealKeyExpected(ctx, path); err != nil {
 			return nil, err
 		}
-		fs, err := domain.OpenFileSeal(path, rand.Reader)
+		fileSeal, err := domain.OpenFileSeal(path, rand.Reader)
 		if err != nil {
 			return nil, err
 		}
-		seal = fs
+		seal = fileSeal
 	case "pkcs11":
 		ps, err := domain.OpenPKCS11Seal(s.cfg.PKCS11)
 		if err != nil {

@@ -52,6 +52,10 @@ const aliveEvery = 500 * time.Millisecond
 // know what the others commit.
 const maxBackoff = 500 * time.Millisecond
 
+// reconnectWarnEvery spaces the warnings of a listener that keeps failing
+// to reconnect (it tries twice a second).
+const reconnectWarnEvery = 10 * time.Second
+
 // payload is a notification's JSON.
 type payload struct {
 	Node    string   `json:"node"`
@@ -95,8 +99,19 @@ func encodeChanges(node string, cs []store.Change) string {
 // decodeChanges reads a payload; mine reports that node sent it. A payload
 // that cannot be read counts as a flush.
 func decodeChanges(node, s string) (cs []store.Change, mine bool) {
+	p, err := readPayload(s)
+	return changesOf(node, p, err)
+}
+
+func readPayload(s string) (payload, error) {
 	var p payload
-	if err := json.Unmarshal([]byte(s), &p); err != nil {
+	err := json.Unmarshal([]byte(s), &p)
+	return p, err
+}
+
+// changesOf is what a read payload (or a failure to read it) means to node.
+func changesOf(node string, p payload, readErr error) (cs []store.Change, mine bool) {
+	if readErr != nil {
 		return []store.Change{{Kind: store.ChangeAll}}, false
 	}
 	if p.Node == node {
@@ -172,6 +187,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 		// drop what the caches hold now, and again once listening.
 		l.hub.Publish([]store.Change{{Kind: store.ChangeAll}})
 		backoff := 50 * time.Millisecond
+		var said time.Time // the last warning: one every reconnectWarnEvery
 		for {
 			if conn, err = l.connect(ctx); err == nil {
 				break
@@ -179,7 +195,10 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			if ctx.Err() != nil {
 				return
 			}
-			l.log.Warn("postgres: the change listener cannot reconnect", "err", err, "retryIn", backoff)
+			if time.Since(said) >= reconnectWarnEvery {
+				l.log.Warn("postgres: the change listener cannot reconnect; retrying", "err", err, "retryEvery", maxBackoff)
+				said = time.Now()
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -217,10 +236,10 @@ func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 		if n.Channel != channel {
 			continue
 		}
-		if cs, mine := decodeChanges(l.node, n.Payload); !mine {
+		p, readErr := readPayload(n.Payload)
+		if cs, mine := changesOf(l.node, p, readErr); !mine {
 			l.hub.Publish(cs)
-			var p payload
-			if json.Unmarshal([]byte(n.Payload), &p) == nil && p.Sent > 0 {
+			if p.Sent > 0 {
 				l.lagMs.Store(max(0, time.Now().UnixMilli()-p.Sent))
 			}
 			l.received.Add(1)
