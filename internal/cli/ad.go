@@ -52,13 +52,20 @@ func required(cmd *cobra.Command, names ...string) {
 }
 
 func spCreateForRBAC(e *env) *cobra.Command {
-	var name string
-	return command(e, "create-for-rbac", "Create a service principal with a client secret (an existing one of that name gets a new secret)",
+	var name, role string
+	var scopes []string
+	return spaceSeparated(command(e, "create-for-rbac", "Create a service principal with a client secret (an existing one of that name gets a new secret)",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVarP(&name, "name", "n", "", "display name of the service principal")
+			cmd.Flags().StringVar(&role, "role", "", "a control-plane role to grant it at --scopes")
+			cmd.Flags().StringSliceVar(&scopes, "scopes", nil, "the scopes of --role (space-separated)")
 			required(cmd, "name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
+			// As az: both or neither.
+			if (role == "") != (len(scopes) == 0) {
+				return nil, usagef("To create role assignments, specify both --role and --scopes.")
+			}
 			// As az (role/custom.py, create_service_principal_for_rbac): a
 			// name already taken by one application resets that
 			// application's credential — same appId, a new secret, the old
@@ -106,8 +113,13 @@ func spCreateForRBAC(e *env) *cobra.Command {
 					return nil, err
 				}
 			}
+			for _, sc := range scopes {
+				if _, err := c.grantARM(ctx, sp.ID, "ServicePrincipal", role, strings.TrimSuffix(sc, "/")); err != nil {
+					return nil, fmt.Errorf("the service principal %s was made, but granting %s at %s failed: %w", sp.AppID, role, sc, err)
+				}
+			}
 			return map[string]string{"appId": sp.AppID, "displayName": sp.DisplayName, "password": pw.SecretText, "tenant": c.prof.TenantID}, nil
-		})
+		}), "scopes", &scopes)
 }
 
 func userCreate(e *env) *cobra.Command {
@@ -200,7 +212,18 @@ func objShow(e *env, coll, flag string) *cobra.Command {
 	var ref string
 	return command(e, "show", "Show one object",
 		func(cmd *cobra.Command) { refFlag(cmd, &ref, flag) },
-		func(ctx context.Context, c *client) (any, error) { return c.resolve(ctx, coll, ref) })
+		func(ctx context.Context, c *client) (any, error) {
+			o, err := c.resolve(ctx, coll, ref)
+			if err != nil || o["@odata.context"] != nil {
+				return o, err
+			}
+			// As az (role/custom.py, get_group): a group found by its
+			// name is then read by its id, as Graph answers one object.
+			var out map[string]any
+			id, _ := o["id"].(string)
+			err = c.graph(ctx, http.MethodGet, "/"+coll+"/"+url.PathEscape(id), nil, &out)
+			return out, err
+		})
 }
 
 func objDelete(e *env, coll, flag string) *cobra.Command {

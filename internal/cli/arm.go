@@ -112,12 +112,13 @@ func newARMRoleCmd(e *env) *cobra.Command {
 	role := &cobra.Command{Use: "role", Short: "Manage control-plane (Azure RBAC) role assignments"}
 	asg := &cobra.Command{Use: "assignment", Short: "Manage control-plane role assignments"}
 	var who assigneeFlags
-	var roleName, scope string
+	var roleName, scope, group string
 	asg.AddCommand(command(e, "create", "Grant a control-plane role at a scope (default: the subscription)",
 		func(cmd *cobra.Command) {
 			who.register(cmd)
 			cmd.Flags().StringVar(&roleName, "role", "", `role name or id, e.g. "Managed HSM Contributor"`)
 			cmd.Flags().StringVar(&scope, "scope", "", "scope: /subscriptions/{s}[/resourceGroups/{rg}[/providers/...]]")
+			cmd.Flags().StringVarP(&group, "resource-group", "g", "", "the scope is this resource group")
 			required(cmd, "role")
 		},
 		func(ctx context.Context, c *client) (any, error) {
@@ -128,37 +129,11 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			if principal == "" {
 				return nil, usagef("--assignee or --assignee-object-id is required")
 			}
-			sc, err := c.scope(scope)
+			sc, err := c.scope(scope, group)
 			if err != nil {
 				return nil, err
 			}
-			def, err := c.armRole(ctx, roleName)
-			if err != nil {
-				return nil, err
-			}
-			var body wire.ARMRoleAssignmentCreate
-			body.Properties.RoleDefinitionID, body.Properties.PrincipalID, body.Properties.PrincipalType = def, principal, who.principalType
-			var out wire.ARMRoleAssignment
-			err = c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
-			var ae *apiError
-			if errors.As(err, &ae) && ae.Code == "RoleAssignmentExists" {
-				// As az does: granting what is already granted is not an error.
-				filter := "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
-				var existing struct {
-					Value []wire.ARMRoleAssignment `json:"value"`
-				}
-				if c.arm(ctx, http.MethodGet, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter, nil, &existing) == nil {
-					for _, a := range existing.Value {
-						if strings.EqualFold(a.Properties.RoleDefinitionID, def) && strings.EqualFold(a.Properties.Scope, sc) {
-							return flatAssignment(a)
-						}
-					}
-				}
-			}
-			if err != nil {
-				return nil, err
-			}
-			return flatAssignment(out)
+			return c.grantARM(ctx, principal, who.principalType, roleName, sc)
 		}))
 	var lwho assigneeFlags
 	var lscope, lgroup, lrole string
@@ -215,12 +190,12 @@ func newARMRoleCmd(e *env) *cobra.Command {
 				path += "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
 			}
 			var list struct {
-				Value []wire.RoleAssignment `json:"value"`
+				Value []wire.ARMRoleAssignment `json:"value"`
 			}
 			if err := c.arm(ctx, http.MethodGet, path, nil, &list); err != nil {
 				return nil, err
 			}
-			keep := []wire.RoleAssignment{}
+			keep := []wire.ARMRoleAssignment{}
 			for _, a := range list.Value {
 				as := strings.TrimSuffix(a.Properties.Scope, "/")
 				at := strings.EqualFold(as, sc)
@@ -233,13 +208,14 @@ func newARMRoleCmd(e *env) *cobra.Command {
 		}), "principalName:Principal", "roleDefinitionName:Role", "scope:Scope"))
 	var ids []string
 	var dwho assigneeFlags
-	var droleName, dscope string
+	var droleName, dscope, dgroup string
 	asg.AddCommand(spaceSeparated(command(e, "delete", "Delete control-plane role assignments: by id, or an assignee's (of a role) at a scope",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids")
 			dwho.register(cmd)
 			cmd.Flags().StringVar(&droleName, "role", "", "only this role's assignments (name or id)")
 			cmd.Flags().StringVar(&dscope, "scope", "", "scope (default: the subscription)")
+			cmd.Flags().StringVarP(&dgroup, "resource-group", "g", "", "the scope is this resource group")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			if len(ids) == 0 {
@@ -251,7 +227,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 				if principal == "" && droleName == "" {
 					return nil, usagef("give --ids, or --assignee (and --role)")
 				}
-				sc, err := c.scope(dscope)
+				sc, err := c.scope(dscope, dgroup)
 				if err != nil {
 					return nil, err
 				}
@@ -290,6 +266,44 @@ func newARMRoleCmd(e *env) *cobra.Command {
 	return role
 }
 
+// grantARM assigns the control-plane role roleName to principal at scope
+// sc, as az's role assignment create: the principal's type read from the
+// directory when not given (role/custom.py, _create_role_assignment), and
+// granting what is already granted answers the existing assignment.
+func (c *client) grantARM(ctx context.Context, principal, ptype, roleName, sc string) (map[string]any, error) {
+	def, err := c.armRole(ctx, roleName)
+	if err != nil {
+		return nil, err
+	}
+	if ptype == "" {
+		if _, types, err := c.principalNames(ctx, []string{principal}); err == nil {
+			ptype = types[principal]
+		}
+	}
+	var body wire.ARMRoleAssignmentCreate
+	body.Properties.RoleDefinitionID, body.Properties.PrincipalID, body.Properties.PrincipalType = def, principal, ptype
+	var out wire.ARMRoleAssignment
+	err = c.arm(ctx, http.MethodPut, sc+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), body, &out)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Code == "RoleAssignmentExists" {
+		filter := "?$filter=" + url.QueryEscape("principalId eq '"+principal+"'")
+		var existing struct {
+			Value []wire.ARMRoleAssignment `json:"value"`
+		}
+		if c.arm(ctx, http.MethodGet, sc+"/providers/Microsoft.Authorization/roleAssignments"+filter, nil, &existing) == nil {
+			for _, a := range existing.Value {
+				if strings.EqualFold(a.Properties.RoleDefinitionID, def) && strings.EqualFold(a.Properties.Scope, sc) {
+					return flatAssignment(a)
+				}
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return flatAssignment(out)
+}
+
 // flatAssignment is a control-plane assignment as az's create prints the
 // SDK's RoleAssignment: its properties at the top.
 func flatAssignment(a wire.ARMRoleAssignment) (map[string]any, error) {
@@ -298,12 +312,18 @@ func flatAssignment(a wire.ARMRoleAssignment) (map[string]any, error) {
 		return nil, err
 	}
 	m, _ := g.(map[string]any)
-	return flattenProperties(m), nil
+	return armAssignmentModel.apply(flattenProperties(m)), nil
 }
 
 // flattenARM renders control-plane assignments as az does: properties at
 // the top, with the role's and the principal's names.
-func (c *client) flattenARM(ctx context.Context, as []wire.RoleAssignment) ([]map[string]any, error) {
+func (c *client) flattenARM(ctx context.Context, arms []wire.ARMRoleAssignment) ([]map[string]any, error) {
+	as := make([]wire.RoleAssignment, len(arms))
+	for i, a := range arms {
+		p := a.Properties
+		as[i] = wire.RoleAssignment{ID: a.ID, Name: a.Name, Type: a.Type,
+			Properties: wire.RoleAssignmentProperties{Scope: p.Scope, RoleDefinitionID: p.RoleDefinitionID, PrincipalID: p.PrincipalID}}
+	}
 	defs, err := c.armRoleDefinitions(ctx)
 	if err != nil {
 		return nil, err
@@ -313,15 +333,30 @@ func (c *client) flattenARM(ctx context.Context, as []wire.RoleAssignment) ([]ma
 		// Assignments name definitions by their subscription-level id.
 		roleNames[strings.ToLower(d.ID)] = d.Properties.RoleName
 	}
-	return c.flattenAssignments(ctx, as, roleNames, "roleDefinitionName")
+	out, err := c.flattenAssignments(ctx, as, roleNames, "roleDefinitionName")
+	for i, a := range out {
+		if on := arms[i].Properties.CreatedOn; on != "" {
+			a["createdOn"] = on
+		}
+		armAssignmentModel.apply(a)
+	}
+	return out, err
 }
 
-func (c *client) scope(s string) (string, error) {
+// scope is a control-plane scope as az's --scope and -g give it
+// (role/custom.py, _build_role_scope): --scope as written, -g its resource
+// group, neither the subscription.
+func (c *client) scope(s, group string) (string, error) {
 	sub, err := c.subscriptionPath()
 	if err != nil {
 		return "", err
 	}
-	if s == "" {
+	switch {
+	case group != "" && s != "":
+		return "", usagef("give --scope or --resource-group, not both")
+	case group != "":
+		return sub + "/resourceGroups/" + group, nil
+	case s == "":
 		return sub, nil
 	}
 	return strings.TrimSuffix(s, "/"), nil

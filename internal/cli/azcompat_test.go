@@ -703,3 +703,25 @@ func TestGroupAndRoleDefinitionShapesAsAz(t *testing.T) {
 		t.Fatalf("permission fields: %s", got)
 	}
 }
+
+// ad sp create-for-rbac --role --scopes grants the role at each scope, as
+// az does (role/custom.py, create_service_principal_for_rbac); one of the
+// two alone is a usage error.
+func TestCreateForRBACGrants(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	admin.ok("group", "create", "-n", "rbac-a")
+	admin.ok("group", "create", "-n", "rbac-b")
+	a := admin.ok("group", "show", "-n", "rbac-a", "--query", "id", "-o", "tsv")
+	b := admin.ok("group", "show", "-n", "rbac-b", "--query", "id", "-o", "tsv")
+	app := admin.ok("ad", "sp", "create-for-rbac", "--name", "deployer", "--role", "Managed HSM Contributor", "--scopes", a, b,
+		"--query", "appId", "-o", "tsv")
+	for _, g := range []string{"rbac-a", "rbac-b"} {
+		got := admin.ok("role", "assignment", "list", "-g", g, "--query", "[].[principalName, roleDefinitionName, principalType]", "-o", "tsv")
+		if got != app+"\tManaged HSM contributor\tServicePrincipal" {
+			t.Fatalf("assignments at %s: %q", g, got)
+		}
+	}
+	admin.fails(exitUsage, "ad", "sp", "create-for-rbac", "--name", "half", "--role", "Managed HSM Contributor")
+	admin.fails(exitUsage, "ad", "sp", "create-for-rbac", "--name", "half", "--scopes", a)
+}

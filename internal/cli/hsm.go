@@ -125,7 +125,7 @@ func hsmCreate(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return res.ManagedHsm, nil
+			return asModel(res.ManagedHsm, managedHSMModel)
 		})
 	return spaceSeparated(cmd, "administrators", &admins)
 }
@@ -155,7 +155,7 @@ func hsmShow(e *env, verb string) *cobra.Command {
 				return nil, err
 			}
 			if verb == "show" {
-				return h, nil
+				return asModel(h, managedHSMModel)
 			}
 			if h.ID == nil {
 				return nil, fmt.Errorf("the managed HSM %s has no id", name)
@@ -211,7 +211,7 @@ func hsmShowDeleted(e *env) *cobra.Command {
 			if err != nil {
 				return nil, explainARM(err)
 			}
-			return resp.DeletedManagedHsm, nil
+			return asModel(resp.DeletedManagedHsm, deletedHSMModel)
 		})
 }
 
@@ -234,7 +234,7 @@ func hsmListDeleted(e *env) *cobra.Command {
 				}
 				out = append(out, page.Value...)
 			}
-			return out, nil
+			return asModel(out, deletedHSMModel)
 		})
 }
 
@@ -266,7 +266,7 @@ func hsmRecover(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			return resp.ManagedHsm, nil
+			return asModel(resp.ManagedHsm, managedHSMModel)
 		})
 }
 
@@ -291,7 +291,7 @@ func hsmList(e *env) *cobra.Command {
 					}
 					out = append(out, page.Value...)
 				}
-				return out, nil
+				return asModel(out, managedHSMModel)
 			}
 			for pg := hc.NewListBySubscriptionPager(nil); pg.More(); {
 				page, err := pg.NextPage(ctx)
@@ -300,6 +300,6 @@ func hsmList(e *env) *cobra.Command {
 				}
 				out = append(out, page.Value...)
 			}
-			return out, nil
+			return asModel(out, managedHSMModel)
 		})
 }

@@ -34,6 +34,7 @@ func TestHSMCommandsUseArmkeyvault(t *testing.T) {
 	// (This request, the test's own, is told apart by its User-Agent.)
 	jsonDecode(t, string(env.DoWithHeaders("GET", b.AuthorityHost+path, tok, nil, map[string]string{"User-Agent": "hsm-test"}).Body), &want)
 	want.(map[string]any)["resourceGroup"] = "keyward" // az adds it to every result whose id names one
+	managedHSMModel.apply(want.(map[string]any))       // and prints the model's unset attributes as null
 	for _, out := range []string{created, admin.ok("keyvault", "show", "--hsm-name", "sdk-made"), admin.ok("keyvault", "show", "--hsm-name", "SDK-MADE", "-g", "keyward")} {
 		jsonDecode(t, out, &got)
 		if !reflect.DeepEqual(got, want) {

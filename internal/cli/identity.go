@@ -84,11 +84,11 @@ func newIdentityCmd(e *env) *cobra.Command {
 	return id
 }
 
-// flattenIdentity prints an identity as az does: principalId and clientId
-// at the top.
 // flattenIdentity is an identity as az prints it (the msi SDK's model):
 // principalId, clientId and tenantId at the top, no properties.
-func flattenIdentity(m map[string]any) map[string]any { return flattenProperties(m) }
+func flattenIdentity(m map[string]any) map[string]any {
+	return identityModel.apply(flattenProperties(m))
+}
 
 // federatedPath is the resource path of an identity's federated
 // credentials, or of one of them when name is not "".

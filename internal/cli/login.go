@@ -103,7 +103,7 @@ func newLoginCmd(e *env) *cobra.Command {
 			}
 			userType := map[bool]string{true: "servicePrincipal", false: "user"}[sp]
 			return out.print(e.stdout, []map[string]any{{
-				"cloudName": "Keyward", "environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription,
+				"cloudName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription, "managedByTenants": []any{},
 				"isDefault": true, "name": "Keyward", "state": "Enabled", "tenantId": p.TenantID,
 				"user": map[string]string{"name": p.Username, "type": userType},
 			}})
@@ -183,7 +183,7 @@ func newAccountCmd(e *env) *cobra.Command {
 		}
 		userType := map[bool]string{true: "servicePrincipal", false: "user"}[p.Kind == "servicePrincipal"]
 		return map[string]any{
-			"environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription, "isDefault": true,
+			"environmentName": "Keyward", "homeTenantId": p.TenantID, "id": p.Subscription, "isDefault": true, "managedByTenants": []any{},
 			"name": "Keyward", "state": "Enabled", "tenantId": p.TenantID,
 			"user": map[string]string{"name": p.Username, "type": userType},
 		}, nil

@@ -44,7 +44,7 @@ func storageCreate(e *env) *cobra.Command {
 				"keywardCredential": map[string]string{"accountKey": key, "sasToken": strings.TrimPrefix(sas, "?")}}}
 			var out map[string]any
 			err = c.arm(ctx, http.MethodPut, sub+"/resourceGroups/"+url.PathEscape(group)+"/providers/Microsoft.Storage/storageAccounts/"+url.PathEscape(name), body, &out)
-			return flattenProperties(out), err
+			return storageAccountOut(out), err
 		})
 }
 
@@ -92,7 +92,7 @@ func storageShow(e *env, verb string) *cobra.Command {
 				return nil, err
 			}
 			if verb == "show" {
-				return flattenProperties(a), nil
+				return storageAccountOut(a), nil
 			}
 			if verb == "delete" {
 				err := c.arm(ctx, http.MethodDelete, a["id"].(string), nil, nil)
@@ -104,7 +104,7 @@ func storageShow(e *env, verb string) *cobra.Command {
 			}
 			var out map[string]any
 			err = c.arm(ctx, http.MethodPatch, a["id"].(string), body, &out)
-			return flattenProperties(out), err
+			return storageAccountOut(out), err
 		})
 }
 
@@ -117,7 +117,7 @@ func storageList(e *env) *cobra.Command {
 			}
 			accounts, err := c.armList(ctx, sub+"/providers/Microsoft.Storage/storageAccounts")
 			for _, a := range accounts {
-				flattenProperties(a)
+				storageAccountOut(a)
 			}
 			return accounts, err
 		})
@@ -197,6 +197,11 @@ func diagList(e *env) *cobra.Command {
 			}
 			return settings, err
 		})
+}
+
+// storageAccountOut is a storage account as az prints the SDK's model.
+func storageAccountOut(m map[string]any) map[string]any {
+	return storageAccountModel.apply(flattenProperties(m))
 }
 
 // flattenProperties lifts an ARM resource's properties to its top, as

@@ -477,7 +477,7 @@ func pimGroupActivate(e *env, verb string) *cobra.Command {
 
 // roleTarget resolves --role and --scope to a role definition id and scope.
 func (c *client) roleTarget(ctx context.Context, role, scope string) (roleID, sc string, err error) {
-	if sc, err = c.scope(scope); err != nil {
+	if sc, err = c.scope(scope, ""); err != nil {
 		return "", "", err
 	}
 	roleID, err = c.armRole(ctx, role)
@@ -610,7 +610,7 @@ func pimRoleEligibleList(e *env) *cobra.Command {
 			cmd.Flags().BoolVar(&mine, "mine", false, "only yours (asTarget())")
 		},
 		func(ctx context.Context, c *client) (any, error) {
-			sc, err := c.scope(scope)
+			sc, err := c.scope(scope, "")
 			if err != nil {
 				return nil, err
 			}

@@ -189,10 +189,24 @@ type DiagnosticSetting struct {
 	Name       string `json:"name"`
 	Type       string `json:"type"`
 	Properties struct {
-		StorageAccountID string       `json:"storageAccountId"`
-		Logs             []logSetting `json:"logs"`
-		Metrics          []any        `json:"metrics"`
+		StorageAccountID string   `json:"storageAccountId"`
+		Logs             []logOut `json:"logs"`
+		Metrics          []any    `json:"metrics"`
 	} `json:"properties"`
+}
+
+// logOut is a log setting as Azure answers it (the REST spec's
+// DiagnosticSettings_Get example): categoryGroup null when the category
+// is named, and the retention policy (days 0: kept, as Keyward keeps
+// audit logs until their storage deletes them).
+type logOut struct {
+	Category        string  `json:"category"`
+	CategoryGroup   *string `json:"categoryGroup"`
+	Enabled         bool    `json:"enabled"`
+	RetentionPolicy struct {
+		Enabled bool `json:"enabled"`
+		Days    int  `json:"days"`
+	} `json:"retentionPolicy"`
 }
 
 type logSetting struct {
@@ -211,7 +225,7 @@ func (a *API) settingResource(r *http.Request, d diagnostics.Setting) Diagnostic
 		rg = acct.ResourceGroup
 	}
 	s.Properties.StorageAccountID = "/subscriptions/" + a.subscription + "/resourceGroups/" + rg + storageProvider + "/" + d.StorageAccount
-	s.Properties.Logs = []logSetting{{Category: audit.Category, Enabled: d.Enabled}}
+	s.Properties.Logs = []logOut{{Category: audit.Category, Enabled: d.Enabled}}
 	s.Properties.Metrics = []any{}
 	return s
 }

@@ -101,11 +101,16 @@ func (a *API) keyCredentials(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := []KeyCredential{}
 	for _, c := range certs {
-		out = append(out, KeyCredential{KeyID: c.KeyID, Type: "AsymmetricX509Cert", Usage: "Verify", DisplayName: c.DisplayName,
-			CustomKeyIdentifier: c.Thumbprint, StartDateTime: c.NotBefore.Format(time.RFC3339), EndDateTime: c.NotAfter.Format(time.RFC3339)})
+		out = append(out, keyCredentialOf(c))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"value": out})
 	return nil
+}
+
+// keyCredentialOf is a certificate credential as Graph lists it.
+func keyCredentialOf(c identity.CertificateCredential) KeyCredential {
+	return KeyCredential{KeyID: c.KeyID, Type: "AsymmetricX509Cert", Usage: "Verify", DisplayName: c.DisplayName,
+		CustomKeyIdentifier: c.Thumbprint, StartDateTime: c.NotBefore.Format(time.RFC3339), EndDateTime: c.NotAfter.Format(time.RFC3339)}
 }
 
 func (a *API) application(r *http.Request) (*identity.Principal, error) {

@@ -35,32 +35,15 @@ func New(dir *identity.Directory, log *slog.Logger) *API {
 	return a
 }
 
-// Object is a directory object in Graph's shape.
-type Object struct {
-	ODataType             string   `json:"@odata.type"`
-	ID                    string   `json:"id"`
-	DisplayName           string   `json:"displayName"`
-	UserPrincipalName     string   `json:"userPrincipalName,omitempty"`
-	AccountEnabled        *bool    `json:"accountEnabled,omitempty"`
-	MailNickname          string   `json:"mailNickname,omitempty"`
-	SecurityEnabled       *bool    `json:"securityEnabled,omitempty"`
-	MailEnabled           *bool    `json:"mailEnabled,omitempty"`
-	AppID                 string   `json:"appId,omitempty"`
-	ServicePrincipalType  string   `json:"servicePrincipalType,omitempty"`
-	ServicePrincipalNames []string `json:"servicePrincipalNames,omitempty"`
-	CreatedDateTime       string   `json:"createdDateTime,omitempty"`
-	// PasswordCredentials are an application's client secrets, without
-	// the secrets (GET of one service principal only).
-	PasswordCredentials []PasswordCredentialInfo `json:"passwordCredentials,omitempty"`
-}
-
 // PasswordCredentialInfo describes a client secret without it.
 type PasswordCredentialInfo struct {
-	KeyID         string `json:"keyId"`
-	DisplayName   string `json:"displayName"`
-	Hint          string `json:"hint"`
-	StartDateTime string `json:"startDateTime"`
-	EndDateTime   string `json:"endDateTime"`
+	CustomKeyIdentifier *string `json:"customKeyIdentifier"`
+	SecretText          *string `json:"secretText"`
+	KeyID               string  `json:"keyId"`
+	DisplayName         string  `json:"displayName"`
+	Hint                string  `json:"hint"`
+	StartDateTime       string  `json:"startDateTime"`
+	EndDateTime         string  `json:"endDateTime"`
 }
 
 // PasswordCredential is the answer of addPassword; SecretText is shown once.
@@ -99,25 +82,6 @@ type MemberRef struct {
 	ODataID string `json:"@odata.id"`
 }
 
-// ObjectOf renders a principal.
-func ObjectOf(p *identity.Principal) Object {
-	t, f := true, false
-	o := Object{ID: p.ID, DisplayName: p.DisplayName, CreatedDateTime: p.Created.UTC().Format(time.RFC3339)}
-	switch p.Kind {
-	case store.KindUser:
-		o.ODataType, o.UserPrincipalName, o.AccountEnabled = "#microsoft.graph.user", p.UPN, &t
-	case store.KindGroup:
-		o.ODataType, o.MailNickname, o.SecurityEnabled, o.MailEnabled = "#microsoft.graph.group", p.MailNickname, &t, &f
-	default:
-		o.ODataType, o.AppID, o.ServicePrincipalNames = "#microsoft.graph.servicePrincipal", p.AppID, []string{p.AppID}
-		o.ServicePrincipalType = "Application"
-		if p.Kind == store.KindManagedIdentity {
-			o.ServicePrincipalType = "ManagedIdentity"
-		}
-	}
-	return o
-}
-
 // ErrManagedIdentityCredentials refuses Graph credential changes on a
 // managed identity: as in Entra, its credentials are the platform's (here,
 // the identity agent's, through the resource manager), and a name lookup
@@ -127,10 +91,6 @@ var ErrManagedIdentityCredentials = fault.New(fault.Invalid, "Request_BadRequest
 
 // ErrForbidden is Graph's refusal for callers without a directory role.
 var ErrForbidden = fault.New(fault.Forbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
-
-type list struct {
-	Value []Object `json:"value"`
-}
 
 var filterEq = regexp.MustCompile(`^\s*(displayName|appId|userPrincipalName|mailNickname)\s+eq\s+'((?:[^']|'')*)'\s*$`)
 
@@ -166,21 +126,20 @@ func (a *API) list(kind string) handler {
 			}
 			ps = append(ps, mi...)
 		}
-		out := list{Value: []Object{}}
+		out := []Object{}
 		for _, p := range ps {
-			o := ObjectOf(p)
 			if field != "" {
-				have := map[string]string{"displayName": o.DisplayName, "appId": o.AppID,
-					"userPrincipalName": o.UserPrincipalName, "mailNickname": o.MailNickname}[field]
+				have := map[string]string{"displayName": p.DisplayName, "appId": p.AppID,
+					"userPrincipalName": p.UPN, "mailNickname": p.MailNickname}[field]
 				// Graph compares without regard to case, for eq and startswith.
 				if prefix && !strings.HasPrefix(strings.ToLower(have), strings.ToLower(want)) ||
 					!prefix && !strings.EqualFold(have, want) {
 					continue
 				}
 			}
-			out.Value = append(out.Value, o)
+			out = append(out, objectOf(p, a.dir.TenantID(), false))
 		}
-		httpx.WriteJSON(w, http.StatusOK, out)
+		httpx.WriteJSON(w, http.StatusOK, collection(r, entitySet(kind), out))
 		return nil
 	}
 }
@@ -210,16 +169,10 @@ func (a *API) get(kind string) handler {
 		if err != nil {
 			return err
 		}
-		o := ObjectOf(p)
+		o := a.entity(r, p)
 		if p.Kind == store.KindServicePrincipal {
-			creds, err := a.dir.Secrets(r.Context(), p.ID)
-			if err != nil {
+			if err := a.withCredentials(r.Context(), o, p); err != nil {
 				return err
-			}
-			o.PasswordCredentials = []PasswordCredentialInfo{}
-			for _, c := range creds {
-				o.PasswordCredentials = append(o.PasswordCredentials, PasswordCredentialInfo{KeyID: c.ID, DisplayName: c.DisplayName,
-					Hint: c.Hint, StartDateTime: c.Created.Format(time.RFC3339), EndDateTime: c.Expires.Format(time.RFC3339)})
 			}
 		}
 		httpx.WriteJSON(w, http.StatusOK, o)
@@ -267,7 +220,7 @@ func (a *API) create(kind string) handler {
 		if err != nil {
 			return err
 		}
-		httpx.WriteJSON(w, http.StatusCreated, ObjectOf(p))
+		httpx.WriteJSON(w, http.StatusCreated, a.entity(r, p))
 		return nil
 	}
 }
@@ -333,11 +286,11 @@ func (a *API) members(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := list{Value: []Object{}}
+	out := []Object{}
 	for _, m := range ms {
-		out.Value = append(out.Value, ObjectOf(m))
+		out = append(out, objectOf(m, a.dir.TenantID(), true))
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, collection(r, "directoryObjects", out))
 	return nil
 }
 
@@ -413,12 +366,12 @@ func (a *API) getByIDs(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.ReadJSON(w, r, &req); err != nil {
 		return err
 	}
-	out := list{Value: []Object{}}
+	out := []Object{}
 	for _, id := range req.IDs {
 		if p, err := a.dir.Get(r.Context(), id); err == nil {
-			out.Value = append(out.Value, ObjectOf(p))
+			out = append(out, objectOf(p, a.dir.TenantID(), true))
 		}
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, collection(r, "directoryObjects", out))
 	return nil
 }

@@ -46,7 +46,7 @@ func (a *API) getMe(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, ObjectOf(p))
+	httpx.WriteJSON(w, http.StatusOK, a.entity(r, p))
 	return nil
 }
 
