@@ -91,6 +91,11 @@ type Properties struct {
 	// host that requestUri names (a request for an HSM that does not
 	// exist, say). The client chose it: it is evidence, not an address.
 	RequestHost string `json:"requestHost,omitempty"`
+	// Challenge marks a request that carried no access token, answered
+	// 401 with the challenge: the first leg of every Azure SDK call, which
+	// then retries with a token. A Keyward property, so that an auditor
+	// can tell these from refusals.
+	Challenge bool `json:"challenge,omitempty"`
 }
 
 // Authorization is the decision the request met.

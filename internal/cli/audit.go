@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,7 +30,8 @@ import (
 
 func newAuditCmd(e *env) *cobra.Command {
 	a := &cobra.Command{Use: "audit", Short: "Read and check audit logs (AuditEvent records)"}
-	a.AddCommand(auditVerify(e), tableColumns(auditQuery(e), "time", "operationName", "httpStatusCode", "resultType", "callerIpAddress", "requestUri"))
+	a.AddCommand(auditVerify(e), tableColumns(auditQuery(e), "time", "operationName", "httpStatusCode", "resultType",
+		"identity.claim.upn|identity.claim.appid:Caller", "identity.claim.oid:CallerObjectId", "callerIpAddress", "requestUri"))
 	return a
 }
 
@@ -330,6 +332,7 @@ func auditQuery(e *env) *cobra.Command {
 	var f queryFilter
 	var source, account, endpoint, key, sas, resource string
 	var files []string
+	var challenges bool
 	cmd := offline(e, "query", "Search audit records in journal files or in blob storage",
 		func(cmd *cobra.Command) {
 			fl := cmd.Flags()
@@ -347,6 +350,8 @@ func auditQuery(e *env) *cobra.Command {
 			fl.StringVar(&f.result, "result", "", "Success or Failure")
 			fl.StringVar(&f.key, "key", "", "key name")
 			fl.IntVar(&f.status, "status", 0, "HTTP status code")
+			fl.BoolVar(&challenges, "include-challenges", false,
+				"also the 401 challenges (requests without a token: the first leg of every SDK call), hidden by default")
 		},
 		func(ctx context.Context) (any, error) {
 			if err := f.prepare(); err != nil {
@@ -375,15 +380,44 @@ func auditQuery(e *env) *cobra.Command {
 				return nil, usagef("--source must be file or blob")
 			}
 			out := []audit.Event{}
+			hidden := 0
+			ops := map[string]bool{}
 			for i := range records {
-				if f.match(&records[i]) && (resource == "" || strings.EqualFold(records[i].ResourceID, resource)) {
-					out = append(out, records[i])
+				r := &records[i]
+				if resource != "" && !strings.EqualFold(r.ResourceID, resource) {
+					continue
+				}
+				ops[r.OperationName] = true
+				switch {
+				case !f.match(r):
+				case r.Properties.Challenge && !challenges && f.status != http.StatusUnauthorized:
+					hidden++
+				default:
+					out = append(out, *r)
 				}
 			}
 			sort.SliceStable(out, func(i, j int) bool { return out[i].Time < out[j].Time })
+			if !e.global.onlyShowErrors {
+				if f.operation != "" && !containsFold(ops, f.operation) {
+					fmt.Fprintf(e.stderr, "WARNING: no record is of the operation %q; the records' operations are: %s\n", f.operation, strings.Join(slices.Sorted(maps.Keys(ops)), ", "))
+				}
+				if hidden > 0 {
+					fmt.Fprintf(e.stderr, "WARNING: %d challenge records hidden (401 to a request without a token, the first leg of every SDK call); --include-challenges shows them\n", hidden)
+				}
+			}
 			return out, nil
 		})
 	return spaceSeparated(cmd, "file", &files)
+}
+
+// containsFold tells whether set holds s, regardless of case.
+func containsFold(set map[string]bool, s string) bool {
+	for k := range set {
+		if strings.EqualFold(k, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func parseRecords(data []byte) []audit.Event {

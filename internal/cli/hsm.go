@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -49,29 +48,15 @@ func (s signingIn) GetToken(ctx context.Context, o policy.TokenRequestOptions) (
 	return t, nil
 }
 
-// explainARM turns an armkeyvault error into the server's code and
-// message, read from ARM's error envelope as c.call reads it.
-func explainARM(err error) error {
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.RawResponse == nil {
-		return err
-	}
-	body, perr := runtime.Payload(re.RawResponse)
-	if perr != nil {
-		return explain(re)
-	}
-	return decodeAPIError(re.StatusCode, body)
-}
-
 // untilDone waits for a long-running operation; the server completes
 // them before its first answer, so this polls once.
 func untilDone[T any](ctx context.Context, p *runtime.Poller[T], err error) (T, error) {
 	if err != nil {
 		var zero T
-		return zero, explainARM(err)
+		return zero, explain(err)
 	}
 	res, err := p.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: time.Second})
-	return res, explainARM(err)
+	return res, explain(err)
 }
 
 // findHSM returns the HSM called name, among those the caller may read.
@@ -79,7 +64,7 @@ func (c *client) findHSM(ctx context.Context, hc *armkeyvault.ManagedHsmsClient,
 	for pg := hc.NewListBySubscriptionPager(nil); pg.More(); {
 		page, err := pg.NextPage(ctx)
 		if err != nil {
-			return nil, explainARM(err)
+			return nil, explain(err)
 		}
 		for _, h := range page.Value {
 			if h != nil && h.Name != nil && strings.EqualFold(*h.Name, name) {
@@ -148,7 +133,7 @@ func hsmShow(e *env, verb string) *cobra.Command {
 				// As az does with -g: a direct GET, refused or found.
 				resp, gerr := hc.Get(ctx, group, name, nil)
 				if gerr != nil {
-					return nil, explainARM(gerr)
+					return nil, explain(gerr)
 				}
 				h = &resp.ManagedHsm
 			} else if h, err = c.findHSM(ctx, hc, name); err != nil {
@@ -209,7 +194,7 @@ func hsmShowDeleted(e *env) *cobra.Command {
 		func(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name, location string) (any, error) {
 			resp, err := hc.GetDeleted(ctx, name, location, nil)
 			if err != nil {
-				return nil, explainARM(err)
+				return nil, explain(err)
 			}
 			return asModel(resp.DeletedManagedHsm, deletedHSMModel)
 		})
@@ -230,7 +215,7 @@ func hsmListDeleted(e *env) *cobra.Command {
 			for pg := hc.NewListDeletedPager(nil); pg.More(); {
 				page, err := pg.NextPage(ctx)
 				if err != nil {
-					return nil, explainARM(err)
+					return nil, explain(err)
 				}
 				out = append(out, page.Value...)
 			}
@@ -248,7 +233,7 @@ func hsmRecover(e *env) *cobra.Command {
 		func(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name, location string) (any, error) {
 			d, err := hc.GetDeleted(ctx, name, location, nil)
 			if err != nil {
-				return nil, explainARM(err)
+				return nil, explain(err)
 			}
 			if d.Properties == nil || d.Properties.MhsmID == nil {
 				return nil, fmt.Errorf("the deleted managed HSM %s does not name its resource", name)
@@ -287,7 +272,7 @@ func hsmList(e *env) *cobra.Command {
 				for pg := hc.NewListByResourceGroupPager(group, nil); pg.More(); {
 					page, err := pg.NextPage(ctx)
 					if err != nil {
-						return nil, explainARM(err)
+						return nil, explain(err)
 					}
 					out = append(out, page.Value...)
 				}
@@ -296,7 +281,7 @@ func hsmList(e *env) *cobra.Command {
 			for pg := hc.NewListBySubscriptionPager(nil); pg.More(); {
 				page, err := pg.NextPage(ctx)
 				if err != nil {
-					return nil, explainARM(err)
+					return nil, explain(err)
 				}
 				out = append(out, page.Value...)
 			}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -443,21 +444,18 @@ func keyRestore(e *env) *cobra.Command {
 
 // explain turns an SDK response error into the server's code and message.
 func explain(err error) error {
-	if re, ok := err.(*azcore.ResponseError); ok {
-		return &apiError{Status: re.StatusCode, Code: re.ErrorCode, Message: responseMessage(re)}
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return err
 	}
-	return err
-}
-
-func responseMessage(re *azcore.ResponseError) string {
-	msg := re.Error()
-	if i := strings.Index(msg, `"message": "`); i >= 0 {
-		rest := msg[i+len(`"message": "`):]
-		if j := strings.Index(rest, `"`); j >= 0 {
-			return rest[:j]
+	// The server's JSON error body, not the SDK's text: a message may
+	// quote a value, and scraping the text cut it at the first quote.
+	if re.RawResponse != nil {
+		if body, perr := runtime.Payload(re.RawResponse); perr == nil && len(body) > 0 {
+			return decodeAPIError(re.StatusCode, body)
 		}
 	}
-	return fmt.Sprintf("the server answered %d", re.StatusCode)
+	return &apiError{Status: re.StatusCode, Code: re.ErrorCode, Message: fmt.Sprintf("the server answered %d", re.StatusCode)}
 }
 
 // keyOut renders a key bundle as az prints it.

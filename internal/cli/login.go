@@ -48,7 +48,7 @@ func newLoginCmd(e *env) *cobra.Command {
 				}
 				p.Certificate = abs
 			} else if p.Secret == "" || p.Secret == "-" {
-				s, err := readSecret(e.stdin)
+				s, err := readSecret(e.stdin, e.stderr)
 				if err != nil {
 					return usagef("no password given: pass -p, or the secret on standard input")
 				}
@@ -68,6 +68,9 @@ func newLoginCmd(e *env) *cobra.Command {
 				}
 				p.CAFile = abs
 			}
+			if !strings.Contains(p.Server, "://") {
+				p.Server = "https://" + p.Server // a bare host:port, as people type it
+			}
 			p.Server = strings.TrimSuffix(p.Server, "/") + "/"
 			if err := discover(cmd.Context(), &p); err != nil {
 				return err
@@ -80,6 +83,9 @@ func newLoginCmd(e *env) *cobra.Command {
 					return err
 				}
 				t, err := signInUser(cmd.Context(), hc, &p, p.Secret, otp)
+				if err != nil && guidPattern.MatchString(p.Username) {
+					return fmt.Errorf("signing in: %w\n%s looks like an application id: sign in as a service principal with --service-principal", err, p.Username)
+				}
 				if err != nil {
 					return fmt.Errorf("signing in: %w", err)
 				}
@@ -122,7 +128,7 @@ func newLoginCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-func readSecret(r io.Reader) (string, error) {
+func readLine(r io.Reader) (string, error) {
 	line, err := bufio.NewReader(r).ReadString('\n')
 	line = strings.TrimSpace(line)
 	if line == "" {

@@ -259,8 +259,12 @@ func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
 			m, _ := row.(map[string]any)
 			line := map[string]string{}
 			for i, k := range keys {
-				if val := lookupPath(m, k); val != nil {
-					line[header[i]] = pyStr(val)
+				// "a|b": the first of the paths that has a value.
+				for _, alt := range strings.Split(k, "|") {
+					if val := lookupPath(m, alt); val != nil {
+						line[header[i]] = pyStr(val)
+						break
+					}
 				}
 			}
 			cells = append(cells, line)

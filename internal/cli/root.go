@@ -30,10 +30,11 @@ type env struct {
 	global         globalFlags
 }
 
-// globalFlags are the flags az takes on every command. --only-show-errors,
-// --debug and --verbose are accepted so that scripts run unchanged (keyward
-// prints no warnings to silence, and logs nothing more); --subscription
-// must name the signed-in subscription, the only one there is.
+// globalFlags are the flags az takes on every command. --only-show-errors
+// and --verbose are accepted so that scripts run unchanged (keyward prints
+// no warnings to silence, and logs nothing more); --debug prints an
+// error's whole detail; --subscription must name the signed-in
+// subscription, the only one there is.
 type globalFlags struct {
 	onlyShowErrors, debug, verbose bool
 	subscription                   string
@@ -42,7 +43,7 @@ type globalFlags struct {
 func (g *globalFlags) register(root *cobra.Command) {
 	f := root.PersistentFlags()
 	f.BoolVar(&g.onlyShowErrors, "only-show-errors", false, "only show errors (as az; keyward prints no warnings)")
-	f.BoolVar(&g.debug, "debug", false, "accepted for az scripts")
+	f.BoolVar(&g.debug, "debug", false, "print an error's whole detail (a failed sign-in's request and response)")
 	f.BoolVar(&g.verbose, "verbose", false, "accepted for az scripts")
 	f.StringVar(&g.subscription, "subscription", "", "the subscription (its id): the signed-in one, the only one there is")
 }
@@ -72,7 +73,7 @@ func run(ctx context.Context, e *env, args []string) int {
 	helpOnGroups(root)
 	confirmFlags(root)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprint(e.stderr, describeError(err))
+		fmt.Fprint(e.stderr, describeError(err, e.global.debug))
 		return exitCode(err)
 	}
 	return 0
@@ -116,7 +117,13 @@ func cobraUsage(err error) bool {
 // describeError writes an error as az does: a service's error as
 // "(Code) Message" then its Code and Message lines, anything else on one
 // line; always after "ERROR: ".
-func describeError(err error) string {
+func describeError(err error, debug bool) string {
+	if line, ok := signInFailure(err); ok {
+		if debug {
+			return "ERROR: " + line + "\n" + err.Error() + "\n"
+		}
+		return "ERROR: " + line + "\n"
+	}
 	var ae *apiError
 	var re *azcore.ResponseError
 	switch {
@@ -130,7 +137,7 @@ func describeError(err error) string {
 	if errors.As(err, &ue) {
 		return "ERROR: " + ue.msg + "\n"
 	}
-	return "ERROR: " + err.Error() + "\n"
+	return "ERROR: " + err.Error() + "\n" + hintFor(err)
 }
 
 // confirmFlags gives every delete and purge az's --yes/-y (keyward asks

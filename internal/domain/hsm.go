@@ -51,6 +51,12 @@ type HSM struct {
 // ErrHSMNotFound is returned for an unknown HSM name.
 var ErrHSMNotFound = fault.New(fault.NotFound, "ResourceNotFound", "the managed HSM does not exist")
 
+// HSMNotFound is ErrHSMNotFound naming the HSM, so that a typo in a name
+// shows in the answer.
+func HSMNotFound(name string) error {
+	return ErrHSMNotFound.With("the managed HSM %q does not exist", name)
+}
+
 // Registry creates HSMs and keeps the opened ones in memory.
 type Registry struct {
 	store store.Store
@@ -156,7 +162,7 @@ func (r *Registry) Get(ctx context.Context, name string) (*HSM, error) {
 	var rec *store.HSM
 	err := r.store.View(ctx, func(tx store.Tx) (err error) { rec, err = tx.GetHSM(ctx, name); return err })
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrHSMNotFound
+		return nil, HSMNotFound(name)
 	}
 	if err != nil {
 		return nil, err
@@ -211,7 +217,7 @@ func (r *Registry) List(ctx context.Context) ([]*HSM, error) {
 func (r *Registry) Delete(ctx context.Context, name string) error {
 	err := r.store.Update(ctx, func(tx store.Tx) error { return tx.DeleteHSM(ctx, name) })
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrHSMNotFound
+		return HSMNotFound(name)
 	}
 	return err
 }

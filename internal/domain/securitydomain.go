@@ -171,7 +171,7 @@ func (r *Registry) update(ctx context.Context, name string, change func(*store.H
 	return r.store.Update(ctx, func(tx store.Tx) error {
 		rec, err := tx.GetHSM(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return ErrHSMNotFound
+			return HSMNotFound(name)
 		}
 		if err != nil {
 			return err

@@ -47,7 +47,8 @@ func (s *Server) record(r *http.Request, info *requestInfo, status int, start ti
 		e.Identity = &audit.Identity{Claim: audit.Claims{ObjectID: c.ObjectID, AppID: c.AppID, UPN: c.UPN, TenantID: c.TenantID}}
 	}
 	rec := &info.rec
-	e.Properties = audit.Properties{Key: capField(rec.Key, maxRecordedField), Action: rec.Action, Scope: capField(rec.Scope, maxRecordedField)}
+	e.Properties = audit.Properties{Key: capField(rec.Key, maxRecordedField), Action: rec.Action, Scope: capField(rec.Scope, maxRecordedField),
+		Challenge: rec.Challenge}
 	if d := rec.Decision; d != nil {
 		e.Properties.Authorization = &audit.Authorization{Decision: "Denied"}
 		if d.Allowed {

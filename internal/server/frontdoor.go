@@ -399,7 +399,7 @@ func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, info *re
 		return
 	}
 	if err == nil && !h.Deleted.IsZero() {
-		err = domain.ErrHSMNotFound
+		err = domain.HSMNotFound(h.Name)
 	}
 	switch {
 	case err != nil:
@@ -420,6 +420,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource s
 	}
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
+		if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+			info.rec.Challenge = true
+		}
 		challenge()
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusUnauthorized)

@@ -129,6 +129,9 @@ type Record struct {
 	Decision *Decision
 	// SignInSubject is the client id or user name a token request was for.
 	SignInSubject string
+	// Challenge is set when the request carried no access token: the 401
+	// that begins every SDK call, not a refusal.
+	Challenge bool
 }
 
 // Decision is the outcome of an authorization: allowed or not, and the
