@@ -173,7 +173,6 @@ func (a *API) sdUpload(c *call) error {
 }
 
 // downloadRequest is a security-domain download request on the wire
-// (a Keyward extension).
 // (a Keyward extension). Certificates are the SHA-256 of each custodian
 // certificate's DER, as `openssl x509 -outform der | sha256sum` prints
 // them, so an approver can check what they approve.
