@@ -100,26 +100,45 @@ func spCreateForRBAC(e *env) *cobra.Command {
 			} else if err := c.graph(ctx, http.MethodPost, "/servicePrincipals", map[string]string{"displayName": name}, &sp); err != nil {
 				return nil, err
 			}
-			var pw struct {
-				KeyID      string `json:"keyId"`
-				SecretText string `json:"secretText"`
-			}
-			body := map[string]any{"passwordCredential": map[string]string{"displayName": "rbac"}}
-			if err := c.graph(ctx, http.MethodPost, "/servicePrincipals/"+sp.ID+"/addPassword", body, &pw); err != nil {
+			secret, err := c.resetPassword(ctx, sp.ID, false)
+			if err != nil {
 				return nil, err
-			}
-			for _, old := range sp.PasswordCredentials {
-				if err := c.graph(ctx, http.MethodPost, "/servicePrincipals/"+sp.ID+"/removePassword", map[string]string{"keyId": old.KeyID}, nil); err != nil {
-					return nil, err
-				}
 			}
 			for _, sc := range scopes {
 				if _, err := c.grantARM(ctx, sp.ID, "ServicePrincipal", role, strings.TrimSuffix(sc, "/")); err != nil {
 					return nil, fmt.Errorf("the service principal %s was made, but granting %s at %s failed: %w", sp.AppID, role, sc, err)
 				}
 			}
-			return map[string]string{"appId": sp.AppID, "displayName": sp.DisplayName, "password": pw.SecretText, "tenant": c.prof.TenantID}, nil
-		}), "scopes", &scopes)
+			return map[string]string{"appId": sp.AppID, "displayName": sp.DisplayName, "password": secret, "tenant": c.prof.TenantID}, nil
+		}), "scopes")
+}
+
+// resetPassword gives the service principal spID a new client secret and,
+// unless keep, removes the ones it had (az's credential reset without
+// --append). It returns the new secret, shown this once.
+func (c *client) resetPassword(ctx context.Context, spID string, keep bool) (string, error) {
+	var sp struct {
+		PasswordCredentials []struct{ KeyID string }
+	}
+	if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+spID, nil, &sp); err != nil {
+		return "", err
+	}
+	var pw struct {
+		SecretText string `json:"secretText"`
+	}
+	body := map[string]any{"passwordCredential": map[string]string{"displayName": "rbac"}}
+	if err := c.graph(ctx, http.MethodPost, "/servicePrincipals/"+spID+"/addPassword", body, &pw); err != nil {
+		return "", err
+	}
+	if keep {
+		return pw.SecretText, nil
+	}
+	for _, old := range sp.PasswordCredentials {
+		if err := c.graph(ctx, http.MethodPost, "/servicePrincipals/"+spID+"/removePassword", map[string]string{"keyId": old.KeyID}, nil); err != nil {
+			return "", err
+		}
+	}
+	return pw.SecretText, nil
 }
 
 func userCreate(e *env) *cobra.Command {
@@ -190,16 +209,20 @@ func (c *client) resolve(ctx context.Context, coll, ref string) (map[string]any,
 		err := c.graph(ctx, http.MethodGet, "/"+coll+"/"+url.PathEscape(ref), nil, &out)
 		return out, err
 	}
-	// As az (role/custom.py, _resolve_group): the groups whose display
-	// name starts with ref; exactly one must.
-	filter := "startswith(displayName,'" + strings.ReplaceAll(ref, "'", "''") + "')"
-	groups, err := c.graphList(ctx, "/groups?$filter="+url.QueryEscape(filter))
+	// As az (role/_validators.py, validate_group): the group of exactly
+	// that display name, and only if there is none, the one whose name
+	// starts with ref; either must be the only match.
+	esc := strings.ReplaceAll(ref, "'", "''")
+	groups, err := c.graphList(ctx, "/groups?$filter="+url.QueryEscape("displayName eq '"+esc+"'"))
+	if err == nil && len(groups) == 0 {
+		groups, err = c.graphList(ctx, "/groups?$filter="+url.QueryEscape("startswith(displayName,'"+esc+"')"))
+	}
 	if err != nil {
 		return nil, err
 	}
 	switch len(groups) {
 	case 0:
-		return nil, &apiError{404, "Request_ResourceNotFound", "Group " + ref + " is not found in Graph"}
+		return nil, fmt.Errorf("No group matches the name of '%s'", ref)
 	case 1:
 		return groups[0], nil
 	}

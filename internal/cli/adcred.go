@@ -27,7 +27,7 @@ func newSPCredentialCmd(e *env) *cobra.Command {
 	cred := &cobra.Command{Use: "credential", Short: "Manage a service principal's certificate credentials"}
 	var id, cert, keyFile string
 	var create, appendTo bool
-	cred.AddCommand(command(e, "reset", "Set a certificate credential (--cert) or create one (--create-cert)",
+	cred.AddCommand(command(e, "reset", "Reset a client secret (as az, by default), or set a certificate (--cert, --create-cert)",
 		func(cmd *cobra.Command) {
 			f := cmd.Flags()
 			f.StringVar(&id, "id", "", "the service principal's appId or object id")
@@ -37,12 +37,20 @@ func newSPCredentialCmd(e *env) *cobra.Command {
 			f.BoolVar(&appendTo, "append", false, "keep the existing certificates")
 			required(cmd, "id")
 			cmd.MarkFlagsMutuallyExclusive("cert", "create-cert")
-			cmd.MarkFlagsOneRequired("cert", "create-cert")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			var sp struct{ ID, AppID, DisplayName string }
 			if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+url.PathEscape(id), nil, &sp); err != nil {
 				return nil, err
+			}
+			if !create && cert == "" {
+				// As az (role/custom.py, reset_service_principal_credential):
+				// a new client secret, the old ones removed unless --append.
+				secret, err := c.resetPassword(ctx, sp.ID, appendTo)
+				if err != nil {
+					return nil, err
+				}
+				return map[string]any{"appId": sp.AppID, "displayName": sp.DisplayName, "password": secret, "tenant": c.prof.TenantID}, nil
 			}
 			var der []byte
 			var written string

@@ -51,6 +51,21 @@ func newGroupCmd(e *env) *cobra.Command {
 			}
 			return groupOut(out), nil
 		}))
+	var en string
+	g.AddCommand(command(e, "exists", "Tell whether a resource group exists (true or false)",
+		func(cmd *cobra.Command) { nameFlags(cmd, &en) },
+		func(ctx context.Context, c *client) (any, error) {
+			sub, err := c.subscriptionPath()
+			if err != nil {
+				return nil, err
+			}
+			err = c.arm(ctx, http.MethodGet, sub+"/resourcegroups/"+url.PathEscape(en), nil, nil)
+			var ae *apiError
+			if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+				return false, nil
+			}
+			return err == nil, err
+		}))
 	for _, verb := range []string{"show", "delete"} {
 		var n string
 		g.AddCommand(command(e, verb, map[string]string{"show": "Show a resource group", "delete": "Delete an empty resource group"}[verb],
@@ -261,7 +276,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 				}
 			}
 			return nil, nil
-		}), "ids", &ids))
+		}), "ids"))
 	role.AddCommand(asg)
 	return role
 }

@@ -183,7 +183,7 @@ func auditVerify(e *env) *cobra.Command {
 			}
 			return map[string]any{"files": files, "intact": true, "chains": results}, nil
 		})
-	return spaceSeparated(cmd, "file", &files)
+	return spaceSeparated(cmd, "file")
 }
 
 // verifyChain checks one chain's records, and its checkpoints when pub is
@@ -407,7 +407,7 @@ func auditQuery(e *env) *cobra.Command {
 			}
 			return out, nil
 		})
-	return spaceSeparated(cmd, "file", &files)
+	return spaceSeparated(cmd, "file")
 }
 
 // containsFold tells whether set holds s, regardless of case.

@@ -55,10 +55,10 @@ func TestRoleAssignmentScopes(t *testing.T) {
 	if got := scopes("--scope", "/"); got != "/" {
 		t.Fatalf("list --scope /: %q", got)
 	}
-	deleted := admin.ok("keyvault", "role", "assignment", "delete", "--hsm-name", "dev", "--assignee", sp.ObjectID,
-		"--scope", "/keys", "--query", "[].[scope, roleName]", "-o", "tsv")
-	if deleted != "/keys\tManaged HSM Crypto Officer" {
-		t.Fatalf("delete --scope /keys printed %q (az prints the deleted assignments)", deleted)
+	// az's delete_role_assignment (keyvault/custom.py) returns nothing.
+	if out := admin.ok("keyvault", "role", "assignment", "delete", "--hsm-name", "dev", "--assignee", sp.ObjectID,
+		"--scope", "/keys"); out != "" {
+		t.Fatalf("delete --scope /keys printed %q", out)
 	}
 	if got := scopes(); got != "/" {
 		t.Fatalf("after delete --scope /keys: %q (the / assignment must stay)", got)
@@ -95,7 +95,9 @@ func TestExitCodes(t *testing.T) {
 	if !strings.HasPrefix(errs, "ERROR: (KeyNotFound) ") || !strings.Contains(errs, "\nCode: KeyNotFound\nMessage: ") {
 		t.Fatalf("not found: %q", errs)
 	}
-	admin.fails(exitNotFound, "ad", "group", "show", "-g", "No Such Group")
+	admin.fails(exitNotFound, "ad", "group", "show", "-g", "00000000-0000-4000-8000-000000000000")
+	// A name no group has is az's CLIError (role/_validators.py, validate_group): exit 1.
+	admin.fails(exitFailure, "ad", "group", "show", "-g", "No Such Group")
 	admin.fails(exitFailure, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "bad", "--kty", "DSA")
 }
 
@@ -559,7 +561,14 @@ func TestDirectoryFilters(t *testing.T) {
 	if errs := admin.fails(exitFailure, "ad", "group", "show", "-g", "App"); !strings.Contains(errs, "More than 1 group") {
 		t.Fatalf("show -g App: %q", errs)
 	}
-	admin.fails(exitNotFound, "ad", "group", "show", "-g", "Nobody")
+	if errs := admin.fails(exitFailure, "ad", "group", "show", "-g", "Nobody"); !strings.Contains(errs, "No group matches the name of 'Nobody'") {
+		t.Fatalf("show -g Nobody: %q", errs)
+	}
+	// The exact name first (role/_validators.py, validate_group), then a prefix.
+	admin.ok("ad", "group", "create", "--display-name", "App DevOps Leads", "--mail-nickname", "app-devops-leads")
+	if got := admin.ok("ad", "group", "show", "-g", "App DevOps", "--query", "mailNickname", "-o", "tsv"); got != "app-devops" {
+		t.Fatalf("show -g 'App DevOps' beside 'App DevOps Leads': %q", got)
+	}
 	if got := admin.ok("ad", "group", "list", "--filter", "mailNickname eq 'app-devops'", "--query", "[].displayName", "-o", "tsv"); got != "App DevOps" {
 		t.Fatalf("list --filter: %q", got)
 	}
@@ -724,4 +733,93 @@ func TestCreateForRBACGrants(t *testing.T) {
 	}
 	admin.fails(exitUsage, "ad", "sp", "create-for-rbac", "--name", "half", "--role", "Managed HSM Contributor")
 	admin.fails(exitUsage, "ad", "sp", "create-for-rbac", "--name", "half", "--scopes", a)
+}
+
+// The argument forms az takes (keyvault/_params.py, role/_params.py):
+// space-separated lists side by side (--ops a b --tags x=y z=w), and
+// three-state flags alone or with true/false (get_three_state_flag).
+func TestAzArgumentForms(t *testing.T) {
+	t.Parallel()
+	admin, _ := loggedIn(t)
+	got := admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "cmk", "--kty", "RSA-HSM", "--ops", "wrapKey", "unwrapKey",
+		"--tags", "owner=security", "env=prod", "--query", "[join(' ', key.keyOps), tags.owner, tags.env]", "-o", "tsv")
+	if got != "wrapKey unwrapKey\nsecurity\nprod" { // a list: one row per item, as knack prints it
+		t.Fatalf("create --ops a b --tags x y: %q", got)
+	}
+	got = admin.ok("keyvault", "key", "set-attributes", "--hsm-name", "dev", "--name", "cmk", "--tags", "a=b", "c=d", "--ops", "wrapKey",
+		"--enabled", "false", "--query", "[join(' ', key.keyOps), tags.c, attributes.enabled]", "-o", "tsv")
+	if got != "wrapKey\nd\nfalse" {
+		t.Fatalf("set-attributes --tags a b --ops x --enabled false: %q", got)
+	}
+	if got := admin.ok("keyvault", "key", "set-attributes", "--hsm-name", "dev", "--name", "cmk", "--enabled", "--query", "attributes.enabled"); got != "true" {
+		t.Fatalf("--enabled alone: %q", got)
+	}
+	if got := admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "off", "--kty", "EC-HSM", "--disabled", "true",
+		"--query", "attributes.enabled"); got != "false" {
+		t.Fatalf("--disabled true: %q", got)
+	}
+	// A curve alone means an EC key (keyvault/_validators.py, validate_key_type).
+	if got := admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "curved", "--curve", "P-384", "--query", "key.kty", "-o", "tsv"); got != "EC-HSM" {
+		t.Fatalf("--curve without --kty: %q", got)
+	}
+	if got := admin.ok("keyvault", "role", "definition", "list", "--hsm-name", "dev", "--custom-role-only", "true", "--query", "length(@)"); got != "0" {
+		t.Fatalf("--custom-role-only true: %q", got)
+	}
+}
+
+// More of what runbooks use: a deleted HSM found without --location
+// (keyvault/_validators.py, validate_deleted_vault_or_hsm_name), key
+// show-deleted, a password credential reset (role/custom.py,
+// reset_service_principal_credential), group exists, settings as the SDK's
+// KeyVaultSetting (settingType), and knack's automatic tables where az has
+// no table format.
+func TestRunbookCommands(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	me := admin.ok("ad", "sp", "show", "--id", env.Boot.ClientID, "--query", "id", "-o", "tsv")
+	admin.ok("group", "create", "-n", "east-rg", "-l", "eastus")
+	admin.ok("keyvault", "create", "--hsm-name", "east", "-g", "east-rg", "-l", "eastus", "--administrators", me, "--retention-days", "7")
+	admin.ok("keyvault", "delete", "--hsm-name", "east")
+	if got := admin.ok("keyvault", "show-deleted", "--hsm-name", "east", "--query", "properties.location", "-o", "tsv"); got != "eastus" {
+		t.Fatalf("show-deleted without --location: %q", got)
+	}
+	admin.ok("keyvault", "recover", "--hsm-name", "east")
+	admin.ok("keyvault", "delete", "--hsm-name", "east")
+	admin.ok("keyvault", "purge", "--hsm-name", "east")
+	admin.fails(exitNotFound, "keyvault", "purge", "--hsm-name", "east")
+
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "gone", "--kty", "EC-HSM")
+	admin.ok("keyvault", "key", "delete", "--hsm-name", "dev", "--name", "gone")
+	var deleted map[string]any
+	jsonDecode(t, admin.ok("keyvault", "key", "show-deleted", "--hsm-name", "dev", "--name", "gone"), &deleted)
+	if deleted["recoveryId"] == nil || deleted["deletedDate"] == nil || deleted["key"] == nil {
+		t.Fatalf("key show-deleted: %v", deleted)
+	}
+
+	app := admin.ok("ad", "sp", "create-for-rbac", "--name", "rotated", "--query", "appId", "-o", "tsv")
+	var reset map[string]any
+	jsonDecode(t, admin.ok("ad", "sp", "credential", "reset", "--id", app), &reset)
+	if reset["appId"] != app || reset["password"] == "" || reset["tenant"] != env.Boot.TenantID {
+		t.Fatalf("credential reset: %v", reset)
+	}
+	if n := admin.ok("ad", "sp", "show", "--id", app, "--query", "length(passwordCredentials)"); n != "1" {
+		t.Fatalf("after reset the old secret stays: %s secrets", n)
+	}
+
+	if got := admin.ok("group", "exists", "-n", "east-rg"); got != "true" {
+		t.Fatalf("group exists: %q", got)
+	}
+	if got := admin.ok("group", "exists", "-n", "west-rg"); got != "false" {
+		t.Fatalf("group exists (absent): %q", got)
+	}
+	if got := admin.ok("keyvault", "setting", "list", "--hsm-name", "dev", "--query", "[0].settingType", "-o", "tsv"); got != "boolean" {
+		t.Fatalf("setting list: %q", got)
+	}
+	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "listed", "--kty", "EC-HSM")
+	if header := strings.Fields(strings.SplitN(admin.ok("keyvault", "key", "list", "--hsm-name", "dev", "-o", "table"), "\n", 2)[0]); strings.Join(header, " ") != "Kid Name" {
+		t.Fatalf("key list table columns: %v", header)
+	}
+	if header := strings.Fields(strings.SplitN(admin.ok("keyvault", "list", "-o", "table"), "\n", 2)[0]); strings.Join(header, " ") != "Location Name ResourceGroup" {
+		t.Fatalf("keyvault list table columns: %v", header)
+	}
 }

@@ -24,7 +24,7 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.uri, "storage-resource-uri", "", "URL of the blob container")
 	fl.StringVar(&f.account, "storage-account-name", "", "storage account (with --blob-container-name)")
 	fl.StringVar(&f.container, "blob-container-name", "", "blob container")
-	fl.StringVar(&f.sas, "storage-container-SAS-token", "", "SAS token for the container")
+	fl.StringVarP(&f.sas, "storage-container-SAS-token", "t", "", "SAS token for the container")
 	fl.StringVar(&f.sas, "token", "", "SAS token for the container (alias)")
 	fl.BoolVar(&f.managedIdentity, "use-managed-identity", false, "use the HSM's managed identity (not supported yet)")
 	fl.BoolVar(&f.noWait, "no-wait", false, "return once the job started")
@@ -113,6 +113,7 @@ func newRestoreCmd(e *env) *cobra.Command {
 			cf.register(cmd)
 			cmd.Flags().StringVar(&folder, "backup-folder", "", "the backup's folder name (or its URL)")
 			cmd.Flags().StringVar(&key, "key-name", "", "restore only this key")
+			cmd.Flags().StringVar(&key, "key", "", "the same as --key-name")
 			required(cmd, "backup-folder")
 		},
 		func(ctx context.Context, c *client) (any, error) {

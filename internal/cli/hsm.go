@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -112,7 +113,7 @@ func hsmCreate(e *env) *cobra.Command {
 			}
 			return asModel(res.ManagedHsm, managedHSMModel)
 		})
-	return spaceSeparated(cmd, "administrators", &admins)
+	return spaceSeparated(cmd, "administrators")
 }
 
 func hsmShow(e *env, verb string) *cobra.Command {
@@ -163,7 +164,7 @@ func deletedHSMCommand(e *env, use, short string, setup func(*cobra.Command),
 	return command(e, use, short,
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVar(&name, "hsm-name", "", "name of the deleted HSM")
-			cmd.Flags().StringVarP(&location, "location", "l", "local", "its location")
+			cmd.Flags().StringVarP(&location, "location", "l", "", "its location (default: found among the deleted HSMs)")
 			required(cmd, "hsm-name")
 			if setup != nil {
 				setup(cmd)
@@ -174,8 +175,32 @@ func deletedHSMCommand(e *env, use, short string, setup func(*cobra.Command),
 			if err != nil {
 				return nil, err
 			}
+			if location == "" {
+				// As az (keyvault/_validators.py,
+				// validate_deleted_vault_or_hsm_name): the location is the
+				// deleted HSM's, found by its name.
+				if location, err = deletedLocation(ctx, hc, name); err != nil {
+					return nil, err
+				}
+			}
 			return run(ctx, hc, name, location)
 		})
+}
+
+// deletedLocation is the location of the deleted HSM called name.
+func deletedLocation(ctx context.Context, hc *armkeyvault.ManagedHsmsClient, name string) (string, error) {
+	for pg := hc.NewListDeletedPager(nil); pg.More(); {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return "", explain(err)
+		}
+		for _, d := range page.Value {
+			if d.Name != nil && strings.EqualFold(*d.Name, name) && d.Properties != nil && d.Properties.Location != nil {
+				return *d.Properties.Location, nil
+			}
+		}
+	}
+	return "", &apiError{http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("No deleted managed HSM is named %s.", name)}
 }
 
 func hsmPurge(e *env) *cobra.Command {

@@ -59,7 +59,7 @@ func newIdentityCmd(e *env) *cobra.Command {
 			}))
 	}
 	var lgroup string
-	id.AddCommand(tableColumns(command(e, "list", "List managed identities",
+	id.AddCommand(command(e, "list", "List managed identities",
 		func(cmd *cobra.Command) { cmd.Flags().StringVarP(&lgroup, "resource-group", "g", "", "resource group") },
 		func(ctx context.Context, c *client) (any, error) {
 			sub, err := c.subscriptionPath()
@@ -79,7 +79,7 @@ func newIdentityCmd(e *env) *cobra.Command {
 				out = append(out, flattenIdentity(x))
 			}
 			return out, nil
-		}), "name", "principalId", "clientId"))
+		}))
 	id.AddCommand(newFederatedCmd(e), newAgentCmd(e))
 	return id
 }

@@ -313,7 +313,7 @@ func keyImport(e *env) *cobra.Command {
 			}
 			return keyOut(resp.KeyBundle), nil
 		})
-	return spaceSeparated(cmd, "ops", &ops) // az's --ops takes space-separated words
+	return spaceSeparated(cmd, "ops", "tags") // az takes space-separated lists
 }
 
 // privateJWK reads a PEM private key into an HSM JSON web key.

@@ -15,20 +15,22 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newKeyvaultCmd(e *env) *cobra.Command {
 	kv := &cobra.Command{Use: "keyvault", Short: "Manage Managed HSMs and their keys"}
 	key := &cobra.Command{Use: "key", Short: "Manage keys in a Managed HSM"}
-	key.AddCommand(keyCreate(e), keyShow(e), keySetAttributes(e), keyRandom(e), keyCrypt(e, "encrypt"), keyCrypt(e, "decrypt"), keyDownload(e), keyImport(e), tableColumns(keyList(e, "list"), "name", "kid"), tableColumns(keyList(e, "list-versions"), "kid"),
-		tableColumns(keyList(e, "list-deleted"), "name", "deletedDate", "scheduledPurgeDate", "recoveryId"),
+	key.AddCommand(keyCreate(e), keyShow(e), keySetAttributes(e), keyRandom(e), keyCrypt(e, "encrypt"), keyCrypt(e, "decrypt"), keyDownload(e), keyImport(e),
+		// az has no table format for these: knack's rule (sorted scalar fields) applies.
+		keyList(e, "list"), keyList(e, "list-versions"), keyList(e, "list-deleted"), keyShowDeleted(e),
 		keyByName(e, "delete", "Delete a key (it can be recovered until it is purged)"),
 		keyByName(e, "recover", "Recover a deleted key"),
 		keyByName(e, "purge", "Purge a deleted key for good"),
 		keyByName(e, "rotate", "Rotate a key: create a new version"),
 		keyBackup(e), keyRestore(e), keySign(e), keyVerify(e), newRotationPolicyCmd(e), tableColumns(keyListExpiring(e), "name", "kid"))
 	kv.AddCommand(key, newRoleCmd(e), newSecurityDomainCmd(e), newSettingCmd(e), newBackupCmd(e), newRestoreCmd(e), hsmCreate(e), hsmShow(e, "show"), hsmShow(e, "delete"), hsmPurge(e), hsmShowDeleted(e), hsmListDeleted(e), hsmRecover(e),
-		tableColumns(hsmList(e), "name", "location", "type"))
+		hsmList(e))
 	return kv
 }
 
@@ -96,11 +98,13 @@ func keyCreate(e *env) *cobra.Command {
 	var size int
 	var ops, tags []string
 	var disabled bool
+	var ktyFlag *pflag.Flag
 	cmd := command(e, "create", "Create a key, or a new version of it",
 		func(cmd *cobra.Command) {
 			t.register(cmd, false)
 			f := cmd.Flags()
-			f.StringVar(&kty, "kty", "RSA-HSM", "key type: RSA-HSM, EC-HSM, oct-HSM (RSA, EC, oct accepted)")
+			f.StringVar(&kty, "kty", "RSA-HSM", "key type: RSA-HSM, EC-HSM, oct-HSM (RSA, EC, oct accepted); EC-HSM with --curve")
+			ktyFlag = f.Lookup("kty")
 			f.IntVar(&size, "size", 0, "key size in bits: RSA 2048/3072/4096, oct 128/192/256")
 			f.StringVar(&curve, "curve", "", "EC curve: P-256, P-384, P-521, P-256K")
 			f.StringSliceVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey")
@@ -113,6 +117,9 @@ func keyCreate(e *env) *cobra.Command {
 			kc, name, _, err := t.open(c, true)
 			if err != nil {
 				return nil, err
+			}
+			if curve != "" && !ktyFlag.Changed {
+				kty = "EC-HSM" // as az (keyvault/_validators.py, validate_key_type): a curve means EC
 			}
 			p := azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyType(kty)), Tags: parseTags(tags)}
 			if size != 0 {
@@ -133,24 +140,7 @@ func keyCreate(e *env) *cobra.Command {
 			}
 			return keyOut(resp.KeyBundle), nil
 		})
-	// az takes --ops and --tags as space-separated lists; the words after
-	// the first land in the positional arguments.
-	cmd.Args = cobra.ArbitraryArgs
-	inner := cmd.RunE
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if len(args) > 0 {
-			switch {
-			case cmd.Flags().Changed("ops") && !cmd.Flags().Changed("tags"):
-				ops = append(ops, args...)
-			case cmd.Flags().Changed("tags") && !cmd.Flags().Changed("ops"):
-				tags = append(tags, args...)
-			default:
-				return usagef("unexpected arguments %v: give several --ops or --tags values separated by commas or spaces", args)
-			}
-		}
-		return inner(cmd, nil)
-	}
-	return cmd
+	return spaceSeparated(cmd, "ops", "tags")
 }
 
 func parseTags(tags []string) map[string]*string {
@@ -214,6 +204,28 @@ func keyShow(e *env) *cobra.Command {
 				return nil, explain(err)
 			}
 			return keyOut(resp.KeyBundle), nil
+		})
+}
+
+// keyShowDeleted is az's keyvault key show-deleted: a deleted key, with
+// its recovery id and dates, until it is purged.
+func keyShowDeleted(e *env) *cobra.Command {
+	var t keyTarget
+	return command(e, "show-deleted", "Show a deleted key",
+		func(cmd *cobra.Command) { t.register(cmd, false) },
+		func(ctx context.Context, c *client) (any, error) {
+			kc, name, _, err := t.open(c, true)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := kc.GetDeletedKey(ctx, name, nil)
+			if err != nil {
+				return nil, explain(err)
+			}
+			d := resp.DeletedKey
+			out := keyOut(azkeys.KeyBundle{Attributes: d.Attributes, Key: d.Key, ReleasePolicy: d.ReleasePolicy, Tags: d.Tags, Managed: d.Managed})
+			out["recoveryId"], out["deletedDate"], out["scheduledPurgeDate"] = d.RecoveryID, timeOut(d.DeletedDate), timeOut(d.ScheduledPurgeDate)
+			return out, nil
 		})
 }
 
@@ -295,7 +307,8 @@ func keySetAttributes(e *env) *cobra.Command {
 			}
 			return keyOut(resp.KeyBundle), nil
 		})
-	return cmd
+	cmd.Flags().Lookup("enabled").NoOptDefVal = "true" // az's three-state flag: --enabled alone is true
+	return spaceSeparated(cmd, "ops", "tags")
 }
 
 func keyList(e *env, verb string) *cobra.Command {
@@ -306,6 +319,7 @@ func keyList(e *env, verb string) *cobra.Command {
 		func(cmd *cobra.Command) {
 			t.register(cmd, false)
 			cmd.Flags().IntVar(&max, "maxresults", 0, "return at most this many items")
+			cmd.Flags().Bool("include-managed", false, "accepted as az's: a Managed HSM's keys are all listed")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			kc, name, _, err := t.open(c, verb == "list-versions")

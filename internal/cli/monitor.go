@@ -109,13 +109,19 @@ func storageShow(e *env, verb string) *cobra.Command {
 }
 
 func storageList(e *env) *cobra.Command {
-	return command(e, "list", "List storage accounts", func(*cobra.Command) {},
+	var group string
+	return command(e, "list", "List storage accounts",
+		func(cmd *cobra.Command) { cmd.Flags().StringVarP(&group, "resource-group", "g", "", "only this resource group's") },
 		func(ctx context.Context, c *client) (any, error) {
 			sub, err := c.subscriptionPath()
 			if err != nil {
 				return nil, err
 			}
-			accounts, err := c.armList(ctx, sub+"/providers/Microsoft.Storage/storageAccounts")
+			path := sub + "/providers/Microsoft.Storage/storageAccounts"
+			if group != "" {
+				path = sub + "/resourceGroups/" + url.PathEscape(group) + "/providers/Microsoft.Storage/storageAccounts"
+			}
+			accounts, err := c.armList(ctx, path)
 			for _, a := range accounts {
 				storageAccountOut(a)
 			}

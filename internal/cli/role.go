@@ -355,7 +355,7 @@ func assignmentList(e *env) *cobra.Command {
 func assignmentDelete(e *env) *cobra.Command {
 	var h hsmFlags
 	var who assigneeFlags
-	var role, scope string
+	var role, scope, name string
 	var ids []string
 	cmd := command(e, "delete", "Delete role assignments",
 		func(cmd *cobra.Command) {
@@ -363,20 +363,27 @@ func assignmentDelete(e *env) *cobra.Command {
 			who.register(cmd)
 			cmd.Flags().StringVar(&role, "role", "", "delete this role's assignments (name or id)")
 			cmd.Flags().StringVar(&scope, "scope", "", "only the assignments at this scope: /, /keys or /keys/{key name} (default: every scope)")
+			cmd.Flags().StringVarP(&name, "name", "n", "", "the assignment's name")
 			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids (or names) to delete")
 		},
+		// As az (keyvault/custom.py, delete_role_assignment): by --ids, by
+		// --name, or every assignment that --assignee, --role and --scope
+		// match; it prints nothing.
 		func(ctx context.Context, c *client) (any, error) {
 			hsm, err := h.url(c)
 			if err != nil {
 				return nil, err
+			}
+			if name != "" {
+				ids = append(ids, name)
 			}
 			if len(ids) == 0 {
 				principal, err := who.resolve(ctx, c)
 				if err != nil {
 					return nil, err
 				}
-				if principal == "" && role == "" {
-					return nil, usagef("give --ids, or --assignee and/or --role, of the assignments to delete")
+				if principal == "" && role == "" && scope == "" {
+					return nil, errors.New("Please specify at least one of --ids, --name, --assignee, --assignee-object-id, --role or --scope")
 				}
 				as, err := c.assignments(ctx, hsm, scope, principal, role)
 				if err != nil {
@@ -386,27 +393,17 @@ func assignmentDelete(e *env) *cobra.Command {
 					ids = append(ids, a.ID)
 				}
 			}
-			// As az: the deleted assignments, flattened. The role names are
-			// read first: a caller who deletes their own last assignment
-			// could no longer read them after.
-			defs, derr := c.roleDefinitions(ctx, hsm)
-			if derr != nil {
-				defs = nil
-			}
-			deleted := []wire.RoleAssignment{}
 			for _, id := range ids {
 				if !strings.Contains(id, "/roleAssignments/") {
 					id = scopePath(scope) + "/providers/Microsoft.Authorization/roleAssignments/" + id
 				}
-				var a wire.RoleAssignment
-				if err := c.hsm(ctx, hsm, http.MethodDelete, id, nil, &a); err != nil {
+				if err := c.hsm(ctx, hsm, http.MethodDelete, id, nil, nil); err != nil {
 					return nil, err
 				}
-				deleted = append(deleted, a)
 			}
-			return c.flattenWith(ctx, deleted, defs)
+			return nil, nil
 		})
-	return spaceSeparated(cmd, "ids", &ids)
+	return spaceSeparated(cmd, "ids")
 }
 
 func definitionList(e *env) *cobra.Command {

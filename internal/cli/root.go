@@ -65,7 +65,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func run(ctx context.Context, e *env, args []string) int {
 	root := newRoot(e)
-	root.SetArgs(args)
+	root.SetArgs(azArgs(root, args))
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
@@ -199,4 +199,62 @@ func newRoot(e *env) *cobra.Command {
 	root.AddCommand(newServeCmd(e), newLoginCmd(e), newADCmd(e), newKeyvaultCmd(e), newPIMCmd(e), newStorageCmd(e), newMonitorCmd(e), newAuditCmd(e),
 		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e), newLogoutCmd(e))
 	return root
+}
+
+// listAnnotation marks a flag that takes az's space-separated list.
+const listAnnotation = "keyward/space-separated"
+
+// azArgs rewrites a command line in az's forms into cobra's:
+//   - space-separated lists, "--ops sign verify --tags a=b c=d", become
+//     repeated flags, "--ops sign --ops verify --tags a=b --tags c=d", for
+//     the flags marked with spaceSeparated;
+//   - a three-state flag followed by its value, "--disabled true", becomes
+//     "--disabled=true" (az's get_three_state_flag takes the flag alone or
+//     with true/false; cobra would read the value as an argument).
+func azArgs(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd == nil {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	list, values := "", 0 // the list flag being read, and how many values it has
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			list, values = "", 0
+			name, long := strings.CutPrefix(a, "--")
+			if !long || strings.Contains(name, "=") {
+				out = append(out, a)
+				continue
+			}
+			f := cmd.Flags().Lookup(name)
+			switch {
+			case f == nil:
+			case f.Annotations[listAnnotation] != nil:
+				list = a
+			case f.NoOptDefVal != "" && i+1 < len(args) && threeState(args[i+1]):
+				a += "=" + strings.ToLower(args[i+1])
+				i++
+			}
+			out = append(out, a)
+			continue
+		}
+		if list != "" && values > 0 {
+			out = append(out, list)
+		}
+		if list != "" {
+			values++
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// threeState tells the values az's three-state flags take.
+func threeState(s string) bool {
+	switch strings.ToLower(s) {
+	case "true", "false":
+		return true
+	}
+	return false
 }

@@ -197,20 +197,18 @@ func sdDownload(e *env) *cobra.Command {
 			}
 			return map[string]string{"status": st.Status, "statusDetails": st.StatusDetails}, nil
 		})
-	return spaceSeparated(cmd, "sd-wrapping-keys", &certs)
+	return spaceSeparated(cmd, "sd-wrapping-keys")
 }
 
-// spaceSeparated lets a list flag take space-separated values, as az's
-// nargs='+' flags do: the words after the first arrive as arguments.
-func spaceSeparated(cmd *cobra.Command, flag string, values *[]string) *cobra.Command {
-	cmd.Args = cobra.ArbitraryArgs
-	inner := cmd.RunE
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if len(args) > 0 && !cmd.Flags().Changed(flag) {
-			return usagef("unexpected arguments %v", args)
+// spaceSeparated marks cmd's flags that take az's space-separated lists
+// ("--ops sign verify", "--sd-wrapping-keys a.cer b.cer"): run spreads the
+// words after such a flag into repeats of it, so any number of them work
+// together (see azArgs).
+func spaceSeparated(cmd *cobra.Command, flags ...string) *cobra.Command {
+	for _, f := range flags {
+		if err := cmd.Flags().SetAnnotation(f, listAnnotation, []string{"true"}); err != nil {
+			panic(fmt.Sprintf("spaceSeparated: %s has no flag --%s", cmd.Name(), f))
 		}
-		*values = append(*values, args...)
-		return inner(cmd, nil)
 	}
 	return cmd
 }
@@ -318,7 +316,7 @@ func sdUpload(e *env) *cobra.Command {
 			err = c.hsm(ctx, hsm, http.MethodPost, "/securitydomain/upload", map[string]string{"value": string(text)}, &status)
 			return status, err
 		})
-	return spaceSeparated(cmd, "sd-wrapping-keys", &keys)
+	return spaceSeparated(cmd, "sd-wrapping-keys")
 }
 
 func sdWait(e *env) *cobra.Command {

@@ -21,6 +21,9 @@ func newSettingCmd(e *env) *cobra.Command {
 			}
 			var out struct{ Settings []map[string]any }
 			err = c.hsm(ctx, hsm, http.MethodGet, "/settings", nil, &out)
+			for _, st := range out.Settings {
+				settingOut(st)
+			}
 			return out.Settings, err
 		})
 	var hs hsmFlags
@@ -38,7 +41,7 @@ func newSettingCmd(e *env) *cobra.Command {
 			}
 			var out map[string]any
 			err = c.hsm(ctx, hsm, http.MethodGet, "/settings/"+url.PathEscape(name), nil, &out)
-			return out, err
+			return settingOut(out), err
 		})
 	var hu hsmFlags
 	var uname, value string
@@ -48,6 +51,7 @@ func newSettingCmd(e *env) *cobra.Command {
 			cmd.Flags().StringVarP(&uname, "name", "n", "", "the setting's name")
 			cmd.Flags().StringVar(&value, "value", "", "the new value (booleans: true or false)")
 			cmd.Flags().String("setting-type", "boolean", "accepted for az compatibility")
+			cmd.Flags().String("type", "boolean", "the same as --setting-type")
 			required(cmd, "name", "value")
 		},
 		func(ctx context.Context, c *client) (any, error) {
@@ -57,8 +61,21 @@ func newSettingCmd(e *env) *cobra.Command {
 			}
 			var out map[string]any
 			err = c.hsm(ctx, hsm, http.MethodPatch, "/settings/"+url.PathEscape(uname), map[string]string{"value": value}, &out)
-			return out, err
+			return settingOut(out), err
 		})
 	st.AddCommand(list, show, update)
 	return st
+}
+
+// settingOut is a setting as az prints the SDK's KeyVaultSetting (name,
+// value, settingType), not the wire's type.
+func settingOut(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	if t, ok := m["type"]; ok {
+		m["settingType"] = t
+		delete(m, "type")
+	}
+	return m
 }
