@@ -111,7 +111,9 @@ func storageShow(e *env, verb string) *cobra.Command {
 func storageList(e *env) *cobra.Command {
 	var group string
 	return command(e, "list", "List storage accounts",
-		func(cmd *cobra.Command) { cmd.Flags().StringVarP(&group, "resource-group", "g", "", "only this resource group's") },
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVarP(&group, "resource-group", "g", "", "only this resource group's")
+		},
 		func(ctx context.Context, c *client) (any, error) {
 			sub, err := c.subscriptionPath()
 			if err != nil {
