@@ -104,6 +104,20 @@ func newGroupCmd(e *env) *cobra.Command {
 	return g
 }
 
+// groupLocation is a resource group's location, the default of the
+// resources made in it (az's get_default_location_from_resource_group).
+func (c *client) groupLocation(ctx context.Context, group string) (string, error) {
+	sub, err := c.subscriptionPath()
+	if err != nil {
+		return "", err
+	}
+	var g struct{ Location string }
+	if err := c.arm(ctx, http.MethodGet, sub+"/resourcegroups/"+url.PathEscape(group), nil, &g); err != nil {
+		return "", err
+	}
+	return g.Location, nil
+}
+
 // groupOut is a resource group as az prints the SDK's ResourceGroup:
 // managedBy null when no one manages it.
 func groupOut(m map[string]any) map[string]any {

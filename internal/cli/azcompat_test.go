@@ -83,6 +83,8 @@ func TestExitCodes(t *testing.T) {
 		"group alone":       {"keyvault", "key"},
 		"unknown command":   {"keyvault", "frobnicate"},
 		"unknown top-level": {"frobnicate"},
+		// az requires the resource group of a new HSM; there is no implicit one.
+		"create without -g": {"keyvault", "create", "--hsm-name", "x", "--administrators", "00000000-0000-4000-8000-000000000000"},
 	} {
 		if errs := admin.fails(exitUsage, args...); !strings.HasPrefix(errs, "ERROR: ") && !strings.Contains(errs, "Usage:") {
 			t.Fatalf("%s: %q", name, errs)

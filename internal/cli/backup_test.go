@@ -36,7 +36,7 @@ func TestFullBackupAndRestore(t *testing.T) {
 		k, c := custodian(t, dir, i)
 		keys, certs = append(keys, k), append(certs, c)
 	}
-	admin.ok("keyvault", "create", "--hsm-name", "contoso-a", "--administrators", me)
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-a", "-g", "keyward", "--administrators", me)
 	sdFile := filepath.Join(dir, "sd.json")
 	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-a", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
 		"--sd-quorum", "2", "--security-domain-file", sdFile)
@@ -129,7 +129,7 @@ func TestFullBackupAndRestore(t *testing.T) {
 	}
 
 	// Disaster recovery: a new HSM, the security domain, the backup.
-	admin.ok("keyvault", "create", "--hsm-name", "contoso-dr", "--administrators", me)
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-dr", "-g", "keyward", "--administrators", me)
 	exchange := filepath.Join(dir, "exchange.cer")
 	admin.ok("keyvault", "security-domain", "init-recovery", "--hsm-name", "contoso-dr", "--sd-exchange-key", exchange)
 	admin.ok("keyvault", "security-domain", "upload", "--hsm-name", "contoso-dr", "--sd-file", sdFile, "--sd-exchange-key", exchange,
@@ -139,7 +139,7 @@ func TestFullBackupAndRestore(t *testing.T) {
 	checkKeys(env.KeysClientFor("https://contoso-dr.mhsm.localhost:"+port(b.AuthorityHost), env.Cred))
 
 	// Another domain refuses the backup, and a wrong SAS is a clear error.
-	admin.ok("keyvault", "create", "--hsm-name", "contoso-other", "--administrators", me)
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-other", "-g", "keyward", "--administrators", me)
 	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-other", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
 		"--sd-quorum", "2", "--security-domain-file", filepath.Join(dir, "other.json"))
 	_, errs, code = admin.run("", "keyvault", "restore", "start", "--hsm-name", "contoso-other", "--storage-resource-uri", containerURI,

@@ -120,7 +120,7 @@ func TestControlPlaneStory(t *testing.T) {
 	env.Assign(app.ObjectID, "21dbd100-6940-42c2-9190-5d6cb909625b", "/")
 	appCLI := kw{t, t.TempDir()}
 	appCLI.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", app.AppID, "-p", secretOf(t, env, app), "--tenant", b.TenantID, "--ca-file", b.CAFile)
-	_, errs, code = appCLI.run("", "keyvault", "create", "--hsm-name", "app-hsm", "--administrators", app.ObjectID)
+	_, errs, code = appCLI.run("", "keyvault", "create", "--hsm-name", "app-hsm", "-g", "keyward", "--administrators", app.ObjectID)
 	if code != 1 || !strings.Contains(errs, "AuthorizationFailed") {
 		t.Fatalf("crypto user creates an HSM: %d %q", code, errs)
 	}

@@ -85,17 +85,22 @@ func hsmCreate(e *env) *cobra.Command {
 		func(cmd *cobra.Command) {
 			f := cmd.Flags()
 			f.StringVar(&name, "hsm-name", "", "name of the new HSM")
-			f.StringVarP(&group, "resource-group", "g", "keyward", "resource group")
-			f.StringVarP(&location, "location", "l", "local", "location")
+			f.StringVarP(&group, "resource-group", "g", "", "resource group")
+			f.StringVarP(&location, "location", "l", "", "location (default: the resource group's, as az)")
 			f.StringSliceVar(&admins, "administrators", nil, "object ids of the initial administrators (space-separated)")
 			f.IntVar(&retention, "retention-days", 90, "days a deleted key can be recovered (7 to 90)")
 			f.BoolVar(&purgeProtection, "enable-purge-protection", false, "refuse purges until the retention ends")
-			required(cmd, "hsm-name", "administrators")
+			required(cmd, "hsm-name", "resource-group", "administrators")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			hc, err := c.hsms()
 			if err != nil {
 				return nil, err
+			}
+			if location == "" {
+				if location, err = c.groupLocation(ctx, group); err != nil {
+					return nil, err
+				}
 			}
 			ids := make([]*string, len(admins))
 			for i := range admins {

@@ -29,7 +29,7 @@ func TestHSMCommandsUseArmkeyvault(t *testing.T) {
 	tok := env.AdminToken("https://management.azure.com")
 	path := "subscriptions/" + sub + "/resourceGroups/keyward/providers/Microsoft.KeyVault/managedHSMs/sdk-made?api-version=2024-11-01"
 
-	created := admin.ok("keyvault", "create", "--hsm-name", "sdk-made", "--administrators", me, "--retention-days", "7")
+	created := admin.ok("keyvault", "create", "--hsm-name", "sdk-made", "-g", "keyward", "--administrators", me, "--retention-days", "7")
 	var want, got any
 	// (This request, the test's own, is told apart by its User-Agent.)
 	jsonDecode(t, string(env.DoWithHeaders("GET", b.AuthorityHost+path, tok, nil, map[string]string{"User-Agent": "hsm-test"}).Body), &want)

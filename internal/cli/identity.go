@@ -26,13 +26,13 @@ const identityPath = "/providers/Microsoft.ManagedIdentity/userAssignedIdentitie
 func newIdentityCmd(e *env) *cobra.Command {
 	id := &cobra.Command{Use: "identity", Short: "Manage user-assigned managed identities"}
 	for _, verb := range []string{"create", "show", "delete"} {
-		var name, group string
+		var name, group, location string
 		id.AddCommand(command(e, verb, map[string]string{"create": "Create a managed identity", "show": "Show a managed identity",
 			"delete": "Delete a managed identity"}[verb],
 			func(cmd *cobra.Command) {
 				cmd.Flags().StringVarP(&name, "name", "n", "", "identity name")
 				cmd.Flags().StringVarP(&group, "resource-group", "g", "", "resource group")
-				cmd.Flags().StringP("location", "l", "local", "location")
+				cmd.Flags().StringVarP(&location, "location", "l", "", "location (default: the resource group's)")
 				required(cmd, "name", "resource-group")
 			},
 			func(ctx context.Context, c *client) (any, error) {
@@ -44,7 +44,12 @@ func newIdentityCmd(e *env) *cobra.Command {
 				var out map[string]any
 				switch verb {
 				case "create":
-					if err := c.arm(ctx, http.MethodPut, path, map[string]string{"location": "local"}, &out); err != nil {
+					if location == "" {
+						if location, err = c.groupLocation(ctx, group); err != nil {
+							return nil, err
+						}
+					}
+					if err := c.arm(ctx, http.MethodPut, path, map[string]string{"location": location}, &out); err != nil {
 						return nil, err
 					}
 					return flattenIdentity(out), nil

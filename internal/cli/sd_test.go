@@ -108,7 +108,7 @@ func TestSecurityDomainRecovery(t *testing.T) {
 	}
 
 	// HSM B: recovery.
-	admin.ok("keyvault", "create", "--hsm-name", "contoso-b", "--administrators", me)
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-b", "-g", "keyward", "--administrators", me)
 	exchange := filepath.Join(dir, "exchange.cer")
 	admin.ok("keyvault", "security-domain", "init-recovery", "--hsm-name", "contoso-b", "--sd-exchange-key", exchange)
 	fail(admin, "quorum", "keyvault", "security-domain", "upload", "--hsm-name", "contoso-b", "--sd-file", sdFile,
@@ -156,7 +156,7 @@ func TestSecurityDomainRecovery(t *testing.T) {
 	}
 
 	// HSM C has its own domain: A's backups do not restore there.
-	admin.ok("keyvault", "create", "--hsm-name", "contoso-c", "--administrators", me)
+	admin.ok("keyvault", "create", "--hsm-name", "contoso-c", "-g", "keyward", "--administrators", me)
 	admin.ok("keyvault", "role", "assignment", "create", "--hsm-name", "contoso-c", "--assignee", me, "--scope", "/", "--role", "Managed HSM Crypto User")
 	admin.ok("keyvault", "security-domain", "download", "--hsm-name", "contoso-c", "--sd-wrapping-keys", certs[0], certs[1], certs[2],
 		"--sd-quorum", "3", "--security-domain-file", filepath.Join(dir, "c.json"))
