@@ -380,7 +380,7 @@ func auditQuery(e *env) *cobra.Command {
 				return nil, usagef("--source must be file or blob")
 			}
 			out := []audit.Event{}
-			hidden := 0
+			hidden := map[string]int{} // challenges hidden, by caller address
 			ops := map[string]bool{}
 			for i := range records {
 				r := &records[i]
@@ -391,18 +391,26 @@ func auditQuery(e *env) *cobra.Command {
 				switch {
 				case !f.match(r):
 				case r.Properties.Challenge && !challenges && f.status != http.StatusUnauthorized:
-					hidden++
+					hidden[r.CallerIPAddress]++
 				default:
 					out = append(out, *r)
 				}
 			}
 			sort.SliceStable(out, func(i, j int) bool { return out[i].Time < out[j].Time })
 			if !e.global.onlyShowErrors {
-				if f.operation != "" && !containsFold(ops, f.operation) {
+				if f.operation != "" && len(ops) > 0 && !containsFold(ops, f.operation) {
 					fmt.Fprintf(e.stderr, "WARNING: no record is of the operation %q; the records' operations are: %s\n", f.operation, strings.Join(slices.Sorted(maps.Keys(ops)), ", "))
 				}
-				if hidden > 0 {
-					fmt.Fprintf(e.stderr, "WARNING: %d challenge records hidden (401 to a request without a token, the first leg of every SDK call); --include-challenges shows them\n", hidden)
+				if len(hidden) > 0 {
+					// By address: a scanner without a token shows as a
+					// source with many, not lost among the SDKs' first legs.
+					n, from := 0, []string{}
+					for _, addr := range slices.Sorted(maps.Keys(hidden)) {
+						n += hidden[addr]
+						from = append(from, fmt.Sprintf("%s: %d", addr, hidden[addr]))
+					}
+					fmt.Fprintf(e.stderr, "WARNING: %d challenge records hidden (401 to a request without a token, the first leg of every SDK call; from %s); --include-challenges shows them\n",
+						n, strings.Join(from, ", "))
 				}
 			}
 			return out, nil

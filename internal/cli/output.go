@@ -243,6 +243,12 @@ func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
 	if !ok {
 		rows = []any{v}
 	}
+	if len(rows) == 0 {
+		// knack's _TableOutput.dump: no table, not even a header, and
+		// the newline after it.
+		_, err := io.WriteString(w, "\n")
+		return err
+	}
 	var header []string
 	var cells []map[string]string
 	if len(cols) > 0 {
@@ -283,7 +289,8 @@ func (r renderer) writeTable(w io.Writer, v any, cols []string) error {
 		}
 	}
 	if len(header) == 0 {
-		return nil
+		_, err := io.WriteString(w, "\n")
+		return err
 	}
 	widths := make([]int, len(header))
 	for i, h := range header {

@@ -75,6 +75,8 @@ func TestRenderingFollowsKnack(t *testing.T) {
 		{"table of a multi-select list is a Result per item", "table", "[name, location]", hsm,
 			"Result \n-------\ncontoso\nlocal  \n"},
 		{"table of a scalar", "table", "name", hsm, "Result \n-------\ncontoso\n"},
+		// _TableOutput.dump: no rows, no header, the newline after.
+		{"table of an empty list is an empty line", "table", "[?name=='x']", []any{hsm}, "\n"},
 	}
 	for _, c := range cases {
 		var buf bytes.Buffer
