@@ -58,13 +58,18 @@ func spCreateForRBAC(e *env) *cobra.Command {
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVarP(&name, "name", "n", "", "display name of the service principal")
 			cmd.Flags().StringVar(&role, "role", "", "a control-plane role to grant it at --scopes")
-			cmd.Flags().StringSliceVar(&scopes, "scopes", nil, "the scopes of --role (space-separated)")
+			cmd.Flags().StringArrayVar(&scopes, "scopes", nil, "the scopes of --role (space-separated)")
 			required(cmd, "name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			// As az: both or neither.
 			if (role == "") != (len(scopes) == 0) {
 				return nil, usagef("To create role assignments, specify both --role and --scopes.")
+			}
+			if role != "" {
+				if _, err := c.armRole(ctx, role); err != nil { // a typo fails before anything changes
+					return nil, err
+				}
 			}
 			// As az (role/custom.py, create_service_principal_for_rbac): a
 			// name already taken by one application resets that
@@ -100,14 +105,24 @@ func spCreateForRBAC(e *env) *cobra.Command {
 			} else if err := c.graph(ctx, http.MethodPost, "/servicePrincipals", map[string]string{"displayName": name}, &sp); err != nil {
 				return nil, err
 			}
+			// The grants before the secret: a grant refused (no right at
+			// the scope, no such scope) leaves an existing application's
+			// credentials as they were, and a new one is removed again.
+			for _, sc := range scopes {
+				if _, err := c.grantARM(ctx, sp.ID, "ServicePrincipal", role, strings.TrimSuffix(sc, "/")); err != nil {
+					what := "its credentials are unchanged"
+					if len(apps) == 0 {
+						what = "the new service principal is deleted again"
+						if derr := c.graph(ctx, http.MethodDelete, "/servicePrincipals/"+sp.ID, nil, nil); derr != nil {
+							what = fmt.Sprintf("the new service principal %s (appId %s) could not be deleted: %v", sp.ID, sp.AppID, derr)
+						}
+					}
+					return nil, fmt.Errorf("granting %s at %s to %s: %v; %s", role, sc, sp.AppID, err, what)
+				}
+			}
 			secret, err := c.resetPassword(ctx, sp.ID, false)
 			if err != nil {
 				return nil, err
-			}
-			for _, sc := range scopes {
-				if _, err := c.grantARM(ctx, sp.ID, "ServicePrincipal", role, strings.TrimSuffix(sc, "/")); err != nil {
-					return nil, fmt.Errorf("the service principal %s was made, but granting %s at %s failed: %w", sp.AppID, role, sc, err)
-				}
 			}
 			return map[string]string{"appId": sp.AppID, "displayName": sp.DisplayName, "password": secret, "tenant": c.prof.TenantID}, nil
 		}), "scopes")

@@ -240,7 +240,7 @@ func newARMRoleCmd(e *env) *cobra.Command {
 	var droleName, dscope, dgroup string
 	asg.AddCommand(spaceSeparated(command(e, "delete", "Delete control-plane role assignments: by id, or an assignee's (of a role) at a scope",
 		func(cmd *cobra.Command) {
-			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids")
+			cmd.Flags().StringArrayVar(&ids, "ids", nil, "assignment ids")
 			dwho.register(cmd)
 			cmd.Flags().StringVar(&droleName, "role", "", "only this role's assignments (name or id)")
 			cmd.Flags().StringVar(&dscope, "scope", "", "scope (default: the subscription)")

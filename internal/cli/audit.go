@@ -119,7 +119,7 @@ func auditVerify(e *env) *cobra.Command {
 	cmd := offline(e, "verify", "Check the hash chain of audit journal files (oldest first), and their signed checkpoints; name the first bad record",
 		func(cmd *cobra.Command) {
 			fl := cmd.Flags()
-			fl.StringSliceVar(&files, "file", nil, "journal files of one stream, oldest first (e.g. keyward-data/audit/contoso-hsm.jsonl)")
+			fl.StringArrayVar(&files, "file", nil, "journal files of one stream, oldest first (e.g. keyward-data/audit/contoso-hsm.jsonl)")
 			fl.StringSliceVar(&checkpoints, "checkpoints", nil, "checkpoint files, or directories of them (default with --public-key: the checkpoints directory beside the first file)")
 			fl.StringVar(&publicKey, "public-key", "", "the server's checkpoint public key (keyward-data/audit/checkpoint-public-key.pem; keep a copy apart from the server)")
 			required(cmd, "file")
@@ -337,7 +337,7 @@ func auditQuery(e *env) *cobra.Command {
 		func(cmd *cobra.Command) {
 			fl := cmd.Flags()
 			fl.StringVar(&source, "source", "file", "file or blob")
-			fl.StringSliceVar(&files, "file", nil, "journal files (source file)")
+			fl.StringArrayVar(&files, "file", nil, "journal files (source file)")
 			fl.StringVar(&account, "storage-account", "", "storage account name (source blob)")
 			fl.StringVar(&endpoint, "blob-endpoint", "", "blob service URL (default: the registered account's, from the server)")
 			fl.StringVar(&key, "account-key", "", "shared key (default: $AZURE_STORAGE_KEY)")
@@ -409,8 +409,12 @@ func auditQuery(e *env) *cobra.Command {
 						n += hidden[addr]
 						from = append(from, fmt.Sprintf("%s: %d", addr, hidden[addr]))
 					}
-					fmt.Fprintf(e.stderr, "WARNING: %d challenge records hidden (401 to a request without a token, the first leg of every SDK call; from %s); --include-challenges shows them\n",
-						n, strings.Join(from, ", "))
+					noun := "records"
+					if n == 1 {
+						noun = "record"
+					}
+					fmt.Fprintf(e.stderr, "WARNING: %d challenge %s hidden (401 to a request without a token, the first leg of every SDK call; from %s); --include-challenges shows them\n",
+						n, noun, strings.Join(from, ", "))
 				}
 			}
 			return out, nil

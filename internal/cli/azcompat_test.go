@@ -825,3 +825,56 @@ func TestRunbookCommands(t *testing.T) {
 		t.Fatalf("keyvault list table columns: %v", header)
 	}
 }
+
+// What an outside review found in the az forms: a tag value with a comma
+// is one value (az does not split lists on commas); an empty -g or --scope
+// (an unset variable in a script) is refused rather than act at the
+// subscription; a mistyped command is named as such; and create-for-rbac
+// changes no credential when its grant fails.
+func TestAzFormsHoldUnderMistakes(t *testing.T) {
+	t.Parallel()
+	admin, env := loggedIn(t)
+	got := admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "tagged", "--kty", "EC-HSM",
+		"--tags", "owners=alice,bob", "note=x", "--query", "tags.owners", "-o", "tsv")
+	if got != "alice,bob" {
+		t.Fatalf("a tag value with a comma: %q", got)
+	}
+	sp := env.ServicePrincipal("empty-vars")
+	for _, args := range [][]string{
+		{"role", "assignment", "create", "--assignee-object-id", sp.ObjectID, "--role", "Reader", "-g", ""},
+		{"role", "assignment", "delete", "--assignee", sp.ObjectID, "--scope", ""},
+		{"keyvault", "role", "assignment", "delete", "--hsm-name", "dev", "--assignee", ""},
+	} {
+		if errs := admin.fails(exitUsage, args...); !strings.Contains(errs, "is empty") {
+			t.Fatalf("%v: %q", args, errs)
+		}
+	}
+	if n := admin.ok("role", "assignment", "list", "--assignee", sp.ObjectID, "--all", "--query", "length(@)"); n != "0" {
+		t.Fatalf("an empty -g granted something: %s assignments", n)
+	}
+	if errs := admin.fails(exitUsage, "keyvault", "keyy", "list", "--hsm-name", "dev"); !strings.Contains(errs, "'keyy' is not in the 'keyward keyvault' command group") ||
+		!strings.Contains(errs, "key") {
+		t.Fatalf("a mistyped command: %q", errs)
+	}
+
+	// An existing application keeps its secret when the grant fails.
+	created := admin.ok("ad", "sp", "create-for-rbac", "--name", "keeps-secret")
+	var app struct{ AppID, Password string }
+	jsonDecode(t, created, &app)
+	admin.fails(exitUsage, "ad", "sp", "create-for-rbac", "--name", "keeps-secret", "--role", "Ownr", "--scopes", "/subscriptions/x")
+	sub := admin.ok("account", "show", "--query", "id", "-o", "tsv")
+	if _, errs, code := admin.run("", "ad", "sp", "create-for-rbac", "--name", "keeps-secret", "--role", "Reader",
+		"--scopes", "/subscriptions/"+sub+"/resourceGroups/no-such-rg"); code == 0 || !strings.Contains(errs, "credentials are unchanged") {
+		t.Fatalf("a refused grant: %d %q", code, errs)
+	}
+	if n := admin.ok("ad", "sp", "show", "--id", app.AppID, "--query", "length(passwordCredentials)"); n != "1" {
+		t.Fatalf("the secret after refused grants: %s secrets", n)
+	}
+	if _, errs, code := admin.run("", "ad", "sp", "create-for-rbac", "--name", "never-made", "--role", "Reader",
+		"--scopes", "/subscriptions/"+sub+"/resourceGroups/no-such-rg"); code == 0 || !strings.Contains(errs, "deleted again") {
+		t.Fatalf("a refused grant for a new application: %d %q", code, errs)
+	}
+	if n := admin.ok("ad", "sp", "list", "--display-name", "never-made", "--query", "length(@)"); n != "0" {
+		t.Fatalf("the new application stays: %s", n)
+	}
+}

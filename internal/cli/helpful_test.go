@@ -49,7 +49,7 @@ func TestErrorsThatHelp(t *testing.T) {
 		t.Errorf("--debug hides the detail:\n%s", errs)
 	}
 	golden("an appId without --service-principal", login("-u", b.ClientID, "-p", "wrong", "--ca-file", b.CAFile), exitFailure,
-		"ERROR: signing in: invalid_client: the user name or password is not valid\n"+
+		"ERROR: signing in: invalid_grant: AADSTS50126: Error validating credentials due to invalid username or password.\n"+
 			b.ClientID+" looks like an application id: sign in as a service principal with --service-principal\n")
 
 	bare := strings.TrimSuffix(strings.TrimPrefix(b.AuthorityHost, "https://"), "/")
@@ -86,7 +86,7 @@ func TestAuditForPeople(t *testing.T) {
 	if n := strings.Count(out, "Forbidden") + strings.Count(out, "403"); n == 0 || !strings.Contains(out, intruder.AppID) || strings.Contains(out, " 401 ") {
 		t.Errorf("the refusal and its caller:\n%s", out)
 	}
-	if !strings.Contains(errs, "challenge records hidden") {
+	if !strings.Contains(errs, "challenge record") || !strings.Contains(errs, " hidden (") {
 		t.Errorf("no count of hidden challenges: %q", errs)
 	}
 	all := k.ok("audit", "query", "--file", journal, "--operation", "KeySign", "--include-challenges", "--query", "[?properties.challenge].httpStatusCode", "-o", "tsv")

@@ -87,7 +87,7 @@ func hsmCreate(e *env) *cobra.Command {
 			f.StringVar(&name, "hsm-name", "", "name of the new HSM")
 			f.StringVarP(&group, "resource-group", "g", "", "resource group")
 			f.StringVarP(&location, "location", "l", "", "location (default: the resource group's, as az)")
-			f.StringSliceVar(&admins, "administrators", nil, "object ids of the initial administrators (space-separated)")
+			f.StringArrayVar(&admins, "administrators", nil, "object ids of the initial administrators (space-separated)")
 			f.IntVar(&retention, "retention-days", 90, "days a deleted key can be recovered (7 to 90)")
 			f.BoolVar(&purgeProtection, "enable-purge-protection", false, "refuse purges until the retention ends")
 			required(cmd, "hsm-name", "resource-group", "administrators")

@@ -107,8 +107,8 @@ func keyCreate(e *env) *cobra.Command {
 			ktyFlag = f.Lookup("kty")
 			f.IntVar(&size, "size", 0, "key size in bits: RSA 2048/3072/4096, oct 128/192/256")
 			f.StringVar(&curve, "curve", "", "EC curve: P-256, P-384, P-521, P-256K")
-			f.StringSliceVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey")
-			f.StringSliceVar(&tags, "tags", nil, "space-separated tags: key[=value]")
+			f.StringArrayVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey")
+			f.StringArrayVar(&tags, "tags", nil, "space-separated tags: key[=value]")
 			f.BoolVar(&disabled, "disabled", false, "create the key disabled")
 			f.StringVar(&expires, "expires", "", "expiry, UTC, e.g. 2030-01-01T00:00:00Z")
 			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
@@ -271,8 +271,8 @@ func keySetAttributes(e *env) *cobra.Command {
 			f.StringVar(&enabled, "enabled", "", "true or false")
 			f.StringVar(&expires, "expires", "", "expiry, UTC, e.g. 2030-01-01T00:00:00Z")
 			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
-			f.StringSliceVar(&tags, "tags", nil, "space-separated tags: key[=value] (replace the key's tags)")
-			f.StringSliceVar(&ops, "ops", nil, "permitted operations (replace the key's)")
+			f.StringArrayVar(&tags, "tags", nil, "space-separated tags: key[=value] (replace the key's tags)")
+			f.StringArrayVar(&ops, "ops", nil, "permitted operations (replace the key's)")
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			kc, name, version, err := t.open(c, true)

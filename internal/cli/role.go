@@ -364,7 +364,7 @@ func assignmentDelete(e *env) *cobra.Command {
 			cmd.Flags().StringVar(&role, "role", "", "delete this role's assignments (name or id)")
 			cmd.Flags().StringVar(&scope, "scope", "", "only the assignments at this scope: /, /keys or /keys/{key name} (default: every scope)")
 			cmd.Flags().StringVarP(&name, "name", "n", "", "the assignment's name")
-			cmd.Flags().StringSliceVar(&ids, "ids", nil, "assignment ids (or names) to delete")
+			cmd.Flags().StringArrayVar(&ids, "ids", nil, "assignment ids (or names) to delete")
 		},
 		// As az (keyvault/custom.py, delete_role_assignment): by --ids, by
 		// --name, or every assignment that --assignee, --role and --scope

@@ -65,6 +65,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func run(ctx context.Context, e *env, args []string) int {
 	root := newRoot(e)
+	if err := unknownCommand(root, args); err != nil {
+		fmt.Fprint(e.stderr, describeError(err, false))
+		return exitUsage
+	}
 	root.SetArgs(azArgs(root, args))
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
@@ -196,9 +200,43 @@ func newRoot(e *env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	e.global.register(root)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return emptyScope(cmd) }
 	root.AddCommand(newServeCmd(e), newLoginCmd(e), newADCmd(e), newKeyvaultCmd(e), newPIMCmd(e), newStorageCmd(e), newMonitorCmd(e), newAuditCmd(e),
 		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e), newLogoutCmd(e))
 	return root
+}
+
+// unknownCommand is az's answer to a word that names no command of a
+// group ("keyward keyvault keyy list"): cobra would report the first flag
+// after it as unknown instead.
+func unknownCommand(root *cobra.Command, args []string) error {
+	cmd, rest, err := root.Find(args)
+	if err != nil || cmd == nil || cmd.Runnable() || !cmd.HasSubCommands() || len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+		return nil
+	}
+	if rest[0] == "help" {
+		return nil
+	}
+	msg := fmt.Sprintf("'%s' is not in the '%s' command group. See '%s --help'.", rest[0], cmd.CommandPath(), cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's own default, which SuggestionsFor does not apply
+	}
+	if s := cmd.SuggestionsFor(rest[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" The most similar choice to '%s' is: %s", rest[0], strings.Join(s, ", "))
+	}
+	return usagef("%s", msg)
+}
+
+// emptyScope refuses a scope-like flag given an empty value: in a script
+// that is an unset variable ("-g $RG"), and acting at the subscription, or
+// on every assignment, instead would do more than asked.
+func emptyScope(cmd *cobra.Command) error {
+	for _, name := range []string{"resource-group", "scope", "scopes", "assignee", "assignee-object-id", "ids", "id", "hsm-name", "name"} {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed && strings.Trim(f.Value.String(), "[]\" ") == "" {
+			return usagef("--%s is empty (an unset variable?)", name)
+		}
+	}
+	return nil
 }
 
 // listAnnotation marks a flag that takes az's space-separated list.

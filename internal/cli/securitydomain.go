@@ -34,7 +34,9 @@ func newSecurityDomainCmd(e *env) *cobra.Command {
 // second administrator's approval (Keyward's two-person rule).
 func sdListRequests(e *env) *cobra.Command {
 	var h hsmFlags
-	return command(e, "list-requests", "List security-domain download requests of an active HSM and their approvals",
+	// Its table keeps the id, which an approver needs (knack's automatic
+	// table would drop it).
+	return tableColumns(command(e, "list-requests", "List security-domain download requests of an active HSM and their approvals",
 		func(cmd *cobra.Command) { h.register(cmd) },
 		func(ctx context.Context, c *client) (any, error) {
 			hsm, err := h.url(c)
@@ -44,7 +46,7 @@ func sdListRequests(e *env) *cobra.Command {
 			var out struct{ Value []map[string]any }
 			err = c.hsm(ctx, hsm, http.MethodGet, "/securitydomain/download/requests", nil, &out)
 			return out.Value, err
-		})
+		}), "id:Id", "status:Status", "operation:Operation", "requester:Requester", "quorum:Quorum", "created:Created", "approver:Approver")
 }
 
 // sdApprove approves another principal's download request; the requester
@@ -153,7 +155,7 @@ func sdDownload(e *env) *cobra.Command {
 		func(cmd *cobra.Command) {
 			h.register(cmd)
 			f := cmd.Flags()
-			f.StringSliceVar(&certs, "sd-wrapping-keys", nil, "3 to 10 custodian certificates (.cer, PEM or DER), space-separated")
+			f.StringArrayVar(&certs, "sd-wrapping-keys", nil, "3 to 10 custodian certificates (.cer, PEM or DER), space-separated")
 			f.IntVar(&quorum, "sd-quorum", 0, "how many custodians are needed to recover")
 			f.StringVar(&file, "security-domain-file", "", "file to write the security domain to")
 			f.BoolVar(&noWait, "no-wait", false, "print nothing once the file is written (the download completes before the command returns)")
@@ -271,7 +273,7 @@ func sdUpload(e *env) *cobra.Command {
 			f := cmd.Flags()
 			f.StringVar(&sdFile, "sd-file", "", "the security domain file from the download")
 			f.StringVar(&exchange, "sd-exchange-key", "", "the exchange key certificate from init-recovery")
-			f.StringSliceVar(&keys, "sd-wrapping-keys", nil, "custodians' private keys (PEM), at least the quorum, space-separated")
+			f.StringArrayVar(&keys, "sd-wrapping-keys", nil, "custodians' private keys (PEM), at least the quorum, space-separated")
 			f.StringSliceVar(&passwords, "passwords", nil, "passwords of encrypted private keys (not supported yet)")
 			f.Bool("no-wait", false, "accepted for az compatibility")
 			required(cmd, "sd-file", "sd-exchange-key", "sd-wrapping-keys")
@@ -312,9 +314,15 @@ func sdUpload(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			var status map[string]any
-			err = c.hsm(ctx, hsm, http.MethodPost, "/securitydomain/upload", map[string]string{"value": string(text)}, &status)
-			return status, err
+			// As az prints the SDK's SecurityDomainOperationStatus: {status, statusDetails}.
+			var st struct {
+				Status        string `json:"status"`
+				StatusDetails string `json:"status_details"`
+			}
+			if err := c.hsm(ctx, hsm, http.MethodPost, "/securitydomain/upload", map[string]string{"value": string(text)}, &st); err != nil {
+				return nil, err
+			}
+			return map[string]string{"status": st.Status, "statusDetails": st.StatusDetails}, nil
 		})
 	return spaceSeparated(cmd, "sd-wrapping-keys")
 }

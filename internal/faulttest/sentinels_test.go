@@ -67,6 +67,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/identity.ErrNotFound":             identity.ErrNotFound,
 	"internal/identity.ErrExists":               identity.ErrExists,
 	"internal/identity.ErrInvalidCredentials":   identity.ErrInvalidCredentials,
+	"internal/identity.ErrInvalidPassword":      identity.ErrInvalidPassword,
 	"internal/identity.ErrInvalidToken":         identity.ErrInvalidToken,
 	"internal/identity.ErrBusy":                 identity.ErrBusy,
 	"internal/identity.ErrAssertion":            identity.ErrAssertion,

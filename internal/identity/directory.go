@@ -558,7 +558,7 @@ func (d *Directory) AuthenticateUser(ctx context.Context, upn, password string) 
 		return nil, err
 	}
 	if !ok || encoded == dummyHash {
-		return nil, ErrInvalidCredentials.With("the user name or password is not valid")
+		return nil, ErrInvalidPassword
 	}
 	return p, nil
 }

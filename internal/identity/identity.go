@@ -28,6 +28,9 @@ var (
 	ErrNotFound           = fault.New(fault.NotFound, "Request_ResourceNotFound", "the directory object does not exist")
 	ErrExists             = fault.New(fault.Conflict, "Request_BadRequest", "a directory object with that name already exists")
 	ErrInvalidCredentials = fault.New(fault.Unauthenticated, "invalid_client", "the client id or secret is not valid")
+	// ErrInvalidPassword is a failed password grant, as Entra answers it
+	// (400 invalid_grant, AADSTS50126): the user's, not the client's.
+	ErrInvalidPassword = fault.New(fault.Unauthenticated, "invalid_grant", "AADSTS50126: Error validating credentials due to invalid username or password.")
 	ErrInvalidToken       = fault.New(fault.Unauthenticated, "Unauthorized", "the access token is not valid")
 )
 

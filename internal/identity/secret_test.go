@@ -132,7 +132,7 @@ func TestOneHashDecides(t *testing.T) {
 		"wrong password": {u.UPN, "wrong horse"},
 	} {
 		before := dir.slowHashes.Load()
-		if _, err := dir.AuthenticateUser(ctx, c[0], c[1]); !errors.Is(err, ErrInvalidCredentials) {
+		if _, err := dir.AuthenticateUser(ctx, c[0], c[1]); !errors.Is(err, ErrInvalidPassword) {
 			t.Errorf("%s: %v", name, err)
 		}
 		if n := dir.slowHashes.Load() - before; n != 1 {

@@ -155,7 +155,7 @@ func TestClientSecretsAndPasswords(t *testing.T) {
 	if got, err := dir.AuthenticateUser(ctx, "ALICE@contoso.test", "correct horse"); err != nil || got.ID != u.ID {
 		t.Fatalf("user sign-in: %v", err)
 	}
-	if _, err := dir.AuthenticateUser(ctx, "alice@contoso.test", "wrong horse"); !errors.Is(err, ErrInvalidCredentials) {
+	if _, err := dir.AuthenticateUser(ctx, "alice@contoso.test", "wrong horse"); !errors.Is(err, ErrInvalidPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
 }

@@ -30,7 +30,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if b.HSMURI != "" {
 		fmt.Fprintf(out, "  dev HSM:       %s\n", b.HSMURI)
 	}
-	fmt.Fprintf(out, "Sign in with:\n  keyward login --server %s --service-principal -u %s -p \"$(jq -r .clientSecret %s)\" --tenant %s --ca-file %s\n",
-		s.BaseURL(), b.ClientID, boot, b.TenantID, b.CAFile)
+	// The secret goes on standard input: on a command line any local user
+	// could read it from the process table.
+	fmt.Fprintf(out, "Sign in with:\n  jq -r .clientSecret %s | keyward login --server %s --service-principal -u %s --tenant %s --ca-file %s\n",
+		boot, s.BaseURL(), b.ClientID, b.TenantID, b.CAFile)
 	return s.Serve(ctx, ln)
 }

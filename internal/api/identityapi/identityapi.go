@@ -269,7 +269,11 @@ func (a *API) refuse(w http.ResponseWriter, r *http.Request, subject, source str
 	if errors.Is(err, identity.ErrInvalidCredentials) || errors.Is(err, identity.ErrAssertion) {
 		st = http.StatusUnauthorized
 	}
-	oauthError(w, st, code, fe.Msg, 7000215)
+	errorCode := 7000215
+	if errors.Is(err, identity.ErrInvalidPassword) {
+		errorCode = 50126
+	}
+	oauthError(w, st, code, fe.Msg, errorCode)
 }
 
 // subjectOf returns whom a token request tries to sign in as: the client
