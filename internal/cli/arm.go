@@ -291,8 +291,43 @@ func newARMRoleCmd(e *env) *cobra.Command {
 			}
 			return nil, nil
 		}), "ids"))
-	role.AddCommand(asg)
+	role.AddCommand(asg, armDefinitionCmd(e))
 	return role
+}
+
+// armDefinitionCmd is `role definition list`: the control-plane roles, as
+// az prints azure-mgmt-authorization's RoleDefinition (flattened: roleName,
+// roleType, permissions, assignableScopes at the top) and its table
+// (role/commands.py, transform_definition_list: Name, Type, Description).
+func armDefinitionCmd(e *env) *cobra.Command {
+	def := &cobra.Command{Use: "definition", Short: "Control-plane role definitions"}
+	var name string
+	var custom bool
+	def.AddCommand(tableColumns(command(e, "list", "List control-plane role definitions",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVarP(&name, "name", "n", "", "only the role of this name or id")
+			cmd.Flags().BoolVar(&custom, "custom-role-only", false, "only custom roles")
+			cmd.Flags().String("scope", "", "accepted as az's: the roles are the subscription's")
+		},
+		func(ctx context.Context, c *client) (any, error) {
+			defs, err := c.armRoleDefinitions(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out := []map[string]any{}
+			for _, d := range defs {
+				p := d.Properties
+				if name != "" && !strings.EqualFold(p.RoleName, name) && !strings.EqualFold(d.Name, name) ||
+					custom && p.Type != "CustomRole" {
+					continue
+				}
+				out = append(out, armDefinitionModel.apply(map[string]any{"id": d.ID, "name": d.Name, "type": d.Type,
+					"roleName": p.RoleName, "description": p.Description, "roleType": p.Type, "permissions": p.Permissions,
+					"assignableScopes": p.AssignableScopes}))
+			}
+			return out, nil
+		}), "roleName:Name", "type:Type", "description:Description"))
+	return def
 }
 
 // grantARM assigns the control-plane role roleName to principal at scope

@@ -91,6 +91,11 @@ var (
 	// armAssignmentModel: azure-mgmt-authorization RoleAssignment,
 	// flattened (role/custom.py, create_role_assignment returns it;
 	// list_role_assignments adds principalName and roleDefinitionName).
+	// armDefinitionModel: azure-mgmt-authorization RoleDefinition,
+	// flattened (properties.type is roleType).
+	armDefinitionModel = azModel{"id", "name", "type", "roleName", "description", "roleType", "permissions",
+		"assignableScopes", "createdOn", "updatedOn", "createdBy", "updatedBy"}
+
 	armAssignmentModel = azModel{"id", "name", "type", "scope", "roleDefinitionId", "principalId", "principalType",
 		"description", "condition", "conditionVersion", "createdOn", "updatedOn", "createdBy", "updatedBy",
 		"delegatedManagedIdentityResourceId"}

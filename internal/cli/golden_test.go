@@ -259,6 +259,14 @@ func TestControlPlaneShapesAsAz(t *testing.T) {
 		sameShape(t, "monitor diagnostic-settings", out, golden(pairs(diag)))
 	}
 
+	// role definition list: azure-mgmt-authorization's RoleDefinition,
+	// flattened (role/custom.py, list_role_definitions).
+	definition := `assignableScopes[] string createdBy null createdOn null description string id string name string
+		permissions[].actions[] string permissions[].dataActions [] permissions[].notActions [] permissions[].notDataActions []
+		roleName string roleType string type string updatedBy null updatedOn null`
+	sameShape(t, "role definition list item", admin.ok("role", "definition", "list", "--name", "Reader", "--query", "[0]"),
+		golden(pairs(definition)))
+
 	principal := admin.ok("identity", "show", "-n", "shaped", "-g", "shape-rg", "--query", "principalId", "-o", "tsv")
 	assignment := `condition null conditionVersion null createdBy null createdOn string delegatedManagedIdentityResourceId null
 		description null id string name string principalId string principalType string resourceGroup string
