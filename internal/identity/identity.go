@@ -31,7 +31,7 @@ var (
 	// ErrInvalidPassword is a failed password grant, as Entra answers it
 	// (400 invalid_grant, AADSTS50126): the user's, not the client's.
 	ErrInvalidPassword = fault.New(fault.Unauthenticated, "invalid_grant", "AADSTS50126: Error validating credentials due to invalid username or password.")
-	ErrInvalidToken       = fault.New(fault.Unauthenticated, "Unauthorized", "the access token is not valid")
+	ErrInvalidToken    = fault.New(fault.Unauthenticated, "Unauthorized", "the access token is not valid")
 )
 
 // Caller is an authenticated principal, as read from a verified token.
