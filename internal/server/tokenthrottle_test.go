@@ -171,8 +171,10 @@ func TestTokenFloodStaysSmall(t *testing.T) {
 		}
 	}()
 
+	// checked is the key under which a flood counts the credentials it
+	// actually had checked (no status is 0).
+	const checked = 0
 	attacker := servertest.HTTPClient(t, env.Boot.CAFile) // its own connections, as a real attacker's
-	const checked = 0 // the key under which a flood counts the credentials actually checked
 	flood := func(form func(i int) url.Values) map[int]int {
 		var mu sync.Mutex
 		statuses := map[int]int{}
