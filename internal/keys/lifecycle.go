@@ -258,6 +258,13 @@ func notFound(name, version string) error {
 
 // Get returns a version of a live key; version "" is the latest.
 func (s *Service) Get(ctx context.Context, h *domain.HSM, name, version string) (*Version, error) {
+	// A version the cryptographic operations keep is read from the cache,
+	// which the change feed keeps current; a miss reads the store without
+	// unsealing (a read of metadata need not pay for parsing the key).
+	if e, _ := s.cache.get(h.Name, name, version); e != nil {
+		m := e.meta
+		return s.view(h, &m, nil), nil
+	}
 	v, err := s.readLiveVersion(ctx, h, name, version)
 	if err != nil {
 		return nil, err

@@ -112,6 +112,9 @@ type Config struct {
 	// MetricsListen is where Prometheus metrics are served (GET /metrics),
 	// apart from the service's address; "" serves none.
 	MetricsListen string
+	// Profiling also serves Go's runtime profiles (/debug/pprof/) on the
+	// metrics listener: for measuring the hot path, off by default.
+	Profiling bool
 	// AllowPrivateEndpoints lets the URLs callers name — backup and log
 	// storage, federated issuers — use http and reach loopback and private
 	// addresses; off, they are https to public addresses only, so that no

@@ -39,11 +39,11 @@ func scanAccount(row scanner) (*store.StorageAccount, error) {
 }
 
 func (t *txn) GetStorageAccount(ctx context.Context, name string) (*store.StorageAccount, error) {
-	return scanAccount(t.tx.QueryRowContext(ctx, `SELECT `+accountCols+` FROM storage_accounts WHERE name = ?`, name))
+	return scanAccount(t.queryRow(ctx, `SELECT `+accountCols+` FROM storage_accounts WHERE name = ?`, name))
 }
 
 func (t *txn) ListStorageAccounts(ctx context.Context) ([]*store.StorageAccount, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+accountCols+` FROM storage_accounts ORDER BY name`)
+	rows, err := t.query(ctx, `SELECT `+accountCols+` FROM storage_accounts ORDER BY name`)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -84,11 +84,11 @@ func scanSetting(row scanner) (*store.DiagnosticSetting, error) {
 }
 
 func (t *txn) GetDiagnosticSetting(ctx context.Context, hsm, name string) (*store.DiagnosticSetting, error) {
-	return scanSetting(t.tx.QueryRowContext(ctx, `SELECT hsm, name, storage_account, enabled, created FROM diagnostic_settings WHERE hsm = ? AND name = ?`, hsm, name))
+	return scanSetting(t.queryRow(ctx, `SELECT hsm, name, storage_account, enabled, created FROM diagnostic_settings WHERE hsm = ? AND name = ?`, hsm, name))
 }
 
 func (t *txn) ListDiagnosticSettings(ctx context.Context, hsm string) ([]*store.DiagnosticSetting, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT hsm, name, storage_account, enabled, created FROM diagnostic_settings
+	rows, err := t.query(ctx, `SELECT hsm, name, storage_account, enabled, created FROM diagnostic_settings
 		WHERE ? = '' OR hsm = ? ORDER BY hsm, name`, hsm, hsm)
 	if err != nil {
 		return nil, notFound(err)

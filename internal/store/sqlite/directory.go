@@ -34,7 +34,7 @@ func (t *txn) InsertPrincipal(ctx context.Context, p *store.Principal) error {
 }
 
 func (t *txn) getPrincipal(ctx context.Context, where string, arg any) (*store.Principal, error) {
-	return scanPrincipal(t.tx.QueryRowContext(ctx, `SELECT `+principalCols+` FROM principals WHERE `+where, arg))
+	return scanPrincipal(t.queryRow(ctx, `SELECT `+principalCols+` FROM principals WHERE `+where, arg))
 }
 
 func (t *txn) GetPrincipal(ctx context.Context, id string) (*store.Principal, error) {
@@ -50,7 +50,7 @@ func (t *txn) PrincipalByUPN(ctx context.Context, upn string) (*store.Principal,
 }
 
 func (t *txn) ListPrincipals(ctx context.Context, kind string) ([]*store.Principal, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+principalCols+` FROM principals WHERE kind = ? ORDER BY display_name, id`, kind)
+	rows, err := t.query(ctx, `SELECT `+principalCols+` FROM principals WHERE kind = ? ORDER BY display_name, id`, kind)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -91,7 +91,7 @@ func (t *txn) RemoveMember(ctx context.Context, groupID, memberID string) error 
 }
 
 func (t *txn) strings(ctx context.Context, query string, arg any) ([]string, error) {
-	rows, err := t.tx.QueryContext(ctx, query, arg)
+	rows, err := t.query(ctx, query, arg)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -123,7 +123,7 @@ func (t *txn) InsertCredential(ctx context.Context, c *store.Credential) error {
 }
 
 func (t *txn) Credentials(ctx context.Context, principalID string) ([]*store.Credential, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT id, principal_id, display_name, hash, hint, created, expires
+	rows, err := t.query(ctx, `SELECT id, principal_id, display_name, hash, hint, created, expires
 		FROM credentials WHERE principal_id = ? ORDER BY created`, principalID)
 	if err != nil {
 		return nil, notFound(err)
@@ -154,7 +154,7 @@ func (t *txn) InsertTokenKey(ctx context.Context, k *store.TokenKey) error {
 }
 
 func (t *txn) TokenKeys(ctx context.Context) ([]*store.TokenKey, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT id, sealed, created FROM token_keys ORDER BY created DESC, id`)
+	rows, err := t.query(ctx, `SELECT id, sealed, created FROM token_keys ORDER BY created DESC, id`)
 	if err != nil {
 		return nil, notFound(err)
 	}

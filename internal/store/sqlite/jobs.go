@@ -36,12 +36,12 @@ func scanJob(row scanner) (*store.Job, error) {
 
 // GetJob implements store.Jobs.
 func (t *txn) GetJob(ctx context.Context, hsm, id string) (*store.Job, error) {
-	return scanJob(t.tx.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ? AND hsm = ?`, id, hsm))
+	return scanJob(t.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ? AND hsm = ?`, id, hsm))
 }
 
 // RunningJobs implements store.Jobs.
 func (t *txn) RunningJobs(ctx context.Context, hsm string) ([]*store.Job, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE status = ? AND (? = '' OR hsm = ?) ORDER BY started, id`,
+	rows, err := t.query(ctx, `SELECT `+jobCols+` FROM jobs WHERE status = ? AND (? = '' OR hsm = ?) ORDER BY started, id`,
 		store.JobRunning, hsm, hsm)
 	if err != nil {
 		return nil, notFound(err)

@@ -48,7 +48,7 @@ func (t *txn) DeleteHSM(ctx context.Context, name string) error {
 	t.note(store.ChangeHSM, name, "")
 	// Keys, roles and settings carry the HSM's name as stored: find it,
 	// whatever the case of the caller's spelling.
-	if err := t.tx.QueryRowContext(ctx, `SELECT name FROM hsms WHERE name = ? COLLATE NOCASE`, name).Scan(&name); err != nil {
+	if err := t.queryRow(ctx, `SELECT name FROM hsms WHERE name = ? COLLATE NOCASE`, name).Scan(&name); err != nil {
 		return notFound(err)
 	}
 	for _, q := range []string{`DELETE FROM keys WHERE hsm = ?`, `DELETE FROM role_assignments WHERE hsm = ?`,
@@ -80,11 +80,11 @@ func scanHSM(row scanner) (*store.HSM, error) {
 }
 
 func (t *txn) GetHSM(ctx context.Context, name string) (*store.HSM, error) {
-	return scanHSM(t.tx.QueryRowContext(ctx, `SELECT `+hsmCols+` FROM hsms WHERE name = ? COLLATE NOCASE`, name))
+	return scanHSM(t.queryRow(ctx, `SELECT `+hsmCols+` FROM hsms WHERE name = ? COLLATE NOCASE`, name))
 }
 
 func (t *txn) ListHSMs(ctx context.Context) ([]*store.HSM, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+hsmCols+` FROM hsms ORDER BY name`)
+	rows, err := t.query(ctx, `SELECT `+hsmCols+` FROM hsms ORDER BY name`)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -114,7 +114,7 @@ func scanKey(row scanner, extra ...any) (*store.Key, error) {
 }
 
 func (t *txn) GetKey(ctx context.Context, hsm, name string) (*store.Key, error) {
-	return scanKey(t.tx.QueryRowContext(ctx, `SELECT `+keyCols+` FROM keys k WHERE k.hsm = ? AND k.name = ?`, hsm, name))
+	return scanKey(t.queryRow(ctx, `SELECT `+keyCols+` FROM keys k WHERE k.hsm = ? AND k.name = ?`, hsm, name))
 }
 
 func (t *txn) PutKey(ctx context.Context, k *store.Key) error {
@@ -168,15 +168,15 @@ func (t *txn) UpdateKeyVersion(ctx context.Context, v *store.KeyVersion) error {
 }
 
 func (t *txn) GetKeyVersion(ctx context.Context, hsm, name, version string) (*store.KeyVersion, error) {
-	return scanVersion(t.tx.QueryRowContext(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? AND v.version = ?`, hsm, name, version))
+	return scanVersion(t.queryRow(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? AND v.version = ?`, hsm, name, version))
 }
 
 func (t *txn) LatestKeyVersion(ctx context.Context, hsm, name string) (*store.KeyVersion, error) {
-	return scanVersion(t.tx.QueryRowContext(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? ORDER BY v.seq DESC LIMIT 1`, hsm, name))
+	return scanVersion(t.queryRow(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? ORDER BY v.seq DESC LIMIT 1`, hsm, name))
 }
 
 func (t *txn) ListKeyVersions(ctx context.Context, hsm, name string, after int64, limit int) ([]store.KeyVersion, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`, hsm, name, after, limit)
+	rows, err := t.query(ctx, `SELECT `+versionCols+` FROM key_versions v WHERE v.hsm = ? AND v.name = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`, hsm, name, after, limit)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -197,7 +197,7 @@ func (t *txn) ListKeys(ctx context.Context, hsm string, deleted bool, after stri
 	if deleted {
 		cond = `k.deleted <> 0`
 	}
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+keyCols+`, `+versionCols+` FROM keys k
+	rows, err := t.query(ctx, `SELECT `+keyCols+`, `+versionCols+` FROM keys k
 		JOIN key_versions v ON v.hsm = k.hsm AND v.name = k.name
 			AND v.seq = (SELECT MAX(seq) FROM key_versions WHERE hsm = k.hsm AND name = k.name)
 		WHERE k.hsm = ? AND `+cond+` AND k.name > ? ORDER BY k.name LIMIT ?`, hsm, after, limit)

@@ -15,7 +15,7 @@ func (t *txn) PutMembership(ctx context.Context, m *store.Membership) error {
 }
 
 func (t *txn) memberships(ctx context.Context, query string, arg string) ([]store.Membership, error) {
-	rows, err := t.tx.QueryContext(ctx, query, arg)
+	rows, err := t.query(ctx, query, arg)
 	if err != nil {
 		return nil, notFound(err)
 	}

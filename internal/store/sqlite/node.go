@@ -14,7 +14,7 @@ import (
 func (t *txn) GetNode(ctx context.Context) (*store.NodeSettings, error) {
 	var n store.NodeSettings
 	var seeded int
-	err := t.tx.QueryRowContext(ctx, `SELECT tenant_id, subscription_id, seal, secret_pepper, checkpoint_key, bootstrap_admin,
+	err := t.queryRow(ctx, `SELECT tenant_id, subscription_id, seal, secret_pepper, checkpoint_key, bootstrap_admin,
 		control_plane_seeded FROM node WHERE id = 1`).
 		Scan(&n.TenantID, &n.SubscriptionID, &n.Seal, &n.SecretPepper, &n.CheckpointKey, &n.BootstrapAdmin, &seeded)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -46,7 +46,7 @@ func (t *txn) UpdateNode(ctx context.Context, n *store.NodeSettings) error {
 // ShipperCursor implements store.Diagnostics.
 func (t *txn) ShipperCursor(ctx context.Context, hsm, setting string) (uint64, error) {
 	var v int64
-	if err := t.tx.QueryRowContext(ctx, `SELECT delivered FROM shipper_cursors WHERE hsm = ? AND setting = ?`, hsm, setting).Scan(&v); err != nil {
+	if err := t.queryRow(ctx, `SELECT delivered FROM shipper_cursors WHERE hsm = ? AND setting = ?`, hsm, setting).Scan(&v); err != nil {
 		return 0, notFound(err)
 	}
 	return uint64(v), nil
@@ -64,7 +64,7 @@ func (t *txn) SetShipperCursor(ctx context.Context, hsm, setting string, deliver
 // RolesSeeded implements store.HSMs.
 func (t *txn) RolesSeeded(ctx context.Context, name string) (bool, error) {
 	var seeded int
-	if err := t.tx.QueryRowContext(ctx, `SELECT roles_seeded FROM hsms WHERE name = ? COLLATE NOCASE`, name).Scan(&seeded); err != nil {
+	if err := t.queryRow(ctx, `SELECT roles_seeded FROM hsms WHERE name = ? COLLATE NOCASE`, name).Scan(&seeded); err != nil {
 		return false, notFound(err)
 	}
 	return seeded != 0, nil
@@ -91,7 +91,7 @@ func (t *txn) NoteNearExpiry(ctx context.Context, hsm, name, version string, at 
 		return true, nil
 	}
 	var one int
-	if err := t.tx.QueryRowContext(ctx, `SELECT 1 FROM key_versions WHERE hsm = ? AND name = ? AND version = ?`, hsm, name, version).
+	if err := t.queryRow(ctx, `SELECT 1 FROM key_versions WHERE hsm = ? AND name = ? AND version = ?`, hsm, name, version).
 		Scan(&one); err != nil {
 		return false, notFound(err)
 	}

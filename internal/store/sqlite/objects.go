@@ -16,14 +16,14 @@ func (t *txn) PutObject(ctx context.Context, o *store.Object) error {
 
 func (t *txn) GetObject(ctx context.Context, kind, id string) (*store.Object, error) {
 	o := store.Object{Kind: kind}
-	if err := t.tx.QueryRowContext(ctx, `SELECT id, data FROM objects WHERE kind = ? AND id = ?`, kind, strings.ToLower(id)).Scan(&o.ID, &o.Data); err != nil {
+	if err := t.queryRow(ctx, `SELECT id, data FROM objects WHERE kind = ? AND id = ?`, kind, strings.ToLower(id)).Scan(&o.ID, &o.Data); err != nil {
 		return nil, notFound(err)
 	}
 	return &o, nil
 }
 
 func (t *txn) ListObjects(ctx context.Context, kind, prefix string) ([]*store.Object, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT id, data FROM objects WHERE kind = ? AND substr(id, 1, ?) = ? ORDER BY id`,
+	rows, err := t.query(ctx, `SELECT id, data FROM objects WHERE kind = ? AND substr(id, 1, ?) = ? ORDER BY id`,
 		kind, len(prefix), strings.ToLower(prefix))
 	if err != nil {
 		return nil, notFound(err)

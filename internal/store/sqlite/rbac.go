@@ -33,11 +33,11 @@ func scanRoleDef(row scanner) (*store.RoleDefinition, error) {
 }
 
 func (t *txn) GetRoleDefinition(ctx context.Context, hsm, id string) (*store.RoleDefinition, error) {
-	return scanRoleDef(t.tx.QueryRowContext(ctx, `SELECT `+roleDefCols+` FROM role_definitions WHERE hsm = ? AND id = ?`, hsm, id))
+	return scanRoleDef(t.queryRow(ctx, `SELECT `+roleDefCols+` FROM role_definitions WHERE hsm = ? AND id = ?`, hsm, id))
 }
 
 func (t *txn) ListRoleDefinitions(ctx context.Context, hsm string) ([]*store.RoleDefinition, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+roleDefCols+` FROM role_definitions WHERE hsm = ? ORDER BY name, id`, hsm)
+	rows, err := t.query(ctx, `SELECT `+roleDefCols+` FROM role_definitions WHERE hsm = ? ORDER BY name, id`, hsm)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -83,11 +83,11 @@ func scanRoleAssignment(row scanner) (*store.RoleAssignment, error) {
 }
 
 func (t *txn) GetRoleAssignment(ctx context.Context, hsm, id string) (*store.RoleAssignment, error) {
-	return scanRoleAssignment(t.tx.QueryRowContext(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? AND id = ?`, hsm, id))
+	return scanRoleAssignment(t.queryRow(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? AND id = ?`, hsm, id))
 }
 
 func (t *txn) ListRoleAssignments(ctx context.Context, hsm string) ([]*store.RoleAssignment, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? ORDER BY created, id`, hsm)
+	rows, err := t.query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? ORDER BY created, id`, hsm)
 	if err != nil {
 		return nil, notFound(err)
 	}

@@ -19,7 +19,7 @@ func (t *txn) PutAuthenticator(ctx context.Context, a *store.Authenticator) erro
 func (t *txn) GetAuthenticator(ctx context.Context, principalID string) (*store.Authenticator, error) {
 	var a store.Authenticator
 	var created int64
-	err := t.tx.QueryRowContext(ctx, `SELECT principal_id, id, sealed, confirmed, last_step, created FROM authenticators WHERE principal_id = ?`,
+	err := t.queryRow(ctx, `SELECT principal_id, id, sealed, confirmed, last_step, created FROM authenticators WHERE principal_id = ?`,
 		principalID).Scan(&a.PrincipalID, &a.ID, &a.Sealed, &a.Confirmed, &a.LastStep, &created)
 	if err != nil {
 		return nil, notFound(err)
@@ -48,7 +48,7 @@ func (t *txn) GetRefreshToken(ctx context.Context, id string) (*store.RefreshTok
 	var r store.RefreshToken
 	var amr string
 	var authTime, expires int64
-	err := t.tx.QueryRowContext(ctx, `SELECT id, principal_id, hash, amr, auth_time, expires FROM refresh_tokens WHERE id = ?`, id).
+	err := t.queryRow(ctx, `SELECT id, principal_id, hash, amr, auth_time, expires FROM refresh_tokens WHERE id = ?`, id).
 		Scan(&r.ID, &r.PrincipalID, &r.Hash, &amr, &authTime, &expires)
 	if err != nil {
 		return nil, notFound(err)

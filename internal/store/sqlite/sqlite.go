@@ -25,7 +25,9 @@ import (
 type DB struct {
 	writer *sql.DB
 	reader *sql.DB
-	hub    store.Hub
+	// writerStmts and readerStmts are each pool's prepared statements.
+	writerStmts, readerStmts *stmtCache
+	hub                      store.Hub
 }
 
 var _ store.Store = (*DB)(nil)
@@ -65,7 +67,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	db := &DB{writer: w, reader: r}
+	db := &DB{writer: w, reader: r, writerStmts: newStmtCache(w), readerStmts: newStmtCache(r)}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -94,13 +96,13 @@ func restrictFiles(path string) error {
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	return errors.Join(db.reader.Close(), db.writer.Close())
+	return errors.Join(db.readerStmts.close(), db.writerStmts.close(), db.reader.Close(), db.writer.Close())
 }
 
 // Update implements store.Store.
 // The changes it committed go to the subscribers before it returns.
 func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
-	t := &txn{}
+	t := &txn{cache: db.writerStmts}
 	if err := run(ctx, db.writer, false, t, fn); err != nil {
 		return err
 	}
@@ -110,7 +112,7 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 
 // View implements store.Store.
 func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
-	return run(ctx, db.reader, true, &txn{}, fn)
+	return run(ctx, db.reader, true, &txn{cache: db.readerStmts}, fn)
 }
 
 // Subscribe implements store.Store.
@@ -121,6 +123,13 @@ func run(ctx context.Context, pool *sql.DB, readOnly bool, t *txn, fn func(store
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
+	// After the transaction, its connection back in the pool: prepare
+	// what it ran unprepared.
+	defer func() {
+		if len(t.missed) > 0 {
+			t.cache.prepare(context.WithoutCancel(ctx), t.missed)
+		}
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			tx.Rollback()
@@ -143,6 +152,10 @@ func run(ctx context.Context, pool *sql.DB, readOnly bool, t *txn, fn func(store
 // txn implements store.Tx over one *sql.Tx.
 type txn struct {
 	tx *sql.Tx
+	// cache is the pool's prepared statements; missed are the statements
+	// this transaction ran unprepared.
+	cache  *stmtCache
+	missed []string
 	// changes are what the transaction wrote, for the subscribers once it
 	// commits.
 	changes []store.Change
@@ -159,7 +172,7 @@ var _ store.Tx = (*txn)(nil)
 
 // exec runs a statement and maps constraint violations to store.ErrConflict.
 func (t *txn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := t.tx.ExecContext(ctx, query, args...)
+	res, err := t.execContext(ctx, query, args...)
 	if err != nil {
 		var se *sqlite.Error
 		if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT {
