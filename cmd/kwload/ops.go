@@ -267,5 +267,8 @@ func rawGCM() func() error {
 
 func rawOAEP() func() error {
 	k, _ := rsa.GenerateKey(rand.Reader, 2048)
-	return func() error { _, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &k.PublicKey, payload[:32], nil); return err }
+	return func() error {
+		_, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, &k.PublicKey, payload[:32], nil)
+		return err
+	}
 }

@@ -19,6 +19,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -116,12 +117,34 @@ func ResultType(status int) string {
 // hash is the chain hash of e: SHA-256 of its JSON with Hash empty. The
 // JSON of an Event is canonical (fixed field order, no maps, no floats).
 func (e *Event) hash() (string, error) {
+	_, h, err := e.encode()
+	return h, err
+}
+
+// hashTail is how an Event's JSON with Hash empty ends: hash is its last
+// field.
+const hashTail = `"hash":""}`
+
+// encode returns e's journal line (its JSON with the hash, and a newline)
+// and the hash, from one encoding: the JSON with Hash empty is what the
+// hash covers, and the line is that JSON with the hash written into its
+// last field. (Two encodings per record were a tenth of a signature's
+// server time.)
+func (e *Event) encode() (line []byte, hash string, err error) {
 	c := *e
 	c.Hash = ""
 	b, err := json.Marshal(&c)
 	if err != nil {
-		return "", fmt.Errorf("audit: encoding record: %w", err)
+		return nil, "", fmt.Errorf("audit: encoding record: %w", err)
+	}
+	if !bytes.HasSuffix(b, []byte(hashTail)) {
+		return nil, "", fmt.Errorf("audit: encoding record: it does not end with its hash field")
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	hash = hex.EncodeToString(sum[:])
+	line = make([]byte, 0, len(b)+len(hash)+1)
+	line = append(line, b[:len(b)-2]...) // up to the hash's opening quote
+	line = append(line, hash...)
+	line = append(line, "\"}\n"...)
+	return line, hash, nil
 }

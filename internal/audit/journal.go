@@ -314,14 +314,11 @@ func (j *Journal) Append(streamName string, e *Event) error {
 		return err
 	}
 	e.Node, e.Stream, e.Sequence, e.PreviousHash = j.node, streamName, s.seq+1, s.last
-	if e.Hash, err = e.hash(); err != nil {
+	line, hash, err := e.encode()
+	if err != nil {
 		return err
 	}
-	line, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("audit: encoding record: %w", err)
-	}
-	line = append(line, '\n')
+	e.Hash = hash
 	if s.size+int64(len(line)) > j.maxBytes && s.size > 0 {
 		if err := j.rotate(s); err != nil {
 			j.failed = err
