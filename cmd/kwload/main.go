@@ -66,6 +66,7 @@ func run() error {
 	profileOp := flag.String("profile-op", "es256", "the operation to profile during")
 	profileOut := flag.String("profile-out", "", "where to write the CPU profile")
 	markdown := flag.Bool("markdown", false, "print the table as Markdown")
+	scaleKeys := flag.Int("scale", 0, "instead of -ops: create this many keys, then time gets and list pages among them")
 	flag.Parse()
 	if *duration <= 0 || *duration > 5*time.Minute || *concurrency < 1 || *concurrency > 256 {
 		return errors.New("-duration must be in (0, 5m] and -concurrency in [1, 256]")
@@ -97,6 +98,9 @@ func run() error {
 		return err
 	}
 	e := &target{hc: hc, b: b, tok: tok}
+	if *scaleKeys > 0 {
+		return scale(ctx, e, *scaleKeys, *concurrency, *pid)
+	}
 	fmt.Fprintf(os.Stderr, "kwload: %s each, %d in flight, GOMAXPROCS=%d here\n", *duration, *concurrency, runtime.GOMAXPROCS(0))
 	var results []result
 	for _, o := range chosen {
