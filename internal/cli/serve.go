@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/keys"
 	"github.com/keyward/keyward/internal/server"
 )
 
@@ -45,6 +46,9 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 			if !cmd.Flags().Changed("allow-private-endpoints") {
 				cfg.AllowPrivateEndpoints = cfg.Dev
 			}
+			if cfg.KeyCacheSize == 0 {
+				cfg.KeyCacheSize = -1 // the flag's 0 is no cache; the config's 0 is the default
+			}
 			if cfg.Profiling && cfg.MetricsListen == "" {
 				return usagef("--pprof serves on the metrics listener: give --metrics-listen too")
 			}
@@ -78,6 +82,7 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 	f.StringVar(&cfg.SealKeyFile, "seal-key-file", "", "the file seal's key (default: {data-dir}/seal.key), shared by a cluster's nodes")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in its audit records and logs (default: kept in {data-dir}/node-name, made from the host name)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on (GET /metrics), e.g. 127.0.0.1:9464")
+	f.IntVar(&cfg.KeyCacheSize, "key-cache", keys.DefaultCacheSize, "how many unsealed key versions to keep in memory (a few KiB each; 0: none)")
 	f.BoolVar(&cfg.Profiling, "pprof", false, "also serve Go's runtime profiles at /debug/pprof/ on the metrics listener (for measuring; keep it on loopback)")
 	f.BoolVar(&cfg.AllowPrivateEndpoints, "allow-private-endpoints", false,
 		"let storage endpoints and federated issuers that callers name use http and loopback or private addresses (default: on with --dev, for Azurite)")

@@ -105,6 +105,15 @@ func (s *Service) CacheStats() (hits, misses uint64) {
 	return s.cache.hits.Load(), s.cache.misses.Load()
 }
 
+// DefaultCacheSize is how many unsealed key versions a node keeps in
+// memory unless told otherwise: the hot set of a big tenant, at a few KiB
+// each (an RSA-4096 key's precomputed values) under 100 MiB.
+const DefaultCacheSize = 16384
+
+// SetCacheSize sets how many unsealed key versions the service keeps in
+// memory (0: none, every operation reads and unseals its key).
+func (s *Service) SetCacheSize(n int) { s.cache.setMax(n) }
+
 // NewService returns a key service over s that publishes to ev. rand and now may be nil for
 // crypto/rand and time.Now.
 func NewService(s store.Store, rnd io.Reader, now func() time.Time, ev Events) *Service {
@@ -114,7 +123,7 @@ func NewService(s store.Store, rnd io.Reader, now func() time.Time, ev Events) *
 	if now == nil {
 		now = time.Now
 	}
-	svc := &Service{store: s, rand: rnd, now: now, cache: newCache(4096), events: ev}
+	svc := &Service{store: s, rand: rnd, now: now, cache: newCache(DefaultCacheSize), events: ev}
 	s.Subscribe(svc.cache.apply)
 	return svc
 }

@@ -112,6 +112,9 @@ type Config struct {
 	// MetricsListen is where Prometheus metrics are served (GET /metrics),
 	// apart from the service's address; "" serves none.
 	MetricsListen string
+	// KeyCacheSize is how many unsealed key versions the node keeps in
+	// memory (0: keys.DefaultCacheSize; negative: none).
+	KeyCacheSize int
 	// Profiling also serves Go's runtime profiles (/debug/pprof/) on the
 	// metrics listener: for measuring the hot path, off by default.
 	Profiling bool
@@ -401,6 +404,9 @@ func (s *Server) build(ctx context.Context) error {
 	})
 	s.rbac = rbac.NewService(s.store, s.dir, clock)
 	keySvc := keys.NewService(s.store, rand.Reader, clock, keys.Events{Publisher: publisher, Source: s.hsmResourceIDOf})
+	if s.cfg.KeyCacheSize != 0 {
+		keySvc.SetCacheSize(max(s.cfg.KeyCacheSize, 0))
+	}
 	egressPolicy := egress.Policy{AllowPrivate: s.cfg.AllowPrivateEndpoints}
 	backups := backup.NewService(s.store, s.registry, clock, egressPolicy, s.cfg.NodeName)
 	if err := backups.FailInterrupted(ctx); err != nil {
