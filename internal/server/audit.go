@@ -92,6 +92,11 @@ const truncatedMark = "…[truncated]"
 // capField returns s, or its first bytes and truncatedMark within max
 // bytes, cut between characters.
 func capField(s string, max int) string {
+	// Invalid UTF-8 would not survive the record's JSON unchanged (it is
+	// written as U+FFFD), so the hash verification recomputes would differ
+	// from the one written: an outsider's User-Agent could make a chain
+	// look edited. Such bytes are recorded as U+FFFD to begin with.
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= max {
 		return s
 	}

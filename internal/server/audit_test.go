@@ -176,3 +176,27 @@ func TestAuditCorrelationAndIdentity(t *testing.T) {
 		t.Fatalf("sign record = %+v", signed)
 	}
 }
+
+// A client's bytes that are not UTF-8 (a User-Agent of "\xff") were
+// recorded as they came: their JSON reads back as U+FFFD, so verification
+// recomputed another hash and called the untouched chain edited — an
+// outsider, without a token, could make any journal look tampered with.
+// They are recorded as U+FFFD, and the chain verifies.
+func TestInvalidUTF8DoesNotBreakTheChain(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	b := env.Boot
+	env.DoWithHeaders("GET", b.HSMURI+"/keys?api-version=7.6", "", nil, map[string]string{"User-Agent": "evil\xff\xfe", "x-ms-client-request-id": "id\xc3"})
+	env.DoWithHeaders("GET", b.HSMURI+"/keys?api-version=7.6", env.AdminToken("https://managedhsm.azure.net"), nil, map[string]string{"User-Agent": "evil\xff"})
+	env.Stop()
+	records := readAudit(t, env, audit.StreamOf(b.HSMName)) // fails unless the chain verifies
+	found := false
+	for _, e := range records {
+		if strings.HasPrefix(e.ClientInfo, "evil\uFFFD") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no record of the requests with the invalid User-Agent")
+	}
+}

@@ -124,10 +124,10 @@ func run(ctx context.Context, pool *sql.DB, readOnly bool, t *txn, fn func(store
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	// After the transaction, its connection back in the pool: prepare
-	// what it ran unprepared.
+	// what it ran unprepared, in the background.
 	defer func() {
 		if len(t.missed) > 0 {
-			t.cache.prepare(context.WithoutCancel(ctx), t.missed)
+			t.cache.prepareLater(t.missed)
 		}
 	}()
 	defer func() {
@@ -156,6 +156,8 @@ type txn struct {
 	// this transaction ran unprepared.
 	cache  *stmtCache
 	missed []string
+	// stmts are the transaction's copies of cached statements.
+	stmts map[string]*sql.Stmt
 	// changes are what the transaction wrote, for the subscribers once it
 	// commits.
 	changes []store.Change

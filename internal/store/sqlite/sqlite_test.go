@@ -100,3 +100,41 @@ func TestUpdateRollsBackOnError(t *testing.T) {
 		t.Fatalf("a cursor survived a rolled-back transaction: %v", err)
 	}
 }
+
+// A transaction that ran a statement for the first time returns — and
+// delivers its changes to the caches — at once, though the next writer
+// holds the only writer connection: preparing the statement happens in
+// the background. (Prepared in the caller's path, it waited for that whole
+// transaction, and a committed disable went unenforced meanwhile.)
+func TestFirstUseDoesNotWaitForTheNextWriter(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	queued := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-queued
+		db.Update(ctx, func(store.Tx) error { time.Sleep(2 * time.Second); return nil })
+	}()
+	start := time.Now()
+	err = db.Update(ctx, func(tx store.Tx) error {
+		close(queued)
+		time.Sleep(100 * time.Millisecond) // the other writer queues for the connection
+		_, err := tx.GetHSM(ctx, "never-ran-before")
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the first use of a statement returned after %s, behind the next writer's transaction", d)
+	}
+	<-done
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"sync"
 )
 
@@ -12,13 +13,15 @@ import (
 // quarter of the server's time for a key read. Prepared, a statement is
 // parsed once per connection.
 //
-// A statement is prepared after the transaction that first ran it ends,
-// when that transaction no longer holds a connection: preparing on the
-// pool takes one, and the writer pool has only one.
+// A statement is prepared in the background after the transaction that
+// first ran it ends, when that transaction no longer holds a connection:
+// preparing on the pool takes one, and the writer pool has only one.
 type stmtCache struct {
-	pool  *sql.DB
-	mu    sync.RWMutex
-	stmts map[string]*sql.Stmt
+	pool     *sql.DB
+	mu       sync.RWMutex
+	stmts    map[string]*sql.Stmt
+	pending  map[string]bool // being prepared
+	stopping bool
 }
 
 // maxCachedStmts bounds the cache: the store's statements are a fixed set
@@ -26,7 +29,35 @@ type stmtCache struct {
 const maxCachedStmts = 512
 
 func newStmtCache(pool *sql.DB) *stmtCache {
-	return &stmtCache{pool: pool, stmts: map[string]*sql.Stmt{}}
+	return &stmtCache{pool: pool, stmts: map[string]*sql.Stmt{}, pending: map[string]bool{}}
+}
+
+// prepareLater prepares the queries in the background. The caller must
+// not wait: preparing takes a connection from the pool, and on the writer
+// pool (one connection) that is a wait behind the next writer, whose whole
+// transaction would delay the caller — and its changes' delivery to the
+// caches, so a committed disable would not yet be enforced.
+func (c *stmtCache) prepareLater(queries []string) {
+	c.mu.Lock()
+	var todo []string
+	for _, q := range queries {
+		if _, have := c.stmts[q]; !have && !c.pending[q] && !c.stopping {
+			c.pending[q] = true
+			todo = append(todo, q)
+		}
+	}
+	c.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	go func() {
+		c.prepare(context.Background(), todo)
+		c.mu.Lock()
+		for _, q := range todo {
+			delete(c.pending, q)
+		}
+		c.mu.Unlock()
+	}()
 }
 
 func (c *stmtCache) lookup(query string) *sql.Stmt {
@@ -51,7 +82,7 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 			continue
 		}
 		c.mu.Lock()
-		if _, have := c.stmts[q]; have || len(c.stmts) >= maxCachedStmts {
+		if _, have := c.stmts[q]; have || len(c.stmts) >= maxCachedStmts || c.stopping {
 			c.mu.Unlock()
 			st.Close()
 			continue
@@ -64,6 +95,7 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 func (c *stmtCache) close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.stopping = true
 	var errs []error
 	for _, st := range c.stmts {
 		errs = append(errs, st.Close())
@@ -75,10 +107,19 @@ func (c *stmtCache) close() error {
 // stmt is the transaction's copy of the cached statement of query, or nil
 // (the query is then noted, to be prepared when the transaction ends).
 func (t *txn) stmt(ctx context.Context, query string) *sql.Stmt {
-	if st := t.cache.lookup(query); st != nil {
-		return t.tx.StmtContext(ctx, st)
+	if st := t.stmts[query]; st != nil {
+		return st // the transaction's own copy, made once
 	}
-	t.missed = append(t.missed, query)
+	if st := t.cache.lookup(query); st != nil {
+		if t.stmts == nil {
+			t.stmts = map[string]*sql.Stmt{}
+		}
+		t.stmts[query] = t.tx.StmtContext(ctx, st)
+		return t.stmts[query]
+	}
+	if !slices.Contains(t.missed, query) {
+		t.missed = append(t.missed, query)
+	}
 	return nil
 }
 
