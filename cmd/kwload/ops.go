@@ -61,17 +61,14 @@ func (e *target) hsm(path string) string {
 
 // json sends an authenticated JSON request and expects 200 or 201.
 func (e *target) json(ctx context.Context, method, u string, body, out any) error {
-	var rd *bytes.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
-	} else {
-		rd = bytes.NewReader(nil)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}

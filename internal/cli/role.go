@@ -124,10 +124,6 @@ func (c *client) flatten(ctx context.Context, hsm string, as []wire.RoleAssignme
 	if err != nil {
 		return nil, err
 	}
-	return c.flattenWith(ctx, as, defs)
-}
-
-func (c *client) flattenWith(ctx context.Context, as []wire.RoleAssignment, defs []wire.RoleDefinition) ([]map[string]any, error) {
 	roleNames := map[string]string{}
 	for _, d := range defs {
 		roleNames[strings.ToLower(d.ID)] = d.Properties.RoleName

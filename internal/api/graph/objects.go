@@ -22,9 +22,6 @@ import (
 // unchanged.
 type Object map[string]any
 
-// ODataType is the object's @odata.type ("#microsoft.graph.user", …).
-func (o Object) ODataType() string { s, _ := o["@odata.type"].(string); return s }
-
 // objectOf renders p. typed adds @odata.type, which Graph sends in
 // directoryObject collections (members, getByIds) and not in typed ones
 // (/users, /groups, /servicePrincipals).
@@ -47,11 +44,11 @@ func objectOf(p *identity.Principal, tenant string, typed bool) Object {
 			"securityEnabled": true, "securityIdentifier": securityIdentifier(p.ID), "theme": nil, "visibility": nil,
 			"onPremisesProvisioningErrors": []any{}, "serviceProvisioningErrors": []any{}}
 	default:
-		spType, alt := "Application", []string{}
+		spType := "Application"
 		if p.Kind == store.KindManagedIdentity {
 			spType = "ManagedIdentity"
 		}
-		o = Object{"id": p.ID, "deletedDateTime": nil, "accountEnabled": true, "alternativeNames": alt,
+		o = Object{"id": p.ID, "deletedDateTime": nil, "accountEnabled": true, "alternativeNames": []string{},
 			"appDisplayName": p.DisplayName, "appDescription": nil, "appId": p.AppID, "applicationTemplateId": nil,
 			"appOwnerOrganizationId": tenant, "appRoleAssignmentRequired": false, "createdDateTime": created, "description": nil,
 			"disabledByMicrosoftStatus": nil, "displayName": p.DisplayName, "homepage": nil, "loginUrl": nil, "logoutUrl": nil,
