@@ -18,11 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/google/uuid"
 
@@ -332,87 +335,59 @@ func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job
 }
 
 func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client, t Target) (string, error) {
-	b, err := readContent(ctx, s.store, h)
-	if err != nil {
-		return "", fmt.Errorf("backup: reading %s: %w", h.Name, err)
-	}
-	plain, err := json.Marshal(b)
-	if err != nil {
-		return "", err
-	}
-	sealed, err := h.Key.Encrypt(plain, backupAAD(h.DomainID))
-	clear(plain)
-	if err != nil {
-		return "", err
-	}
 	now := s.now().UTC()
 	folder := fmt.Sprintf("mhsm-%s-%s", h.Name, now.Format("20060102150405"))
-	sum := sha256.Sum256(sealed)
-	m, _ := json.Marshal(manifest{Format: format.Version, HSM: h.Name, DomainID: h.DomainID, Created: now.Format(time.RFC3339),
-		Keys: len(b.Keys), Size: len(sealed), SHA256: hex.EncodeToString(sum[:])})
-	if _, err := c.NewBlockBlobClient(folder+"/"+backupName).UploadBuffer(ctx, sealed, nil); err != nil {
-		return "", storageError("writing the backup", err)
+
+	// The store is read in one transaction (a consistent copy) and
+	// streamed, sealed, into the blob: memory holds a few blocks, never
+	// the backup. The blob is committed only when the stream ends
+	// without error.
+	pr, pw := io.Pipe()
+	sum, size := sha256.New(), &counter{}
+	type result struct {
+		end format.End
+		err error
 	}
+	written := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = s.store.View(ctx, func(tx store.Tx) error {
+			r.end, r.err = writeStream(ctx, tx, h, io.MultiWriter(pw, sum, size))
+			return r.err
+		})
+		pw.CloseWithError(r.err)
+		written <- r
+	}()
+	_, uerr := c.NewBlockBlobClient(folder+"/"+backupName).UploadStream(ctx, pr,
+		&blockblob.UploadStreamOptions{BlockSize: uploadBlock, Concurrency: uploadConcurrency})
+	pr.CloseWithError(errUploadStopped) // the writer, if still writing, stops
+	r := <-written
+	if uerr != nil && !errors.Is(uerr, r.err) {
+		return "", storageError("writing the backup", uerr)
+	}
+	if r.err != nil {
+		return "", fmt.Errorf("backup: reading %s: %w", h.Name, r.err)
+	}
+	m, _ := json.Marshal(manifest{Format: format.StreamVersion, HSM: h.Name, DomainID: h.DomainID, Created: now.Format(time.RFC3339),
+		Keys: r.end.Keys, Size: size.n, SHA256: hex.EncodeToString(sum.Sum(nil))})
 	if _, err := c.NewBlockBlobClient(folder+"/"+manifestName).UploadBuffer(ctx, m, nil); err != nil {
 		return "", storageError("writing the backup manifest", err)
 	}
 	return strings.TrimSuffix(t.ContainerURI, "/") + "/" + folder, nil
 }
 
-// readContent reads everything a backup of h holds, in one read
-// transaction.
-func readContent(ctx context.Context, st store.Store, h *domain.HSM) (*content, error) {
-	b := &content{Format: format.Version, DomainID: h.DomainID}
-	err := st.View(ctx, func(tx store.Tx) error {
-		for _, deleted := range []bool{false, true} {
-			after := ""
-			for {
-				items, err := tx.ListKeys(ctx, h.Name, deleted, after, 500)
-				if err != nil {
-					return err
-				}
-				for _, it := range items {
-					b.Keys = append(b.Keys, format.FromKey(&it.Key))
-					var seq int64
-					for {
-						vs, err := tx.ListKeyVersions(ctx, h.Name, it.Key.Name, seq, 500)
-						if err != nil {
-							return err
-						}
-						if len(vs) == 0 {
-							break
-						}
-						b.Versions = append(b.Versions, format.FromKeyVersions(vs)...)
-						seq = vs[len(vs)-1].Seq
-					}
-				}
-				if len(items) < 500 {
-					break
-				}
-				after = items[len(items)-1].Key.Name
-			}
-		}
-		roles, err := tx.ListRoleDefinitions(ctx, h.Name)
-		if err != nil {
-			return err
-		}
-		for _, r := range roles {
-			b.Roles = append(b.Roles, format.FromRoleDefinition(r))
-		}
-		assignments, err := tx.ListRoleAssignments(ctx, h.Name)
-		if err != nil {
-			return err
-		}
-		for _, a := range assignments {
-			b.Assignments = append(b.Assignments, format.FromRoleAssignment(a))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
+// The upload holds at most uploadBlock × uploadConcurrency of the backup
+// in memory.
+const (
+	uploadBlock       = 4 << 20
+	uploadConcurrency = 2
+)
+
+var errUploadStopped = errors.New("backup: the upload stopped")
+
+type counter struct{ n int }
+
+func (c *counter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
 
 // storageError turns a storage failure into a message for the caller.
 func storageError(doing string, err error) error {
@@ -427,44 +402,113 @@ func storageError(doing string, err error) error {
 	return fmt.Errorf("backup: %s: %w", doing, err)
 }
 
-// load reads and opens a backup folder of the container.
-func load(ctx context.Context, h *domain.HSM, c *container.Client, folder string) (*content, error) {
+// maxManifest bounds the manifest read: it is a few hundred bytes.
+const maxManifest = 64 << 10
+
+// maxBackup bounds the sealed backup a restore reads.
+const maxBackup = 64 << 30
+
+// restore reads a backup folder of the container and applies it to h:
+// all of it, or the key only.
+func (s *Service) restore(ctx context.Context, h *domain.HSM, c *container.Client, folder, only string) error {
 	folder = strings.Trim(folder, "/")
 	if folder == "" || strings.Contains(folder, "..") {
-		return nil, fault.Invalidf("folderToRestore must name a backup folder")
+		return fault.Invalidf("folderToRestore must name a backup folder")
 	}
-	read := func(name string, limit int64) ([]byte, error) {
+	download := func(name string) (io.ReadCloser, error) {
 		resp, err := c.NewBlobClient(folder+"/"+name).DownloadStream(ctx, nil)
 		if err != nil {
 			return nil, storageError("reading the backup", err)
 		}
-		defer resp.Body.Close()
-		return io.ReadAll(io.LimitReader(resp.Body, limit))
+		return resp.Body, nil
 	}
-	mb, err := read(manifestName, maxManifest)
+	body, err := download(manifestName)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	sealed, err := read(backupName, 4<<30)
+	mb, err := io.ReadAll(io.LimitReader(body, maxManifest))
+	body.Close()
 	if err != nil {
-		return nil, err
+		return storageError("reading the backup", err)
 	}
-	return openBackup(h, mb, sealed)
+	m, err := openManifest(h, mb)
+	if err != nil {
+		return err
+	}
+	if body, err = download(backupName); err != nil {
+		return err
+	}
+	defer body.Close()
+	if m.Format == format.Version {
+		sealed, err := io.ReadAll(io.LimitReader(body, int64(m.Size)+1))
+		if err != nil {
+			return storageError("reading the backup", err)
+		}
+		b, err := openBackup(h, mb, sealed)
+		if err != nil {
+			return err
+		}
+		return s.apply(ctx, h, recordsOf(b), only)
+	}
+	spooled, err := spool(body, m)
+	if err != nil {
+		return err
+	}
+	defer spooled.Close()
+	return s.apply(ctx, h, readStream(spooled, h), only)
 }
 
-// maxManifest bounds the manifest read: it is a few hundred bytes.
-const maxManifest = 64 << 10
+// spool copies a sealed backup into an unnamed temporary file, checking
+// it against its manifest, so that memory holds none of it and the
+// restore's transaction reads local disk rather than the network. The
+// file holds the backup as stored: sealed.
+func spool(body io.Reader, m manifest) (*os.File, error) {
+	f, err := os.CreateTemp("", "keyward-restore-*")
+	if err != nil {
+		return nil, fmt.Errorf("backup: spooling: %w", err)
+	}
+	os.Remove(f.Name()) // gone with the last descriptor, even after a crash
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, sum), io.LimitReader(body, int64(m.Size)+1))
+	if err != nil {
+		f.Close()
+		return nil, storageError("reading the backup", err)
+	}
+	if n != int64(m.Size) || hex.EncodeToString(sum.Sum(nil)) != m.SHA256 {
+		f.Close()
+		return nil, ErrBadBackup.With("the backup is truncated or altered (it does not match its manifest)")
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("backup: spooling: %w", err)
+	}
+	return f, nil
+}
 
-// openBackup checks a backup's manifest and opens its sealed content with
-// h's domain key. Both come from storage that the caller named, so
-// neither is trusted.
-func openBackup(h *domain.HSM, mb, sealed []byte) (*content, error) {
+// openManifest checks a backup's manifest, read from storage that the
+// caller named.
+func openManifest(h *domain.HSM, mb []byte) (manifest, error) {
 	var m manifest
-	if err := json.Unmarshal(mb, &m); err != nil || m.Format != format.Version {
-		return nil, ErrBadBackup.With("the backup manifest is not valid")
+	if err := json.Unmarshal(mb, &m); err != nil || (m.Format != format.Version && m.Format != format.StreamVersion) ||
+		m.Size <= 0 || m.Size > maxBackup {
+		return m, ErrBadBackup.With("the backup manifest is not valid")
 	}
 	if m.DomainID != h.DomainID {
-		return nil, ErrBadBackup.With("the backup was made under another security domain: it restores only into an HSM holding that domain")
+		return m, ErrBadBackup.With("the backup was made under another security domain: it restores only into an HSM holding that domain")
+	}
+	return m, nil
+}
+
+// openBackup opens a format 1 backup: its content sealed whole under h's
+// domain key. Manifest and content come from storage that the caller
+// named, so neither is trusted.
+func openBackup(h *domain.HSM, mb, sealed []byte) (*content, error) {
+	m, err := openManifest(h, mb)
+	if err != nil {
+		return nil, err
+	}
+	if m.Format != format.Version {
+		return nil, ErrBadBackup.With("the backup manifest is not valid")
 	}
 	sum := sha256.Sum256(sealed)
 	if len(sealed) != m.Size || hex.EncodeToString(sum[:]) != m.SHA256 {
@@ -472,7 +516,7 @@ func openBackup(h *domain.HSM, mb, sealed []byte) (*content, error) {
 	}
 	plain, err := h.Key.Decrypt(sealed, backupAAD(h.DomainID))
 	if err != nil {
-		return nil, ErrBadBackup.With("the backup does not open with this HSM's domain key: altered, or another domain")
+		return nil, errNotOurs
 	}
 	defer clear(plain)
 	var b content
@@ -480,6 +524,33 @@ func openBackup(h *domain.HSM, mb, sealed []byte) (*content, error) {
 		return nil, ErrBadBackup
 	}
 	return &b, nil
+}
+
+// recordsOf yields a format 1 backup's content in the order a stream holds
+// it.
+func recordsOf(b *content) iter.Seq2[format.Record, error] {
+	return func(yield func(format.Record, error) bool) {
+		for i := range b.Roles {
+			if !yield(format.Record{Role: &b.Roles[i]}, nil) {
+				return
+			}
+		}
+		for i := range b.Assignments {
+			if !yield(format.Record{Assignment: &b.Assignments[i]}, nil) {
+				return
+			}
+		}
+		for i := range b.Keys {
+			if !yield(format.Record{Key: &b.Keys[i]}, nil) {
+				return
+			}
+		}
+		for i := range b.Versions {
+			if !yield(format.Record{Version: &b.Versions[i]}, nil) {
+				return
+			}
+		}
+	}
 }
 
 // StartRestore begins replacing h's keys and roles with a backup's.
@@ -505,73 +576,70 @@ func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, 
 	if err != nil {
 		return Job{}, err
 	}
-	s.run(ctx, j, func(ctx context.Context) (string, error) {
-		b, err := load(ctx, h, c, folder)
-		if err == nil {
-			err = s.apply(ctx, h, b, key)
-		}
-		return "", err
-	})
+	s.run(ctx, j, func(ctx context.Context) (string, error) { return "", s.restore(ctx, h, c, folder, key) })
 	return j, nil
 }
 
-// apply writes a backup into the store in one transaction: all of it
-// (replacing the HSM's keys and roles), or one key.
-func (s *Service) apply(ctx context.Context, h *domain.HSM, b *content, only string) error {
+// apply writes a backup's records into the store in one transaction: all
+// of them (replacing the HSM's keys and roles), or one key's. An error
+// from records, such as a stream cut short, rolls all of it back.
+func (s *Service) apply(ctx context.Context, h *domain.HSM, records iter.Seq2[format.Record, error], only string) error {
 	return s.store.Update(ctx, func(tx store.Tx) error {
 		if only == "" {
 			if err := clearHSM(ctx, tx, h.Name); err != nil {
 				return err
 			}
-			for i := range b.Roles {
-				r := b.Roles[i].Store()
-				r.HSM = h.Name
-				if err := tx.PutRoleDefinition(ctx, r); err != nil {
-					return err
-				}
-			}
-			for i := range b.Assignments {
-				a := b.Assignments[i].Store()
-				a.HSM = h.Name
-				if err := tx.InsertRoleAssignment(ctx, a); err != nil {
-					return err
-				}
-			}
 		}
 		found := false
-		for i := range b.Keys {
-			k := b.Keys[i].Store()
-			if only != "" && !strings.EqualFold(k.Name, only) {
-				continue
+		for rec, err := range records {
+			if err != nil {
+				return err
 			}
-			found = true
-			if only != "" {
-				if _, err := tx.GetKey(ctx, h.Name, k.Name); err == nil {
-					return fault.Errorf(fault.Conflict, "Conflict", "a key named %s exists in this HSM (live or deleted): purge it before restoring it", k.Name)
-				} else if !errors.Is(err, store.ErrNotFound) {
-					return err
+			switch {
+			case rec.Role != nil && only == "":
+				r := rec.Role.Store()
+				r.HSM = h.Name
+				err = tx.PutRoleDefinition(ctx, r)
+			case rec.Assignment != nil && only == "":
+				a := rec.Assignment.Store()
+				a.HSM = h.Name
+				err = tx.InsertRoleAssignment(ctx, a)
+			case rec.Key != nil && (only == "" || strings.EqualFold(rec.Key.Name, only)):
+				found = true
+				if only != "" {
+					if err := keyAbsent(ctx, tx, h.Name, rec.Key.Name); err != nil {
+						return err
+					}
 				}
+				k := rec.Key.Store()
+				k.HSM = h.Name
+				err = tx.PutKey(ctx, &k)
+			case rec.Version != nil && (only == "" || strings.EqualFold(rec.Version.Name, only)):
+				v := rec.Version.Store()
+				v.HSM = h.Name
+				err = tx.InsertKeyVersion(ctx, &v)
 			}
-			k.HSM = h.Name
-			if err := tx.PutKey(ctx, &k); err != nil {
+			if err != nil {
 				return err
 			}
 		}
 		if only != "" && !found {
 			return fault.Errorf(fault.NotFound, "KeyNotFound", "the backup holds no key named %s", only)
 		}
-		for i := range b.Versions {
-			v := b.Versions[i].Store()
-			if only != "" && !strings.EqualFold(v.Name, only) {
-				continue
-			}
-			v.HSM = h.Name
-			if err := tx.InsertKeyVersion(ctx, &v); err != nil {
-				return err
-			}
-		}
 		return nil
 	})
+}
+
+// keyAbsent refuses a selective restore over a key that exists.
+func keyAbsent(ctx context.Context, tx store.Tx, hsm, name string) error {
+	_, err := tx.GetKey(ctx, hsm, name)
+	if err == nil {
+		return fault.Errorf(fault.Conflict, "Conflict", "a key named %s exists in this HSM (live or deleted): purge it before restoring it", name)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // clearHSM removes an HSM's keys, custom roles and assignments.

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,6 +38,26 @@ func FuzzOpenBackup(f *testing.F) {
 		b, err := openBackup(h, mb, sealed)
 		if err == nil && (b.Format != 1 || b.DomainID != h.DomainID) {
 			t.Fatalf("accepted content of another format or domain: %d %q", b.Format, b.DomainID)
+		}
+	})
+}
+
+// FuzzReadStream feeds arbitrary plaintext, sealed for the HSM, and
+// arbitrary sealed bytes to readStream: it must never panic.
+func FuzzReadStream(f *testing.F) {
+	h := testHSM(f, "fuzz", "d0m41n")
+	f.Add([]byte(`{"format":2,"domainId":"d0m41n"}`+"\n"+`{"key":{"Name":"k"}}`+"\n"+`{"end":{"keys":1}}`+"\n"), true)
+	f.Add([]byte(`{"format":2,"domainId":"d0m41n"}`+"\n"+`{"end":{"keys":0}}`), true)
+	f.Add([]byte(`{"format":2,"domainId":"d0m41n"}{"version":{"Sealed":"AA=="}}{"end":{"versions":1}}`), true)
+	f.Add([]byte("age-encryption.org/v1\n-> keyward-domain\nAAAA\n--- AAAA\n"), false)
+	f.Fuzz(func(t *testing.T, data []byte, seal bool) {
+		if seal {
+			data = sealLines(t, h, string(data))
+		}
+		for _, err := range readStream(bytes.NewReader(data), h) {
+			if err != nil {
+				return
+			}
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/backup/format"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/egress"
 	"github.com/keyward/keyward/internal/kcrypto"
@@ -24,9 +25,9 @@ import (
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden-v1 (only when the format changes on purpose: old backups must keep restoring)")
+var update = flag.Bool("update", false, "rewrite testdata/golden-v2 (only when the format changes on purpose: old backups must keep restoring)")
 
-// goldenDomainKey is the fixed domain key testdata/golden-v1 is sealed
+// goldenHSM holds the fixed domain key testdata/golden-v* are sealed
 // under. It protects nothing: it exists so the test can open the blob.
 func goldenHSM(t testing.TB, name string) *domain.HSM {
 	t.Helper()
@@ -52,7 +53,8 @@ func openDB(t testing.TB) *sqlite.DB {
 
 // writeGolden fills an HSM with two keys (one with two versions, one
 // deleted), a custom role and two assignments (one time-bound), and
-// writes its backup to testdata/golden-v1.
+// writes its backup to testdata/golden-v2. testdata/golden-v1 was written
+// alike by the format 1 writer, which is gone; it stays as it is.
 func writeGolden(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
@@ -91,61 +93,106 @@ func writeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := readContent(ctx, db, h)
+	var sealed bytes.Buffer
+	var end format.End
+	err = db.View(ctx, func(tx store.Tx) (err error) { end, err = writeStream(ctx, tx, h, &sealed); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := json.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := h.Key.Encrypt(plain, backupAAD(h.DomainID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(sealed)
-	m, _ := json.Marshal(manifest{Format: 1, HSM: h.Name, DomainID: h.DomainID, Created: goldenTime.Format(time.RFC3339),
-		Keys: len(b.Keys), Size: len(sealed), SHA256: hex.EncodeToString(sum[:])})
-	dir := filepath.Join("testdata", "golden-v1")
+	sum := sha256.Sum256(sealed.Bytes())
+	m, _ := json.Marshal(manifest{Format: format.StreamVersion, HSM: h.Name, DomainID: h.DomainID, Created: goldenTime.Format(time.RFC3339),
+		Keys: end.Keys, Size: sealed.Len(), SHA256: hex.EncodeToString(sum[:])})
+	dir := filepath.Join("testdata", "golden-v2")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, manifestName), m, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, backupName), sealed, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, backupName), sealed.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func readGolden(t *testing.T, version string) (mb, sealed []byte) {
+	t.Helper()
+	dir := filepath.Join("testdata", "golden-"+version)
+	mb, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealed, err = os.ReadFile(filepath.Join(dir, backupName)); err != nil {
+		t.Fatal(err)
+	}
+	return mb, sealed
+}
+
+// TestGoldenV2 restores a streamed full backup written by an earlier
+// Keyward into an HSM of another name.
+func TestGoldenV2(t *testing.T) {
+	if *update {
+		writeGolden(t)
+	}
+	mb, sealed := readGolden(t, "v2")
+	h := goldenHSM(t, "restored")
+	m, err := openManifest(h, mb)
+	if err != nil || m.Format != format.StreamVersion {
+		t.Fatalf("manifest: %+v %v", m, err)
+	}
+	f, err := spool(bytes.NewReader(sealed), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	db := openDB(t)
+	if err := NewService(db, nil, time.Now, egress.Policy{}, "node-a").apply(context.Background(), h, readStream(f, h), ""); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, db, h, [2]string{"76183164fb43bec17c2962c21f20c44c", "0f81c31e2edeb04aa158ebb8e2218b1a"})
 }
 
 // TestGoldenV1 restores a full backup written by an earlier Keyward into
 // an HSM of another name: every backup made since format 1 must keep
 // restoring, keys, versions, material, roles and assignments.
 func TestGoldenV1(t *testing.T) {
-	if *update {
-		writeGolden(t)
-	}
-	ctx := context.Background()
-	dir := filepath.Join("testdata", "golden-v1")
-	mb, err := os.ReadFile(filepath.Join(dir, manifestName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := os.ReadFile(filepath.Join(dir, backupName))
-	if err != nil {
-		t.Fatal(err)
-	}
+	mb, sealed := readGolden(t, "v1")
 	h := goldenHSM(t, "restored")
 	b, err := openBackup(h, mb, sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db := openDB(t)
-	if err := NewService(db, nil, time.Now, egress.Policy{}, "node-a").apply(ctx, h, b, ""); err != nil {
+	if err := NewService(db, nil, time.Now, egress.Policy{}, "node-a").apply(context.Background(), h, recordsOf(b), ""); err != nil {
 		t.Fatal(err)
 	}
+	checkGolden(t, db, h, [2]string{"30e454e5c367bbecfb2c53cc9e0f9dcc", "dc4d097cc1dd6f83f751f901c330d743"})
 
-	err = db.View(ctx, func(tx store.Tx) error {
+	// What today's code writes is what format 1 was: the golden plaintext
+	// decodes and encodes again to the same bytes.
+	plain, err := h.Key.Decrypt(sealed, backupAAD(h.DomainID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again content
+	if err := json.Unmarshal(plain, &again); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, plain) {
+		t.Fatalf("re-encoded golden backup differs:\n%s\n%s", out, plain)
+	}
+}
+
+// checkGolden checks that db holds, in h, what writeGolden wrote: keys,
+// versions, material, roles and assignments.
+// versions are the IDs the two versions of "signing" were given.
+func checkGolden(t *testing.T, db *sqlite.DB, h *domain.HSM, versions [2]string) {
+	t.Helper()
+	ctx := context.Background()
+	err := db.View(ctx, func(tx store.Tx) error {
 		var names []string
 		for _, deleted := range []bool{false, true} {
 			items, err := tx.ListKeys(ctx, h.Name, deleted, "", 10)
@@ -163,7 +210,7 @@ func TestGoldenV1(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(vs) != 2 || vs[0].Version != "30e454e5c367bbecfb2c53cc9e0f9dcc" || vs[1].Version != "dc4d097cc1dd6f83f751f901c330d743" ||
+		if len(vs) != 2 || vs[0].Version != versions[0] || vs[1].Version != versions[1] ||
 			vs[0].Tags["team"] != "payments" || vs[0].Kty != "EC" || !vs[0].Created.Equal(goldenTime.Add(time.Minute)) || vs[0].HSM != h.Name {
 			t.Errorf("versions of signing: %+v", vs)
 		}
@@ -200,25 +247,7 @@ func TestGoldenV1(t *testing.T) {
 	// The sealed material came through: the restored key signs.
 	ks := keys.NewService(db, rand.Reader, time.Now, keys.Events{})
 	digest := sha256.Sum256([]byte("golden"))
-	if _, err := ks.Sign(ctx, h, "signing", "30e454e5c367bbecfb2c53cc9e0f9dcc", kcrypto.Algorithm("ES256"), digest[:]); err != nil {
+	if _, err := ks.Sign(ctx, h, "signing", versions[0], kcrypto.Algorithm("ES256"), digest[:]); err != nil {
 		t.Fatal(err)
-	}
-
-	// What today's code writes is what format 1 was: the golden plaintext
-	// decodes and encodes again to the same bytes.
-	plain, err := h.Key.Decrypt(sealed, backupAAD(h.DomainID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var again content
-	if err := json.Unmarshal(plain, &again); err != nil {
-		t.Fatal(err)
-	}
-	out, err := json.Marshal(again)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(out, plain) {
-		t.Fatalf("re-encoded golden backup differs:\n%s\n%s", out, plain)
 	}
 }

@@ -83,10 +83,12 @@ func TestRestoreRefusesDamagedBackups(t *testing.T) {
 	var m map[string]any
 	must(t, json.Unmarshal(manifest, &m))
 	put("resealed", map[string][]byte{"backup.kwb": flipped, "manifest.json": forgeManifest(m, flipped)})
+	// Cut short, with a manifest that agrees: the stream's own end is missing.
+	put("cut", map[string][]byte{"backup.kwb": sealed[:len(sealed)-40], "manifest.json": forgeManifest(m, sealed[:len(sealed)-40])})
 	put("foreign", map[string][]byte{"backup.kwb": sealed, "manifest.json": []byte(strings.Replace(string(manifest), m["domainId"].(string), "00000000-0000-0000-0000-000000000000", 1))})
 
 	before := env.Do("GET", "/keys?api-version=7.6", tok, nil).Body
-	for _, f := range []string{"tampered", "truncated", "resealed", "foreign", "missing"} {
+	for _, f := range []string{"tampered", "truncated", "resealed", "cut", "foreign", "missing"} {
 		job := runJob(t, env, tok, "PUT", "/restore", map[string]any{"sasTokenParameters": sasParams, "folderToRestore": f})
 		e, _ := job["error"].(map[string]any)
 		if job["status"] != "Failed" || e == nil || e["message"] == "" {

@@ -23,9 +23,17 @@ import (
 	"github.com/keyward/keyward/internal/store"
 )
 
-// Version is the format every backup is written in, and the only one
-// read.
+// Version is the format of key backups, and of the full backups written
+// before StreamVersion; both are still read.
 const Version = 1
+
+// StreamVersion is the format full backups are written in. Its sealed
+// content is an age file (filippo.io/age: 64 KiB chunks, each
+// authenticated, the last one marked) whose file key is sealed under the
+// domain key, and whose plaintext is JSON lines: a Header, then Records,
+// the last of them End. So a backup is written and read a record at a
+// time, never whole in memory, and a cut anywhere is detected.
+const StreamVersion = 2
 
 // Full is the plaintext of a full backup of an HSM.
 type Full struct {
@@ -35,6 +43,30 @@ type Full struct {
 	Versions    []KeyVersion     `json:"versions"`
 	Roles       []RoleDefinition `json:"roles"`
 	Assignments []RoleAssignment `json:"assignments"`
+}
+
+// Header is the first line of a StreamVersion backup.
+type Header struct {
+	Format   int    `json:"format"`
+	DomainID string `json:"domainId"`
+}
+
+// Record is one line after the Header: exactly one field is set. A key's
+// Record comes before its versions'.
+type Record struct {
+	Role       *RoleDefinition `json:"role,omitempty"`
+	Assignment *RoleAssignment `json:"assignment,omitempty"`
+	Key        *Key            `json:"key,omitempty"`
+	Version    *KeyVersion     `json:"version,omitempty"`
+	End        *End            `json:"end,omitempty"`
+}
+
+// End is the last Record: what came before it, counted.
+type End struct {
+	Roles       int `json:"roles"`
+	Assignments int `json:"assignments"`
+	Keys        int `json:"keys"`
+	Versions    int `json:"versions"`
 }
 
 // KeyBackup is the plaintext of a backup of one key and all its versions.
