@@ -14,9 +14,11 @@ import (
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
 
-// BenchmarkAuthorize decides requests on an HSM with 10,000 role
-// assignments and 1,000 groups; the caller belongs to 20 groups, two
-// levels deep, and is granted through one of them at a key scope.
+// BenchmarkAuthorize decides requests on an HSM at the scale of issue 17:
+// 100,000 role assignments, 10,000 users in 1,000 groups (half of them
+// inside another group), a third of the assignments to users, the rest to
+// groups, at 10,000 key scopes (ten each, the most a key scope takes). The caller is granted through a group
+// inside a group.
 //
 //	go test ./internal/rbac -run '^$' -bench Authorize
 func BenchmarkAuthorize(b *testing.B) {
@@ -26,26 +28,30 @@ func BenchmarkAuthorize(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	const groups, assignments, keys = 1000, 10000, 500
+	const groups, users, assignments, keys = 1000, 10000, 100000, 10000
 	h := &domain.HSM{ID: "bench", Name: "bench"}
-	user := "caller"
+	user := "u00005"
 	err = db.Update(ctx, func(tx store.Tx) error {
 		ins := func(id, kind string) error {
 			return tx.InsertPrincipal(ctx, &store.Principal{ID: id, Kind: kind, DisplayName: id})
-		}
-		if err := ins(user, store.KindUser); err != nil {
-			return err
 		}
 		for g := range groups {
 			if err := ins(fmt.Sprintf("g%04d", g), store.KindGroup); err != nil {
 				return err
 			}
 		}
-		for g := range 10 { // member of g0000..g0009, each inside another group
-			if err := tx.AddMember(ctx, fmt.Sprintf("g%04d", g), user); err != nil {
+		for g := range groups {
+			if g < groups/2 { // g0000..g0499 each inside g0500..g0999
+				if err := tx.AddMember(ctx, fmt.Sprintf("g%04d", groups/2+g), fmt.Sprintf("g%04d", g)); err != nil {
+					return err
+				}
+			}
+		}
+		for u := range users { // ten users in each group
+			if err := ins(fmt.Sprintf("u%05d", u), store.KindUser); err != nil {
 				return err
 			}
-			if err := tx.AddMember(ctx, fmt.Sprintf("g%04d", 500+g), fmt.Sprintf("g%04d", g)); err != nil {
+			if err := tx.AddMember(ctx, fmt.Sprintf("g%04d", u%groups), fmt.Sprintf("u%05d", u)); err != nil {
 				return err
 			}
 		}
@@ -53,10 +59,10 @@ func BenchmarkAuthorize(b *testing.B) {
 		for i := range assignments {
 			principal := fmt.Sprintf("g%04d", i%groups)
 			if i%3 == 0 {
-				principal = fmt.Sprintf("user-%d", i)
+				principal = fmt.Sprintf("u%05d", i%users)
 			}
-			scope := fmt.Sprintf("/keys/k%03d", i%keys)
-			if err := tx.InsertRoleAssignment(ctx, &store.RoleAssignment{HSM: h.Name, ID: fmt.Sprintf("a%05d", i), Scope: scope,
+			scope := fmt.Sprintf("/keys/k%04d", i%keys)
+			if err := tx.InsertRoleAssignment(ctx, &store.RoleAssignment{HSM: h.Name, ID: fmt.Sprintf("a%06d", i), Scope: scope,
 				RoleDefinitionID: roles[i%len(roles)], PrincipalID: principal}); err != nil {
 				return err
 			}
@@ -69,10 +75,10 @@ func BenchmarkAuthorize(b *testing.B) {
 	dir := identity.NewDirectory(db, "t", rand.Reader, time.Now)
 	s := NewService(db, dir, time.Now)
 	caller := &identity.Caller{ObjectID: user}
-	// a00505 grants Crypto User to g0505 (which holds g0005, which holds
-	// the caller) at /keys/k005.
-	allow := Request{HSM: h, Caller: caller, Action: KeysSign, Scope: "/keys/k005"}
-	deny := Request{HSM: h, Caller: caller, Action: KeysSign, Scope: "/keys/k499"}
+	// a000505 grants Crypto User to g0505 (which holds g0005, which holds
+	// the caller) at /keys/k0505.
+	allow := Request{HSM: h, Caller: caller, Action: KeysSign, Scope: "/keys/k0505"}
+	deny := Request{HSM: h, Caller: caller, Action: KeysSign, Scope: "/keys/k9999"}
 	if err := s.Authorize(ctx, allow); err != nil {
 		b.Fatalf("expected allow: %v", err)
 	}
@@ -93,7 +99,23 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 		}
 	})
-	b.Run("rebuild", func(b *testing.B) { // the cost after every role change
+	b.Run("change", func(b *testing.B) { // one assignment made, the next decision
+		i := 0
+		for b.Loop() {
+			i++
+			err := db.Update(ctx, func(tx store.Tx) error {
+				return tx.InsertRoleAssignment(ctx, &store.RoleAssignment{HSM: h.Name, ID: fmt.Sprintf("new%06d", i), Scope: "/keys/k0001",
+					RoleDefinitionID: CryptoUserID, PrincipalID: user, Created: time.Now()})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Authorize(ctx, allow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rebuild", func(b *testing.B) { // after a custom role's change, or a restore
 		for b.Loop() {
 			s.invalidate(h.Name)
 			if err := s.Authorize(ctx, allow); err != nil {

@@ -45,7 +45,7 @@ var _ Authorizer = (*Service)(nil)
 
 // NewService returns the local RBAC of every HSM in s.
 func NewService(s store.Store, dir *identity.Directory, now func() time.Time) *Service {
-	svc := &Service{store: s, dir: dir, now: now, ixs: indexes{gen: map[string]uint64{}, ix: map[string]*index{}}}
+	svc := &Service{store: s, dir: dir, now: now, ixs: newIndexes()}
 	s.Subscribe(svc.apply)
 	return svc
 }
