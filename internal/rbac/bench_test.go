@@ -11,7 +11,9 @@ import (
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/store/postgres"
 	"github.com/keyward/keyward/internal/store/sqlite"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // BenchmarkAuthorize decides requests on an HSM at the scale of issue 17:
@@ -22,16 +24,30 @@ import (
 //
 //	go test ./internal/rbac -run '^$' -bench Authorize
 func BenchmarkAuthorize(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		benchAuthorize(b, db)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		db, err := postgres.Open(context.Background(), testenv.StartPostgres(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		benchAuthorize(b, db)
+	})
+}
+
+func benchAuthorize(b *testing.B, db store.Store) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
 	const groups, users, assignments, keys = 1000, 10000, 100000, 10000
 	h := &domain.HSM{ID: "bench", Name: "bench"}
 	user := "u00005"
-	err = db.Update(ctx, func(tx store.Tx) error {
+	err := db.Update(ctx, func(tx store.Tx) error {
 		ins := func(id, kind string) error {
 			return tx.InsertPrincipal(ctx, &store.Principal{ID: id, Kind: kind, DisplayName: id})
 		}
