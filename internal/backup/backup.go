@@ -3,11 +3,15 @@
 //
 // A backup holds every key with all its versions (the material still
 // sealed as stored), deleted keys, rotation policies, custom role
-// definitions and role assignments. The whole is sealed again under the
-// HSM's domain key, bound to its security domain, and written as one
-// folder (mhsm-{name}-{yyyymmddhhmmss}) in the container: a manifest and
-// the sealed blob. So a backup restores into the same HSM, or into one
+// definitions and role assignments. It is sealed again under the HSM's
+// domain key, bound to its security domain, and written as one folder
+// (mhsm-{name}-{yyyymmddhhmmss}) in the container: a manifest and the
+// sealed blob. So a backup restores into the same HSM, or into one
 // recovered from the same security domain, and into no other.
+//
+// Backups are written and read as streams (format.StreamVersion, see
+// stream.go): memory holds a few blocks of one, never the whole. Backups
+// of format 1, sealed whole, still restore.
 package backup
 
 import (
