@@ -65,7 +65,7 @@ func (s *Server) bootstrap(ctx context.Context, tenant string) (*Bootstrap, erro
 			return nil, err
 		}
 	}
-	b.TenantID, b.AuthorityHost, b.ManagementURI, b.CAFile = tenant, s.base, s.base, s.CAFile()
+	b.TenantID, b.AuthorityHost, b.ManagementURI, b.CAFile = tenant, s.urls.authority, s.urls.management, s.CAFile()
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return nil, err
@@ -132,6 +132,9 @@ func (s *Server) createAdmin(ctx context.Context, tenant string, b *Bootstrap) e
 // User there, so the quick start can create and use keys at once.
 func (s *Server) ensureDevHSM(ctx context.Context, b *Bootstrap) error {
 	b.HSMName, b.HSMURI = DevHSMName, strings.TrimSuffix(s.base, "/")
+	if s.cfg.AzureNames {
+		b.HSMURI = s.HSMURI(DevHSMName)
+	}
 	admin, err := s.dir.GetByAppID(ctx, b.ClientID)
 	if err != nil {
 		return fmt.Errorf("server: bootstrap administrator: %w", err)
@@ -218,18 +221,18 @@ func (s *Server) checkPublicURL(ctx context.Context) error {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if before == s.base {
+		if before == s.urls.authority {
 			return nil
 		}
-		return tx.PutObject(ctx, &store.Object{Kind: kindCluster, ID: "public-url", Data: []byte(s.base)})
+		return tx.PutObject(ctx, &store.Object{Kind: kindCluster, ID: "public-url", Data: []byte(s.urls.authority)})
 	})
 	if err != nil {
 		return fmt.Errorf("server: recording the public URL: %w", err)
 	}
-	if before != "" && before != s.base {
+	if before != "" && before != s.urls.authority {
 		s.log.Warn("this node's public URL differs from the one other nodes of the cluster started with: "+
 			"they and this node will refuse each other's tokens; give every node the same --public-url",
-			"publicUrl", s.base, "cluster", before)
+			"publicUrl", s.urls.authority, "cluster", before)
 	}
 	return nil
 }

@@ -59,6 +59,30 @@ func (s surface) String() string {
 	return "none"
 }
 
+// Azure's own host names, served with Config.AzureNames.
+const (
+	AzureLoginHost      = "login.microsoftonline.com"
+	AzureManagementHost = "management.azure.com"
+	AzureGraphHost      = "graph.microsoft.com"
+	AzureHSMSuffix      = "managedhsm.azure.net"
+)
+
+// faceURLs are the URLs the server's faces are reached at, each ending in
+// "/": all the listen (or public) URL by default, Azure's hosts with
+// Config.AzureNames.
+type faceURLs struct{ authority, management, graph string }
+
+// of returns the URL of a surface other than the data plane.
+func (u faceURLs) of(s surface) string {
+	switch s {
+	case surfaceARM:
+		return u.management
+	case surfaceGraph:
+		return u.graph
+	}
+	return u.authority
+}
+
 // destination is where the front door sends a request.
 type destination struct {
 	surface  surface
@@ -88,6 +112,21 @@ type hostRoute struct {
 // wins. New faces (PIM, Azure's own host names) are new rows.
 func routeTable() []hostRoute {
 	return []hostRoute{
+		{"Azure's token service at login.microsoftonline.com", func(s *Server, host, _, _ string) (destination, bool) {
+			return destination{surface: surfaceOpen}, s.cfg.AzureNames && host == AzureLoginHost
+		}},
+		{"Azure's resource manager at management.azure.com", func(s *Server, host, first, _ string) (destination, bool) {
+			if !s.cfg.AzureNames || host != AzureManagementHost {
+				return destination{}, false
+			}
+			if first == "metadata" { // /metadata/endpoints: the cloud's metadata, open
+				return destination{surface: surfaceOpen}, true
+			}
+			return destination{surface: surfaceARM, audience: ARMResource}, true
+		}},
+		{"Azure's directory at graph.microsoft.com", func(s *Server, host, _, _ string) (destination, bool) {
+			return destination{surface: surfaceGraph, audience: GraphResource}, s.cfg.AzureNames && host == AzureGraphHost
+		}},
 		{"an HSM's data plane at {name}.{suffix}", func(s *Server, host, _, _ string) (destination, bool) {
 			label, under := strings.CutSuffix(host, "."+s.cfg.DNSSuffix)
 			if !under {
@@ -352,7 +391,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 // operation is named in the record even when the caller is refused.
 func (s *Server) serveTable(w http.ResponseWriter, r *http.Request, info *requestInfo, d destination, op *route.Op, params []route.Param,
 	serve func(http.ResponseWriter, *http.Request, *route.Op)) {
-	info.base = strings.TrimSuffix(s.base, "/")
+	info.base = strings.TrimSuffix(s.urls.of(d.surface), "/")
 	if op != nil {
 		info.rec.Operation = op.Name
 	}
@@ -416,7 +455,7 @@ func (s *Server) serveDataPlane(w http.ResponseWriter, r *http.Request, info *re
 // returns nil. The token itself is never logged.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource string) *http.Request {
 	challenge := func() {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s%s", resource="%s"`, s.base, s.dir.TenantID(), resource))
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s%s", resource="%s"`, s.urls.authority, s.dir.TenantID(), resource))
 	}
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
@@ -477,13 +516,16 @@ func cleanPath(p string) string {
 // HSM DNS suffix from the server URL alone.
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	var m metadataDoc
-	m.Authentication.LoginEndpoint = s.base
+	m.Authentication.LoginEndpoint = s.urls.authority
 	m.Authentication.Audiences = []string{ARMResource}
 	m.Authentication.Tenant = s.dir.TenantID()
-	m.ResourceManager, m.Graph, m.MicrosoftGraphResourceID = s.base, s.base, GraphResource
-	m.Suffixes = map[string]string{"mhsmDns": "." + s.cfg.DNSSuffix + ":" + s.port}
+	m.ResourceManager, m.Graph, m.MicrosoftGraphResourceID = s.urls.management, s.urls.graph, GraphResource
+	m.Suffixes = map[string]string{"mhsmDns": strings.TrimPrefix(s.HSMURI(""), "https://")}
 	if s.cfg.Dev {
 		m.DevHSMURI = strings.TrimSuffix(s.base, "/")
+		if s.cfg.AzureNames {
+			m.DevHSMURI = s.HSMURI(DevHSMName)
+		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, m)
 	return nil

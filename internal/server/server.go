@@ -92,6 +92,14 @@ type Config struct {
 	TLSCert, TLSKey string
 	// DNSSuffix is the domain under which HSMs answer as {name}.{suffix}.
 	DNSSuffix string
+	// AzureNames makes the server answer at Azure's own host names on
+	// port 443, for clients whose DNS sends those names to it (a hosts
+	// file, a private zone): the token service at login.microsoftonline.com,
+	// the resource manager at management.azure.com, the directory at
+	// graph.microsoft.com and each HSM at {name}.managedhsm.azure.net. The
+	// URLs it hands out (issuer, key ids, links) name those hosts, so
+	// unmodified Azure SDKs and the tools built on them work.
+	AzureNames bool
 	// AuditMaxFileBytes rotates audit journal files (default 64 MiB).
 	AuditMaxFileBytes int64
 	// AuditBufferBytes is how many undelivered bytes a blob sink may fall
@@ -151,8 +159,9 @@ type Server struct {
 	tls      *tls.Config
 	closers  []func() error
 	unlock   func() error // releases the data directory, after the store closes
-	base     string       // authority host and management URL, ending in "/"
-	port     string
+	base     string       // the listen (or public) URL, ending in "/"
+	urls     faceURLs     // what each face is reached at
+	port     string       // the port clients reach HSMs at
 	// listenHost is the host of the listen address, lower-cased: in dev
 	// mode the dev HSM answers there.
 	listenHost string
@@ -179,6 +188,14 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.AzureNames {
+		if cfg.PublicURL != "" {
+			return nil, fmt.Errorf("server: --azure-names and --public-url: the Azure names are the public URLs")
+		}
+		if cfg.DNSSuffix == "" || cfg.DNSSuffix == "mhsm.localhost" {
+			cfg.DNSSuffix = AzureHSMSuffix
+		}
 	}
 	if cfg.DNSSuffix == "" {
 		cfg.DNSSuffix = "mhsm.localhost"
@@ -209,6 +226,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			s.port = "443"
 		}
 		s.base = "https://" + u.Host + "/"
+	}
+	s.urls = faceURLs{authority: s.base, management: s.base, graph: s.base}
+	if cfg.AzureNames {
+		// Clients reach every name on 443, whatever the listener's port
+		// behind a forward.
+		s.port = "443"
+		s.urls = faceURLs{authority: "https://" + AzureLoginHost + "/", management: "https://" + AzureManagementHost + "/",
+			graph: "https://" + AzureGraphHost + "/"}
 	}
 	if s.unlock, err = lockDataDir(dir); err != nil {
 		return nil, err
@@ -250,6 +275,9 @@ func (s *Server) tlsConfig(ctx context.Context, seal domain.Seal) (*tls.Config, 
 		hosts := []string{s.listenHost, "localhost", "127.0.0.1", "*." + s.cfg.DNSSuffix}
 		if s.publicHost != "" {
 			hosts = append(hosts, s.publicHost)
+		}
+		if s.cfg.AzureNames {
+			hosts = append(hosts, AzureLoginHost, AzureManagementHost, AzureGraphHost)
 		}
 		ca, caKey, caErr := loadOrCreateCA(ctx, s.store, seal, s.cfg.DataDir)
 		if caErr != nil {
@@ -395,7 +423,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.tokens = identity.NewTokenService(key, s.base+tenant+"/v2.0", s.dir,
+	s.tokens = identity.NewTokenService(key, s.urls.authority+tenant+"/v2.0", s.dir,
 		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, realTime)
 	publisher := events.NewPublisher(s.cfg.EventWebhooks, nil, s.log)
 	s.closers = append(s.closers, publisher.Close)
@@ -447,7 +475,7 @@ func (s *Server) build(ctx context.Context) error {
 		fedClient = egressPolicy.Client(10 * time.Second)
 	}
 	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, fedClient, realTime), s.tokens,
-		identity.NewThrottle(identity.ThrottleConfig{Now: clock}), s.base, s.log)
+		identity.NewThrottle(identity.ThrottleConfig{Now: clock}), s.urls.authority, s.log)
 	s.open = route.NewTable(append(idAPI.Operations(),
 		route.Op{Name: "CloudMetadata", Method: http.MethodGet, Pattern: "/metadata/endpoints", Handle: s.metadata})...)
 	s.graph = graph.New(s.dir, s.log)
@@ -462,7 +490,7 @@ func (s *Server) build(ctx context.Context) error {
 	s.armRBAC = armrbac.NewService(s.store, s.dir, clock, scopes.Exists)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,
 		PIM:    s.rolePIM(armroles.New(s.store, s.dir, clock, scopes.Exists)),
-		HSMURI: s.HSMURI, ManagementURL: s.base, Log: s.log})
+		HSMURI: s.HSMURI, ManagementURL: s.urls.management, Log: s.log})
 	if err := diag.Start(ctx); err != nil {
 		return err
 	}
@@ -533,6 +561,10 @@ func (s *Server) Bootstrap() *Bootstrap { return s.boot }
 
 // BaseURL is the authority host and management URL, ending in "/".
 func (s *Server) BaseURL() string { return s.base }
+
+// AuthorityURL is the token service's host, ending in "/": BaseURL, or
+// Azure's login host with AzureNames.
+func (s *Server) AuthorityURL() string { return s.urls.authority }
 
 // CAFile is the path of the CA certificate clients should trust.
 func (s *Server) CAFile() string { return filepath.Join(s.cfg.DataDir, caCertFile) }
