@@ -473,7 +473,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource s
 		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the Authorization header must carry a Bearer token"))
 		return nil
 	}
-	c, err := s.tokens.Verify(strings.TrimSpace(tok), resource)
+	accepted := []string{resource}
+	if resource == ARMResource {
+		accepted = append(accepted, ARMClassicResource)
+	}
+	c, err := s.tokens.Verify(strings.TrimSpace(tok), accepted...)
 	if err != nil {
 		s.log.Info("token rejected", "path", r.URL.Path, "reason", err)
 		challenge()

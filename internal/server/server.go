@@ -55,6 +55,9 @@ const (
 	ManagedHSMResource = "https://managedhsm.azure.net"
 	GraphResource      = "https://graph.microsoft.com"
 	ARMResource        = "https://management.azure.com"
+	// ARMClassicResource is the resource manager's other name, the
+	// audience the Azure SDKs' public-cloud configuration asks for.
+	ARMClassicResource = "https://management.core.windows.net"
 )
 
 // MaxHeaderBytes bounds a request's header block.
@@ -424,7 +427,7 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.tokens = identity.NewTokenService(key, s.urls.authority+tenant+"/v2.0", s.dir,
-		[]string{ManagedHSMResource, GraphResource, ARMResource, strings.TrimSuffix(s.base, "/")}, realTime)
+		[]string{ManagedHSMResource, GraphResource, ARMResource, ARMClassicResource, strings.TrimSuffix(s.base, "/")}, realTime)
 	publisher := events.NewPublisher(s.cfg.EventWebhooks, nil, s.log)
 	s.closers = append(s.closers, publisher.Close)
 	s.registry = domain.NewRegistry(s.store, seal, rand.Reader, clock, func(ctx context.Context, e domain.SecurityDomainEvent) {
