@@ -108,7 +108,7 @@ func TestControlPlaneAndDirectory(t *testing.T) {
 		t.Fatalf("service principals: %+v", sps)
 	}
 	var meta struct {
-		Authentication struct{ LoginEndpoint string }
+		Authentication  struct{ LoginEndpoint string }
 		ResourceManager string
 		Suffixes        map[string]string
 	}
