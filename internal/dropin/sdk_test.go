@@ -118,3 +118,37 @@ func TestControlPlaneAndDirectory(t *testing.T) {
 		t.Fatalf("metadata: %+v", meta)
 	}
 }
+
+// TestInstanceDiscovery: MSAL's authority validation
+// (/common/discovery/instance), which some MSALs call even for
+// login.microsoftonline.com, is answered by the server for itself.
+func TestInstanceDiscovery(t *testing.T) {
+	tenant := os.Getenv("AZURE_TENANT_ID")
+	resp, err := http.Get("https://login.microsoftonline.com/common/discovery/instance?api-version=1.1&authorization_endpoint=" +
+		url.QueryEscape("https://login.microsoftonline.com/"+tenant+"/oauth2/v2.0/authorize"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d struct {
+		TenantDiscoveryEndpoint string `json:"tenant_discovery_endpoint"`
+		Metadata                []struct{ Aliases []string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	if d.TenantDiscoveryEndpoint != "https://login.microsoftonline.com/"+tenant+"/v2.0/.well-known/openid-configuration" ||
+		len(d.Metadata) != 1 || len(d.Metadata[0].Aliases) != 1 || d.Metadata[0].Aliases[0] != "login.microsoftonline.com" {
+		t.Fatalf("%+v", d)
+	}
+	var doc struct{ Issuer, TokenEndpoint string }
+	r2, err := http.Get(d.TenantDiscoveryEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Body.Close()
+	json.NewDecoder(r2.Body).Decode(&doc)
+	if doc.Issuer != "https://login.microsoftonline.com/"+tenant+"/v2.0" {
+		t.Fatalf("issuer %q", doc.Issuer)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,7 @@ func (a *API) Operations() []route.Op {
 	}
 	return []route.Op{
 		op("OpenIdConnectDiscovery", http.MethodGet, "/{tenant}/v2.0/.well-known/openid-configuration", a.discovery),
+		op("InstanceDiscovery", http.MethodGet, "/common/discovery/instance", a.instanceDiscovery),
 		op("Jwks", http.MethodGet, "/{tenant}/discovery/v2.0/keys", a.jwks),
 		op("Token", http.MethodPost, "/{tenant}/oauth2/v2.0/token", a.token),
 		// Keyward extension (RFC 7009): revoke a refresh token.
@@ -112,6 +114,24 @@ func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
 		SigningAlgs:           []string{"RS256"},
 		AuthMethods:           []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
 		GrantTypes:            []string{"client_credentials", "password", "refresh_token"},
+	})
+}
+
+// instanceDiscovery answers MSAL's authority validation for this server
+// alone: the authority is itself, with no aliases, and its tenant's OpenID
+// metadata is where the discovery documents are.
+func (a *API) instanceDiscovery(w http.ResponseWriter, r *http.Request) {
+	tenant := a.dir.TenantID()
+	if u, err := url.Parse(r.URL.Query().Get("authorization_endpoint")); err == nil {
+		if t, _, _ := strings.Cut(strings.TrimPrefix(u.EscapedPath(), "/"), "/"); t == "organizations" {
+			tenant = t
+		}
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(a.base, "https://"), "/")
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
+		"tenant_discovery_endpoint": a.base + tenant + "/v2.0/.well-known/openid-configuration",
+		"api-version":               "1.1",
+		"metadata":                  []map[string]any{{"preferred_network": host, "preferred_cache": host, "aliases": []string{host}}},
 	})
 }
 
