@@ -61,9 +61,9 @@ func (s *Service) Create(ctx context.Context, h *domain.HSM, name string, p Crea
 		}
 		k, err = kcrypto.GenerateRSA(s.rand, p.Size, p.PublicExponent)
 	case kcrypto.EC:
-		if p.Size != 0 {
-			return nil, fault.Invalidf("key_size does not apply to EC keys; use crv")
-		}
+		// Azure ignores key_size for EC keys, and callers send it:
+		// sigstore's Azure signer creates {"kty":"EC","key_size":2048}.
+		p.Size = 0
 		if p.Curve == "" {
 			p.Curve = kcrypto.P256
 		}
