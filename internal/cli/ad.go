@@ -347,7 +347,7 @@ func memberCmd(e *env, verb string) *cobra.Command {
 			gid := g["id"].(string)
 			switch verb {
 			case "add":
-				ref := map[string]string{"@odata.id": strings.TrimSuffix(c.prof.Server, "/") + "/v1.0/directoryObjects/" + member}
+				ref := map[string]string{"@odata.id": strings.TrimSuffix(c.prof.graphURL(), "/") + "/v1.0/directoryObjects/" + member}
 				err := c.graph(ctx, http.MethodPost, "/groups/"+gid+"/members/$ref", ref, nil)
 				return nil, err
 			case "remove":

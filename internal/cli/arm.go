@@ -22,7 +22,7 @@ func (c *client) arm(ctx context.Context, method, path string, body, out any) er
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
-	return c.call(ctx, armScope, method, strings.TrimSuffix(c.prof.Server, "/")+path+sep+"api-version=2023-07-01", body, out)
+	return c.call(ctx, armScope, method, strings.TrimSuffix(c.prof.managementURL(), "/")+path+sep+"api-version=2023-07-01", body, out)
 }
 
 func (c *client) subscriptionPath() (string, error) {

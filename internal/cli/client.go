@@ -169,7 +169,7 @@ func (e *apiError) Error() string {
 
 // graph sends a Microsoft Graph request and decodes the JSON answer into out.
 func (c *client) graph(ctx context.Context, method, path string, body, out any) error {
-	return c.call(ctx, graphScope, method, strings.TrimSuffix(c.prof.Server, "/")+"/v1.0"+path, body, out)
+	return c.call(ctx, graphScope, method, strings.TrimSuffix(c.prof.graphURL(), "/")+"/v1.0"+path, body, out)
 }
 
 // hsm sends a request to an HSM's data plane (for the APIs that have no

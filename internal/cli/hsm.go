@@ -29,7 +29,7 @@ func (c *client) hsms() (*armkeyvault.ManagedHsmsClient, error) {
 	}
 	cfg := credCloud(c.prof)
 	cfg.Services = map[cloud.ServiceName]cloud.ServiceConfiguration{cloud.ResourceManager: {
-		Endpoint: strings.TrimSuffix(c.prof.Server, "/"), Audience: armAudience}}
+		Endpoint: strings.TrimSuffix(c.prof.managementURL(), "/"), Audience: armAudience}}
 	return armkeyvault.NewManagedHsmsClient(c.prof.Subscription, signingIn{c.cred}, &arm.ClientOptions{
 		ClientOptions: azcore.ClientOptions{Transport: c.http, Cloud: cfg},
 		// Keyward has every resource provider registered.

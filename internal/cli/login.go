@@ -156,8 +156,10 @@ func discover(ctx context.Context, p *profile) error {
 	}
 	defer resp.Body.Close()
 	var m struct {
-		Authentication struct{ Tenant string } `json:"authentication"`
-		Suffixes       map[string]string       `json:"suffixes"`
+		Authentication  struct{ Tenant string } `json:"authentication"`
+		Suffixes        map[string]string       `json:"suffixes"`
+		ResourceManager string                  `json:"resourceManager"`
+		Graph           string                  `json:"graph"`
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s does not look like a Keyward server: metadata answered %s", p.Server, resp.Status)
@@ -175,6 +177,13 @@ func discover(ctx context.Context, p *profile) error {
 		return usagef("the server's tenant is %s, not %s", m.Authentication.Tenant, p.TenantID)
 	}
 	p.MHSMDNS = m.Suffixes["mhsmDns"]
+	p.Management, p.Graph = "", ""
+	if m.ResourceManager != "" && m.ResourceManager != p.Server {
+		p.Management = m.ResourceManager
+	}
+	if m.Graph != "" && m.Graph != p.Server {
+		p.Graph = m.Graph
+	}
 	return nil
 }
 

@@ -60,7 +60,7 @@ func (c *client) armPIM(ctx context.Context, method, path, version string, body,
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
-	return c.call(ctx, armScope, method, strings.TrimSuffix(c.prof.Server, "/")+path+sep+"api-version="+version, body, out)
+	return c.call(ctx, armScope, method, strings.TrimSuffix(c.prof.managementURL(), "/")+path+sep+"api-version="+version, body, out)
 }
 
 // me is the signed-in principal's object id, read from its own token (the
@@ -836,7 +836,7 @@ func pimAlertList(e *env) *cobra.Command {
 			var list struct {
 				Value []map[string]any `json:"value"`
 			}
-			u := strings.TrimSuffix(c.prof.Server, "/") + "/beta/identityGovernance/roleManagementAlerts/alerts?$filter=" + filter + "&$expand=alertIncidents"
+			u := strings.TrimSuffix(c.prof.graphURL(), "/") + "/beta/identityGovernance/roleManagementAlerts/alerts?$filter=" + filter + "&$expand=alertIncidents"
 			if err := c.call(ctx, graphScope, http.MethodGet, u, nil, &list); err != nil {
 				return nil, err
 			}
@@ -893,7 +893,7 @@ func pimAlertConfigUpdate(e *env) *cobra.Command {
 			if interval != "" {
 				body["timeIntervalBetweenActivations"] = interval
 			}
-			base := strings.TrimSuffix(c.prof.Server, "/") + "/beta/identityGovernance/roleManagementAlerts/alertConfigurations/"
+			base := strings.TrimSuffix(c.prof.graphURL(), "/") + "/beta/identityGovernance/roleManagementAlerts/alertConfigurations/"
 			id := "DirectoryRole_" + c.prof.TenantID + "_" + typ
 			if err := c.call(ctx, graphScope, http.MethodPatch, base+url.PathEscape(id), body, nil); err != nil {
 				return nil, err

@@ -21,6 +21,12 @@ type profile struct {
 	CAFile       string `json:"caFile,omitempty"`
 	// MHSMDNS is the HSM DNS suffix with port, such as ".mhsm.localhost:8443".
 	MHSMDNS string `json:"mhsmDns"`
+	// Management and Graph are the resource manager's and the directory's
+	// URLs, from the server's metadata, when they are not Server (a server
+	// at Azure's names: https://management.azure.com/ and
+	// https://graph.microsoft.com/).
+	Management string `json:"management,omitempty"`
+	Graph      string `json:"graph,omitempty"`
 	// Kind is "servicePrincipal" or "user".
 	Kind     string `json:"kind"`
 	Username string `json:"username"`
@@ -35,6 +41,22 @@ type profile struct {
 }
 
 const profileFile = "profile.json"
+
+// managementURL is the resource manager's URL, ending in "/".
+func (p *profile) managementURL() string {
+	if p.Management != "" {
+		return p.Management
+	}
+	return p.Server
+}
+
+// graphURL is the directory's URL, ending in "/".
+func (p *profile) graphURL() string {
+	if p.Graph != "" {
+		return p.Graph
+	}
+	return p.Server
+}
 
 func (e *env) loadProfile() (*profile, error) {
 	b, err := os.ReadFile(filepath.Join(e.configDir, profileFile))

@@ -171,3 +171,39 @@ func TestKubernetesKMSPlugin(t *testing.T) {
 		t.Error("decrypt without the role was not refused")
 	}
 }
+
+// keyward runs the CLI as its own process with its own profile directory.
+func keyward(t *testing.T, config string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), cliEnv+"=1", "KEYWARD_CONFIG_DIR="+config)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("keyward %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestCLIAtAzureNames: the CLI logs in at login.microsoftonline.com, as
+// bootstrap.json says, and finds the resource manager, the directory and
+// the HSM at their Azure names from the server's metadata.
+func TestCLIAtAzureNames(t *testing.T) {
+	b := srv.Bootstrap()
+	if b.AuthorityHost != "https://login.microsoftonline.com/" || b.ManagementURI != "https://management.azure.com/" ||
+		b.HSMURI != "https://dev.managedhsm.azure.net" {
+		t.Fatalf("bootstrap.json: %+v", b)
+	}
+	config := t.TempDir()
+	keyward(t, config, "login", "--server", b.AuthorityHost, "--service-principal", "-u", b.ClientID, "-p", b.ClientSecret,
+		"--tenant", b.TenantID, "--ca-file", b.CAFile, "-o", "none")
+	if got := keyward(t, config, "keyvault", "show", "--hsm-name", "dev", "--query", "properties.hsmUri", "-o", "tsv"); got != "https://dev.managedhsm.azure.net/" {
+		t.Errorf("keyvault show: %s", got)
+	}
+	keyward(t, config, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "from-cli", "--kty", "EC-HSM", "-o", "none")
+	if got := keyward(t, config, "keyvault", "key", "show", "--hsm-name", "dev", "--name", "from-cli", "--query", "key.kid", "-o", "tsv"); !strings.HasPrefix(got, "https://dev.managedhsm.azure.net/keys/from-cli/") {
+		t.Errorf("key id: %s", got)
+	}
+	if got := keyward(t, config, "ad", "sp", "show", "--id", b.ClientID, "--query", "appId", "-o", "tsv"); got != b.ClientID {
+		t.Errorf("ad sp show: %s", got)
+	}
+}

@@ -79,7 +79,7 @@ func (a *API) Operations() []route.Op {
 
 func (a *API) tenantOK(w http.ResponseWriter, r *http.Request) bool {
 	t := r.PathValue("tenant")
-	if t == a.dir.TenantID() || t == "organizations" {
+	if t == a.dir.TenantID() || t == "organizations" || t == "common" {
 		return true
 	}
 	oauthError(w, http.StatusBadRequest, "invalid_tenant", "AADSTS90002: Tenant '"+t+"' not found.", 90002)
@@ -123,7 +123,7 @@ func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
 func (a *API) instanceDiscovery(w http.ResponseWriter, r *http.Request) {
 	tenant := a.dir.TenantID()
 	if u, err := url.Parse(r.URL.Query().Get("authorization_endpoint")); err == nil {
-		if t, _, _ := strings.Cut(strings.TrimPrefix(u.EscapedPath(), "/"), "/"); t == "organizations" {
+		if t, _, _ := strings.Cut(strings.TrimPrefix(u.EscapedPath(), "/"), "/"); t == "organizations" || t == "common" {
 			tenant = t
 		}
 	}
