@@ -1,6 +1,7 @@
 package dropin_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"google.golang.org/grpc"
@@ -205,5 +207,58 @@ func TestCLIAtAzureNames(t *testing.T) {
 	}
 	if got := keyward(t, config, "ad", "sp", "show", "--id", b.ClientID, "--query", "appId", "-o", "tsv"); got != b.ClientID {
 		t.Errorf("ad sp show: %s", got)
+	}
+}
+
+// TestManagedIdentityAtAzureNames: an application on a host that runs
+// `keyward identity agent` signs with DefaultAzureCredential and nothing
+// else: no secret in its environment, the identity's grant on the HSM.
+func TestManagedIdentityAtAzureNames(t *testing.T) {
+	b := srv.Bootstrap()
+	config := t.TempDir()
+	keyward(t, config, "login", "--server", b.AuthorityHost, "--service-principal", "-u", b.ClientID, "-p", b.ClientSecret,
+		"--tenant", b.TenantID, "--ca-file", b.CAFile, "-o", "none")
+	keyward(t, config, "group", "create", "--name", "app-rg", "-o", "none")
+	keyward(t, config, "identity", "create", "--name", "app-vm", "--resource-group", "app-rg", "-o", "none")
+	principal := keyward(t, config, "identity", "show", "--name", "app-vm", "--resource-group", "app-rg", "--query", "principalId", "-o", "tsv")
+	keyward(t, config, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "vm-signing", "--kty", "EC-HSM", "-o", "none")
+	keyward(t, config, "keyvault", "role", "assignment", "create", "--hsm-name", "dev", "--assignee", principal,
+		"--scope", "/keys/vm-signing", "--role", "Managed HSM Crypto User", "-o", "none")
+
+	agent := exec.Command(os.Args[0], "identity", "agent", "--name", "app-vm", "--resource-group", "app-rg")
+	agent.Env = append(os.Environ(), cliEnv+"=1", "KEYWARD_CONFIG_DIR="+config)
+	out, err := agent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Signal(syscall.SIGTERM); agent.Wait() })
+	lines := bufio.NewScanner(out)
+	for range 2 {
+		if !lines.Scan() {
+			t.Fatal("the agent printed nothing")
+		}
+		k, v, _ := strings.Cut(lines.Text(), "=")
+		t.Setenv(k, v)
+	}
+	// The application's environment names no secret and no client (unset
+	// here, restored after the test).
+	for _, k := range []string{"AZURE_CLIENT_SECRET", "AZURE_CLIENT_ID"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := azkeys.NewClient("https://dev.managedhsm.azure.net", cred, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := make([]byte, 32)
+	if _, err := c.Sign(ctx(t), "vm-signing", "", azkeys.SignParameters{Algorithm: to.Ptr(azkeys.SignatureAlgorithmES256), Value: digest}, nil); err != nil {
+		t.Fatal(err)
 	}
 }
