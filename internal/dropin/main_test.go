@@ -6,20 +6,19 @@
 // names to Keyward.
 //
 // The test process gives itself those names without touching the
-// machine: it runs again in a mount namespace of its own, where a private
+// machine: it runs again in mount and network namespaces of its own (and,
+// when not run as root, a user namespace in which it is), where a private
 // /etc/hosts sends login.microsoftonline.com, management.azure.com,
-// graph.microsoft.com and the HSMs' names to a loopback address of its
-// own, on which the server listens on port 443. SSL_CERT_FILE makes the
-// server's CA the system's roots. Both need root, as CI has.
+// graph.microsoft.com and the HSMs' names to the namespace's own loopback,
+// on whose port 443 the server listens. SSL_CERT_FILE makes the server's
+// CA the system's roots.
 package dropin_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/keyward/keyward/internal/cli"
 	"github.com/keyward/keyward/internal/server"
@@ -57,26 +58,46 @@ func TestMain(m *testing.M) {
 }
 
 // inOwnNamespace runs this test binary again, with the same arguments, in
-// a new mount namespace (Go makes its mounts private), and returns its exit
-// code.
+// new mount and network namespaces (Go makes the mounts private), and
+// returns its exit code.
 func inOwnNamespace() int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "dropin: these tests need root: they give the test process its own /etc/hosts "+
-			"(a mount namespace) and serve on port 443. Run them as root, as scripts/test does in CI.")
-		return 1
-	}
 	cmd := exec.Command(os.Args[0], os.Args[1:]...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWNET}
+	if uid, gid := os.Getuid(), os.Getgid(); uid != 0 {
+		// Root in a user namespace of its own, as rootless containers are.
+		attr.Cloneflags |= syscall.CLONE_NEWUSER
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+	}
+	cmd.SysProcAttr = attr
 	if err := cmd.Run(); err != nil {
 		if exit, ok := err.(*exec.ExitError); ok {
 			return exit.ExitCode()
 		}
-		fmt.Fprintln(os.Stderr, "dropin: running in a mount namespace:", err)
+		fmt.Fprintln(os.Stderr, "dropin: running in namespaces of its own (as root, or with unprivileged user namespaces):", err)
 		return 1
 	}
 	return 0
+}
+
+// loopbackUp brings up the new network namespace's loopback interface.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // serveAndRun points Azure's names at a loopback address of this run,
@@ -90,8 +111,11 @@ func serveAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	n, _ := rand.Int(rand.Reader, big.NewInt(240*250))
-	addr := fmt.Sprintf("127.%d.%d.%d", 10+n.Int64()/250, n.Int64()%250+1, 7)
+	if err := loopbackUp(); err != nil {
+		fmt.Fprintln(os.Stderr, "dropin: bringing up the namespace's loopback:", err)
+		return 1
+	}
+	const addr = "127.0.0.1" // the namespace's own
 	names := []string{server.AzureLoginHost, server.AzureManagementHost, server.AzureGraphHost}
 	for _, h := range hsmNames {
 		names = append(names, h+"."+server.AzureHSMSuffix)
