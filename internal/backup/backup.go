@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -82,6 +83,9 @@ type Service struct {
 	node     string // runs the jobs it begins
 
 	egress egress.Policy // guards the storage URLs that callers name
+
+	jobTimeout  time.Duration // see the constant
+	uploadBlock int           // see the constant
 }
 
 // NewService returns the backup service of the cluster node named node.
@@ -90,7 +94,7 @@ type Service struct {
 // them: see FailInterrupted and jobLease. Storage URLs that callers name
 // go through egress.
 func NewService(s store.Store, r *domain.Registry, now func() time.Time, egress egress.Policy, node string) *Service {
-	return &Service{store: s, registry: r, now: now, egress: egress, node: node}
+	return &Service{store: s, registry: r, now: now, egress: egress, node: node, jobTimeout: jobTimeout, uploadBlock: uploadBlock}
 }
 
 // A running job holds the lease jobLease(id), renewed by its node every
@@ -124,16 +128,33 @@ func (s *Service) hold(j Job, stop <-chan struct{}) {
 // records its outcome.
 func (s *Service) run(ctx context.Context, j Job, work func(context.Context) (string, error)) {
 	go func() {
-		ctx := context.WithoutCancel(ctx)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.jobTimeout)
+		defer cancel()
 		stop := make(chan struct{})
 		held := make(chan struct{})
 		go func() { s.hold(j, stop); close(held) }()
-		folder, err := work(ctx)
+		folder, err := func() (folder string, err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("backup: %s job %s panicked: %v", j.Kind, j.ID, p)
+				}
+			}()
+			return work(ctx)
+		}()
 		s.finish(ctx, j, folder, err)
 		close(stop)
 		<-held
 	}()
 }
+
+// jobTimeout bounds a job: storage that the caller names, and that answers
+// a byte at a time, must not keep an HSM's backups and restores busy for
+// ever. A backup of a million keys takes a few minutes.
+const jobTimeout = time.Hour
+
+// storageTryTimeout bounds each request to the storage, a 4 MiB block
+// included.
+const storageTryTimeout = 2 * time.Minute
 
 // manifest is written beside the sealed backup; it holds nothing secret.
 type manifest struct {
@@ -172,7 +193,9 @@ func (s *Service) container(t Target) (*container.Client, error) {
 	if t.SASToken != "" {
 		full += "?" + strings.TrimPrefix(t.SASToken, "?")
 	}
-	return container.NewClientWithNoCredential(full, &container.ClientOptions{ClientOptions: s.egress.ClientOptions()})
+	opts := s.egress.ClientOptions()
+	opts.Retry.TryTimeout = storageTryTimeout
+	return container.NewClientWithNoCredential(full, &container.ClientOptions{ClientOptions: opts})
 }
 
 // ErrInterrupted is the failure of a job that was running when the
@@ -343,41 +366,48 @@ func (s *Service) backup(ctx context.Context, h *domain.HSM, c *container.Client
 	folder := fmt.Sprintf("mhsm-%s-%s", h.Name, now.Format("20060102150405"))
 
 	// The store is read in one transaction (a consistent copy) and
-	// streamed, sealed, into the blob: memory holds a few blocks, never
-	// the backup. The blob is committed only when the stream ends
-	// without error.
-	pr, pw := io.Pipe()
+	// streamed, sealed, into a local file; the upload follows once the
+	// transaction ended, so storage that stalls holds no store connection.
+	// Memory holds a few blocks, never the backup.
+	f, err := tempFile()
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
 	sum, size := sha256.New(), &counter{}
-	type result struct {
-		end format.End
-		err error
+	var end format.End
+	err = s.store.View(ctx, func(tx store.Tx) (err error) {
+		end, err = writeStream(ctx, tx, h, io.MultiWriter(f, sum, size))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("backup: reading %s: %w", h.Name, err)
 	}
-	written := make(chan result, 1)
-	go func() {
-		var r result
-		r.err = s.store.View(ctx, func(tx store.Tx) error {
-			r.end, r.err = writeStream(ctx, tx, h, io.MultiWriter(pw, sum, size))
-			return r.err
-		})
-		pw.CloseWithError(r.err)
-		written <- r
-	}()
-	_, uerr := c.NewBlockBlobClient(folder+"/"+backupName).UploadStream(ctx, pr,
-		&blockblob.UploadStreamOptions{BlockSize: uploadBlock, Concurrency: uploadConcurrency})
-	pr.CloseWithError(errUploadStopped) // the writer, if still writing, stops
-	r := <-written
-	if uerr != nil && !errors.Is(uerr, r.err) {
-		return "", storageError("writing the backup", uerr)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("backup: %w", err)
 	}
-	if r.err != nil {
-		return "", fmt.Errorf("backup: reading %s: %w", h.Name, r.err)
+	_, err = c.NewBlockBlobClient(folder+"/"+backupName).UploadStream(ctx, f,
+		&blockblob.UploadStreamOptions{BlockSize: int64(s.uploadBlock), Concurrency: uploadConcurrency})
+	if err != nil {
+		return "", storageError("writing the backup", err)
 	}
 	m, _ := json.Marshal(manifest{Format: format.StreamVersion, HSM: h.Name, DomainID: h.DomainID, Created: now.Format(time.RFC3339),
-		Keys: r.end.Keys, Size: size.n, SHA256: hex.EncodeToString(sum.Sum(nil))})
+		Keys: end.Keys, Size: size.n, SHA256: hex.EncodeToString(sum.Sum(nil))})
 	if _, err := c.NewBlockBlobClient(folder+"/"+manifestName).UploadBuffer(ctx, m, nil); err != nil {
 		return "", storageError("writing the backup manifest", err)
 	}
 	return strings.TrimSuffix(t.ContainerURI, "/") + "/" + folder, nil
+}
+
+// tempFile returns an unnamed temporary file: gone with its descriptor,
+// even after a crash. It holds backups as stored: sealed.
+func tempFile() (*os.File, error) {
+	f, err := os.CreateTemp("", "keyward-backup-*")
+	if err != nil {
+		return nil, fmt.Errorf("backup: a temporary file: %w", err)
+	}
+	os.Remove(f.Name())
+	return f, nil
 }
 
 // The upload holds at most uploadBlock × uploadConcurrency of the backup
@@ -386,8 +416,6 @@ const (
 	uploadBlock       = 4 << 20
 	uploadConcurrency = 2
 )
-
-var errUploadStopped = errors.New("backup: the upload stopped")
 
 type counter struct{ n int }
 
@@ -409,8 +437,15 @@ func storageError(doing string, err error) error {
 // maxManifest bounds the manifest read: it is a few hundred bytes.
 const maxManifest = 64 << 10
 
-// maxBackup bounds the sealed backup a restore reads.
-const maxBackup = 64 << 30
+// maxBackup bounds the sealed backup a restore reads. A stream backup
+// (format 2) is authenticated as it is read, so only a backup this HSM's
+// domain sealed is ever read whole; a format 1 backup is read into memory
+// before anything can be checked, so it is bounded far lower (the format
+// 1 writer built backups whole in memory: 100,000 keys made 105 MiB).
+const (
+	maxBackup  = 64 << 30
+	maxFormat1 = 256 << 20
+)
 
 // restore reads a backup folder of the container and applies it to h:
 // all of it, or the key only.
@@ -444,6 +479,9 @@ func (s *Service) restore(ctx context.Context, h *domain.HSM, c *container.Clien
 	}
 	defer body.Close()
 	if m.Format == format.Version {
+		if m.Size > maxFormat1 {
+			return ErrBadBackup.With("a format 1 backup over 256 MiB is not restored")
+		}
 		sealed, err := io.ReadAll(io.LimitReader(body, int64(m.Size)+1))
 		if err != nil {
 			return storageError("reading the backup", err)
@@ -454,7 +492,7 @@ func (s *Service) restore(ctx context.Context, h *domain.HSM, c *container.Clien
 		}
 		return s.apply(ctx, h, recordsOf(b), only)
 	}
-	spooled, err := spool(body, m)
+	spooled, err := spool(body, m, h)
 	if err != nil {
 		return err
 	}
@@ -462,31 +500,64 @@ func (s *Service) restore(ctx context.Context, h *domain.HSM, c *container.Clien
 	return s.apply(ctx, h, readStream(spooled, h), only)
 }
 
-// spool copies a sealed backup into an unnamed temporary file, checking
-// it against its manifest, so that memory holds none of it and the
-// restore's transaction reads local disk rather than the network. The
-// file holds the backup as stored: sealed.
-func spool(body io.Reader, m manifest) (*os.File, error) {
-	f, err := os.CreateTemp("", "keyward-restore-*")
+// spool copies a sealed backup into an unnamed temporary file, so that
+// memory holds none of it and the restore's transaction reads local disk
+// rather than the network. The copy is opened with h's domain key as it
+// is written: a blob that another domain sealed, or no domain, is refused
+// at its header, and an altered one at the first chunk that does not
+// authenticate, without the rest being read. At the end the whole must
+// match its manifest.
+func spool(body io.Reader, m manifest, h *domain.HSM) (*os.File, error) {
+	f, err := tempFile()
 	if err != nil {
-		return nil, fmt.Errorf("backup: spooling: %w", err)
+		return nil, err
 	}
-	os.Remove(f.Name()) // gone with the last descriptor, even after a crash
-	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, sum), io.LimitReader(body, int64(m.Size)+1))
-	if err != nil {
-		f.Close()
-		return nil, storageError("reading the backup", err)
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+		}
+	}()
+	src := &readErr{r: io.LimitReader(body, int64(m.Size)+1)}
+	sum, size := sha256.New(), &counter{}
+	copied := io.TeeReader(src, io.MultiWriter(f, sum, size))
+	plain, err := age.Decrypt(copied, domainRecipient{h})
+	if err == nil {
+		_, err = io.Copy(io.Discard, plain)
 	}
-	if n != int64(m.Size) || hex.EncodeToString(sum.Sum(nil)) != m.SHA256 {
-		f.Close()
+	if err == nil {
+		_, err = io.Copy(io.Discard, copied) // what follows the sealed stream, if anything
+	}
+	switch {
+	case src.err != nil:
+		return nil, storageError("reading the backup", src.err)
+	case errors.Is(err, age.ErrIncorrectIdentity):
+		return nil, errNotOurs
+	case err != nil:
+		return nil, errDamaged
+	case size.n != m.Size || hex.EncodeToString(sum.Sum(nil)) != m.SHA256:
 		return nil, ErrBadBackup.With("the backup is truncated or altered (it does not match its manifest)")
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("backup: spooling: %w", err)
 	}
+	ok = true
 	return f, nil
+}
+
+// readErr keeps the error of the reader it wraps, other than io.EOF, so
+// that a storage failure is told from a damaged backup.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // openManifest checks a backup's manifest, read from storage that the
@@ -589,6 +660,9 @@ func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, 
 // from records, such as a stream cut short, rolls all of it back.
 func (s *Service) apply(ctx context.Context, h *domain.HSM, records iter.Seq2[format.Record, error], only string) error {
 	return s.store.Update(ctx, func(tx store.Tx) error {
+		if err := sameHSM(ctx, tx, h); err != nil {
+			return err
+		}
 		if only == "" {
 			if err := clearHSM(ctx, tx, h.Name); err != nil {
 				return err
@@ -632,6 +706,27 @@ func (s *Service) apply(ctx context.Context, h *domain.HSM, records iter.Seq2[fo
 		}
 		return nil
 	})
+}
+
+// ErrHSMReplaced fails a job whose HSM was deleted, or purged and made
+// again under its name, while the job ran: the job's HSM is gone, and
+// what it read or would write belongs to no other.
+var ErrHSMReplaced = fault.New(fault.Conflict, "Conflict", "the HSM was deleted or replaced while this job ran")
+
+// sameHSM checks, in the job's transaction, that h is still the HSM of its
+// name: the same id and security domain, not deleted.
+func sameHSM(ctx context.Context, tx store.Tx, h *domain.HSM) error {
+	r, err := tx.GetHSM(ctx, h.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrHSMReplaced
+	}
+	if err != nil {
+		return err
+	}
+	if r.ID != h.ID || r.DomainID != h.DomainID || !r.Deleted.IsZero() {
+		return ErrHSMReplaced
+	}
+	return nil
 }
 
 // keyAbsent refuses a selective restore over a key that exists.

@@ -36,7 +36,19 @@ func goldenHSM(t testing.TB, name string) *domain.HSM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &domain.HSM{Name: name, DomainID: "golden-domain", Key: dk}
+	return &domain.HSM{ID: "id-" + name, Name: name, DomainID: "golden-domain", Key: dk}
+}
+
+// register records h in db, as the HSM's registry would: a backup and a
+// restore check that their HSM is still the one of its name.
+func register(t testing.TB, db *sqlite.DB, h *domain.HSM) {
+	t.Helper()
+	err := db.Update(context.Background(), func(tx store.Tx) error {
+		return tx.InsertHSM(context.Background(), &store.HSM{ID: h.ID, Name: h.Name, DomainID: h.DomainID, State: "Active"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 var goldenTime = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -59,6 +71,7 @@ func writeGolden(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
 	h := goldenHSM(t, "golden")
+	register(t, db, h)
 	clock := goldenTime
 	ks := keys.NewService(db, rand.Reader, func() time.Time { clock = clock.Add(time.Minute); return clock }, keys.Events{})
 	f := false
@@ -139,12 +152,13 @@ func TestGoldenV2(t *testing.T) {
 	if err != nil || m.Format != format.StreamVersion {
 		t.Fatalf("manifest: %+v %v", m, err)
 	}
-	f, err := spool(bytes.NewReader(sealed), m)
+	f, err := spool(bytes.NewReader(sealed), m, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	db := openDB(t)
+	register(t, db, h)
 	if err := NewService(db, nil, time.Now, egress.Policy{}, "node-a").apply(context.Background(), h, readStream(f, h), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +176,7 @@ func TestGoldenV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openDB(t)
+	register(t, db, h)
 	if err := NewService(db, nil, time.Now, egress.Policy{}, "node-a").apply(context.Background(), h, recordsOf(b), ""); err != nil {
 		t.Fatal(err)
 	}

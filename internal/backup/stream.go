@@ -57,6 +57,9 @@ const backupPage = 500
 // (live, then deleted) followed by its versions.
 func writeStream(ctx context.Context, tx store.Tx, h *domain.HSM, w io.Writer) (format.End, error) {
 	var end format.End
+	if err := sameHSM(ctx, tx, h); err != nil {
+		return end, err
+	}
 	sealed, err := age.Encrypt(w, domainRecipient{h})
 	if err != nil {
 		return end, fmt.Errorf("backup: sealing: %w", err)

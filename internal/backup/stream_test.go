@@ -28,7 +28,7 @@ func testHSM(t testing.TB, name, domainID string) *domain.HSM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &domain.HSM{Name: name, DomainID: domainID, Key: dk}
+	return &domain.HSM{ID: "id-" + name, Name: name, DomainID: domainID, Key: dk}
 }
 
 // sealLines seals lines as a stream backup's plaintext for h, as a forger
@@ -73,6 +73,7 @@ func writeHSM(t testing.TB, h *domain.HSM, n int) (*sqlite.DB, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	db := openDB(t)
+	register(t, db, h)
 	ks := keys.NewService(db, rand.Reader, time.Now, keys.Events{})
 	for i := range n {
 		if _, err := ks.Create(ctx, h, fmt.Sprintf("key-%04d", i), keys.CreateParams{Type: kcrypto.EC}); err != nil {
