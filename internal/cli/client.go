@@ -63,12 +63,21 @@ func newHTTPClient(p *profile) (*http.Client, error) {
 	if h, _, err := net.SplitHostPort(suffixHost); err == nil {
 		suffixHost = h
 	}
+	// The resource manager's and the directory's hosts, when the server
+	// named its own (Azure's names): the server signed in to answers them.
+	faces := map[string]bool{}
+	for _, u := range []string{p.Management, p.Graph} {
+		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
+			faces[strings.ToLower(pu.Hostname())] = true
+		}
+	}
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	tr := &http.Transport{
 		TLSClientConfig:   cfg,
 		ForceAttemptHTTP2: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if host, _, err := net.SplitHostPort(addr); err == nil && suffixHost != "" && strings.HasSuffix(host, "."+suffixHost) {
+			if host, _, err := net.SplitHostPort(addr); err == nil &&
+				(suffixHost != "" && strings.HasSuffix(host, "."+suffixHost) || faces[strings.ToLower(host)]) {
 				addr = serverAddr
 			}
 			return d.DialContext(ctx, network, addr)

@@ -177,12 +177,22 @@ func discover(ctx context.Context, p *profile) error {
 		return usagef("the server's tenant is %s, not %s", m.Authentication.Tenant, p.TenantID)
 	}
 	p.MHSMDNS = m.Suffixes["mhsmDns"]
+	// The resource manager's and the directory's URLs: tokens go there, so
+	// they must be https, and the CLI dials the server for their hosts
+	// whatever DNS says (newHTTPClient), as it does for HSM names.
 	p.Management, p.Graph = "", ""
-	if m.ResourceManager != "" && m.ResourceManager != p.Server {
-		p.Management = m.ResourceManager
-	}
-	if m.Graph != "" && m.Graph != p.Server {
-		p.Graph = m.Graph
+	for _, u := range []struct {
+		url  string
+		dst  *string
+		name string
+	}{{m.ResourceManager, &p.Management, "resourceManager"}, {m.Graph, &p.Graph, "graph"}} {
+		if u.url == "" || u.url == p.Server {
+			continue
+		}
+		if pu, err := url.Parse(u.url); err != nil || pu.Scheme != "https" || pu.Host == "" || (pu.Path != "" && pu.Path != "/") {
+			return fmt.Errorf("the server's metadata names %s %q: want https://host/", u.name, u.url)
+		}
+		*u.dst = u.url
 	}
 	return nil
 }

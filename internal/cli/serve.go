@@ -47,7 +47,7 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 				cfg.AllowPrivateEndpoints = cfg.Dev
 			}
 			if cfg.AzureNames && !cmd.Flags().Changed("listen") {
-				cfg.Listen = ":443"
+				cfg.Listen = "127.0.0.1:443" // --listen :443 serves the network
 			}
 			if cfg.KeyCacheSize == 0 {
 				cfg.KeyCacheSize = -1 // the flag's 0 is no cache; the config's 0 is the default
@@ -73,7 +73,7 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file")
 	f.StringVar(&cfg.DNSSuffix, "dns-suffix", "mhsm.localhost", "HSMs answer at https://{name}.{suffix}")
 	f.BoolVar(&cfg.AzureNames, "azure-names", false,
-		"answer at Azure's own names on :443 (login.microsoftonline.com, management.azure.com, graph.microsoft.com, {name}.managedhsm.azure.net) for clients whose DNS sends them here")
+		"answer at Azure's own names on port 443 (default listen 127.0.0.1:443; login.microsoftonline.com, management.azure.com, graph.microsoft.com, {name}.managedhsm.azure.net) for clients whose DNS sends them here")
 	f.BoolVar(&jsonLogs, "log-json", false, "write logs as JSON lines")
 	f.StringVar(&cfg.Seal, "seal", "file", "what seals the HSMs' domain keys: file (a key file in the data dir) or pkcs11")
 	f.StringVar(&cfg.PKCS11.Module, "pkcs11-module", "", "PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so")

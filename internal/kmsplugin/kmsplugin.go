@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	kmsapi "k8s.io/kms/apis/v2"
 	"k8s.io/kms/pkg/service"
@@ -46,17 +47,24 @@ func New(c *azkeys.Client, hsmURL, name string, timeout time.Duration) *Plugin {
 // gracefully. The socket is the owner's alone (0600): whoever can call
 // Decrypt unwraps the cluster's DEKs.
 func Serve(ctx context.Context, path string, p *Plugin) error {
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("kmsplugin: removing the old socket: %w", err)
+	// A socket left by an earlier run is replaced; any other file is not.
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("kmsplugin: %s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("kmsplugin: removing the old socket: %w", err)
+		}
 	}
+	// Made 0600 from the start: the umask applies while it is created (the
+	// plugin is a process of its own, so the process-wide umask is its).
+	old := unix.Umask(0o177)
 	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
 	if err != nil {
 		return fmt.Errorf("kmsplugin: %w", err)
 	}
 	defer ln.Close()
-	if err := os.Chmod(path, 0o600); err != nil {
-		return fmt.Errorf("kmsplugin: %w", err)
-	}
 	gs := grpc.NewServer()
 	// The module's adapter turns gRPC messages into service calls; its own
 	// ListenAndServe and Shutdown race with each other, so the server is
@@ -139,11 +147,17 @@ func (p *Plugin) Decrypt(ctx context.Context, _ string, req *service.DecryptRequ
 	return r.Result, nil
 }
 
-// version returns the version that kid names of this key, or "".
+// version returns the version that kid names of this key, or "": a
+// version is letters and digits (Azure's are 32 hex digits).
 func (p *Plugin) version(kid string) string {
 	v, ok := strings.CutPrefix(kid, p.prefix)
-	if !ok || v == "" || strings.ContainsAny(v, "/?#") {
+	if !ok || v == "" || len(v) > 64 {
 		return ""
+	}
+	for _, c := range v {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return ""
+		}
 	}
 	return v
 }
