@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/identity"
 	"github.com/keyward/keyward/internal/store"
@@ -124,6 +126,20 @@ func benchAuthorize(b *testing.B, db store.Store) {
 					RoleDefinitionID: CryptoUserID, PrincipalID: user, Created: time.Now()})
 			})
 			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Authorize(ctx, allow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("assign", func(b *testing.B) { // the API's path: checks, insert, then a decision
+		for b.Loop() {
+			a, err := s.Assign(ctx, h, Assignment{ID: uuid.NewString(), Scope: "/keys/k0002", RoleID: CryptoUserID, PrincipalID: user})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Unassign(ctx, h, a.ID); err != nil {
 				b.Fatal(err)
 			}
 			if err := s.Authorize(ctx, allow); err != nil {

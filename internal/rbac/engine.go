@@ -182,7 +182,7 @@ func (ix *index) patched(changed map[string]*store.RoleAssignment) *index {
 			if c := a.created.Compare(b.created); c != 0 {
 				return c
 			}
-			return strings.Compare(a.assignment, b.assignment)
+			return strings.Compare(strings.ToLower(a.assignment), strings.ToLower(b.assignment))
 		})
 		if len(gs) == 0 {
 			delete(next.byPrincipal, p)
@@ -199,7 +199,7 @@ func listOrder(a, b *store.RoleAssignment) int {
 	if c := a.Created.Compare(b.Created); c != 0 {
 		return c
 	}
-	return strings.Compare(a.ID, b.ID)
+	return strings.Compare(strings.ToLower(a.ID), strings.ToLower(b.ID))
 }
 
 // decide reports whether any of principals holds action on resource at

@@ -337,17 +337,25 @@ func (s *Service) Assign(ctx context.Context, h *domain.HSM, a Assignment) (Assi
 }
 
 // insertAssignment stores a checked assignment in tx, refusing a taken id,
-// a duplicate grant and an assignment past the limit of its scope.
+// a duplicate grant and an assignment past the limit of its scope. It
+// reads the assignment of that id and those at the scope, never all of
+// them: an HSM may hold a hundred thousand.
 func insertAssignment(ctx context.Context, tx store.Tx, h *domain.HSM, a Assignment) error {
-	all, err := tx.ListRoleAssignments(ctx, h.Name)
+	if _, err := tx.GetRoleAssignment(ctx, h.Name, a.ID); err == nil {
+		return ErrAssignmentExists.With("The role assignment %s already exists.", a.ID)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	scopes := []string{a.Scope}
+	if a.Scope == "/" || a.Scope == "/keys" { // they share one limit
+		scopes = []string{"/", "/keys"}
+	}
+	near, err := tx.ListRoleAssignmentsAt(ctx, h.Name, scopes...)
 	if err != nil {
 		return err
 	}
 	atScope := 0
-	for _, x := range all {
-		if equalFold(x.ID, a.ID) {
-			return ErrAssignmentExists.With("The role assignment %s already exists.", a.ID)
-		}
+	for _, x := range near {
 		if x.PrincipalID == a.PrincipalID && equalFold(x.RoleDefinitionID, a.RoleID) && strings.EqualFold(x.Scope, a.Scope) {
 			return ErrAssignmentExists.With("The role assignment already exists (as %s).", x.ID)
 		}
@@ -484,11 +492,11 @@ func (s *Service) SeedInitialRolesTx(ctx context.Context, tx store.Tx, h *domain
 		} else if err != nil {
 			return err
 		}
-		all, err := tx.ListRoleAssignments(ctx, h.Name)
+		atRoot, err := tx.ListRoleAssignmentsAt(ctx, h.Name, "/")
 		if err != nil {
 			return err
 		}
-		if slices.ContainsFunc(all, func(a *store.RoleAssignment) bool {
+		if slices.ContainsFunc(atRoot, func(a *store.RoleAssignment) bool {
 			return a.Scope == "/" && a.PrincipalID == principal && equalFold(a.RoleDefinitionID, role)
 		}) {
 			continue

@@ -488,6 +488,10 @@ type RBAC interface {
 	// ListRoleAssignments lists every assignment of an HSM, oldest first,
 	// then by id.
 	ListRoleAssignments(ctx context.Context, hsm string) ([]*RoleAssignment, error)
+	// ListRoleAssignmentsAt lists an HSM's assignments at any of scopes
+	// (compared without regard to case), oldest first, then by id: the
+	// few a new assignment is checked against, without reading them all.
+	ListRoleAssignmentsAt(ctx context.Context, hsm string, scopes ...string) ([]*RoleAssignment, error)
 	// DeleteRoleAssignment removes an assignment; ErrNotFound if none.
 	DeleteRoleAssignment(ctx context.Context, hsm, id string) error
 }

@@ -198,6 +198,9 @@ var migrations = []string{
 	CREATE INDEX jobs_status ON jobs(status, hsm);`,
 	// 2: the node that runs a job.
 	`ALTER TABLE jobs ADD COLUMN node TEXT COLLATE "C" NOT NULL DEFAULT '';`,
+	// 3: assignments by scope, without regard to case, for the checks of
+	// a new one among many.
+	`CREATE INDEX role_assignments_scope ON role_assignments(hsm, lower(scope));`,
 }
 
 // migrateLock is the advisory lock that keeps nodes starting together

@@ -88,6 +88,17 @@ func (t *txn) ListRoleAssignments(ctx context.Context, hsm string) ([]*store.Rol
 	return collect(rows, err, func(r pgx.Rows) (*store.RoleAssignment, error) { return scanRoleAssignment(r) })
 }
 
+// ListRoleAssignmentsAt implements store.RBAC.
+func (t *txn) ListRoleAssignmentsAt(ctx context.Context, hsm string, scopes ...string) ([]*store.RoleAssignment, error) {
+	folded := make([]string, len(scopes))
+	for i, s := range scopes {
+		folded[i] = fold(s)
+	}
+	rows, err := t.tx.Query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = $1 AND lower(scope) = ANY($2)
+		ORDER BY created, id_nocase`, hsm, folded)
+	return collect(rows, err, func(r pgx.Rows) (*store.RoleAssignment, error) { return scanRoleAssignment(r) })
+}
+
 // DeleteRoleAssignment implements store.RBAC.
 func (t *txn) DeleteRoleAssignment(ctx context.Context, hsm, id string) error {
 	t.note(store.ChangeRole, hsm, id)

@@ -223,6 +223,9 @@ var migrations = []string{
 	ALTER TABLE members ADD COLUMN until INTEGER NOT NULL DEFAULT 0;`,
 	// 13: the node that runs a job.
 	`ALTER TABLE jobs ADD COLUMN node TEXT NOT NULL DEFAULT '';`,
+	// 14: assignments by scope (scope is NOCASE), for the checks of a new
+	// one among many.
+	`CREATE INDEX role_assignments_scope ON role_assignments(hsm, scope);`,
 }
 
 // conversions run after the migration of the same number, in its

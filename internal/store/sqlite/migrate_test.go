@@ -16,6 +16,7 @@ import (
 // back to the schema before it, so that a test can build a file of an
 // older version.
 var undo = map[int][]string{
+	14: {`DROP INDEX role_assignments_scope`},
 	13: {`ALTER TABLE jobs DROP COLUMN node`},
 	12: {`ALTER TABLE members DROP COLUMN since`, `ALTER TABLE members DROP COLUMN until`},
 	11: {`DROP TABLE refresh_tokens`, `DROP TABLE authenticators`},

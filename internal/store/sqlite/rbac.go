@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"strings"
 
 	"github.com/keyward/keyward/internal/store"
 )
@@ -88,6 +89,31 @@ func (t *txn) GetRoleAssignment(ctx context.Context, hsm, id string) (*store.Rol
 
 func (t *txn) ListRoleAssignments(ctx context.Context, hsm string) ([]*store.RoleAssignment, error) {
 	rows, err := t.query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? ORDER BY created, id`, hsm)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	defer rows.Close()
+	var out []*store.RoleAssignment
+	for rows.Next() {
+		a, err := scanRoleAssignment(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (t *txn) ListRoleAssignmentsAt(ctx context.Context, hsm string, scopes ...string) ([]*store.RoleAssignment, error) {
+	if len(scopes) == 0 {
+		return nil, nil
+	}
+	args := []any{hsm}
+	for _, s := range scopes {
+		args = append(args, s)
+	}
+	rows, err := t.query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? AND scope IN (?`+
+		strings.Repeat(", ?", len(scopes)-1)+`) ORDER BY created, id`, args...)
 	if err != nil {
 		return nil, notFound(err)
 	}

@@ -572,6 +572,24 @@ func testRoles(t *testing.T, s store.Store) {
 	if err != nil || len(list) != 3 || list[0].ID != "c" || list[1].ID != "a" || list[2].ID != "b" {
 		t.Fatalf("ListRoleAssignments oldest first, then by id: %+v, %v", list, err)
 	}
+	at, err := view(t, s, func(tx store.Tx) ([]*store.RoleAssignment, error) {
+		return tx.ListRoleAssignmentsAt(ctx, "h", "/KEYS/k", "/")
+	})
+	if err != nil || len(at) != 3 || at[0].ID != "c" || at[1].ID != "a" {
+		t.Fatalf("ListRoleAssignmentsAt a scope in another case: %+v, %v", at, err)
+	}
+	for _, scopes := range [][]string{{"/keys"}, {"/keys/k2"}, {}} {
+		if at, err := view(t, s, func(tx store.Tx) ([]*store.RoleAssignment, error) {
+			return tx.ListRoleAssignmentsAt(ctx, "h", scopes...)
+		}); err != nil || len(at) != 0 {
+			t.Fatalf("ListRoleAssignmentsAt(%v) = %+v, %v", scopes, at, err)
+		}
+	}
+	if at, err := view(t, s, func(tx store.Tx) ([]*store.RoleAssignment, error) {
+		return tx.ListRoleAssignmentsAt(ctx, "other", "/keys/K")
+	}); err != nil || len(at) != 0 {
+		t.Fatalf("ListRoleAssignmentsAt of another HSM = %+v, %v", at, err)
+	}
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteRoleAssignment(ctx, "h", "C") })
 	wantErr(t, "deleting an assignment twice", update(t, s, func(tx store.Tx) error { return tx.DeleteRoleAssignment(ctx, "h", "c") }), store.ErrNotFound)
 	_, err = view(t, s, func(tx store.Tx) (*store.RoleAssignment, error) { return tx.GetRoleAssignment(ctx, "h", "c") })
