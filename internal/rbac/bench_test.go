@@ -135,7 +135,7 @@ func benchAuthorize(b *testing.B, db store.Store) {
 	})
 	b.Run("assign", func(b *testing.B) { // the API's path: checks, insert, then a decision
 		for b.Loop() {
-			a, err := s.Assign(ctx, h, Assignment{ID: uuid.NewString(), Scope: "/keys/k0002", RoleID: CryptoUserID, PrincipalID: user})
+			a, err := s.Assign(ctx, h, Assignment{ID: uuid.NewString(), Scope: "/keys/another", RoleID: CryptoUserID, PrincipalID: user})
 			if err != nil {
 				b.Fatal(err)
 			}
