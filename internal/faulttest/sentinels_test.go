@@ -50,6 +50,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/backup.ErrJobNotFound": backup.ErrJobNotFound,
 	"internal/backup.ErrBadBackup":   backup.ErrBadBackup,
 	"internal/backup.ErrInterrupted": backup.ErrInterrupted,
+	"internal/backup.ErrHSMReplaced": backup.ErrHSMReplaced,
 
 	"internal/controlplane.ErrGroupNotFound":    controlplane.ErrGroupNotFound,
 	"internal/controlplane.ErrIdentityNotFound": controlplane.ErrIdentityNotFound,
