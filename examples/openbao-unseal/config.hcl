@@ -14,9 +14,8 @@ listener "tcp" {
 }
 
 seal "azurekeyvault" {
-  tenant_id  = "00000000-0000-0000-0000-000000000000" # or AZURE_TENANT_ID
-  client_id  = "00000000-0000-0000-0000-000000000000" # or AZURE_CLIENT_ID
-  # client_secret from AZURE_CLIENT_SECRET, never in this file
+  # tenant_id, client_id and client_secret come from AZURE_TENANT_ID, AZURE_CLIENT_ID and
+  # AZURE_CLIENT_SECRET (the secret never in this file; the variables win over the file).
   vault_name = "dev"                  # the HSM's name: https://dev.managedhsm.azure.net
   key_name   = "unseal"
   resource   = "managedhsm.azure.net" # the HSM's DNS suffix, as for Azure Managed HSM

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -52,13 +53,16 @@ func required(cmd *cobra.Command, names ...string) {
 }
 
 func spCreateForRBAC(e *env) *cobra.Command {
-	var name, role string
+	var name, role, keyFile string
 	var scopes []string
-	return spaceSeparated(command(e, "create-for-rbac", "Create a service principal with a client secret (an existing one of that name gets a new secret)",
+	var createCert bool
+	return spaceSeparated(command(e, "create-for-rbac", "Create a service principal with a client secret, or a certificate with --create-cert (an existing one of that name gets a new credential)",
 		func(cmd *cobra.Command) {
 			cmd.Flags().StringVarP(&name, "name", "n", "", "display name of the service principal")
 			cmd.Flags().StringVar(&role, "role", "", "a control-plane role to grant it at --scopes")
 			cmd.Flags().StringArrayVar(&scopes, "scopes", nil, "the scopes of --role (space-separated)")
+			cmd.Flags().BoolVar(&createCert, "create-cert", false, "a self-signed certificate as its credential, instead of a client secret")
+			cmd.Flags().StringVar(&keyFile, "keyfile", "", "with --create-cert, where to write it with its private key (default: <appId>.pem in the keyward config directory)")
 			required(cmd, "name")
 		},
 		func(ctx context.Context, c *client) (any, error) {
@@ -119,6 +123,22 @@ func spCreateForRBAC(e *env) *cobra.Command {
 					}
 					return nil, fmt.Errorf("granting %s at %s to %s: %v; %s", role, sc, sp.AppID, err, what)
 				}
+			}
+			if createCert {
+				// As az: the certificate is the credential, written with
+				// its key to a file; no secret is made.
+				if keyFile == "" {
+					keyFile = filepath.Join(e.configDir, sp.AppID+".pem")
+				}
+				der, err := createCertificate(sp.DisplayName, keyFile)
+				if err != nil {
+					return nil, err
+				}
+				if err := c.setCertificate(ctx, sp.ID, der, false); err != nil {
+					return nil, err
+				}
+				return map[string]any{"appId": sp.AppID, "displayName": sp.DisplayName, "fileWithCertAndPrivateKey": keyFile,
+					"password": nil, "tenant": c.prof.TenantID}, nil
 			}
 			secret, err := c.resetPassword(ctx, sp.ID, false)
 			if err != nil {

@@ -66,22 +66,7 @@ func newSPCredentialCmd(e *env) *cobra.Command {
 			} else if der, err = readCertificate(cert); err != nil {
 				return nil, err
 			}
-			creds := []map[string]string{}
-			if appendTo {
-				var existing struct {
-					Value []struct {
-						KeyID string `json:"keyId"`
-					} `json:"value"`
-				}
-				if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+sp.ID+"/keyCredentials", nil, &existing); err != nil {
-					return nil, err
-				}
-				for _, k := range existing.Value {
-					creds = append(creds, map[string]string{"keyId": k.KeyID})
-				}
-			}
-			creds = append(creds, map[string]string{"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.StdEncoding.EncodeToString(der)})
-			if err := c.graph(ctx, http.MethodPatch, "/servicePrincipals/"+sp.ID, map[string]any{"keyCredentials": creds}, nil); err != nil {
+			if err := c.setCertificate(ctx, sp.ID, der, appendTo); err != nil {
 				return nil, err
 			}
 			out := map[string]any{"appId": sp.AppID, "displayName": sp.DisplayName, "password": nil, "tenant": c.prof.TenantID}
@@ -99,6 +84,27 @@ func newSPCredentialCmd(e *env) *cobra.Command {
 			return c.graphList(ctx, "/servicePrincipals/"+url.PathEscape(id)+"/keyCredentials")
 		}))
 	return cred
+}
+
+// setCertificate gives the service principal spID the certificate der,
+// with its earlier certificates if keep.
+func (c *client) setCertificate(ctx context.Context, spID string, der []byte, keep bool) error {
+	creds := []map[string]string{}
+	if keep {
+		var existing struct {
+			Value []struct {
+				KeyID string `json:"keyId"`
+			} `json:"value"`
+		}
+		if err := c.graph(ctx, http.MethodGet, "/servicePrincipals/"+spID+"/keyCredentials", nil, &existing); err != nil {
+			return err
+		}
+		for _, k := range existing.Value {
+			creds = append(creds, map[string]string{"keyId": k.KeyID})
+		}
+	}
+	creds = append(creds, map[string]string{"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.StdEncoding.EncodeToString(der)})
+	return c.graph(ctx, http.MethodPatch, "/servicePrincipals/"+spID, map[string]any{"keyCredentials": creds}, nil)
 }
 
 // readCertificate reads a PEM certificate given inline or as @file.

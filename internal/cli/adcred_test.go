@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net/url"
@@ -195,4 +196,33 @@ func TestApplicationFederatedCredential(t *testing.T) {
 		`{"name":"bad","issuer":"http://insecure.test","subject":"x"}`); code == 0 {
 		t.Fatal("an http issuer was accepted")
 	}
+}
+
+// TestCreateForRBACWithCertificate: `ad sp create-for-rbac --create-cert`,
+// as az, makes the certificate the credential (written with its key to a
+// file) and no client secret that nobody saw.
+func TestCreateForRBACWithCertificate(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	b := env.Boot
+	admin := kw{t, t.TempDir()}
+	admin.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", b.ClientID, "-p", b.ClientSecret, "--tenant", b.TenantID, "--ca-file", b.CAFile)
+	pemFile := filepath.Join(t.TempDir(), "kms.pem")
+	out := admin.ok("ad", "sp", "create-for-rbac", "--name", "k8s-kms", "--create-cert", "--keyfile", pemFile)
+	var created struct {
+		AppID, FileWithCertAndPrivateKey string
+		Password                         *string
+	}
+	must(t, json.Unmarshal([]byte(out), &created))
+	if created.FileWithCertAndPrivateKey != pemFile || created.Password != nil || created.AppID == "" {
+		t.Fatalf("create-for-rbac --create-cert: %s", out)
+	}
+	if got := admin.ok("ad", "sp", "show", "--id", created.AppID, "--query", "length(passwordCredentials)"); got != "0" {
+		t.Fatalf("client secrets made: %s", got)
+	}
+	if got := admin.ok("ad", "sp", "credential", "list", "--id", created.AppID, "--query", "length(@)"); got != "1" {
+		t.Fatalf("certificates: %s", got)
+	}
+	app := kw{t, t.TempDir()}
+	app.ok("login", "--server", b.AuthorityHost, "--service-principal", "-u", created.AppID, "--certificate", pemFile, "--tenant", b.TenantID, "--ca-file", b.CAFile)
 }

@@ -30,9 +30,10 @@ key, A256KW for an AES key); rotating the key is reported through the
 status' key id, and DEKs of older versions still decrypt.
 
 The plugin signs in as an Azure application does (DefaultAzureCredential:
-AZURE_CLIENT_ID with AZURE_FEDERATED_TOKEN_FILE, a managed identity, or
-AZURE_CLIENT_SECRET) and needs Managed HSM Crypto Service Encryption User
-on the key. It reaches the HSM at https://{hsm}.managedhsm.azure.net: a
+AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_CERTIFICATE_PATH, a
+PEM holding the certificate and its key; or with AZURE_CLIENT_SECRET, or
+AZURE_FEDERATED_TOKEN_FILE; or a managed identity) and needs Managed HSM
+Crypto Service Encryption User on the key. It reaches the HSM at https://{hsm}.managedhsm.azure.net: a
 server run with serve --azure-names, or Azure's.`,
 		Example: `  keyward kms-plugin --socket /var/run/kmsplugin/socket.sock --hsm contoso-hsm --key k8s-secrets`,
 		Args:    cobra.NoArgs,

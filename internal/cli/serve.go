@@ -66,7 +66,7 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address to listen on")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address to listen on (127.0.0.1:443 with --azure-names)")
 	f.StringVar(&cfg.DataDir, "data-dir", "./keyward-data", "the node's own directory: its audit journal, certificates, bootstrap.json and (without --database) the SQLite database")
 	f.BoolVar(&cfg.Dev, "dev", false, "create and serve an activated development HSM named dev")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (default: generated under the data dir)")

@@ -25,6 +25,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	b := s.Bootstrap()
 	boot := filepath.Join(s.cfg.DataDir, BootstrapFile)
 	fmt.Fprintf(out, "keyward is serving on %s\n", s.BaseURL())
+	if cfg.AzureNames {
+		fmt.Fprintf(out, "  Azure's names: %s, %s, %s, {hsm}.%s\n", AzureLoginHost, AzureManagementHost, AzureGraphHost, s.cfg.DNSSuffix)
+		if _, port, _ := net.SplitHostPort(ln.Addr().String()); port != "443" {
+			fmt.Fprintf(out, "  warning:       clients reach Azure's names on port 443, and this listener is on %s: forward 443 to it\n", port)
+		}
+	}
 	fmt.Fprintf(out, "  node:          %s, listening on %s\n", s.cfg.NodeName, ln.Addr())
 	fmt.Fprintf(out, "  tenant:        %s\n  CA:            %s\n  bootstrap:     %s (mode 0600; holds the admin's client secret)\n", b.TenantID, b.CAFile, boot)
 	if b.HSMURI != "" {
@@ -33,6 +39,6 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	// The secret goes on standard input: on a command line any local user
 	// could read it from the process table.
 	fmt.Fprintf(out, "Sign in with:\n  jq -r .clientSecret %s | keyward login --server %s --service-principal -u %s --tenant %s --ca-file %s\n",
-		boot, s.BaseURL(), b.ClientID, b.TenantID, b.CAFile)
+		boot, s.AuthorityURL(), b.ClientID, b.TenantID, b.CAFile)
 	return s.Serve(ctx, ln)
 }
