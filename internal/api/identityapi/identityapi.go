@@ -72,6 +72,10 @@ func (a *API) Operations() []route.Op {
 		op("InstanceDiscovery", http.MethodGet, "/common/discovery/instance", a.instanceDiscovery),
 		op("Jwks", http.MethodGet, "/{tenant}/discovery/v2.0/keys", a.jwks),
 		op("Token", http.MethodPost, "/{tenant}/oauth2/v2.0/token", a.token),
+		op("Authorize", http.MethodGet, "/{tenant}/oauth2/v2.0/authorize", a.authorize),
+		op("SignIn", http.MethodPost, "/{tenant}/oauth2/v2.0/authorize", a.signIn),
+		op("SignInStyle", http.MethodGet, "/signin.css", a.signinCSS),
+		op("SignInScript", http.MethodGet, "/signin.js", a.signinJS),
 		// Keyward extension (RFC 7009): revoke a refresh token.
 		op("Revoke", http.MethodPost, "/{tenant}/oauth2/v2.0/revoke", a.revoke),
 	}
@@ -113,7 +117,7 @@ func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
 		SubjectTypes:          []string{"pairwise"},
 		SigningAlgs:           []string{"RS256"},
 		AuthMethods:           []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
-		GrantTypes:            []string{"client_credentials", "password", "refresh_token"},
+		GrantTypes:            []string{"authorization_code", "client_credentials", "password", "refresh_token"},
 	})
 }
 
@@ -210,7 +214,8 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 	// A user's sign-in that asks for offline_access gets a refresh token,
 	// as Entra's; a refresh does not get another (the first one stays good
 	// until its end).
-	if r.PostForm.Get("grant_type") == "password" && slices.Contains(strings.Fields(r.PostForm.Get("scope")), "offline_access") {
+	if grant := r.PostForm.Get("grant_type"); (grant == "password" || grant == "authorization_code") &&
+		slices.Contains(strings.Fields(r.PostForm.Get("scope")), "offline_access") {
 		if resp.RefreshToken, err = a.dir.IssueRefreshToken(ctx, p, amr, authTime); err != nil {
 			a.log.ErrorContext(ctx, "refresh token issue failed", "err", err)
 			oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
@@ -358,6 +363,17 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Prin
 			return nil, nil, time.Time{}, err
 		}
 		return p, rt.AMR, rt.AuthTime, nil
+	}
+	if r.PostForm.Get("grant_type") == "authorization_code" {
+		f := r.PostForm
+		if f.Get("code") == "" || f.Get("client_id") == "" {
+			return nil, nil, time.Time{}, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameters 'code' and 'client_id'.")
+		}
+		p, c, err := a.dir.RedeemAuthCode(ctx, f.Get("code"), f.Get("client_id"), f.Get("redirect_uri"), f.Get("code_verifier"))
+		if err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		return p, c.AMR, c.AuthTime, nil
 	}
 	p, amr, err := a.authenticateNow(ctx, r)
 	return p, amr, time.Time{}, err

@@ -1,0 +1,291 @@
+package identityapi
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/keyward/keyward/internal/api/route"
+	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/identity"
+)
+
+// The browser sign-in of the authorization-code flow with PKCE: /authorize
+// shows a sign-in page (user name and password, then the TOTP code when
+// the user has an authenticator) and sends the browser back to the
+// client's redirect URI with a code, which the client redeems at /token.
+//
+// The page's state travels in a sealed form field (identity.SealFlow), so
+// any node continues it; a cookie, SameSite=Strict and bound to that
+// state, makes a form posted from anywhere else fail (login CSRF). The
+// pages carry no script, and a strict Content-Security-Policy.
+
+//go:embed signin
+var signinFiles embed.FS
+
+var (
+	signinPage   = template.Must(template.ParseFS(signinFiles, "signin/page.html"))
+	responsePage = template.Must(template.ParseFS(signinFiles, "signin/response.html"))
+)
+
+// flow is the sign-in's state between its pages.
+type flow struct {
+	ClientID    string   `json:"c"`
+	RedirectURI string   `json:"r"`
+	State       string   `json:"s"`
+	Challenge   string   `json:"x"`
+	Scope       string   `json:"sc"`
+	FormPost    bool     `json:"fp,omitempty"` // response_mode=form_post, as MSAL asks
+	CSRF        string   `json:"k"` // SHA-256 of the cookie's value
+	Principal   string   `json:"p,omitempty"`
+	User        string   `json:"u,omitempty"`
+	AMR         []string `json:"a,omitempty"`
+}
+
+const csrfCookie = "kw_signin"
+
+// pageHeaders are the headers of every sign-in page: nothing framed,
+// cached or run; the form may go only here, and the code only to a
+// loopback redirect (public clients' only kind).
+func pageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; "+
+		"form-action 'self' http://localhost:* http://127.0.0.1:*; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+}
+
+type pageData struct {
+	Base, Action, Client, Flow, Step, User, Error string
+}
+
+func (a *API) signinCSS(w http.ResponseWriter, r *http.Request) { static(w, "signin/signin.css", "text/css; charset=utf-8") }
+
+// signinJS is the one script: it sends a form_post response on, so the
+// page needs no inline script (and without script, a button does).
+func (a *API) signinJS(w http.ResponseWriter, r *http.Request) {
+	static(w, "signin/signin.js", "text/javascript; charset=utf-8")
+}
+
+func static(w http.ResponseWriter, name, contentType string) {
+	b, _ := signinFiles.ReadFile(name)
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(b)
+}
+
+// authorizeError answers a request whose redirect URI cannot be trusted:
+// on the page, never by sending the browser to it.
+func authorizeError(w http.ResponseWriter, status int, msg string) {
+	pageHeaders(w)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write([]byte(msg + "\n"))
+}
+
+// authorize is GET /{tenant}/oauth2/v2.0/authorize: the sign-in page.
+func (a *API) authorize(w http.ResponseWriter, r *http.Request) {
+	if !a.tenantOK(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	client, err := identity.PublicClientFor(q.Get("client_id"), q.Get("redirect_uri"))
+	if err != nil {
+		fe, _ := fault.As(err)
+		authorizeError(w, http.StatusBadRequest, fe.Msg)
+		return
+	}
+	route.RecordOf(r.Context()).SignInSubject = client.ID
+	redirectError := func(code, desc string) {
+		u, _ := url.Parse(q.Get("redirect_uri"))
+		v := u.Query()
+		v.Set("error", code)
+		v.Set("error_description", desc)
+		if s := q.Get("state"); s != "" {
+			v.Set("state", s)
+		}
+		u.RawQuery = v.Encode()
+		http.Redirect(w, r, u.String(), http.StatusFound)
+	}
+	switch {
+	case q.Get("response_type") != "code":
+		redirectError("unsupported_response_type", "AADSTS700054: response_type must be code.")
+		return
+	case q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256":
+		redirectError("invalid_request", "AADSTS9002325: Proof Key for Code Exchange (S256) is required for public clients.")
+		return
+	case q.Get("response_mode") != "" && q.Get("response_mode") != "query" && q.Get("response_mode") != "form_post":
+		redirectError("invalid_request", "AADSTS900144: response_mode must be query or form_post.")
+		return
+	}
+	if _, err := a.tokens.Audience(q.Get("scope")); err != nil {
+		redirectError("invalid_scope", "AADSTS500011: The resource principal was not found: "+err.Error())
+		return
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	cookie := b64(secret)
+	sum := sha256.Sum256([]byte(cookie))
+	f := flow{ClientID: client.ID, RedirectURI: q.Get("redirect_uri"), State: q.Get("state"), Challenge: q.Get("code_challenge"),
+		Scope: q.Get("scope"), CSRF: b64(sum[:]), FormPost: q.Get("response_mode") == "form_post"}
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: cookie, Path: "/", MaxAge: int((10 * time.Minute) / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	a.page(w, r, client.Name, f, "password", q.Get("login_hint"), "")
+}
+
+// page renders the sign-in page for f's next step.
+func (a *API) page(w http.ResponseWriter, r *http.Request, clientName string, f flow, step, user, msg string) {
+	sealed, err := a.dir.SealFlow(f)
+	if err != nil {
+		a.log.ErrorContext(r.Context(), "sealing a sign-in flow", "err", err)
+		authorizeError(w, http.StatusInternalServerError, "The sign-in page could not be made.")
+		return
+	}
+	pageHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	tenant := r.PathValue("tenant")
+	err = signinPage.Execute(w, pageData{Base: a.base, Action: a.base + tenant + "/oauth2/v2.0/authorize", Client: clientName,
+		Flow: sealed, Step: step, User: user, Error: msg})
+	if err != nil {
+		a.log.ErrorContext(r.Context(), "rendering the sign-in page", "err", err)
+	}
+}
+
+// signIn is POST /{tenant}/oauth2/v2.0/authorize: the sign-in page's form.
+func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
+	if !a.tenantOK(w, r) {
+		return
+	}
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		authorizeError(w, http.StatusBadRequest, "The sign-in form could not be read.")
+		return
+	}
+	var f flow
+	if err := a.dir.OpenFlow(r.PostForm.Get("flow"), &f); err != nil {
+		authorizeError(w, http.StatusBadRequest, "The sign-in page expired or was altered: start the sign-in again.")
+		return
+	}
+	c, err := r.Cookie(csrfCookie)
+	sum := sha256.Sum256([]byte(cookieValue(c, err)))
+	if subtle.ConstantTimeCompare([]byte(b64(sum[:])), []byte(f.CSRF)) != 1 {
+		authorizeError(w, http.StatusForbidden, "The sign-in form did not come from this sign-in page: start the sign-in again.")
+		return
+	}
+	client, err := identity.PublicClientFor(f.ClientID, f.RedirectURI)
+	if err != nil {
+		authorizeError(w, http.StatusBadRequest, "The application cannot sign in here.")
+		return
+	}
+	subject := f.User
+	if f.Principal == "" {
+		subject = r.PostForm.Get("username")
+	}
+	route.RecordOf(ctx).SignInSubject = subject
+	source := sourceOf(r)
+	if until, err := a.throttle.Check(subject, source); err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(until)/time.Second))))
+		a.page(w, r, client.Name, f, "password", subject, "Your account is locked for a while after too many failed sign-ins. Try again later.")
+		return
+	}
+	if f.Principal == "" { // the password step
+		p, err := a.dir.AuthenticateUser(ctx, subject, r.PostForm.Get("password"))
+		if err != nil {
+			a.signInFailed(w, r, subject, source, err)
+			a.page(w, r, client.Name, f, "password", subject, "Your account or password is incorrect.")
+			return
+		}
+		// A confirmed authenticator makes the code the second step; an
+		// enrollment not yet confirmed is no second factor.
+		if auth, err := a.dir.Authenticator(ctx, p.ID); err == nil && auth.Confirmed {
+			f.Principal, f.User, f.AMR = p.ID, subject, []string{"pwd"}
+			a.page(w, r, client.Name, f, "otp", subject, "")
+			return
+		} else if err != nil && !errors.Is(err, identity.ErrNotFound) {
+			a.signInFailed(w, r, subject, source, err)
+			authorizeError(w, http.StatusServiceUnavailable, "The sign-in cannot be completed now: try again later.")
+			return
+		}
+		a.throttle.Succeed(subject, source)
+		a.finish(w, r, f, p.ID, []string{"pwd"})
+		return
+	}
+	// The code step: the password was right on the page before.
+	if _, err := a.otpThrottle.Check(f.Principal, ""); err != nil {
+		a.page(w, r, client.Name, f, "otp", f.User, "Too many wrong codes. Try again later.")
+		return
+	}
+	if err := a.dir.VerifyTOTP(ctx, f.Principal, r.PostForm.Get("otp")); err != nil {
+		if fault.KindOf(err) == fault.Unauthenticated && a.otpThrottle.Fail(f.Principal, "") {
+			a.log.WarnContext(ctx, "second factor locked out after repeated wrong codes", "oid", f.Principal)
+		}
+		a.page(w, r, client.Name, f, "otp", f.User, "That code is not right. Enter the current code from your app.")
+		return
+	}
+	a.throttle.Succeed(subject, source)
+	a.finish(w, r, f, f.Principal, []string{"pwd", "otp", "mfa"})
+}
+
+// signInFailed counts a wrong password towards the lockout, as the token
+// endpoint does.
+func (a *API) signInFailed(w http.ResponseWriter, r *http.Request, subject, source string, err error) {
+	if fault.KindOf(err) == fault.Unauthenticated {
+		if a.throttle.Fail(subject, source) {
+			a.log.WarnContext(r.Context(), "sign-in locked out after repeated failures", "subject", subject, "source", source)
+		}
+		slowDown(r.Context(), a.throttle.Failures(subject, source))
+		return
+	}
+	a.log.ErrorContext(r.Context(), "browser sign-in failed", "err", err)
+}
+
+// finish gives the client its code: the browser goes to the redirect URI.
+func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal string, amr []string) {
+	code, err := a.dir.IssueAuthCode(r.Context(), identity.AuthCode{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
+		Challenge: f.Challenge, Scope: f.Scope, PrincipalID: principal, AMR: amr, AuthTime: time.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		a.log.ErrorContext(r.Context(), "issuing an authorization code", "err", err)
+		authorizeError(w, http.StatusInternalServerError, "The sign-in could not be completed.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	pageHeaders(w)
+	if f.FormPost {
+		// The code goes in a form the page posts to the redirect URI,
+		// out of the URL and so out of histories and logs.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		err := responsePage.Execute(w, struct{ Base, Action, Code, State string }{a.base, f.RedirectURI, code, f.State})
+		if err != nil {
+			a.log.ErrorContext(r.Context(), "rendering the sign-in response", "err", err)
+		}
+		return
+	}
+	u, _ := url.Parse(f.RedirectURI)
+	v := u.Query()
+	v.Set("code", code)
+	if f.State != "" {
+		v.Set("state", f.State)
+	}
+	u.RawQuery = v.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func cookieValue(c *http.Cookie, err error) string {
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}

@@ -1,0 +1,280 @@
+package server_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/servertest"
+)
+
+// browser is a cookie-keeping HTTPS client that does not follow
+// redirects, so a test sees where the sign-in sends it.
+func browser(env *servertest.Env) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Transport: env.HTTP.Transport, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+var flowField = regexp.MustCompile(`name="flow" value="([^"]+)"`)
+
+// signInPage GETs the authorize URL and returns the page's flow field.
+func signInPage(t *testing.T, b *http.Client, authorize string) string {
+	t.Helper()
+	resp, err := b.Get(authorize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := flowField.FindSubmatch(body)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("the sign-in page: %d %s", resp.StatusCode, body)
+	}
+	return string(m[1])
+}
+
+func post(t *testing.T, b *http.Client, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.PostForm(u, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func challengeOf(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// TestBrowserSignInWithPKCE: a public client's authorization-code flow
+// with PKCE, as az's and MSAL's browser sign-in run it: the page and its
+// cookie are locked down, a form from elsewhere is refused, the user's
+// password and then TOTP code give a code at the loopback redirect, and
+// the code gives tokens once, only with the right verifier.
+func TestBrowserSignInWithPKCE(t *testing.T) {
+	t.Parallel()
+	p := startPIM(t)
+	alice, aliceTok := p.user(t, "alice")
+	authz := p.Boot.AuthorityHost + p.Boot.TenantID + "/oauth2/v2.0/authorize"
+	token := p.Boot.AuthorityHost + p.Boot.TenantID + "/oauth2/v2.0/token"
+	verifier := strings.Repeat("k", 50)
+	q := url.Values{"client_id": {identity.AzureCLIClientID}, "response_type": {"code"}, "redirect_uri": {"http://localhost:53121/"},
+		"scope": {"https://managedhsm.azure.net/.default offline_access"}, "state": {"xyz"},
+		"code_challenge": {challengeOf(verifier)}, "code_challenge_method": {"S256"}}
+
+	// The page and its cookie.
+	b := browser(p.Env)
+	resp, err := b.Get(authz + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	csp := resp.Header.Get("Content-Security-Policy")
+	// No inline script anywhere: the one script is a file of this server.
+	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") ||
+		!strings.Contains(csp, "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" ||
+		resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("page headers: %v", resp.Header)
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || !cookies[0].Secure || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("the sign-in cookie: %+v", cookies)
+	}
+
+	// Requests the page refuses: never a redirect to an unregistered URI.
+	for name, mutate := range map[string]func(url.Values){
+		"an unknown client":         func(v url.Values) { v.Set("client_id", "0f0f0f0f-0000-4000-8000-000000000000") },
+		"a foreign redirect URI":    func(v url.Values) { v.Set("redirect_uri", "https://evil.example/cb") },
+		"a lookalike loopback host": func(v url.Values) { v.Set("redirect_uri", "http://localhost.evil.example/") },
+	} {
+		v := url.Values{}
+		for k, x := range q {
+			v[k] = x
+		}
+		mutate(v)
+		r, _ := b.Get(authz + "?" + v.Encode())
+		r.Body.Close()
+		if r.StatusCode != 400 || r.Header.Get("Location") != "" {
+			t.Errorf("%s: %d to %q", name, r.StatusCode, r.Header.Get("Location"))
+		}
+	}
+	noPKCE := url.Values{}
+	for k, x := range q {
+		noPKCE[k] = x
+	}
+	noPKCE.Del("code_challenge")
+	if r, _ := b.Get(authz + "?" + noPKCE.Encode()); r.StatusCode != 302 || !strings.Contains(r.Header.Get("Location"), "error=invalid_request") {
+		t.Errorf("without PKCE: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+
+	// A form posted without the page's cookie (from another site) is refused.
+	flow := signInPage(t, b, authz+"?"+q.Encode())
+	stranger := browser(p.Env)
+	if r, body := post(t, stranger, authz, url.Values{"flow": {flow}, "username": {"alice@keyward.test"}, "password": {"Correct horse 1"}}); r.StatusCode != 403 {
+		t.Fatalf("a form without the cookie: %d %s", r.StatusCode, body)
+	}
+	// An altered flow is refused.
+	if r, _ := post(t, b, authz, url.Values{"flow": {"x" + flow}, "username": {"alice@keyward.test"}, "password": {"Correct horse 1"}}); r.StatusCode != 400 {
+		t.Fatalf("an altered flow: %d", r.StatusCode)
+	}
+	// A wrong password shows the page again.
+	if r, body := post(t, b, authz, url.Values{"flow": {flow}, "username": {"alice@keyward.test"}, "password": {"wrong"}}); r.StatusCode != 200 ||
+		!strings.Contains(body, "incorrect") {
+		t.Fatalf("a wrong password: %d %s", r.StatusCode, body)
+	}
+
+	// Alice enrolls TOTP: the code is the second step.
+	pwd := aliceTok(graphURL)
+	e := p.graphAs(pwd, "POST", "/me/authentication/softwareOathMethods", map[string]any{})
+	secret, method := jsonField(e.Body, "secretKey"), jsonField(e.Body, "id")
+	code := func() string {
+		c, err := totp.GenerateCodeCustom(secret, p.clock.now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if r := p.graphAs(pwd, "POST", "/me/authentication/softwareOathMethods/"+method+"/confirm", map[string]string{"code": code()}); r.Status != 204 {
+		t.Fatalf("confirm: %d %s", r.Status, r.Body)
+	}
+	p.clock.set(p.clock.now().Add(31 * time.Second))
+	r, body := post(t, b, authz, url.Values{"flow": {flow}, "username": {"alice@keyward.test"}, "password": {"Correct horse 1"}})
+	m := flowField.FindStringSubmatch(body)
+	if r.StatusCode != 200 || !strings.Contains(body, `name="otp"`) || m == nil {
+		t.Fatalf("after the password: %d %s", r.StatusCode, body)
+	}
+	if r, body := post(t, b, authz, url.Values{"flow": {m[1]}, "otp": {"000000"}}); r.StatusCode != 200 || !strings.Contains(body, "not right") {
+		t.Fatalf("a wrong code: %d %s", r.StatusCode, body)
+	}
+	r, _ = post(t, b, authz, url.Values{"flow": {m[1]}, "otp": {code()}})
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	if r.StatusCode != 302 || loc.Host != "localhost:53121" || loc.Query().Get("state") != "xyz" || loc.Query().Get("code") == "" {
+		t.Fatalf("after the code: %d %s", r.StatusCode, loc)
+	}
+	authCode := loc.Query().Get("code")
+
+	redeem := func(code, verifier string) (int, map[string]any) {
+		resp, err := p.HTTP.PostForm(token, url.Values{"grant_type": {"authorization_code"}, "client_id": {identity.AzureCLIClientID},
+			"code": {code}, "redirect_uri": {"http://localhost:53121/"}, "code_verifier": {verifier},
+			"scope": {"https://managedhsm.azure.net/.default offline_access"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if st, out := redeem(authCode, strings.Repeat("x", 50)); st != 400 || out["error"] != "invalid_grant" {
+		t.Fatalf("a wrong verifier: %d %v", st, out)
+	}
+	if st, _ := redeem(authCode, verifier); st != 400 {
+		t.Fatalf("a code after a failed attempt: %d", st)
+	}
+
+	// A fresh sign-in (the password and a new code) and its exchange.
+	flow = signInPage(t, b, authz+"?"+q.Encode())
+	_, body = post(t, b, authz, url.Values{"flow": {flow}, "username": {"alice@keyward.test"}, "password": {"Correct horse 1"}})
+	p.clock.set(p.clock.now().Add(31 * time.Second))
+	r, _ = post(t, b, authz, url.Values{"flow": {flowField.FindStringSubmatch(body)[1]}, "otp": {code()}})
+	loc, _ = url.Parse(r.Header.Get("Location"))
+	st, out := redeem(loc.Query().Get("code"), verifier)
+	if st != 200 || out["access_token"] == nil || out["refresh_token"] == nil {
+		t.Fatalf("the exchange: %d %v", st, out)
+	}
+	var claims struct {
+		OID string   `json:"oid"`
+		AMR []string `json:"amr"`
+	}
+	part := strings.Split(out["access_token"].(string), ".")[1]
+	raw, _ := base64.RawURLEncoding.DecodeString(part)
+	json.Unmarshal(raw, &claims)
+	if claims.OID != alice || !strings.Contains(strings.Join(claims.AMR, " "), "mfa") {
+		t.Fatalf("the token's claims: %+v", claims)
+	}
+	if st, _ := redeem(loc.Query().Get("code"), verifier); st != 400 {
+		t.Fatalf("a code redeemed twice: %d", st)
+	}
+}
+
+// TestMSALPublicClientSignsIn: MSAL's own public client (as
+// InteractiveBrowserCredential uses it) runs the whole flow: its local
+// redirect listener, PKCE, the code exchange. A test browser follows its
+// sign-in URL, fills in the form and follows the redirect.
+func TestMSALPublicClientSignsIn(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	r := env.Graph("POST", "/users", map[string]any{"displayName": "bob", "userPrincipalName": "bob@keyward.test",
+		"passwordProfile": map[string]string{"password": "Correct horse 2"}})
+	if r.Status != 201 {
+		t.Fatalf("creating bob: %d %s", r.Status, r.Body)
+	}
+	bob := jsonField(r.Body, "id")
+	app, err := public.New(identity.AzureCLIClientID, public.WithAuthority(env.Boot.AuthorityHost+env.Boot.TenantID),
+		public.WithHTTPClient(env.HTTP), public.WithInstanceDiscovery(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := browser(env)
+	// MSAL asks for response_mode=form_post: the page holds a form of the
+	// code and state that its script posts to MSAL's loopback listener.
+	action := regexp.MustCompile(`<form id="response" method="post" action="([^"]+)">`)
+	hidden := regexp.MustCompile(`<input type="hidden" name="(code|state)" value="([^"]+)">`)
+	browse := func(u string) error {
+		go func() {
+			flow := signInPage(t, b, u)
+			_, page := post(t, b, env.Boot.AuthorityHost+env.Boot.TenantID+"/oauth2/v2.0/authorize",
+				url.Values{"flow": {flow}, "username": {"bob@keyward.test"}, "password": {"Correct horse 2"}})
+			to := action.FindStringSubmatch(page)
+			if to == nil {
+				t.Errorf("no response form: %s", page)
+				return
+			}
+			form := url.Values{}
+			for _, m := range hidden.FindAllStringSubmatch(page, -1) {
+				form.Set(m[1], html.UnescapeString(m[2]))
+			}
+			back, err := http.PostForm(html.UnescapeString(to[1]), form)
+			if err == nil {
+				back.Body.Close()
+			}
+		}()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := app.AcquireTokenInteractive(ctx, []string{"https://managedhsm.azure.net/.default"}, public.WithOpenURL(browse))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.IDToken.Oid != "" && res.IDToken.Oid != bob {
+		t.Fatalf("signed in as %s", res.IDToken.Oid)
+	}
+	var claims struct {
+		OID string `json:"oid"`
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(res.AccessToken, ".")[1])
+	json.Unmarshal(raw, &claims)
+	if claims.OID != bob {
+		t.Fatalf("the access token is %s's", claims.OID)
+	}
+}
