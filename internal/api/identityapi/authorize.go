@@ -44,7 +44,7 @@ type flow struct {
 	Challenge   string   `json:"x"`
 	Scope       string   `json:"sc"`
 	FormPost    bool     `json:"fp,omitempty"` // response_mode=form_post, as MSAL asks
-	CSRF        string   `json:"k"` // SHA-256 of the cookie's value
+	CSRF        string   `json:"k"`            // SHA-256 of the cookie's value
 	Principal   string   `json:"p,omitempty"`
 	User        string   `json:"u,omitempty"`
 	AMR         []string `json:"a,omitempty"`
@@ -68,7 +68,9 @@ type pageData struct {
 	Base, Action, Client, Flow, Step, User, Error string
 }
 
-func (a *API) signinCSS(w http.ResponseWriter, r *http.Request) { static(w, "signin/signin.css", "text/css; charset=utf-8") }
+func (a *API) signinCSS(w http.ResponseWriter, r *http.Request) {
+	static(w, "signin/signin.css", "text/css; charset=utf-8")
+}
 
 // signinJS is the one script: it sends a form_post response on, so the
 // page needs no inline script (and without script, a button does).
