@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -317,4 +318,77 @@ func (c *refreshCredential) GetToken(ctx context.Context, o policy.TokenRequestO
 		return azcore.AccessToken{}, err
 	}
 	return azcore.AccessToken{Token: t.AccessToken, ExpiresOn: time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)}, nil
+}
+
+// signInWithDeviceCode signs a user in as `az login --use-device-code`
+// does: it asks the server for a code, tells the user where to enter it
+// (on stderr), and polls the token endpoint until the user has signed in
+// in a browser, the code expires or ctx ends.
+func signInWithDeviceCode(ctx context.Context, hc *http.Client, p *profile, stderr io.Writer) (*tokenResponse, error) {
+	form := url.Values{"client_id": {cliClientID}, "scope": {graphScope + " offline_access"}}
+	u := strings.TrimSuffix(p.Server, "/") + "/" + p.TenantID + "/oauth2/v2.0/devicecode"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	var dc struct {
+		DeviceCode string `json:"device_code"`
+		ExpiresIn  int    `json:"expires_in"`
+		Interval   int    `json:"interval"`
+		Message    string `json:"message"`
+		Error      string `json:"error"`
+		Desc       string `json:"error_description"`
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&dc)
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("device code response: %w", err)
+	}
+	if dc.DeviceCode == "" {
+		return nil, fmt.Errorf("%s: %s", dc.Error, dc.Desc)
+	}
+	fmt.Fprintln(stderr, dc.Message)
+	interval := time.Duration(max(dc.Interval, 1)) * time.Second
+	deadline := time.Now().Add(time.Duration(dc.ExpiresIn) * time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(interval):
+		}
+		t, err := postToken(ctx, hc, p, url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
+			"device_code": {dc.DeviceCode}, "scope": {graphScope + " offline_access"}})
+		if err == nil {
+			if t.RefreshToken == "" {
+				return nil, errors.New("the server gave no refresh token")
+			}
+			return t, nil
+		}
+		if !strings.HasPrefix(err.Error(), "authorization_pending") || time.Now().After(deadline) {
+			return nil, err
+		}
+	}
+}
+
+// userOf reads the user principal name from an access token's claims (it
+// came from the server over TLS: nothing here is trusted for access).
+func userOf(accessToken string) string {
+	parts := strings.Split(accessToken, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		UPN string `json:"preferred_username"`
+	}
+	json.Unmarshal(raw, &c)
+	return c.UPN
 }

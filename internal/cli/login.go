@@ -20,11 +20,12 @@ import (
 
 func newLoginCmd(e *env) *cobra.Command {
 	var (
-		p      profile
-		sp     bool
-		out    outputFlags
-		caFile string
-		otp    string
+		p          profile
+		sp         bool
+		out        outputFlags
+		caFile     string
+		otp        string
+		deviceCode bool
 	)
 	cmd := &cobra.Command{
 		Use:   "login",
@@ -32,13 +33,23 @@ func newLoginCmd(e *env) *cobra.Command {
 		Example: `  keyward login --server https://127.0.0.1:8443/ --service-principal -u APPID -p SECRET --tenant TENANT --ca-file keyward-data/ca.pem
   keyward login --server https://127.0.0.1:8443/ --service-principal -u APPID --certificate APPID.pem --tenant TENANT --ca-file keyward-data/ca.pem
   keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test --tenant TENANT   # password read from stdin
-  keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test -p PASSWORD --otp 123456`,
+  keyward login --server https://127.0.0.1:8443/ -u alice@contoso.test -p PASSWORD --otp 123456
+  keyward login --server https://127.0.0.1:8443/ --use-device-code   # enter the code shown in a browser`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if p.Server == "" || p.Username == "" {
+			if deviceCode {
+				if sp || p.Username != "" || p.Secret != "" || p.Certificate != "" || otp != "" {
+					return usagef("--use-device-code signs a user in through a browser: no --username, password, certificate or --otp")
+				}
+				if p.Server == "" {
+					return usagef("--server is required")
+				}
+			} else if p.Server == "" || p.Username == "" {
 				return usagef("--server and --username (-u) are required")
 			}
-			if p.Certificate != "" {
+			if deviceCode {
+				// Nothing to read: the user signs in in a browser.
+			} else if p.Certificate != "" {
 				if !sp || p.Secret != "" {
 					return usagef("--certificate is for --service-principal, instead of --password")
 				}
@@ -82,7 +93,15 @@ func newLoginCmd(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				t, err := signInUser(cmd.Context(), hc, &p, p.Secret, otp)
+				var t *tokenResponse
+				if deviceCode {
+					t, err = signInWithDeviceCode(cmd.Context(), hc, &p, e.stderr)
+					if err == nil {
+						p.Username = userOf(t.AccessToken)
+					}
+				} else {
+					t, err = signInUser(cmd.Context(), hc, &p, p.Secret, otp)
+				}
 				if err != nil && guidPattern.MatchString(p.Username) {
 					return fmt.Errorf("signing in: %w\n%s looks like an application id: sign in as a service principal with --service-principal", err, p.Username)
 				}
@@ -123,6 +142,7 @@ func newLoginCmd(e *env) *cobra.Command {
 	f.StringVar(&p.Certificate, "certificate", "", "PEM file with a service principal's certificate and private key (see 'ad sp credential reset --create-cert')")
 	f.StringVarP(&p.TenantID, "tenant", "t", "", "the tenant id (default: the server's)")
 	f.StringVar(&caFile, "ca-file", "", "PEM file of the CA to trust (the server's data dir has ca.pem)")
+	f.BoolVar(&deviceCode, "use-device-code", false, "sign a user in with a code entered in a browser, as az login --use-device-code")
 	f.StringVar(&otp, "otp", "", "a code from the user's authenticator app (TOTP): the tokens then carry amr mfa")
 	out.register(cmd)
 	return cmd

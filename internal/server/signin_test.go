@@ -278,3 +278,108 @@ func TestMSALPublicClientSignsIn(t *testing.T) {
 		t.Fatalf("the access token is %s's", claims.OID)
 	}
 }
+
+// completeDeviceSignIn is the user's side of a device's sign-in: the code
+// page, then the sign-in page, in a browser.
+func completeDeviceSignIn(t *testing.T, env *servertest.Env, b *http.Client, userCode, user, password string) {
+	t.Helper()
+	flow := signInPage(t, b, env.Boot.AuthorityHost+"devicelogin")
+	_, page := post(t, b, env.Boot.AuthorityHost+"devicelogin", url.Values{"flow": {flow}, "code": {userCode}})
+	m := flowField.FindStringSubmatch(page)
+	if m == nil || !strings.Contains(page, `name="password"`) {
+		t.Fatalf("after the code: %s", page)
+	}
+	r, done := post(t, b, env.Boot.AuthorityHost+env.Boot.TenantID+"/oauth2/v2.0/authorize",
+		url.Values{"flow": {m[1]}, "username": {user}, "password": {password}})
+	if r.StatusCode != 200 || !strings.Contains(done, "You are signed in") {
+		t.Fatalf("after the password: %d %s", r.StatusCode, done)
+	}
+}
+
+// TestDeviceCodeSignIn: a device's sign-in (az login --use-device-code):
+// the device polls and waits; a wrong code is refused; the user enters the
+// code and signs in in a browser; the device's next poll gets tokens, once.
+func TestDeviceCodeSignIn(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	if r := env.Graph("POST", "/users", map[string]any{"displayName": "carol", "userPrincipalName": "carol@keyward.test",
+		"passwordProfile": map[string]string{"password": "Correct horse 3"}}); r.Status != 201 {
+		t.Fatalf("creating carol: %d %s", r.Status, r.Body)
+	}
+	endpoint := env.Boot.AuthorityHost + env.Boot.TenantID + "/oauth2/v2.0/"
+	form := func(u string, v url.Values) (int, map[string]any) {
+		resp, err := env.HTTP.PostForm(u, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if st, out := form(endpoint+"devicecode", url.Values{"client_id": {"0f0f0f0f-0000-4000-8000-000000000000"}, "scope": {graphURL + "/.default"}}); st != 400 {
+		t.Fatalf("an unknown client: %d %v", st, out)
+	}
+	st, dc := form(endpoint+"devicecode", url.Values{"client_id": {identity.AzureCLIClientID}, "scope": {graphURL + "/.default offline_access"}})
+	if st != 200 || dc["user_code"] == nil || dc["verification_uri"] != env.Boot.AuthorityHost+"devicelogin" ||
+		!strings.Contains(dc["message"].(string), dc["user_code"].(string)) {
+		t.Fatalf("devicecode: %d %v", st, dc)
+	}
+	poll := func() (int, map[string]any) {
+		return form(endpoint+"token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
+			"client_id": {identity.AzureCLIClientID}, "device_code": {dc["device_code"].(string)}, "scope": {graphURL + "/.default offline_access"}})
+	}
+	if st, out := poll(); st != 400 || out["error"] != "authorization_pending" {
+		t.Fatalf("a poll before the user: %d %v", st, out)
+	}
+	b := browser(env)
+	flow := signInPage(t, b, env.Boot.AuthorityHost+"devicelogin")
+	if _, page := post(t, b, env.Boot.AuthorityHost+"devicelogin", url.Values{"flow": {flow}, "code": {"BCDFGHJKL"}}); !strings.Contains(page, "did not work") {
+		t.Fatalf("a wrong code: %s", page)
+	}
+	if r, _ := post(t, browser(env), env.Boot.AuthorityHost+"devicelogin", url.Values{"flow": {flow}, "code": {dc["user_code"].(string)}}); r.StatusCode != 403 {
+		t.Fatalf("a code form without the page's cookie: %d", r.StatusCode)
+	}
+	// Typed as people type it.
+	code := dc["user_code"].(string)
+	completeDeviceSignIn(t, env, b, strings.ToLower(code[:4])+"-"+code[4:], "carol@keyward.test", "Correct horse 3")
+	st, out := poll()
+	if st != 200 || out["access_token"] == nil || out["refresh_token"] == nil {
+		t.Fatalf("the poll after the sign-in: %d %v", st, out)
+	}
+	if st, _ := poll(); st != 400 {
+		t.Fatalf("a second poll: %d", st)
+	}
+	// The user code is spent too.
+	flow = signInPage(t, b, env.Boot.AuthorityHost+"devicelogin")
+	if _, page := post(t, b, env.Boot.AuthorityHost+"devicelogin", url.Values{"flow": {flow}, "code": {code}}); !strings.Contains(page, "did not work") {
+		t.Fatalf("a used code: %s", page)
+	}
+}
+
+// TestMSALDeviceCode: MSAL's public client's device code flow, as
+// azidentity.DeviceCodeCredential runs it.
+func TestMSALDeviceCode(t *testing.T) {
+	t.Parallel()
+	env := servertest.Start(t)
+	if r := env.Graph("POST", "/users", map[string]any{"displayName": "dave", "userPrincipalName": "dave@keyward.test",
+		"passwordProfile": map[string]string{"password": "Correct horse 4"}}); r.Status != 201 {
+		t.Fatalf("creating dave: %d %s", r.Status, r.Body)
+	}
+	app, err := public.New(identity.AzureCLIClientID, public.WithAuthority(env.Boot.AuthorityHost+env.Boot.TenantID),
+		public.WithHTTPClient(env.HTTP), public.WithInstanceDiscovery(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dc, err := app.AcquireTokenByDeviceCode(ctx, []string{"https://managedhsm.azure.net/.default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	completeDeviceSignIn(t, env, browser(env), dc.Result.UserCode, "dave@keyward.test", "Correct horse 4")
+	res, err := dc.AuthenticationResult(ctx)
+	if err != nil || res.AccessToken == "" {
+		t.Fatalf("MSAL's device code result: %v", err)
+	}
+}

@@ -3,7 +3,6 @@ package identityapi
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"errors"
@@ -44,6 +43,7 @@ type flow struct {
 	Challenge   string   `json:"x"`
 	Scope       string   `json:"sc"`
 	FormPost    bool     `json:"fp,omitempty"` // response_mode=form_post, as MSAL asks
+	Device      string   `json:"d,omitempty"`  // the user code of a device's sign-in
 	CSRF        string   `json:"k"`            // SHA-256 of the cookie's value
 	Principal   string   `json:"p,omitempty"`
 	User        string   `json:"u,omitempty"`
@@ -156,6 +156,9 @@ func (a *API) page(w http.ResponseWriter, r *http.Request, clientName string, f 
 	pageHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	tenant := r.PathValue("tenant")
+	if tenant == "" { // a device's sign-in, from /devicelogin
+		tenant = a.dir.TenantID()
+	}
 	err = signinPage.Execute(w, pageData{Base: a.base, Action: a.base + tenant + "/oauth2/v2.0/authorize", Client: clientName,
 		Flow: sealed, Step: step, User: user, Error: msg})
 	if err != nil {
@@ -169,23 +172,17 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	if err := r.ParseForm(); err != nil {
-		authorizeError(w, http.StatusBadRequest, "The sign-in form could not be read.")
+	f, ok := a.openForm(w, r)
+	if !ok {
 		return
 	}
-	var f flow
-	if err := a.dir.OpenFlow(r.PostForm.Get("flow"), &f); err != nil {
-		authorizeError(w, http.StatusBadRequest, "The sign-in page expired or was altered: start the sign-in again.")
-		return
+	var client identity.PublicClient
+	var err error
+	if f.Device != "" {
+		client, err = identity.PublicClientByID(f.ClientID)
+	} else {
+		client, err = identity.PublicClientFor(f.ClientID, f.RedirectURI)
 	}
-	c, err := r.Cookie(csrfCookie)
-	sum := sha256.Sum256([]byte(cookieValue(c, err)))
-	if subtle.ConstantTimeCompare([]byte(b64(sum[:])), []byte(f.CSRF)) != 1 {
-		authorizeError(w, http.StatusForbidden, "The sign-in form did not come from this sign-in page: start the sign-in again.")
-		return
-	}
-	client, err := identity.PublicClientFor(f.ClientID, f.RedirectURI)
 	if err != nil {
 		authorizeError(w, http.StatusBadRequest, "The application cannot sign in here.")
 		return
@@ -253,7 +250,29 @@ func (a *API) signInFailed(w http.ResponseWriter, r *http.Request, subject, sour
 }
 
 // finish gives the client its code: the browser goes to the redirect URI.
+// A device's sign-in is approved instead: the device's next poll gets the
+// tokens.
 func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal string, amr []string) {
+	if f.Device != "" {
+		if err := a.dir.ApproveDeviceCode(r.Context(), f.Device, principal, amr); err != nil {
+			if fault.KindOf(err) == fault.NotFound {
+				authorizeError(w, http.StatusBadRequest, "The device's sign-in expired: start it again on the device.")
+				return
+			}
+			a.log.ErrorContext(r.Context(), "approving a device sign-in", "err", err)
+			authorizeError(w, http.StatusInternalServerError, "The sign-in could not be completed.")
+			return
+		}
+		client, _ := identity.PublicClientByID(f.ClientID)
+		http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		pageHeaders(w)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		codePage.Execute(w, struct {
+			Base, Action, Flow, Error, Client string
+			Done                              bool
+		}{Base: a.base, Client: client.Name, Done: true})
+		return
+	}
 	code, err := a.dir.IssueAuthCode(r.Context(), identity.AuthCode{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
 		Challenge: f.Challenge, Scope: f.Scope, PrincipalID: principal, AMR: amr, AuthTime: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {

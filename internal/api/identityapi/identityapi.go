@@ -76,6 +76,9 @@ func (a *API) Operations() []route.Op {
 		op("SignIn", http.MethodPost, "/{tenant}/oauth2/v2.0/authorize", a.signIn),
 		op("SignInStyle", http.MethodGet, "/signin.css", a.signinCSS),
 		op("SignInScript", http.MethodGet, "/signin.js", a.signinJS),
+		op("DeviceCode", http.MethodPost, "/{tenant}/oauth2/v2.0/devicecode", a.deviceCode),
+		op("DeviceLogin", http.MethodGet, "/devicelogin", a.deviceLogin),
+		op("DeviceLoginCode", http.MethodPost, "/devicelogin", a.deviceLoginCode),
 		// Keyward extension (RFC 7009): revoke a refresh token.
 		op("Revoke", http.MethodPost, "/{tenant}/oauth2/v2.0/revoke", a.revoke),
 	}
@@ -117,7 +120,7 @@ func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
 		SubjectTypes:          []string{"pairwise"},
 		SigningAlgs:           []string{"RS256"},
 		AuthMethods:           []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
-		GrantTypes:            []string{"authorization_code", "client_credentials", "password", "refresh_token"},
+		GrantTypes:            []string{"authorization_code", "client_credentials", "password", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"},
 	})
 }
 
@@ -214,7 +217,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 	// A user's sign-in that asks for offline_access gets a refresh token,
 	// as Entra's; a refresh does not get another (the first one stays good
 	// until its end).
-	if grant := r.PostForm.Get("grant_type"); (grant == "password" || grant == "authorization_code") &&
+	if grant := r.PostForm.Get("grant_type"); (grant == "password" || grant == "authorization_code" || strings.HasSuffix(grant, "device_code")) &&
 		slices.Contains(strings.Fields(r.PostForm.Get("scope")), "offline_access") {
 		if resp.RefreshToken, err = a.dir.IssueRefreshToken(ctx, p, amr, authTime); err != nil {
 			a.log.ErrorContext(ctx, "refresh token issue failed", "err", err)
@@ -363,6 +366,17 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Prin
 			return nil, nil, time.Time{}, err
 		}
 		return p, rt.AMR, rt.AuthTime, nil
+	}
+	if g := r.PostForm.Get("grant_type"); g == "urn:ietf:params:oauth:grant-type:device_code" || g == "device_code" {
+		f := r.PostForm
+		if f.Get("device_code") == "" || f.Get("client_id") == "" {
+			return nil, nil, time.Time{}, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameters 'device_code' and 'client_id'.")
+		}
+		p, dc, err := a.dir.RedeemDeviceCode(ctx, f.Get("device_code"), f.Get("client_id"))
+		if err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		return p, dc.AMR, dc.AuthTime, nil
 	}
 	if r.PostForm.Get("grant_type") == "authorization_code" {
 		f := r.PostForm
