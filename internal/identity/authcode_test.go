@@ -127,3 +127,50 @@ func TestFlows(t *testing.T) {
 		t.Errorf("late: %v", err)
 	}
 }
+
+// TestDeviceCodes: a device's sign-in is pending until approved, then
+// redeemed once, by its client, before it expires; its user code works
+// once, typed in any case and with dashes.
+func TestDeviceCodes(t *testing.T) {
+	ctx := context.Background()
+	_, dir, c, _ := newTestService(t)
+	user, err := dir.CreateUser(ctx, "Alice", "alice@contoso.example", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	device, dc, err := dir.StartDeviceCode(ctx, AzureCLIClientID, "s")
+	if err != nil || len(dc.UserCode) != userCodeLength || strings.Trim(dc.UserCode, userCodeLetters) != "" {
+		t.Fatalf("start: %v %+v", err, dc)
+	}
+	if _, _, err := dir.RedeemDeviceCode(ctx, device, AzureCLIClientID); !errors.Is(err, ErrAuthorizationPending) {
+		t.Fatalf("before approval: %v", err)
+	}
+	if _, _, err := dir.RedeemDeviceCode(ctx, device, KeywardCLIClientID); !errors.Is(err, ErrInvalidGrant) {
+		t.Fatalf("another client: %v", err)
+	}
+	typed := strings.ToLower(dc.UserCode[:3]) + "-" + dc.UserCode[3:]
+	if _, err := dir.PendingDeviceCode(ctx, typed); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.ApproveDeviceCode(ctx, typed, user.ID, []string{"pwd"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.ApproveDeviceCode(ctx, dc.UserCode, "someone-else", []string{"pwd"}); !errors.Is(err, ErrUnknownUserCode) {
+		t.Fatalf("a second approval: %v", err)
+	}
+	p, got, err := dir.RedeemDeviceCode(ctx, device, AzureCLIClientID)
+	if err != nil || p.ID != user.ID || got.AMR[0] != "pwd" {
+		t.Fatalf("redeem: %v", err)
+	}
+	if _, _, err := dir.RedeemDeviceCode(ctx, device, AzureCLIClientID); !errors.Is(err, ErrInvalidGrant) {
+		t.Fatalf("a second redeem: %v", err)
+	}
+	late, dc2, _ := dir.StartDeviceCode(ctx, AzureCLIClientID, "s")
+	c.t = c.t.Add(DeviceCodeLifetime)
+	if _, _, err := dir.RedeemDeviceCode(ctx, late, AzureCLIClientID); !errors.Is(err, ErrDeviceCodeExpired) {
+		t.Fatalf("an expired code: %v", err)
+	}
+	if err := dir.ApproveDeviceCode(ctx, dc2.UserCode, user.ID, nil); !errors.Is(err, ErrUnknownUserCode) {
+		t.Fatalf("approving an expired code: %v", err)
+	}
+}
