@@ -123,33 +123,61 @@ func (d *Directory) IssueAuthCode(ctx context.Context, c AuthCode) (string, erro
 	if _, err := io.ReadFull(d.rand, b); err != nil {
 		return "", fmt.Errorf("identity: reading randomness: %w", err)
 	}
-	code := authCodePrefix + b64url.EncodeToString(b)
+	// The code names its user, so that the store keeps a user's codes
+	// under one prefix: issuing one reads that user's few, never all.
+	code := authCodePrefix + c.PrincipalID + "." + b64url.EncodeToString(b)
 	now := d.now()
 	c.Expires = now.Add(AuthCodeLifetime)
 	data, err := json.Marshal(c)
 	if err != nil {
 		return "", err
 	}
+	prefix := codePrefix(c.PrincipalID)
 	err = d.store.Update(ctx, func(tx store.Tx) error {
-		// Codes that expired unredeemed go on the way.
-		old, err := tx.ListObjects(ctx, kindAuthCode, "")
+		mine, err := tx.ListObjects(ctx, kindAuthCode, prefix)
 		if err != nil {
 			return err
 		}
-		for _, o := range old {
+		live := 0
+		for _, o := range mine {
 			var oc AuthCode
-			if json.Unmarshal(o.Data, &oc) != nil || now.After(oc.Expires) {
-				if err := tx.DeleteObject(ctx, kindAuthCode, o.ID); err != nil {
-					return err
-				}
+			if json.Unmarshal(o.Data, &oc) == nil && now.Before(oc.Expires) {
+				live++
+				continue
+			}
+			if err := tx.DeleteObject(ctx, kindAuthCode, o.ID); err != nil {
+				return err
 			}
 		}
-		return tx.PutObject(ctx, &store.Object{Kind: kindAuthCode, ID: d.codeID(code), Data: data})
+		if live >= maxLiveAuthCodes {
+			return ErrTooManyAuthCodes
+		}
+		return tx.PutObject(ctx, &store.Object{Kind: kindAuthCode, ID: prefix + d.codeID(code), Data: data})
 	})
 	if err != nil {
 		return "", mapErr(err)
 	}
 	return code, nil
+}
+
+// maxLiveAuthCodes bounds a user's codes not yet redeemed: a sign-in page
+// posted again and again must not fill the store.
+const maxLiveAuthCodes = 10
+
+// ErrTooManyAuthCodes refuses a code to a user who holds many unredeemed.
+var ErrTooManyAuthCodes = fault.New(fault.Unavailable, "temporarily_unavailable",
+	"Too many sign-ins of this user are waiting to be completed: try again in a few minutes.")
+
+func codePrefix(principalID string) string { return strings.ToLower(principalID) + "/" }
+
+// codeOwner returns the user a code names.
+func codeOwner(code string) (string, bool) {
+	rest, ok := strings.CutPrefix(code, authCodePrefix)
+	if !ok {
+		return "", false
+	}
+	owner, _, ok := strings.Cut(rest, ".")
+	return owner, ok && owner != "" && !strings.Contains(owner, "/")
 }
 
 // RedeemAuthCode exchanges a code for what it stands for, once: the code
@@ -159,10 +187,11 @@ func (d *Directory) IssueAuthCode(ctx context.Context, c AuthCode) (string, erro
 // S256 hash the challenge.
 func (d *Directory) RedeemAuthCode(ctx context.Context, code, clientID, redirectURI, verifier string) (*Principal, AuthCode, error) {
 	var c AuthCode
-	if d.pepper == nil || !strings.HasPrefix(code, authCodePrefix) {
+	owner, ok := codeOwner(code)
+	if d.pepper == nil || !ok {
 		return nil, c, ErrInvalidGrant
 	}
-	id := d.codeID(code)
+	id := codePrefix(owner) + d.codeID(code)
 	err := d.store.Update(ctx, func(tx store.Tx) error {
 		o, err := tx.GetObject(ctx, kindAuthCode, id)
 		if err != nil {

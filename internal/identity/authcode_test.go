@@ -84,6 +84,33 @@ func TestAuthCodes(t *testing.T) {
 	}
 }
 
+// TestAuthCodesAreBoundedPerUser: a sign-in page posted again and again
+// cannot fill the store: a user holds at most maxLiveAuthCodes unredeemed
+// codes, and those that expired make room.
+func TestAuthCodesAreBoundedPerUser(t *testing.T) {
+	ctx := context.Background()
+	_, dir, c, _ := newTestService(t)
+	issue := func(user string) error {
+		_, err := dir.IssueAuthCode(ctx, AuthCode{ClientID: AzureCLIClientID, RedirectURI: "http://localhost", Challenge: "x", PrincipalID: user})
+		return err
+	}
+	for range maxLiveAuthCodes {
+		if err := issue("u1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := issue("u1"); !errors.Is(err, ErrTooManyAuthCodes) {
+		t.Fatalf("one code too many: %v", err)
+	}
+	if err := issue("u2"); err != nil {
+		t.Fatalf("another user: %v", err)
+	}
+	c.t = c.t.Add(AuthCodeLifetime + time.Second)
+	if err := issue("u1"); err != nil {
+		t.Fatalf("after the codes expired: %v", err)
+	}
+}
+
 func TestPublicClients(t *testing.T) {
 	for _, ok := range []string{"http://localhost", "http://localhost:53121", "http://127.0.0.1:8400/", "http://localhost:1234/?x=1"} {
 		if _, err := PublicClientFor(AzureCLIClientID, ok); err != nil {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -590,23 +591,27 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if interval <= 0 {
 		interval = time.Minute
 	}
+	// The background loops end with Serve, and Serve returns only once
+	// they have: a rotation or PIM pass still running when Close follows
+	// would write to a journal and a store being closed.
 	rotCtx, stopRotation := context.WithCancel(ctx)
-	defer stopRotation()
-	go s.rotator.Run(rotCtx, interval)
+	var loops sync.WaitGroup
+	defer func() { stopRotation(); loops.Wait() }()
+	loops.Go(func() { s.rotator.Run(rotCtx, interval) })
 	if s.clock != nil {
-		go s.clock.run(rotCtx)
+		loops.Go(func() { s.clock.run(rotCtx) })
 	}
 	if s.cfg.DatabaseURL != "" {
-		go s.renewNodeClaim(rotCtx)
+		loops.Go(func() { s.renewNodeClaim(rotCtx) })
 	}
 	if s.cfg.MetricsListen != "" {
-		go func() {
+		loops.Go(func() {
 			if err := s.serveMetrics(rotCtx, s.cfg.MetricsListen); err != nil {
 				s.log.Error("metrics not served", "err", err)
 			}
-		}()
+		})
 	}
-	go s.pimLoop(rotCtx)
+	loops.Go(func() { s.pimLoop(rotCtx) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, s.tls)) }()
 	select {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -137,9 +138,18 @@ func TestBrowserSignInWithPKCE(t *testing.T) {
 		t.Fatalf("an altered flow: %d", r.StatusCode)
 	}
 	// A wrong password shows the page again.
-	if r, body := post(t, b, authz, url.Values{"flow": {flow}, "username": {"alice@keyward.test"}, "password": {"wrong"}}); r.StatusCode != 200 ||
+	// A wrong password shows the page again, as a 400: the audit record
+	// says the sign-in failed and names the account.
+	if r, body := post(t, b, authz, url.Values{"flow": {flow}, "username": {"alice@keyward.test"}, "password": {"wrong-guess"}}); r.StatusCode != 400 ||
 		!strings.Contains(body, "incorrect") {
 		t.Fatalf("a wrong password: %d %s", r.StatusCode, body)
+	}
+	rec := waitForRecord(t, p.Env, "tenant", func(m map[string]any) bool {
+		pr, _ := m["properties"].(map[string]any)
+		return pr["signInSubject"] == "alice@keyward.test" && m["httpStatusCode"] == float64(400)
+	})
+	if b, _ := json.Marshal(rec); strings.Contains(string(b), "wrong-guess") {
+		t.Fatal("the record holds the password")
 	}
 
 	// Alice enrolls TOTP: the code is the second step.
@@ -162,7 +172,7 @@ func TestBrowserSignInWithPKCE(t *testing.T) {
 	if r.StatusCode != 200 || !strings.Contains(body, `name="otp"`) || m == nil {
 		t.Fatalf("after the password: %d %s", r.StatusCode, body)
 	}
-	if r, body := post(t, b, authz, url.Values{"flow": {m[1]}, "otp": {"000000"}}); r.StatusCode != 200 || !strings.Contains(body, "not right") {
+	if r, body := post(t, b, authz, url.Values{"flow": {m[1]}, "otp": {"000000"}}); r.StatusCode != 400 || !strings.Contains(body, "not right") {
 		t.Fatalf("a wrong code: %d %s", r.StatusCode, body)
 	}
 	r, _ = post(t, b, authz, url.Values{"flow": {m[1]}, "otp": {code()}})
@@ -381,5 +391,54 @@ func TestMSALDeviceCode(t *testing.T) {
 	res, err := dc.AuthenticationResult(ctx)
 	if err != nil || res.AccessToken == "" {
 		t.Fatalf("MSAL's device code result: %v", err)
+	}
+}
+
+// TestParallelCodesHitTheLockout: the code step of a sign-in page, posted
+// many times at once with wrong codes (an attacker who has the password),
+// gets no more guesses than the lockout allows: the check and the count
+// are one step per user, not a race.
+func TestParallelCodesHitTheLockout(t *testing.T) {
+	t.Parallel()
+	p := startPIM(t)
+	_, tok := p.user(t, "frank")
+	pwd := tok(graphURL)
+	e := p.graphAs(pwd, "POST", "/me/authentication/softwareOathMethods", map[string]any{})
+	secret, method := jsonField(e.Body, "secretKey"), jsonField(e.Body, "id")
+	c, _ := totp.GenerateCodeCustom(secret, p.clock.now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if r := p.graphAs(pwd, "POST", "/me/authentication/softwareOathMethods/"+method+"/confirm", map[string]string{"code": c}); r.Status != 204 {
+		t.Fatalf("confirm: %d %s", r.Status, r.Body)
+	}
+	authz := p.Boot.AuthorityHost + p.Boot.TenantID + "/oauth2/v2.0/authorize"
+	q := url.Values{"client_id": {identity.AzureCLIClientID}, "response_type": {"code"}, "redirect_uri": {"http://localhost:5000"},
+		"scope": {"https://managedhsm.azure.net/.default"}, "code_challenge": {challengeOf(strings.Repeat("v", 43))}, "code_challenge_method": {"S256"}}
+	b := browser(p.Env)
+	flow := signInPage(t, b, authz+"?"+q.Encode())
+	_, body := post(t, b, authz, url.Values{"flow": {flow}, "username": {"frank@keyward.test"}, "password": {"Correct horse 1"}})
+	m := flowField.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no code step: %s", body)
+	}
+	const burst = 40
+	statuses := make(chan int, burst)
+	for i := range burst {
+		go func() {
+			resp, err := b.PostForm(authz, url.Values{"flow": {m[1]}, "otp": {fmt.Sprintf("%06d", 100000+i)}})
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	checked := 0
+	for range burst {
+		if <-statuses == 400 { // a wrong code checked; 429 is the lockout
+			checked++
+		}
+	}
+	if checked > 5 {
+		t.Fatalf("%d wrong codes of %d were checked: the lockout allows 5", checked, burst)
 	}
 }

@@ -44,6 +44,7 @@ type flow struct {
 	Scope       string   `json:"sc"`
 	FormPost    bool     `json:"fp,omitempty"` // response_mode=form_post, as MSAL asks
 	Device      string   `json:"d,omitempty"`  // the user code of a device's sign-in
+	PasswordAt  int64    `json:"t,omitempty"`  // when the password step passed (Unix seconds)
 	CSRF        string   `json:"k"`            // SHA-256 of the cookie's value
 	Principal   string   `json:"p,omitempty"`
 	User        string   `json:"u,omitempty"`
@@ -58,8 +59,10 @@ const csrfCookie = "kw_signin"
 func pageHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; "+
-		"form-action 'self' http://localhost:* http://127.0.0.1:*; frame-ancestors 'none'; base-uri 'none'")
+		"form-action 'self' http://localhost:* http://127.0.0.1:* http://[::1]:*; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 }
@@ -142,11 +145,11 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) {
 		Scope: q.Get("scope"), CSRF: b64(sum[:]), FormPost: q.Get("response_mode") == "form_post"}
 	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: cookie, Path: "/", MaxAge: int((10 * time.Minute) / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	a.page(w, r, client.Name, f, "password", q.Get("login_hint"), "")
+	a.page(w, r, http.StatusOK, client.Name, f, "password", q.Get("login_hint"), "")
 }
 
 // page renders the sign-in page for f's next step.
-func (a *API) page(w http.ResponseWriter, r *http.Request, clientName string, f flow, step, user, msg string) {
+func (a *API) page(w http.ResponseWriter, r *http.Request, status int, clientName string, f flow, step, user, msg string) {
 	sealed, err := a.dir.SealFlow(f)
 	if err != nil {
 		a.log.ErrorContext(r.Context(), "sealing a sign-in flow", "err", err)
@@ -155,6 +158,7 @@ func (a *API) page(w http.ResponseWriter, r *http.Request, clientName string, f 
 	}
 	pageHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
 	tenant := r.PathValue("tenant")
 	if tenant == "" { // a device's sign-in, from /devicelogin
 		tenant = a.dir.TenantID()
@@ -188,28 +192,37 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	subject := f.User
+	step := "otp"
 	if f.Principal == "" {
-		subject = r.PostForm.Get("username")
+		subject, step = r.PostForm.Get("username"), "password"
 	}
 	route.RecordOf(ctx).SignInSubject = subject
 	source := sourceOf(r)
+	// Failures answer 4xx (the browser shows the page all the same), so
+	// that the audit record says the sign-in failed and names the account.
 	if until, err := a.throttle.Check(subject, source); err != nil {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(until)/time.Second))))
-		a.page(w, r, client.Name, f, "password", subject, "Your account is locked for a while after too many failed sign-ins. Try again later.")
+		a.page(w, r, http.StatusTooManyRequests, client.Name, f, step, subject,
+			"Your account is locked for a while after too many failed sign-ins. Try again later.")
 		return
 	}
 	if f.Principal == "" { // the password step
 		p, err := a.dir.AuthenticateUser(ctx, subject, r.PostForm.Get("password"))
+		if errors.Is(err, identity.ErrBusy) {
+			w.Header().Set("Retry-After", "1")
+			a.page(w, r, http.StatusServiceUnavailable, client.Name, f, step, subject, "The service is busy. Try again in a moment.")
+			return
+		}
 		if err != nil {
 			a.signInFailed(w, r, subject, source, err)
-			a.page(w, r, client.Name, f, "password", subject, "Your account or password is incorrect.")
+			a.page(w, r, http.StatusBadRequest, client.Name, f, step, subject, "Your account or password is incorrect.")
 			return
 		}
 		// A confirmed authenticator makes the code the second step; an
 		// enrollment not yet confirmed is no second factor.
 		if auth, err := a.dir.Authenticator(ctx, p.ID); err == nil && auth.Confirmed {
-			f.Principal, f.User, f.AMR = p.ID, subject, []string{"pwd"}
-			a.page(w, r, client.Name, f, "otp", subject, "")
+			f.Principal, f.User, f.AMR, f.PasswordAt = p.ID, subject, []string{"pwd"}, time.Now().Unix()
+			a.page(w, r, http.StatusOK, client.Name, f, "otp", subject, "")
 			return
 		} else if err != nil && !errors.Is(err, identity.ErrNotFound) {
 			a.signInFailed(w, r, subject, source, err)
@@ -217,23 +230,29 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a.throttle.Succeed(subject, source)
-		a.finish(w, r, f, p.ID, []string{"pwd"})
+		a.finish(w, r, f, p.ID, []string{"pwd"}, time.Now())
 		return
 	}
-	// The code step: the password was right on the page before.
-	if _, err := a.otpThrottle.Check(f.Principal, ""); err != nil {
-		a.page(w, r, client.Name, f, "otp", f.User, "Too many wrong codes. Try again later.")
+	// The code step: the password was right on the page before, at most
+	// a flow's lifetime ago (the page is sealed again after a wrong code,
+	// but the password does not last for ever).
+	passwordAt := time.Unix(f.PasswordAt, 0)
+	if time.Since(passwordAt) > 10*time.Minute {
+		authorizeError(w, http.StatusBadRequest, "The sign-in page expired: start the sign-in again.")
 		return
 	}
-	if err := a.dir.VerifyTOTP(ctx, f.Principal, r.PostForm.Get("otp")); err != nil {
-		if fault.KindOf(err) == fault.Unauthenticated && a.otpThrottle.Fail(f.Principal, "") {
-			a.log.WarnContext(ctx, "second factor locked out after repeated wrong codes", "oid", f.Principal)
+	if err := a.checkOTP(ctx, f.Principal, r.PostForm.Get("otp")); err != nil {
+		msg, status := "That code is not right. Enter the current code from your app.", http.StatusBadRequest
+		if errors.Is(err, identity.ErrLockedOut) {
+			msg, status = "Too many wrong codes. Try again later.", http.StatusTooManyRequests
+		} else {
+			a.signInFailed(w, r, subject, source, err) // the address's count, and the delay
 		}
-		a.page(w, r, client.Name, f, "otp", f.User, "That code is not right. Enter the current code from your app.")
+		a.page(w, r, status, client.Name, f, "otp", f.User, msg)
 		return
 	}
 	a.throttle.Succeed(subject, source)
-	a.finish(w, r, f, f.Principal, []string{"pwd", "otp", "mfa"})
+	a.finish(w, r, f, f.Principal, []string{"pwd", "otp", "mfa"}, passwordAt)
 }
 
 // signInFailed counts a wrong password towards the lockout, as the token
@@ -252,7 +271,7 @@ func (a *API) signInFailed(w http.ResponseWriter, r *http.Request, subject, sour
 // finish gives the client its code: the browser goes to the redirect URI.
 // A device's sign-in is approved instead: the device's next poll gets the
 // tokens.
-func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal string, amr []string) {
+func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal string, amr []string, authTime time.Time) {
 	if f.Device != "" {
 		if err := a.dir.ApproveDeviceCode(r.Context(), f.Device, principal, amr); err != nil {
 			if fault.KindOf(err) == fault.NotFound {
@@ -274,7 +293,12 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal s
 		return
 	}
 	code, err := a.dir.IssueAuthCode(r.Context(), identity.AuthCode{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
-		Challenge: f.Challenge, Scope: f.Scope, PrincipalID: principal, AMR: amr, AuthTime: time.Now().UTC().Truncate(time.Second)})
+		Challenge: f.Challenge, Scope: f.Scope, PrincipalID: principal, AMR: amr, AuthTime: authTime.UTC().Truncate(time.Second)})
+	if errors.Is(err, identity.ErrTooManyAuthCodes) {
+		w.Header().Set("Retry-After", "300")
+		authorizeError(w, http.StatusTooManyRequests, "Too many sign-ins of this user are waiting to be completed: try again in a few minutes.")
+		return
+	}
 	if err != nil {
 		a.log.ErrorContext(r.Context(), "issuing an authorization code", "err", err)
 		authorizeError(w, http.StatusInternalServerError, "The sign-in could not be completed.")

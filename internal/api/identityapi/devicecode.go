@@ -88,10 +88,10 @@ func (a *API) deviceLogin(w http.ResponseWriter, r *http.Request) {
 	sum := sha256.Sum256([]byte(cookie))
 	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: cookie, Path: "/", MaxAge: int((10 * time.Minute) / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	a.codePage(w, r, flow{CSRF: b64(sum[:])}, "")
+	a.codePage(w, r, http.StatusOK, flow{CSRF: b64(sum[:])}, "")
 }
 
-func (a *API) codePage(w http.ResponseWriter, r *http.Request, f flow, msg string) {
+func (a *API) codePage(w http.ResponseWriter, r *http.Request, status int, f flow, msg string) {
 	sealed, err := a.dir.SealFlow(f)
 	if err != nil {
 		a.log.ErrorContext(r.Context(), "sealing a sign-in flow", "err", err)
@@ -100,6 +100,7 @@ func (a *API) codePage(w http.ResponseWriter, r *http.Request, f flow, msg strin
 	}
 	pageHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
 	err = codePage.Execute(w, struct {
 		Base, Action, Flow, Error, Client string
 		Done                              bool
@@ -120,7 +121,7 @@ func (a *API) deviceLoginCode(w http.ResponseWriter, r *http.Request) {
 	source := sourceOf(r)
 	if until, err := a.throttle.Check("devicelogin", source); err != nil {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(until)/time.Second))))
-		a.codePage(w, r, f, "Too many wrong codes from here. Try again later.")
+		a.codePage(w, r, http.StatusTooManyRequests, f, "Too many wrong codes from here. Try again later.")
 		return
 	}
 	dc, err := a.dir.PendingDeviceCode(ctx, r.PostForm.Get("code"))
@@ -128,7 +129,7 @@ func (a *API) deviceLoginCode(w http.ResponseWriter, r *http.Request) {
 		if fault.KindOf(err) == fault.NotFound {
 			a.throttle.Fail("devicelogin", source)
 			slowDown(ctx, a.throttle.Failures("devicelogin", source))
-			a.codePage(w, r, f, "That code did not work. Check the code and try again.")
+			a.codePage(w, r, http.StatusBadRequest, f, "That code did not work. Check the code and try again.")
 			return
 		}
 		a.log.ErrorContext(ctx, "reading a device sign-in", "err", err)
@@ -141,7 +142,7 @@ func (a *API) deviceLoginCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.ClientID, f.Device, f.Scope = client.ID, dc.UserCode, dc.Scope
-	a.page(w, r, client.Name, f, "password", "", "")
+	a.page(w, r, http.StatusOK, client.Name, f, "password", "", "")
 }
 
 // openForm reads a sign-in form and its sealed flow, which must be bound

@@ -4,9 +4,11 @@
 package identityapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
+	"hash/fnv"
 	"log/slog"
 	"math/big"
 	"net"
@@ -16,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +43,35 @@ type API struct {
 	// otpThrottle locks a user's second factor after repeated wrong codes,
 	// whatever the source: a code has only a million values.
 	otpThrottle *identity.Throttle
+	// otpLocks make a user's second-factor check one at a time, from the
+	// lockout's check through the failure's count: otherwise a burst of
+	// parallel guesses all pass the check before the first is counted.
+	otpLocks [64]sync.Mutex
+}
+
+// otpLock returns the lock of principal's second-factor checks.
+func (a *API) otpLock(principal string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(principal))
+	return &a.otpLocks[h.Sum32()%uint32(len(a.otpLocks))]
+}
+
+// checkOTP checks a user's TOTP code under the second-factor lockout, one
+// check of that user at a time.
+func (a *API) checkOTP(ctx context.Context, principal, code string) error {
+	mu := a.otpLock(principal)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := a.otpThrottle.Check(principal, ""); err != nil {
+		return identity.ErrLockedOut
+	}
+	if err := a.dir.VerifyTOTP(ctx, principal, code); err != nil {
+		if fault.KindOf(err) == fault.Unauthenticated && a.otpThrottle.Fail(principal, "") {
+			a.log.WarnContext(ctx, "second factor locked out after repeated wrong codes", "oid", principal)
+		}
+		return err
+	}
+	return nil
 }
 
 // OTP lockout: 5 wrong codes for one user within 10 minutes lock the
@@ -187,7 +219,7 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 	subject := subjectOf(r)
 	// The audit record names whom the request was for (never a secret),
 	// so that guessing against one account shows in the log.
-	route.RecordOf(ctx).SignInSubject = subject
+	route.RecordOf(ctx).SignInSubject = cmp.Or(subject, r.PostForm.Get("client_id"))
 	aud, err := a.tokens.Audience(r.PostForm.Get("scope"))
 	if err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_scope", "AADSTS500011: The resource principal was not found: "+err.Error(), 500011)
@@ -201,10 +233,20 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, fe.Code, fe.Msg, 50053)
 		return
 	}
-	p, amr, authTime, err := a.authenticate(ctx, r)
+	p, amr, authTime, granted, err := a.authenticate(ctx, r)
 	if err != nil {
 		a.refuse(w, r, subject, source, err)
 		return
+	}
+	scope := r.PostForm.Get("scope")
+	if granted != "" {
+		// A code stands for the scope the user signed in for: its token is
+		// for that resource, with a refresh token only if it was asked.
+		scope = granted
+		if aud, err = a.tokens.Audience(scope); err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_scope", "AADSTS500011: The resource principal was not found: "+err.Error(), 500011)
+			return
+		}
 	}
 	tok, life, err := a.tokens.IssueSession(ctx, p, aud, amr, authTime)
 	if err != nil {
@@ -213,12 +255,12 @@ func (a *API) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secs := int(life / time.Second)
-	resp := tokenResponse{TokenType: "Bearer", ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: tok, Scope: r.PostForm.Get("scope")}
+	resp := tokenResponse{TokenType: "Bearer", ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: tok, Scope: scope}
 	// A user's sign-in that asks for offline_access gets a refresh token,
 	// as Entra's; a refresh does not get another (the first one stays good
 	// until its end).
 	if grant := r.PostForm.Get("grant_type"); (grant == "password" || grant == "authorization_code" || strings.HasSuffix(grant, "device_code")) &&
-		slices.Contains(strings.Fields(r.PostForm.Get("scope")), "offline_access") {
+		slices.Contains(strings.Fields(scope), "offline_access") {
 		if resp.RefreshToken, err = a.dir.IssueRefreshToken(ctx, p, amr, authTime); err != nil {
 			a.log.ErrorContext(ctx, "refresh token issue failed", "err", err)
 			oauthError(w, http.StatusInternalServerError, "server_error", "the token could not be issued", 0)
@@ -307,8 +349,14 @@ func (a *API) refuse(w http.ResponseWriter, r *http.Request, subject, source str
 // subjectOf returns whom a token request tries to sign in as: the client
 // id (from the form or HTTP Basic) or, for the password grant, the user.
 func subjectOf(r *http.Request) string {
-	if r.PostForm.Get("grant_type") == "password" {
+	switch g := r.PostForm.Get("grant_type"); {
+	case g == "password":
 		return r.PostForm.Get("username")
+	case g == "authorization_code", g == "refresh_token", strings.HasSuffix(g, "device_code"):
+		// The client ids of these grants are public clients' that every
+		// user shares: failures there would lock everyone out. What they
+		// carry cannot be guessed, so only the address is counted.
+		return ""
 	}
 	if u, _, ok := r.BasicAuth(); ok {
 		return u
@@ -353,44 +401,45 @@ func slowDown(ctx context.Context, n int) {
 // authenticate handles the grants Keyward supports: client_credentials
 // with a client secret (form or HTTP Basic), password for users (with a
 // TOTP code in the form field otp, a Keyward extension), and
-// refresh_token. It returns the principal, the methods it signed in with
-// and when (zero: now).
-func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Principal, []string, time.Time, error) {
+// refresh_token, authorization_code and device_code. It returns the
+// principal, the methods it signed in with and when (zero: now), and the
+// scope a code was granted for ("" for the other grants).
+func (a *API) authenticate(ctx context.Context, r *http.Request) (*identity.Principal, []string, time.Time, string, error) {
 	if r.PostForm.Get("grant_type") == "refresh_token" {
 		tok := r.PostForm.Get("refresh_token")
 		if tok == "" {
-			return nil, nil, time.Time{}, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameter 'refresh_token'.")
+			return nil, nil, time.Time{}, "", fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameter 'refresh_token'.")
 		}
 		p, rt, err := a.dir.RedeemRefreshToken(ctx, tok)
 		if err != nil {
-			return nil, nil, time.Time{}, err
+			return nil, nil, time.Time{}, "", err
 		}
-		return p, rt.AMR, rt.AuthTime, nil
+		return p, rt.AMR, rt.AuthTime, "", nil
 	}
 	if g := r.PostForm.Get("grant_type"); g == "urn:ietf:params:oauth:grant-type:device_code" || g == "device_code" {
 		f := r.PostForm
 		if f.Get("device_code") == "" || f.Get("client_id") == "" {
-			return nil, nil, time.Time{}, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameters 'device_code' and 'client_id'.")
+			return nil, nil, time.Time{}, "", fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameters 'device_code' and 'client_id'.")
 		}
 		p, dc, err := a.dir.RedeemDeviceCode(ctx, f.Get("device_code"), f.Get("client_id"))
 		if err != nil {
-			return nil, nil, time.Time{}, err
+			return nil, nil, time.Time{}, "", err
 		}
-		return p, dc.AMR, dc.AuthTime, nil
+		return p, dc.AMR, dc.AuthTime, dc.Scope, nil
 	}
 	if r.PostForm.Get("grant_type") == "authorization_code" {
 		f := r.PostForm
 		if f.Get("code") == "" || f.Get("client_id") == "" {
-			return nil, nil, time.Time{}, fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameters 'code' and 'client_id'.")
+			return nil, nil, time.Time{}, "", fault.Errorf(fault.Invalid, "invalid_request", "AADSTS900144: The request body must contain the parameters 'code' and 'client_id'.")
 		}
 		p, c, err := a.dir.RedeemAuthCode(ctx, f.Get("code"), f.Get("client_id"), f.Get("redirect_uri"), f.Get("code_verifier"))
 		if err != nil {
-			return nil, nil, time.Time{}, err
+			return nil, nil, time.Time{}, "", err
 		}
-		return p, c.AMR, c.AuthTime, nil
+		return p, c.AMR, c.AuthTime, c.Scope, nil
 	}
 	p, amr, err := a.authenticateNow(ctx, r)
-	return p, amr, time.Time{}, err
+	return p, amr, time.Time{}, "", err
 }
 
 func (a *API) authenticateNow(ctx context.Context, r *http.Request) (*identity.Principal, []string, error) {
@@ -424,13 +473,7 @@ func (a *API) authenticateNow(ctx context.Context, r *http.Request) (*identity.P
 		}
 		// The code is checked only after the password, so it tells nothing
 		// to whoever does not have the password.
-		if _, err := a.otpThrottle.Check(p.ID, ""); err != nil {
-			return nil, nil, identity.ErrLockedOut
-		}
-		if err := a.dir.VerifyTOTP(ctx, p.ID, f.Get("otp")); err != nil {
-			if fault.KindOf(err) == fault.Unauthenticated && a.otpThrottle.Fail(p.ID, "") {
-				a.log.WarnContext(ctx, "second factor locked out after repeated wrong codes", "oid", p.ID)
-			}
+		if err := a.checkOTP(ctx, p.ID, f.Get("otp")); err != nil {
 			return nil, nil, err
 		}
 		return p, []string{"pwd", "otp", "mfa"}, nil
