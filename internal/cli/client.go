@@ -257,16 +257,22 @@ type tokenResponse struct {
 // cliClientID is the client id the CLI names in user sign-ins (az's).
 const cliClientID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
-// postToken sends form to the tenant's token endpoint.
-func postToken(ctx context.Context, hc *http.Client, p *profile, form url.Values) (*tokenResponse, error) {
+// postOAuth sends form, with the CLI's client id, to the tenant's OAuth
+// endpoint ("token", "devicecode").
+func postOAuth(ctx context.Context, hc *http.Client, p *profile, endpoint string, form url.Values) (*http.Response, error) {
 	form.Set("client_id", cliClientID)
-	u := strings.TrimSuffix(p.Server, "/") + "/" + p.TenantID + "/oauth2/v2.0/token"
+	u := strings.TrimSuffix(p.Server, "/") + "/" + p.TenantID + "/oauth2/v2.0/" + endpoint
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := hc.Do(req)
+	return hc.Do(req)
+}
+
+// postToken sends form to the tenant's token endpoint.
+func postToken(ctx context.Context, hc *http.Client, p *profile, form url.Values) (*tokenResponse, error) {
+	resp, err := postOAuth(ctx, hc, p, "token", form)
 	if err != nil {
 		return nil, err
 	}
@@ -325,14 +331,7 @@ func (c *refreshCredential) GetToken(ctx context.Context, o policy.TokenRequestO
 // (on stderr), and polls the token endpoint until the user has signed in
 // in a browser, the code expires or ctx ends.
 func signInWithDeviceCode(ctx context.Context, hc *http.Client, p *profile, stderr io.Writer) (*tokenResponse, error) {
-	form := url.Values{"client_id": {cliClientID}, "scope": {graphScope + " offline_access"}}
-	u := strings.TrimSuffix(p.Server, "/") + "/" + p.TenantID + "/oauth2/v2.0/devicecode"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := hc.Do(req)
+	resp, err := postOAuth(ctx, hc, p, "devicecode", url.Values{"scope": {graphScope + " offline_access"}})
 	if err != nil {
 		return nil, err
 	}

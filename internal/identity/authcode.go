@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -63,11 +62,10 @@ var ErrRedirectURI = fault.New(fault.Invalid, "invalid_request",
 // http://127.0.0.1) matches with any port, as RFC 8252 §7.3 says, since
 // native apps listen on a port they pick.
 func PublicClientFor(clientID, redirectURI string) (PublicClient, error) {
-	i := slices.IndexFunc(PublicClients(), func(c PublicClient) bool { return strings.EqualFold(c.ID, clientID) })
-	if i < 0 {
-		return PublicClient{}, ErrUnknownClient
+	c, err := PublicClientByID(clientID)
+	if err != nil {
+		return c, err
 	}
-	c := PublicClients()[i]
 	u, err := url.Parse(redirectURI)
 	if err != nil || redirectURI == "" || u.Fragment != "" || u.User != nil {
 		return c, ErrRedirectURI

@@ -473,11 +473,13 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, resource s
 		httpx.WriteError(w, r, s.log, identity.ErrInvalidToken.With("the Authorization header must carry a Bearer token"))
 		return nil
 	}
-	accepted := []string{resource}
-	if resource == ARMResource {
-		accepted = append(accepted, ARMClassicResource)
+	var c *identity.Caller
+	var err error
+	if resource == ARMResource { // the SDKs' public cloud asks for the other name
+		c, err = s.tokens.Verify(strings.TrimSpace(tok), ARMResource, ARMClassicResource)
+	} else {
+		c, err = s.tokens.Verify(strings.TrimSpace(tok), resource)
 	}
-	c, err := s.tokens.Verify(strings.TrimSpace(tok), accepted...)
 	if err != nil {
 		s.log.Info("token rejected", "path", r.URL.Path, "reason", err)
 		challenge()

@@ -53,6 +53,36 @@ type flow struct {
 
 const csrfCookie = "kw_signin"
 
+// bindCookie sets a new sign-in cookie and returns what a flow keeps of
+// it: its SHA-256, which openForm compares.
+func bindCookie(w http.ResponseWriter) string {
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	cookie := b64(secret)
+	sum := sha256.Sum256([]byte(cookie))
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: cookie, Path: "/", MaxAge: int(flowCookieLife / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	return b64(sum[:])
+}
+
+// flowCookieLife is the sign-in cookie's: a flow's.
+const flowCookieLife = 10 * time.Minute
+
+// dropCookie ends the sign-in cookie once the flow is done.
+func dropCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+}
+
+// render writes a sign-in page with the pages' headers.
+func (a *API) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) {
+	pageHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := t.Execute(w, data); err != nil {
+		a.log.ErrorContext(r.Context(), "rendering a sign-in page", "page", t.Name(), "err", err)
+	}
+}
+
 // pageHeaders are the headers of every sign-in page: nothing framed,
 // cached or run; the form may go only here, and the code only to a
 // loopback redirect (public clients' only kind).
@@ -137,14 +167,8 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) {
 		redirectError("invalid_scope", "AADSTS500011: The resource principal was not found: "+err.Error())
 		return
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	cookie := b64(secret)
-	sum := sha256.Sum256([]byte(cookie))
 	f := flow{ClientID: client.ID, RedirectURI: q.Get("redirect_uri"), State: q.Get("state"), Challenge: q.Get("code_challenge"),
-		Scope: q.Get("scope"), CSRF: b64(sum[:]), FormPost: q.Get("response_mode") == "form_post"}
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: cookie, Path: "/", MaxAge: int((10 * time.Minute) / time.Second),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		Scope: q.Get("scope"), CSRF: bindCookie(w), FormPost: q.Get("response_mode") == "form_post"}
 	a.page(w, r, http.StatusOK, client.Name, f, "password", q.Get("login_hint"), "")
 }
 
@@ -156,18 +180,12 @@ func (a *API) page(w http.ResponseWriter, r *http.Request, status int, clientNam
 		authorizeError(w, http.StatusInternalServerError, "The sign-in page could not be made.")
 		return
 	}
-	pageHeaders(w)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
 	tenant := r.PathValue("tenant")
 	if tenant == "" { // a device's sign-in, from /devicelogin
 		tenant = a.dir.TenantID()
 	}
-	err = signinPage.Execute(w, pageData{Base: a.base, Action: a.base + tenant + "/oauth2/v2.0/authorize", Client: clientName,
+	a.render(w, r, status, signinPage, pageData{Base: a.base, Action: a.base + tenant + "/oauth2/v2.0/authorize", Client: clientName,
 		Flow: sealed, Step: step, User: user, Error: msg})
-	if err != nil {
-		a.log.ErrorContext(r.Context(), "rendering the sign-in page", "err", err)
-	}
 }
 
 // signIn is POST /{tenant}/oauth2/v2.0/authorize: the sign-in page's form.
@@ -283,13 +301,8 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal s
 			return
 		}
 		client, _ := identity.PublicClientByID(f.ClientID)
-		http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		pageHeaders(w)
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		codePage.Execute(w, struct {
-			Base, Action, Flow, Error, Client string
-			Done                              bool
-		}{Base: a.base, Client: client.Name, Done: true})
+		dropCookie(w)
+		a.render(w, r, http.StatusOK, codePage, codeData{Base: a.base, Client: client.Name, Done: true})
 		return
 	}
 	code, err := a.dir.IssueAuthCode(r.Context(), identity.AuthCode{ClientID: f.ClientID, RedirectURI: f.RedirectURI,
@@ -304,16 +317,12 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal s
 		authorizeError(w, http.StatusInternalServerError, "The sign-in could not be completed.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	dropCookie(w)
 	pageHeaders(w)
 	if f.FormPost {
 		// The code goes in a form the page posts to the redirect URI,
 		// out of the URL and so out of histories and logs.
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		err := responsePage.Execute(w, struct{ Base, Action, Code, State string }{a.base, f.RedirectURI, code, f.State})
-		if err != nil {
-			a.log.ErrorContext(r.Context(), "rendering the sign-in response", "err", err)
-		}
+		a.render(w, r, http.StatusOK, responsePage, struct{ Base, Action, Code, State string }{a.base, f.RedirectURI, code, f.State})
 		return
 	}
 	u, _ := url.Parse(f.RedirectURI)

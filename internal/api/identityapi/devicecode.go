@@ -1,7 +1,6 @@
 package identityapi
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -82,13 +81,7 @@ func (a *API) deviceCode(w http.ResponseWriter, r *http.Request) {
 
 // deviceLogin is GET /devicelogin: the page that asks for the code.
 func (a *API) deviceLogin(w http.ResponseWriter, r *http.Request) {
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	cookie := b64(secret)
-	sum := sha256.Sum256([]byte(cookie))
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: cookie, Path: "/", MaxAge: int((10 * time.Minute) / time.Second),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	a.codePage(w, r, http.StatusOK, flow{CSRF: b64(sum[:])}, "")
+	a.codePage(w, r, http.StatusOK, flow{CSRF: bindCookie(w)}, "")
 }
 
 func (a *API) codePage(w http.ResponseWriter, r *http.Request, status int, f flow, msg string) {
@@ -98,16 +91,14 @@ func (a *API) codePage(w http.ResponseWriter, r *http.Request, status int, f flo
 		authorizeError(w, http.StatusInternalServerError, "The sign-in page could not be made.")
 		return
 	}
-	pageHeaders(w)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	err = codePage.Execute(w, struct {
-		Base, Action, Flow, Error, Client string
-		Done                              bool
-	}{Base: a.base, Action: a.base + "devicelogin", Flow: sealed, Error: msg})
-	if err != nil {
-		a.log.ErrorContext(r.Context(), "rendering the code page", "err", err)
-	}
+	a.render(w, r, status, codePage, codeData{Base: a.base, Action: a.base + "devicelogin", Flow: sealed, Error: msg})
+}
+
+// codeData fills the code page: the form, or (Done) the end of a
+// device's sign-in.
+type codeData struct {
+	Base, Action, Flow, Error, Client string
+	Done                              bool
 }
 
 // deviceLoginCode is POST /devicelogin: the code, then the sign-in page.

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 
 	"github.com/keyward/keyward/internal/store"
@@ -88,7 +89,11 @@ func (t *txn) GetRoleAssignment(ctx context.Context, hsm, id string) (*store.Rol
 }
 
 func (t *txn) ListRoleAssignments(ctx context.Context, hsm string) ([]*store.RoleAssignment, error) {
-	rows, err := t.query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? ORDER BY created, id`, hsm)
+	return assignments(t.query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? ORDER BY created, id`, hsm))
+}
+
+// assignments scans the rows of a role assignment query.
+func assignments(rows *sql.Rows, err error) ([]*store.RoleAssignment, error) {
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -112,21 +117,8 @@ func (t *txn) ListRoleAssignmentsAt(ctx context.Context, hsm string, scopes ...s
 	for _, s := range scopes {
 		args = append(args, s)
 	}
-	rows, err := t.query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? AND scope IN (?`+
-		strings.Repeat(", ?", len(scopes)-1)+`) ORDER BY created, id`, args...)
-	if err != nil {
-		return nil, notFound(err)
-	}
-	defer rows.Close()
-	var out []*store.RoleAssignment
-	for rows.Next() {
-		a, err := scanRoleAssignment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return assignments(t.query(ctx, `SELECT `+roleAssignCols+` FROM role_assignments WHERE hsm = ? AND scope IN (?`+
+		strings.Repeat(", ?", len(scopes)-1)+`) ORDER BY created, id`, args...))
 }
 
 func (t *txn) DeleteRoleAssignment(ctx context.Context, hsm, id string) error {
