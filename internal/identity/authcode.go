@@ -30,6 +30,9 @@ type PublicClient struct {
 	ID           string
 	Name         string
 	RedirectURIs []string
+	// DeviceCode lets the client sign users in with the device-code flow
+	// (a command line's; a web page has a browser).
+	DeviceCode bool
 }
 
 // Well-known public clients, registered in every tenant.
@@ -41,13 +44,23 @@ const (
 	KeywardCLIClientID = "5c0b3b71-2a4e-4c5e-9f3a-6b7d8e9f0a1b"
 )
 
-// PublicClients returns the registered public clients.
-func PublicClients() []PublicClient {
-	return []PublicClient{
-		{ID: AzureCLIClientID, Name: "Microsoft Azure CLI", RedirectURIs: []string{"http://localhost"}},
-		{ID: KeywardCLIClientID, Name: "Keyward CLI", RedirectURIs: []string{"http://localhost"}},
-	}
+// KeywardConsoleClientID is the web console's: its redirect URI is the
+// server's own (RegisterPublicClient), so it exists only once a server
+// registers it.
+const KeywardConsoleClientID = "9a3c1f6e-7d2b-4e8a-b5c4-0f1e2d3c4b5a"
+
+// PublicClients returns the registered public clients: the well-known ones
+// and those the server registered.
+func (d *Directory) PublicClients() []PublicClient {
+	return append([]PublicClient{
+		{ID: AzureCLIClientID, Name: "Microsoft Azure CLI", RedirectURIs: []string{"http://localhost"}, DeviceCode: true},
+		{ID: KeywardCLIClientID, Name: "Keyward CLI", RedirectURIs: []string{"http://localhost"}, DeviceCode: true},
+	}, d.clients...)
 }
+
+// RegisterPublicClient registers c (the console, with the server's own
+// redirect URI). It is called while the server is built, before it serves.
+func (d *Directory) RegisterPublicClient(c PublicClient) { d.clients = append(d.clients, c) }
 
 // ErrUnknownClient is a client id that no public client has.
 var ErrUnknownClient = fault.New(fault.Invalid, "unauthorized_client",
@@ -61,8 +74,8 @@ var ErrRedirectURI = fault.New(fault.Invalid, "invalid_request",
 // redirectURI is one of its own. A loopback redirect (http://localhost or
 // http://127.0.0.1) matches with any port, as RFC 8252 §7.3 says, since
 // native apps listen on a port they pick.
-func PublicClientFor(clientID, redirectURI string) (PublicClient, error) {
-	c, err := PublicClientByID(clientID)
+func (d *Directory) PublicClientFor(clientID, redirectURI string) (PublicClient, error) {
+	c, err := d.PublicClientByID(clientID)
 	if err != nil {
 		return c, err
 	}

@@ -62,12 +62,13 @@ var (
 )
 
 // PublicClientByID returns a registered public client.
-func PublicClientByID(clientID string) (PublicClient, error) {
-	i := slices.IndexFunc(PublicClients(), func(c PublicClient) bool { return strings.EqualFold(c.ID, clientID) })
+func (d *Directory) PublicClientByID(clientID string) (PublicClient, error) {
+	clients := d.PublicClients()
+	i := slices.IndexFunc(clients, func(c PublicClient) bool { return strings.EqualFold(c.ID, clientID) })
 	if i < 0 {
 		return PublicClient{}, ErrUnknownClient
 	}
-	return PublicClients()[i], nil
+	return clients[i], nil
 }
 
 // StartDeviceCode begins a device's sign-in for the public client

@@ -50,6 +50,8 @@ type Directory struct {
 	slots chan struct{}
 	// slowHashes counts the Argon2id hashes run, for tests.
 	slowHashes atomic.Int64
+	// clients are the public clients the server registered (the console).
+	clients []PublicClient
 }
 
 // NewDirectory returns the directory of tenant held in s. Before it adds or

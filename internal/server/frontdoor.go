@@ -42,6 +42,7 @@ const (
 	surfaceARM                      // the resource manager
 	surfaceGraph                    // the directory
 	surfaceOpen                     // token service and metadata: no token needed
+	surfaceConsole                  // the web console: its own session cookie
 )
 
 // String names a surface in metrics.
@@ -55,6 +56,8 @@ func (s surface) String() string {
 		return "graph"
 	case surfaceOpen:
 		return "identity"
+	case surfaceConsole:
+		return "console"
 	}
 	return "none"
 }
@@ -112,6 +115,12 @@ type hostRoute struct {
 // wins. New faces (PIM, Azure's own host names) are new rows.
 func routeTable() []hostRoute {
 	return []hostRoute{
+		{"the web console, at /console on the token service's host", func(s *Server, host, first, _ string) (destination, bool) {
+			// Any host but an HSM's: the console sends a browser on to
+			// its one origin, where its cookies live.
+			ok := first == "console" && host != s.cfg.DNSSuffix && !strings.HasSuffix(host, "."+s.cfg.DNSSuffix)
+			return destination{surface: surfaceConsole}, ok
+		}},
 		{"Azure's token service at login.microsoftonline.com", func(s *Server, host, _, _ string) (destination, bool) {
 			return destination{surface: surfaceOpen}, s.cfg.AzureNames && host == AzureLoginHost
 		}},
@@ -382,6 +391,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 				httpx.WriteError(w, r, s.log, err)
 			}
 		})
+	case surfaceConsole:
+		info.base = strings.TrimSuffix(s.urls.authority, "/")
+		s.console.ServeHTTP(w, r)
 	default:
 		s.notFound(w, r)
 	}

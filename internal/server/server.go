@@ -47,6 +47,7 @@ import (
 	"github.com/keyward/keyward/internal/pim/armroles"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/store"
+	"github.com/keyward/keyward/internal/web"
 	"github.com/keyward/keyward/internal/store/postgres"
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
@@ -184,6 +185,7 @@ type Server struct {
 	pimLoop    func(context.Context) // ends expired PIM access (pim.go)
 	pim        *pim.Service          // the PIM core (pim.go)
 	arm        *arm.API
+	console    *web.Console
 	sub        string // the subscription id
 }
 
@@ -494,7 +496,7 @@ func (s *Server) build(ctx context.Context) error {
 	s.armRBAC = armrbac.NewService(s.store, s.dir, clock, scopes.Exists)
 	s.arm = arm.New(arm.Deps{ControlPlane: cp, RBAC: s.armRBAC, Directory: s.dir, Diagnostics: diag, Subscription: subscription,
 		PIM:    s.rolePIM(armroles.New(s.store, s.dir, clock, scopes.Exists)),
-		HSMURI: s.HSMURI, ManagementURL: s.urls.management, Log: s.log})
+		HSMURI: s.HSMURI, ManagementURL: s.urls.management, Log: s.log, Audit: journal})
 	if err := diag.Start(ctx); err != nil {
 		return err
 	}
@@ -502,6 +504,9 @@ func (s *Server) build(ctx context.Context) error {
 	s.keys = keySvc
 	s.rotator = keys.NewRotator(keySvc, s.registry.List, s.recordScheduled, s.log)
 	s.metrics = newMetrics(s)
+	if err := s.buildConsole(subscription); err != nil {
+		return err
+	}
 	s.handler = s.frontDoor()
 
 	s.boot, err = s.bootstrap(ctx, tenant)

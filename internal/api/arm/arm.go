@@ -30,6 +30,7 @@ type API struct {
 	dir          *identity.Directory
 	diag         *diagnostics.Service
 	pim          *armroles.Service
+	audit        AuditSearcher
 	subscription string
 	// hsmURI returns the data-plane URL of an HSM name.
 	hsmURI func(name string) string
@@ -49,6 +50,7 @@ type Deps struct {
 	Directory     *identity.Directory
 	Diagnostics   *diagnostics.Service
 	PIM           *armroles.Service // PIM for Azure roles
+	Audit         AuditSearcher     // the journal, searched for the console (nil: none)
 	Subscription  string
 	HSMURI        func(name string) string
 	ManagementURL string
@@ -57,7 +59,7 @@ type Deps struct {
 
 // New returns the ARM API.
 func New(d Deps) *API {
-	a := &API{cp: d.ControlPlane, rbac: d.RBAC, dir: d.Directory, diag: d.Diagnostics, pim: d.PIM, subscription: d.Subscription,
+	a := &API{cp: d.ControlPlane, rbac: d.RBAC, dir: d.Directory, diag: d.Diagnostics, pim: d.PIM, audit: d.Audit, subscription: d.Subscription,
 		hsmURI: d.HSMURI, managementURL: strings.TrimSuffix(d.ManagementURL, "/"), log: d.Log}
 	a.ops, a.authz = a.operations(), a.authorizationOperations()
 	return a

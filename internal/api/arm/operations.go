@@ -56,6 +56,7 @@ func (a *API) operations() *route.Table {
 		list(sub+storageProvider, "Microsoft.Storage/storageAccounts/read", a.listAccounts),
 		list(rg+storageProvider, "Microsoft.Storage/storageAccounts/read", a.listAccounts),
 		op(get, account, "Microsoft.Storage/storageAccounts/read", pathScope, a.getAccount),
+		op(get, account+auditEventsPath, "Microsoft.Storage/storageAccounts/read", accountScope, a.auditEvents),
 		op(put, account, "Microsoft.Storage/storageAccounts/write", pathScope, a.putAccount),
 		op(patch, account, "Microsoft.Storage/storageAccounts/write", pathScope, a.patchAccount),
 		op(del, account, "Microsoft.Storage/storageAccounts/delete", pathScope, a.deleteAccount),

@@ -134,7 +134,7 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	client, err := identity.PublicClientFor(q.Get("client_id"), q.Get("redirect_uri"))
+	client, err := a.dir.PublicClientFor(q.Get("client_id"), q.Get("redirect_uri"))
 	if err != nil {
 		fe, _ := fault.As(err)
 		authorizeError(w, http.StatusBadRequest, fe.Msg)
@@ -201,9 +201,9 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 	var client identity.PublicClient
 	var err error
 	if f.Device != "" {
-		client, err = identity.PublicClientByID(f.ClientID)
+		client, err = a.dir.PublicClientByID(f.ClientID)
 	} else {
-		client, err = identity.PublicClientFor(f.ClientID, f.RedirectURI)
+		client, err = a.dir.PublicClientFor(f.ClientID, f.RedirectURI)
 	}
 	if err != nil {
 		authorizeError(w, http.StatusBadRequest, "The application cannot sign in here.")
@@ -300,7 +300,7 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal s
 			authorizeError(w, http.StatusInternalServerError, "The sign-in could not be completed.")
 			return
 		}
-		client, _ := identity.PublicClientByID(f.ClientID)
+		client, _ := a.dir.PublicClientByID(f.ClientID)
 		dropCookie(w)
 		a.render(w, r, http.StatusOK, codePage, codeData{Base: a.base, Client: client.Name, Done: true})
 		return

@@ -42,7 +42,10 @@ func (a *API) deviceCode(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "AADSTS900144: The request body must be a form.", 900144)
 		return
 	}
-	client, err := identity.PublicClientByID(r.PostForm.Get("client_id"))
+	client, err := a.dir.PublicClientByID(r.PostForm.Get("client_id"))
+	if err == nil && !client.DeviceCode {
+		err = identity.ErrUnknownClient
+	}
 	if err != nil {
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "AADSTS700016: Application not found in the directory, or not a public client.", 700016)
 		return
@@ -127,7 +130,7 @@ func (a *API) deviceLoginCode(w http.ResponseWriter, r *http.Request) {
 		authorizeError(w, http.StatusServiceUnavailable, "The sign-in cannot be completed now: try again later.")
 		return
 	}
-	client, err := identity.PublicClientByID(dc.ClientID)
+	client, err := a.dir.PublicClientByID(dc.ClientID)
 	if err != nil {
 		authorizeError(w, http.StatusBadRequest, "The application cannot sign in here.")
 		return

@@ -1,0 +1,257 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PIM settings, for Privileged Role Administrators: per group (PIM for
+// Groups) and per Azure role at a scope, the activation policy (maximum
+// duration, justification, MFA, ticket, approval and approvers), who is
+// eligible, and the PIM alerts with their incidents. What the API refuses
+// the user (these reads are administrators') shows as refused.
+
+// rule is a policy rule, in the Graph and ARM shapes (which share names).
+type rule struct {
+	ID              string   `json:"id"`
+	MaximumDuration string   `json:"maximumDuration"`
+	EnabledRules    []string `json:"enabledRules"`
+	Setting         *struct {
+		IsApprovalRequired bool `json:"isApprovalRequired"`
+		ApprovalStages     []struct {
+			PrimaryApprovers []struct {
+				UserID  string `json:"userId"`
+				GroupID string `json:"groupId"`
+				ID      string `json:"id"`
+			} `json:"primaryApprovers"`
+		} `json:"approvalStages"`
+	} `json:"setting"`
+	Target struct {
+		Caller string `json:"caller"`
+		Level  string `json:"level"`
+	} `json:"target"`
+}
+
+// policyView is a policy as the page shows it.
+type policyView struct {
+	Name, Scope          string
+	MaxDuration          string
+	Justification, MFA   bool
+	Ticket, Approval     bool
+	Approvers            []string
+	Eligible             []eligibleView
+}
+
+type eligibleView struct {
+	Who   string
+	Until time.Time
+}
+
+type alertView struct {
+	Name, Severity string
+	Active         bool
+	Incidents      []string
+}
+
+type settingsData struct {
+	Groups, Roles []policyView
+	Alerts        []alertView
+	Problems      []string
+}
+
+func (c *Console) settings(w http.ResponseWriter, r *http.Request) {
+	a := c.apiFor(r)
+	var d settingsData
+	problem := func(what string, err error) { d.Problems = append(d.Problems, what+": "+err.Error()) }
+
+	// Groups: those with eligible members.
+	var elig graphList[schedule]
+	if err := a.graph("GET", pimGroups+"eligibilitySchedules", nil, &elig); err != nil {
+		problem("eligible group memberships", err)
+	}
+	byGroup := map[string][]schedule{}
+	var ids []string
+	for _, s := range elig.Value {
+		if s.AccessID == "member" {
+			byGroup[s.GroupID] = append(byGroup[s.GroupID], s)
+			ids = append(ids, s.GroupID, s.PrincipalID)
+		}
+	}
+	var roleElig graphList[armRole]
+	sub := "/subscriptions/" + c.cfg.Subscription
+	if err := a.arm("GET", sub+armAuthz+"roleEligibilitySchedules?"+pimVersion, nil, &roleElig); err != nil {
+		problem("eligible roles", err)
+	}
+	for _, x := range roleElig.Value {
+		ids = append(ids, x.Properties.PrincipalID)
+	}
+	names := a.names(ids)
+	groups := make([]string, 0, len(byGroup))
+	for g := range byGroup {
+		groups = append(groups, g)
+	}
+	slices.Sort(groups)
+	for _, g := range groups {
+		v := policyView{Name: names.of(g), Scope: "group membership"}
+		var pols graphList[struct {
+			Rules []rule `json:"rules"`
+		}]
+		filter := "scopeId eq '" + g + "' and scopeType eq 'Group'"
+		if err := a.graph("GET", "/v1.0/policies/roleManagementPolicies?$expand=rules&$filter="+url.QueryEscape(filter), nil, &pols); err != nil {
+			problem("the policy of "+v.Name, err)
+		} else if len(pols.Value) > 0 {
+			v.apply(pols.Value[0].Rules)
+		}
+		for _, s := range byGroup[g] {
+			e := eligibleView{Who: names.of(s.PrincipalID)}
+			if s.ScheduleInfo != nil {
+				e.Until = parseTime(s.ScheduleInfo.Expiration.EndDateTime)
+			}
+			v.Eligible = append(v.Eligible, e)
+		}
+		d.Groups = append(d.Groups, v)
+	}
+
+	// Azure roles with eligible assignments, at their scopes.
+	type roleAt struct{ role, scope string }
+	byRole := map[roleAt][]armRole{}
+	var keys []roleAt
+	for _, x := range roleElig.Value {
+		k := roleAt{x.Properties.RoleDefinitionID, x.Properties.Scope}
+		if byRole[k] == nil {
+			keys = append(keys, k)
+		}
+		byRole[k] = append(byRole[k], x)
+	}
+	for _, k := range keys {
+		first := byRole[k][0].Properties
+		v := policyView{Name: roleName(first.ExpandedProperties.RoleDefinition.DisplayName, k.role), Scope: k.scope}
+		var pols graphList[struct {
+			Properties struct {
+				Rules []rule `json:"rules"`
+			} `json:"properties"`
+		}]
+		roleID := k.role[strings.LastIndex(k.role, "/")+1:]
+		filter := "roleDefinitionId eq '" + roleID + "'"
+		var pas graphList[struct {
+			Properties struct {
+				PolicyID string `json:"policyId"`
+			} `json:"properties"`
+		}]
+		err := a.arm("GET", armScope(k.scope)+armAuthz+"roleManagementPolicyAssignments?$filter="+url.QueryEscape(filter)+"&"+pimVersion, nil, &pas)
+		if err == nil && len(pas.Value) > 0 {
+			var pol struct {
+				Properties struct {
+					Rules []rule `json:"rules"`
+				} `json:"properties"`
+			}
+			if err = a.arm("GET", armScope(pas.Value[0].Properties.PolicyID)+"?"+pimVersion, nil, &pol); err == nil {
+				pols.Value = append(pols.Value, struct {
+					Properties struct {
+						Rules []rule `json:"rules"`
+					} `json:"properties"`
+				}{pol.Properties})
+			}
+		}
+		if err != nil {
+			problem("the policy of "+v.Name, err)
+		} else if len(pols.Value) > 0 {
+			v.apply(pols.Value[0].Properties.Rules)
+		}
+		for _, x := range byRole[k] {
+			v.Eligible = append(v.Eligible, eligibleView{Who: names.of(x.Properties.PrincipalID), Until: parseTime(x.Properties.EndDateTime)})
+		}
+		d.Roles = append(d.Roles, v)
+	}
+
+	// Alerts, with their incidents.
+	var alerts graphList[struct {
+		ID            string `json:"id"`
+		IsActive      bool   `json:"isActive"`
+		AlertDef      struct {
+			DisplayName   string `json:"displayName"`
+			SeverityLevel string `json:"severityLevel"`
+		} `json:"alertDefinition"`
+		AlertIncidents []map[string]any `json:"alertIncidents"`
+	}]
+	filter := url.QueryEscape("scopeId eq '/' and scopeType eq 'DirectoryRole'")
+	if err := a.graph("GET", "/beta/identityGovernance/roleManagementAlerts/alerts?$filter="+filter+"&$expand=alertIncidents,alertDefinition", nil, &alerts); err != nil {
+		problem("alerts", err)
+	}
+	for _, al := range alerts.Value {
+		v := alertView{Name: al.AlertDef.DisplayName, Severity: al.AlertDef.SeverityLevel, Active: al.IsActive}
+		if v.Name == "" {
+			v.Name = al.ID
+		}
+		for _, in := range al.AlertIncidents {
+			v.Incidents = append(v.Incidents, incidentLine(in))
+		}
+		d.Alerts = append(d.Alerts, v)
+	}
+	var approvers []string
+	for _, v := range append(slices.Clone(d.Groups), d.Roles...) {
+		approvers = append(approvers, v.Approvers...)
+	}
+	who := a.names(approvers)
+	for _, list := range [][]policyView{d.Groups, d.Roles} {
+		for i := range list {
+			for j, id := range list[i].Approvers {
+				list[i].Approvers[j] = who.of(id)
+			}
+		}
+	}
+	c.render(w, r, http.StatusOK, "settings", page{Title: "PIM settings", Nav: "settings", Data: d})
+}
+
+// apply reads the end-user assignment rules of a policy.
+func (v *policyView) apply(rules []rule) {
+	var approvers []string
+	for _, r := range rules {
+		switch {
+		case strings.HasPrefix(r.ID, "Expiration_EndUser"):
+			v.MaxDuration = r.MaximumDuration
+		case strings.HasPrefix(r.ID, "Enablement_EndUser"):
+			v.Justification = slices.Contains(r.EnabledRules, "Justification")
+			v.MFA = slices.Contains(r.EnabledRules, "MultiFactorAuthentication")
+			v.Ticket = slices.Contains(r.EnabledRules, "Ticketing")
+		case strings.HasPrefix(r.ID, "Approval_EndUser") && r.Setting != nil:
+			v.Approval = r.Setting.IsApprovalRequired
+			for _, st := range r.Setting.ApprovalStages {
+				for _, p := range st.PrimaryApprovers {
+					approvers = append(approvers, p.UserID+p.GroupID+p.ID)
+				}
+			}
+		}
+	}
+	v.Approvers = approvers // ids: settings names them all at once
+}
+
+// incidentLine says what an alert's incident is about, from the fields
+// its kind has.
+func incidentLine(in map[string]any) string {
+	var parts []string
+	for _, k := range []string{"assigneeDisplayName", "assigneeUserPrincipalName", "roleDisplayName", "assignmentCreatedDateTime",
+		"activationCount", "creationDateTime"} {
+		if v, ok := in[k]; ok && v != nil && v != "" {
+			parts = append(parts, k+": "+strings.TrimSpace(strings.ReplaceAll(stringOf(v), "\n", " ")))
+		}
+	}
+	if len(parts) == 0 {
+		return "an incident"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func stringOf(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return ""
+}
