@@ -47,9 +47,9 @@ import (
 	"github.com/keyward/keyward/internal/pim/armroles"
 	"github.com/keyward/keyward/internal/rbac"
 	"github.com/keyward/keyward/internal/store"
-	"github.com/keyward/keyward/internal/web"
 	"github.com/keyward/keyward/internal/store/postgres"
 	"github.com/keyward/keyward/internal/store/sqlite"
+	"github.com/keyward/keyward/internal/web"
 )
 
 // Resource URIs that tokens are issued for.

@@ -82,15 +82,15 @@ type armRole struct {
 
 // accessRow is one line of My access.
 type accessRow struct {
-	Kind       string // "group" or "role"
-	Name       string // the group's or role's name
-	Target     string // group id, or role definition id
-	Scope      string // roles: the scope
-	Eligible   string // the eligibility's id (roles: linked on activation)
-	Until      time.Time
-	Activated  bool // an activation (not a standing assignment)
-	Pending    bool
-	CanAct     bool
+	Kind      string // "group" or "role"
+	Name      string // the group's or role's name
+	Target    string // group id, or role definition id
+	Scope     string // roles: the scope
+	Eligible  string // the eligibility's id (roles: linked on activation)
+	Until     time.Time
+	Activated bool // an activation (not a standing assignment)
+	Pending   bool
+	CanAct    bool
 }
 
 type accessData struct {

@@ -86,7 +86,7 @@ func (c *Console) approvals(w http.ResponseWriter, r *http.Request) {
 		id := p.ApprovalID
 		id = id[strings.LastIndex(id, "/")+1:]
 		rows = append(rows, approvalRow{Kind: "role", ID: q.Name, ApprovalID: id, Requester: names.of(p.PrincipalID),
-			Target: roleName(p.ExpandedProperties.RoleDefinition.DisplayName, p.RoleDefinitionID) + " at " + p.Scope,
+			Target:        roleName(p.ExpandedProperties.RoleDefinition.DisplayName, p.RoleDefinitionID) + " at " + p.Scope,
 			Justification: p.Justification, Ticket: p.TicketInfo.TicketNumber, Duration: p.ScheduleInfo.Expiration.Duration, Created: parseTime(p.CreatedOn)})
 	}
 	slices.SortFunc(rows, func(x, y approvalRow) int { return x.Created.Compare(y.Created) })

@@ -82,14 +82,14 @@ func (c *Console) hsmList(a *api, r *http.Request) ([]hsmRow, []string) {
 
 // keyRow is one key of the HSM page.
 type keyRow struct {
-	Name, Type      string
-	Versions        string
-	Enabled         bool
-	Expires         time.Time
-	ExpiresSoon     bool // within 30 days
-	Expired         bool
-	Rotation        string
-	Managed         bool
+	Name, Type  string
+	Versions    string
+	Enabled     bool
+	Expires     time.Time
+	ExpiresSoon bool // within 30 days
+	Expired     bool
+	Rotation    string
+	Managed     bool
 }
 
 type assignmentRow struct {

@@ -93,7 +93,9 @@ func (c *Console) user(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // csrfToken is the session's CSRF token: bound to it under the pepper.
-func (c *Console) csrfToken(s *identity.Session) string { return c.cfg.Directory.SessionMAC("csrf", s.ID) }
+func (c *Console) csrfToken(s *identity.Session) string {
+	return c.cfg.Directory.SessionMAC("csrf", s.ID)
+}
 
 // signInFlow is what the browser keeps (sealed) while it signs in.
 type signInFlow struct {

@@ -38,12 +38,12 @@ type rule struct {
 
 // policyView is a policy as the page shows it.
 type policyView struct {
-	Name, Scope          string
-	MaxDuration          string
-	Justification, MFA   bool
-	Ticket, Approval     bool
-	Approvers            []string
-	Eligible             []eligibleView
+	Name, Scope        string
+	MaxDuration        string
+	Justification, MFA bool
+	Ticket, Approval   bool
+	Approvers          []string
+	Eligible           []eligibleView
 }
 
 type eligibleView struct {
@@ -170,9 +170,9 @@ func (c *Console) settings(w http.ResponseWriter, r *http.Request) {
 
 	// Alerts, with their incidents.
 	var alerts graphList[struct {
-		ID            string `json:"id"`
-		IsActive      bool   `json:"isActive"`
-		AlertDef      struct {
+		ID       string `json:"id"`
+		IsActive bool   `json:"isActive"`
+		AlertDef struct {
 			DisplayName   string `json:"displayName"`
 			SeverityLevel string `json:"severityLevel"`
 		} `json:"alertDefinition"`
