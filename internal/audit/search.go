@@ -31,16 +31,22 @@ type Outcome string
 
 const (
 	Allowed Outcome = "allowed" // answered 1xx–3xx
-	Refused Outcome = "refused" // 401 or 403: no token, a bad one, or no right
+	Refused Outcome = "refused" // 401 or 403: a bad token, or no right
 	Errored Outcome = "error"   // any other failure
+	// Challenged is the 401 that answers a request without a token: the
+	// first leg of every Azure SDK call, which then retries with one. It
+	// is no refusal, and the chart leaves it out.
+	Challenged Outcome = "challenge"
 )
 
-// OutcomeOf classifies an HTTP status.
-func OutcomeOf(status int) Outcome {
+// OutcomeOf classifies a record.
+func OutcomeOf(e *Event) Outcome {
 	switch {
-	case status < 400:
+	case e.Properties.Challenge:
+		return Challenged
+	case e.HTTPStatusCode < 400:
 		return Allowed
-	case status == 401 || status == 403:
+	case e.HTTPStatusCode == 401 || e.HTTPStatusCode == 403:
 		return Refused
 	}
 	return Errored
@@ -101,12 +107,12 @@ func (j *Journal) Search(streams []string, q Query) (*SearchResult, error) {
 				hc = &HourCount{Hour: time.Unix(h, 0).UTC()}
 				hours[h] = hc
 			}
-			switch OutcomeOf(e.HTTPStatusCode) {
+			switch OutcomeOf(e) {
 			case Allowed:
 				hc.Allowed++
 			case Refused:
 				hc.Refused++
-			default:
+			case Errored:
 				hc.Errors++
 			}
 			if q.matches(e) {
@@ -141,7 +147,7 @@ func (q *Query) matches(e *Event) bool {
 		caller = c.UPN + " " + c.AppID + " " + c.ObjectID
 	}
 	return has(e.OperationName, q.Operation) && has(caller, q.Caller) && has(e.Properties.Key, q.Key) &&
-		(q.Result == "" || Outcome(q.Result) == OutcomeOf(e.HTTPStatusCode))
+		(q.Result == "" || Outcome(q.Result) == OutcomeOf(e))
 }
 
 // searchStream walks the newest files of stream (up to MaxSearchBytes),

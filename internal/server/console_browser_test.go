@@ -207,7 +207,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("alice's active membership: %s", h)
 	}
 	h = alice.open("hsms/dev")
-	if !strings.Contains(h, `id="assignments"`) || !strings.Contains(h, "Managed HSM Administrator") || !strings.Contains(h, "HSM Admins") {
+	if !strings.Contains(h, `id="assignments"`) || !strings.Contains(h, "Managed HSM Administrator") || !strings.Contains(h, "HSM Admins") ||
+		!strings.Contains(h, "alice@keyward.test <span class=\"activated\">activated until") {
 		t.Fatalf("alice's view of the HSM once active: %s", h)
 	}
 	alice.open("access")

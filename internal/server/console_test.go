@@ -348,6 +348,23 @@ func TestConsoleSecurity(t *testing.T) {
 	if code, _ := s.get(t, erin, "hsms/nosuch"); code != 404 {
 		t.Errorf("an HSM that does not exist: %d", code)
 	}
+	// The audit search is the storage account's readers': alice is
+	// refused, erin is not, and bad parameters are an error envelope.
+	search := s.Boot.AuthorityHost + "subscriptions/" + s.subscription(t) + "/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/" +
+		testenv.AzuriteAccount + "/providers/Keyward.Insights/auditEvents?api-version=2026-12-01"
+	if r := s.Do("GET", search, s.tokens["alice"]("https://management.azure.com"), nil); r.Status != 403 {
+		t.Errorf("alice searches the audit logs: %d %s", r.Status, r.Body)
+	}
+	erinARM := s.tokens["erin"]("https://management.azure.com")
+	if r := s.Do("GET", search+"&result=refused", erinARM, nil); r.Status != 200 || !strings.Contains(string(r.Body), `"holds":true`) {
+		t.Errorf("erin searches the audit logs: %d %s", r.Status, r.Body)
+	}
+	for _, bad := range []string{"&result=bogus", "&from=yesterday", "&from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
+		"&from=2026-01-01T00:00:00Z&to=2026-12-01T00:00:00Z", "&$top=100000", "&$skip=-1"} {
+		if r := s.Do("GET", search+bad, erinARM, nil); r.Status != 400 || r.ErrorCode() == "" {
+			t.Errorf("a search with %s: %d %s", bad, r.Status, r.Body)
+		}
+	}
 	// The page's calls are audited with the user as caller.
 	waitForRecord(t, s.Env, "dev", func(m map[string]any) bool {
 		id, _ := m["identity"].(map[string]any)

@@ -329,14 +329,19 @@ func parseTime(s string) time.Time {
 }
 
 // directory names principals by id, from Graph's getByIds.
-type directory map[string]string
+type directory map[string]dirObject
+
+type dirObject struct{ Name, Type string }
 
 func (d directory) of(id string) string {
-	if n := d[strings.ToLower(id)]; n != "" {
-		return n
+	if o := d[strings.ToLower(id)]; o.Name != "" {
+		return o.Name
 	}
 	return id
 }
+
+// isGroup tells whether id is a group's.
+func (d directory) isGroup(id string) bool { return d[strings.ToLower(id)].Type == "#microsoft.graph.group" }
 
 // names looks ids up in the directory; an id it cannot name stays an id.
 func (a *api) names(ids []string) directory {
@@ -346,6 +351,7 @@ func (a *api) names(ids []string) directory {
 	for len(ids) > 0 {
 		n := min(len(ids), 1000)
 		var res graphList[struct {
+			Type              string `json:"@odata.type"`
 			ID                string `json:"id"`
 			DisplayName       string `json:"displayName"`
 			UserPrincipalName string `json:"userPrincipalName"`
@@ -358,7 +364,7 @@ func (a *api) names(ids []string) directory {
 			if o.UserPrincipalName != "" {
 				name = o.UserPrincipalName
 			}
-			out[strings.ToLower(o.ID)] = name
+			out[strings.ToLower(o.ID)] = dirObject{Name: name, Type: o.Type}
 		}
 		ids = ids[n:]
 	}

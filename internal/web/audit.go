@@ -30,6 +30,7 @@ type auditEvent struct {
 		} `json:"claim"`
 	} `json:"identity"`
 	Properties struct {
+		Challenge     bool   `json:"challenge"`
 		Key           string `json:"id"`
 		Authorization *struct {
 			Decision string `json:"decision"`
@@ -54,6 +55,8 @@ func (e auditEvent) Caller() string {
 
 func (e auditEvent) Outcome() string {
 	switch {
+	case e.Properties.Challenge:
+		return "challenge"
 	case e.HTTPStatusCode < 400:
 		return "allowed"
 	case e.HTTPStatusCode == 401 || e.HTTPStatusCode == 403:
@@ -62,12 +65,26 @@ func (e auditEvent) Outcome() string {
 	return "error"
 }
 
+// KeyName is the key a key operation named ("" for other operations,
+// whose id property names other things).
 func (e auditEvent) KeyName() string {
+	if !strings.HasPrefix(e.OperationName, "Key") {
+		return ""
+	}
 	k := e.Properties.Key
 	if i := strings.Index(k, "/keys/"); i >= 0 {
 		return k[i+len("/keys/"):]
 	}
 	return k
+}
+
+// When is the record's time to the second.
+func (e auditEvent) When() string {
+	t, err := time.Parse(time.RFC3339Nano, e.Time)
+	if err != nil {
+		return e.Time
+	}
+	return t.UTC().Format("2006-01-02 15:04:05")
 }
 
 type auditSearch struct {

@@ -94,6 +94,14 @@ type keyRow struct {
 
 type assignmentRow struct {
 	Who, Kind, Role, Scope, Since, Standing string
+	// Members are a group's members now, and until when those activated
+	// through PIM stay (as far as the user may read the schedules).
+	Members []memberRow
+}
+
+type memberRow struct {
+	Name  string
+	Until time.Time
 }
 
 type hsmData struct {
@@ -256,7 +264,11 @@ func (c *Console) hsm(w http.ResponseWriter, r *http.Request) {
 			if role == "" {
 				role = p.RoleDefinitionID[strings.LastIndex(p.RoleDefinitionID, "/")+1:]
 			}
-			d.Assignments = append(d.Assignments, assignmentRow{Who: names.of(p.PrincipalID), Role: role, Scope: p.Scope, Standing: "standing"})
+			row := assignmentRow{Who: names.of(p.PrincipalID), Role: role, Scope: p.Scope, Standing: "standing"}
+			if names.isGroup(p.PrincipalID) {
+				row.Members = a.groupMembers(p.PrincipalID)
+			}
+			d.Assignments = append(d.Assignments, row)
 		}
 		slices.SortFunc(d.Assignments, func(x, y assignmentRow) int { return strings.Compare(x.Role+x.Who, y.Role+y.Who) })
 	}
@@ -272,4 +284,37 @@ func keyType(kty, crv, n string) string {
 		return kty + " " + strconv.Itoa(len(strings.TrimRight(n, "="))*6/8*8)
 	}
 	return kty
+}
+
+// groupMembers lists group id's members now, with the end of each PIM
+// activation the user may read.
+func (a *api) groupMembers(id string) []memberRow {
+	var members graphList[struct {
+		ID                string `json:"id"`
+		DisplayName       string `json:"displayName"`
+		UserPrincipalName string `json:"userPrincipalName"`
+	}]
+	if err := a.graph("GET", "/v1.0/groups/"+url.PathEscape(id)+"/members", nil, &members); err != nil {
+		return nil
+	}
+	var inForce graphList[schedule]
+	filter := url.QueryEscape("groupId eq '" + id + "'")
+	if err := a.graph("GET", pimGroups+"assignmentScheduleInstances?$filter="+filter, nil, &inForce); err != nil {
+		inForce.Value = nil
+	}
+	until := map[string]time.Time{}
+	for _, s := range inForce.Value {
+		if s.AccessID == "member" && s.AssignmentType == "activated" {
+			until[strings.ToLower(s.PrincipalID)] = parseTime(s.EndDateTime)
+		}
+	}
+	var out []memberRow
+	for _, m := range members.Value {
+		name := m.UserPrincipalName
+		if name == "" {
+			name = m.DisplayName
+		}
+		out = append(out, memberRow{Name: name, Until: until[strings.ToLower(m.ID)]})
+	}
+	return out
 }

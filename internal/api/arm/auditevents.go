@@ -131,9 +131,9 @@ func auditQuery(v url.Values) (audit.Query, error) {
 		return q, fault.Invalidf("from and to must span at most 31 days, from first")
 	}
 	switch audit.Outcome(q.Result) {
-	case "", audit.Allowed, audit.Refused, audit.Errored:
+	case "", audit.Allowed, audit.Refused, audit.Errored, audit.Challenged:
 	default:
-		return q, fault.Invalidf("result must be allowed, refused or error")
+		return q, fault.Invalidf("result must be allowed, refused, error or challenge")
 	}
 	for _, n := range []struct {
 		name string
