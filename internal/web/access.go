@@ -341,7 +341,9 @@ func (d directory) of(id string) string {
 }
 
 // isGroup tells whether id is a group's.
-func (d directory) isGroup(id string) bool { return d[strings.ToLower(id)].Type == "#microsoft.graph.group" }
+func (d directory) isGroup(id string) bool {
+	return d[strings.ToLower(id)].Type == "#microsoft.graph.group"
+}
 
 // names looks ids up in the directory; an id it cannot name stays an id.
 func (a *api) names(ids []string) directory {
