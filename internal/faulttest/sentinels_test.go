@@ -77,6 +77,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/identity.ErrInvalidRefreshToken":  identity.ErrInvalidRefreshToken,
 	"internal/identity.ErrSecretNotFound":       identity.ErrSecretNotFound,
 	"internal/identity.ErrFlow":                 identity.ErrFlow,
+	"internal/identity.ErrNoSession":            identity.ErrNoSession,
 	"internal/identity.ErrTooManyAuthCodes":     identity.ErrTooManyAuthCodes,
 	"internal/identity.ErrAuthorizationPending": identity.ErrAuthorizationPending,
 	"internal/identity.ErrTooManyDeviceCodes":   identity.ErrTooManyDeviceCodes,

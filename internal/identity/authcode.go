@@ -74,8 +74,8 @@ var ErrRedirectURI = fault.New(fault.Invalid, "invalid_request",
 // redirectURI is one of its own. A loopback redirect (http://localhost or
 // http://127.0.0.1) matches with any port, as RFC 8252 §7.3 says, since
 // native apps listen on a port they pick.
-func (d *Directory) PublicClientFor(clientID, redirectURI string) (PublicClient, error) {
-	c, err := d.PublicClientByID(clientID)
+func (d *Directory) PublicClientFor(ctx context.Context, clientID, redirectURI string) (PublicClient, error) {
+	c, err := d.PublicClientByID(ctx, clientID)
 	if err != nil {
 		return c, err
 	}

@@ -114,17 +114,17 @@ func TestAuthCodesAreBoundedPerUser(t *testing.T) {
 func TestPublicClients(t *testing.T) {
 	_, d, _, _ := newTestService(t)
 	for _, ok := range []string{"http://localhost", "http://localhost:53121", "http://127.0.0.1:8400/", "http://localhost:1234/?x=1"} {
-		if _, err := d.PublicClientFor(AzureCLIClientID, ok); err != nil {
+		if _, err := d.PublicClientFor(context.Background(), AzureCLIClientID, ok); err != nil {
 			t.Errorf("%s refused: %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"", "https://evil.example", "http://localhost.evil.example:80", "http://evil@localhost:80",
 		"http://localhost:80/other", "http://localhost#frag", "javascript:alert(1)", "http://10.0.0.1"} {
-		if _, err := d.PublicClientFor(AzureCLIClientID, bad); !errors.Is(err, ErrRedirectURI) {
+		if _, err := d.PublicClientFor(context.Background(), AzureCLIClientID, bad); !errors.Is(err, ErrRedirectURI) {
 			t.Errorf("%q accepted: %v", bad, err)
 		}
 	}
-	if _, err := d.PublicClientFor("not-a-client", "http://localhost"); !errors.Is(err, ErrUnknownClient) {
+	if _, err := d.PublicClientFor(context.Background(), "not-a-client", "http://localhost"); !errors.Is(err, ErrUnknownClient) {
 		t.Errorf("an unknown client: %v", err)
 	}
 }
@@ -206,20 +206,20 @@ func TestDeviceCodes(t *testing.T) {
 func TestRegisteredPublicClient(t *testing.T) {
 	_, d, _, _ := newTestService(t)
 	const console = "https://keyward.example:8443/console/signin"
-	if _, err := d.PublicClientFor(KeywardConsoleClientID, console); !errors.Is(err, ErrUnknownClient) {
+	if _, err := d.PublicClientFor(context.Background(), KeywardConsoleClientID, console); !errors.Is(err, ErrUnknownClient) {
 		t.Fatalf("the console before it is registered: %v", err)
 	}
 	d.RegisterPublicClient(PublicClient{ID: KeywardConsoleClientID, Name: "Keyward console", RedirectURIs: []string{console}})
-	if _, err := d.PublicClientFor(KeywardConsoleClientID, console); err != nil {
+	if _, err := d.PublicClientFor(context.Background(), KeywardConsoleClientID, console); err != nil {
 		t.Fatalf("the console's own redirect URI: %v", err)
 	}
 	for _, bad := range []string{"https://keyward.example:8443/console/signin/x", "https://evil.example/console/signin",
 		"http://keyward.example:8443/console/signin", "http://localhost:5000", "https://keyward.example:8443/console/signin?x=1"} {
-		if _, err := d.PublicClientFor(KeywardConsoleClientID, bad); !errors.Is(err, ErrRedirectURI) {
+		if _, err := d.PublicClientFor(context.Background(), KeywardConsoleClientID, bad); !errors.Is(err, ErrRedirectURI) {
 			t.Errorf("%q accepted for the console: %v", bad, err)
 		}
 	}
-	if c, _ := d.PublicClientByID(KeywardConsoleClientID); c.DeviceCode {
+	if c, _ := d.PublicClientByID(context.Background(), KeywardConsoleClientID); c.DeviceCode {
 		t.Error("the console may start device sign-ins")
 	}
 }

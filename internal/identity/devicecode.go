@@ -62,11 +62,11 @@ var (
 )
 
 // PublicClientByID returns a registered public client.
-func (d *Directory) PublicClientByID(clientID string) (PublicClient, error) {
+func (d *Directory) PublicClientByID(ctx context.Context, clientID string) (PublicClient, error) {
 	clients := d.PublicClients()
 	i := slices.IndexFunc(clients, func(c PublicClient) bool { return strings.EqualFold(c.ID, clientID) })
 	if i < 0 {
-		return PublicClient{}, ErrUnknownClient
+		return d.registeredPublicClient(ctx, clientID)
 	}
 	return clients[i], nil
 }

@@ -442,3 +442,89 @@ func TestParallelCodesHitTheLockout(t *testing.T) {
 		t.Fatalf("%d wrong codes of %d were checked: the lockout allows 5", checked, burst)
 	}
 }
+
+// TestRegisteredPublicClient: an application its owner makes a public
+// client (Graph's publicClient.redirectUris, isFallbackPublicClient) signs
+// users in at its own redirect URIs only, and starts device sign-ins only
+// when public-client flows are allowed; the sign-in page may send the code
+// to its https origin and no other.
+func TestRegisteredPublicClient(t *testing.T) {
+	t.Parallel()
+	p := startPIM(t)
+	_, userTok := p.user(t, "dana")
+	app := p.ServicePrincipal("contoso-desktop")
+	authz := p.Boot.AuthorityHost + p.Boot.TenantID + "/oauth2/v2.0/authorize"
+	verifier := strings.Repeat("d", 50)
+	authorize := func(redirect string) *http.Response {
+		q := url.Values{"client_id": {app.AppID}, "response_type": {"code"}, "redirect_uri": {redirect}, "scope": {"https://managedhsm.azure.net/.default"},
+			"code_challenge": {challengeOf(verifier)}, "code_challenge_method": {"S256"}}
+		resp, err := browser(p.Env).Get(authz + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	deviceCode := func() int {
+		resp, err := p.HTTP.PostForm(p.Boot.AuthorityHost+p.Boot.TenantID+"/oauth2/v2.0/devicecode",
+			url.Values{"client_id": {app.AppID}, "scope": {"https://managedhsm.azure.net/.default"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if r := authorize("http://localhost:5000/cb"); r.StatusCode != 400 {
+		t.Fatalf("an application that is no public client: %d", r.StatusCode)
+	}
+	appPath := "/applications/" + app.AppID
+	for _, bad := range []map[string]any{
+		{"publicClient": map[string]any{"redirectUris": []string{"http://app.contoso.example/cb"}}},
+		{"publicClient": map[string]any{"redirectUris": []string{"javascript:alert(1)"}}},
+		{"publicClient": map[string]any{"redirectUris": []string{"https://app.contoso.example/cb#x"}}},
+		{"displayName": "renamed"},
+	} {
+		if r := p.Graph("PATCH", appPath, bad); r.Status != 400 || r.ErrorCode() == "" {
+			t.Errorf("PATCH %v: %d %s", bad, r.Status, r.Body)
+		}
+	}
+	set := map[string]any{"publicClient": map[string]any{"redirectUris": []string{"http://localhost/cb", "https://app.contoso.example/signin"}}}
+	if r := p.graphAs(userTok(graphURL), "PATCH", appPath, set); r.Status != 403 {
+		t.Errorf("a user makes an application a public client: %d %s", r.Status, r.Body)
+	}
+	if r := p.Graph("PATCH", appPath, set); r.Status != 204 {
+		t.Fatalf("PATCH publicClient: %d %s", r.Status, r.Body)
+	}
+	if r := p.Graph("GET", appPath, nil); r.Status != 200 || !strings.Contains(string(r.Body), `"redirectUris":["http://localhost/cb","https://app.contoso.example/signin"]`) ||
+		!strings.Contains(string(r.Body), `"isFallbackPublicClient":false`) {
+		t.Errorf("GET the application: %d %s", r.Status, r.Body)
+	}
+	if r := authorize("http://localhost:5000/cb"); r.StatusCode != 200 || strings.Contains(r.Header.Get("Content-Security-Policy"), "https://") {
+		t.Errorf("a loopback redirect: %d %s", r.StatusCode, r.Header.Get("Content-Security-Policy"))
+	}
+	if r := authorize("https://app.contoso.example/signin"); r.StatusCode != 200 ||
+		!strings.Contains(r.Header.Get("Content-Security-Policy"), "form-action 'self' http://localhost:* http://127.0.0.1:* http://[::1]:* https://app.contoso.example;") {
+		t.Errorf("the registered https redirect: %d %s", r.StatusCode, r.Header.Get("Content-Security-Policy"))
+	}
+	for _, bad := range []string{"https://evil.example/signin", "https://app.contoso.example/other", "http://localhost:5000/other"} {
+		if r := authorize(bad); r.StatusCode != 400 || r.Header.Get("Location") != "" {
+			t.Errorf("an unregistered redirect %s: %d %s", bad, r.StatusCode, r.Header.Get("Location"))
+		}
+	}
+	if st := deviceCode(); st != 400 {
+		t.Errorf("a device sign-in without public-client flows: %d", st)
+	}
+	if r := p.Graph("PATCH", appPath, map[string]any{"isFallbackPublicClient": true}); r.Status != 204 {
+		t.Fatalf("allowing public-client flows: %d %s", r.Status, r.Body)
+	}
+	if st := deviceCode(); st != 200 {
+		t.Errorf("a device sign-in with public-client flows: %d", st)
+	}
+	// No redirect URIs and no flows: no longer a public client.
+	if r := p.Graph("PATCH", appPath, map[string]any{"publicClient": map[string]any{"redirectUris": []string{}}, "isFallbackPublicClient": false}); r.Status != 204 {
+		t.Fatalf("unregistering: %d %s", r.Status, r.Body)
+	}
+	if r := authorize("http://localhost:5000/cb"); r.StatusCode != 400 {
+		t.Errorf("after unregistering: %d", r.StatusCode)
+	}
+}

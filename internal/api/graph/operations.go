@@ -50,6 +50,8 @@ func (a *API) operations() *route.Table {
 		// Keyward has no application objects apart from service principals,
 		// so an application's id here is its service principal's object id
 		// or appId.
+		read("microsoft.directory/applications/standard/read", http.MethodGet, "/v1.0/applications/{id}", a.getApplication),
+		write("microsoft.directory/applications/basic/update", http.MethodPatch, "/v1.0/applications/{id}", a.patchApplication),
 		read("microsoft.directory/applications/credentials/read", http.MethodGet, "/v1.0/applications/{id}/federatedIdentityCredentials", a.listFederated),
 		write("microsoft.directory/applications/credentials/update", http.MethodPost, "/v1.0/applications/{id}/federatedIdentityCredentials", a.createFederated),
 		write("microsoft.directory/applications/credentials/update", http.MethodDelete, "/v1.0/applications/{id}/federatedIdentityCredentials/{name}", a.deleteFederated),

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/api/route"
@@ -73,9 +74,10 @@ func dropCookie(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 }
 
-// render writes a sign-in page with the pages' headers.
-func (a *API) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) {
-	pageHeaders(w)
+// render writes a sign-in page with the pages' headers; its forms may go
+// to the origins of formTo too (a client's https redirect URI).
+func (a *API) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any, formTo ...string) {
+	pageHeaders(w, formTo...)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	if err := t.Execute(w, data); err != nil {
@@ -85,11 +87,18 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, status int, t *temp
 
 // pageHeaders are the headers of every sign-in page: nothing framed,
 // cached or run; the form may go only here, and the code only to a
-// loopback redirect (public clients' only kind).
-func pageHeaders(w http.ResponseWriter) {
+// loopback redirect or to the https origin of the client's registered
+// redirect URI (formTo).
+func pageHeaders(w http.ResponseWriter, formTo ...string) {
 	h := w.Header()
+	actions := "'self' http://localhost:* http://127.0.0.1:* http://[::1]:*"
+	for _, to := range formTo {
+		if u, err := url.Parse(to); err == nil && u.Scheme == "https" && u.Host != "" && !strings.ContainsAny(u.Host, " ;,'") {
+			actions += " https://" + u.Host
+		}
+	}
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; "+
-		"form-action 'self' http://localhost:* http://127.0.0.1:* http://[::1]:*; frame-ancestors 'none'; base-uri 'none'")
+		"form-action "+actions+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
@@ -134,7 +143,7 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	client, err := a.dir.PublicClientFor(q.Get("client_id"), q.Get("redirect_uri"))
+	client, err := a.dir.PublicClientFor(r.Context(), q.Get("client_id"), q.Get("redirect_uri"))
 	if err != nil {
 		fe, _ := fault.As(err)
 		authorizeError(w, http.StatusBadRequest, fe.Msg)
@@ -185,7 +194,7 @@ func (a *API) page(w http.ResponseWriter, r *http.Request, status int, clientNam
 		tenant = a.dir.TenantID()
 	}
 	a.render(w, r, status, signinPage, pageData{Base: a.base, Action: a.base + tenant + "/oauth2/v2.0/authorize", Client: clientName,
-		Flow: sealed, Step: step, User: user, Error: msg})
+		Flow: sealed, Step: step, User: user, Error: msg}, f.RedirectURI)
 }
 
 // signIn is POST /{tenant}/oauth2/v2.0/authorize: the sign-in page's form.
@@ -201,9 +210,9 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request) {
 	var client identity.PublicClient
 	var err error
 	if f.Device != "" {
-		client, err = a.dir.PublicClientByID(f.ClientID)
+		client, err = a.dir.PublicClientByID(r.Context(), f.ClientID)
 	} else {
-		client, err = a.dir.PublicClientFor(f.ClientID, f.RedirectURI)
+		client, err = a.dir.PublicClientFor(r.Context(), f.ClientID, f.RedirectURI)
 	}
 	if err != nil {
 		authorizeError(w, http.StatusBadRequest, "The application cannot sign in here.")
@@ -300,7 +309,7 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal s
 			authorizeError(w, http.StatusInternalServerError, "The sign-in could not be completed.")
 			return
 		}
-		client, _ := a.dir.PublicClientByID(f.ClientID)
+		client, _ := a.dir.PublicClientByID(r.Context(), f.ClientID)
 		dropCookie(w)
 		a.render(w, r, http.StatusOK, codePage, codeData{Base: a.base, Client: client.Name, Done: true})
 		return
@@ -318,11 +327,11 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request, f flow, principal s
 		return
 	}
 	dropCookie(w)
-	pageHeaders(w)
+	pageHeaders(w, f.RedirectURI)
 	if f.FormPost {
 		// The code goes in a form the page posts to the redirect URI,
 		// out of the URL and so out of histories and logs.
-		a.render(w, r, http.StatusOK, responsePage, struct{ Base, Action, Code, State string }{a.base, f.RedirectURI, code, f.State})
+		a.render(w, r, http.StatusOK, responsePage, struct{ Base, Action, Code, State string }{a.base, f.RedirectURI, code, f.State}, f.RedirectURI)
 		return
 	}
 	u, _ := url.Parse(f.RedirectURI)

@@ -42,7 +42,7 @@ func (a *API) deviceCode(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "AADSTS900144: The request body must be a form.", 900144)
 		return
 	}
-	client, err := a.dir.PublicClientByID(r.PostForm.Get("client_id"))
+	client, err := a.dir.PublicClientByID(r.Context(), r.PostForm.Get("client_id"))
 	if err == nil && !client.DeviceCode {
 		err = identity.ErrUnknownClient
 	}
@@ -130,7 +130,7 @@ func (a *API) deviceLoginCode(w http.ResponseWriter, r *http.Request) {
 		authorizeError(w, http.StatusServiceUnavailable, "The sign-in cannot be completed now: try again later.")
 		return
 	}
-	client, err := a.dir.PublicClientByID(dc.ClientID)
+	client, err := a.dir.PublicClientByID(r.Context(), dc.ClientID)
 	if err != nil {
 		authorizeError(w, http.StatusBadRequest, "The application cannot sign in here.")
 		return
