@@ -197,8 +197,16 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("after bob's approval: %s", h)
 	}
 	h = bob.open("settings")
-	if !strings.Contains(h, "HSM Admins") || !strings.Contains(h, "PT4H") || !strings.Contains(h, "bob@keyward.test") {
+	if !strings.Contains(h, "HSM Admins") || !strings.Contains(h, "PT4H") || !strings.Contains(h, "bob@keyward.test") || !strings.Contains(h, `name="save"`) {
 		t.Fatalf("bob's PIM settings: %s", h)
+	}
+	// bob, a Privileged Role Administrator, shortens the maximum duration
+	// and asks for a ticket too.
+	bob.do("changing the policy", chromedp.SetValue(chromedp.CSS("form.policy select[name=hours]"), "2"),
+		chromedp.Click(chromedp.CSS("form.policy input[name=ticket]")), chromedp.Click(chromedp.CSS("form.policy button[name=save]")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")))
+	if h := bob.html(); !strings.Contains(h, "The policy is changed.") || !strings.Contains(h, "PT2H") || strings.Count(h, "required") != 4 {
+		t.Fatalf("after bob's change: %s", h)
 	}
 	bob.shot("settings")
 

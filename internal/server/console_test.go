@@ -348,6 +348,19 @@ func TestConsoleSecurity(t *testing.T) {
 	if code, _ := s.get(t, erin, "hsms/nosuch"); code != 404 {
 		t.Errorf("an HSM that does not exist: %d", code)
 	}
+	// alice is no PIM administrator: no policy form, and a forged one is
+	// the API's to refuse.
+	if _, body := s.get(t, alice, "settings"); strings.Contains(body, `name="save"`) {
+		t.Errorf("alice is offered to change a policy: %s", body)
+	}
+	pols := s.Graph("GET", "/policies/roleManagementPolicies?$filter="+url.QueryEscape("scopeId eq '"+s.group+"' and scopeType eq 'Group' and roleDefinitionId eq 'member'"), nil)
+	policyID := regexp.MustCompile(`"id":"([^"]+)"`).FindStringSubmatch(string(pols.Body))
+	if policyID == nil {
+		t.Fatalf("the group's policy: %s", pols.Body)
+	}
+	if r, body := post(t, alice, s.consoleURL()+"settings/policy", url.Values{"csrf": {token[1]}, "policy": {policyID[1]}, "hours": {"24"}}); r.StatusCode != 403 {
+		t.Errorf("alice changes the policy through the console: %d %s", r.StatusCode, body)
+	}
 	// The audit search is the storage account's readers': alice is
 	// refused, erin is not, and bad parameters are an error envelope.
 	search := s.Boot.AuthorityHost + "subscriptions/" + s.subscription(t) + "/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/" +

@@ -79,7 +79,8 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, base: cfg.Authority + "console/", origin: u.Scheme + "://" + u.Host, host: u.Host, pages: map[string]*template.Template{}}
 	cfg.Directory.RegisterPublicClient(identity.PublicClient{ID: ClientID, Name: "Keyward console", RedirectURIs: []string{c.redirectURI()}})
-	funcs := template.FuncMap{"when": when, "date": date, "pct": pct}
+	funcs := template.FuncMap{"when": when, "date": date, "pct": pct,
+		"hoursList": func() []string { return []string{"1", "2", "4", "8", "12", "24"} }}
 	for _, name := range []string{"access", "approvals", "settings", "hsms", "hsm", "audit", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
@@ -98,6 +99,7 @@ func New(cfg Config) (*Console, error) {
 	m.HandleFunc("GET /console/approvals", c.user(c.approvals))
 	m.HandleFunc("POST /console/approvals/decide", c.user(c.decide))
 	m.HandleFunc("GET /console/settings", c.user(c.settings))
+	m.HandleFunc("POST /console/settings/policy", c.user(c.patchRule))
 	m.HandleFunc("GET /console/hsms", c.user(c.hsms))
 	m.HandleFunc("GET /console/hsms/{name}", c.user(c.hsm))
 	m.HandleFunc("GET /console/audit", c.user(c.audit))

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,6 +39,7 @@ type rule struct {
 
 // policyView is a policy as the page shows it.
 type policyView struct {
+	PolicyID           string // a group's: the form's target
 	Name, Scope        string
 	MaxDuration        string
 	Justification, MFA bool
@@ -58,6 +60,9 @@ type alertView struct {
 }
 
 type settingsData struct {
+	// Admin: the user is a Global or Privileged Role Administrator, who
+	// may change a group's policy (the API decides all the same).
+	Admin         bool
 	Groups, Roles []policyView
 	Alerts        []alertView
 	Problems      []string
@@ -98,12 +103,14 @@ func (c *Console) settings(w http.ResponseWriter, r *http.Request) {
 	for _, g := range groups {
 		v := policyView{Name: names.of(g), Scope: "group membership"}
 		var pols graphList[struct {
+			ID    string `json:"id"`
 			Rules []rule `json:"rules"`
 		}]
-		filter := "scopeId eq '" + g + "' and scopeType eq 'Group'"
+		filter := "scopeId eq '" + g + "' and scopeType eq 'Group' and roleDefinitionId eq 'member'"
 		if err := a.graph("GET", "/v1.0/policies/roleManagementPolicies?$expand=rules&$filter="+url.QueryEscape(filter), nil, &pols); err != nil {
 			problem("the policy of "+v.Name, err)
 		} else if len(pols.Value) > 0 {
+			v.PolicyID = pols.Value[0].ID
 			v.apply(pols.Value[0].Rules)
 		}
 		for _, s := range byGroup[g] {
@@ -204,6 +211,7 @@ func (c *Console) settings(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	d.Admin = a.pimAdmin()
 	c.render(w, r, http.StatusOK, "settings", page{Title: "PIM settings", Nav: "settings", Data: d})
 }
 
@@ -254,4 +262,125 @@ func stringOf(v any) string {
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	}
 	return ""
+}
+
+// Directory roles that administer PIM for Groups.
+const (
+	globalAdministrator         = "62e90394-69f5-4237-9190-012177145e10"
+	privilegedRoleAdministrator = "e8611ab8-c189-46e8-94e1-60213ab1f814"
+)
+
+// pimAdmin tells whether the user holds a directory role that
+// administers PIM for Groups (a read anyone may make).
+func (a *api) pimAdmin() bool {
+	var roles graphList[struct {
+		RoleDefinitionID string `json:"roleDefinitionId"`
+	}]
+	filter := url.QueryEscape("principalId eq '" + sessionOf(a.r).User.ID + "'")
+	if err := a.graph("GET", "/v1.0/roleManagement/directory/roleAssignments?$filter="+filter, nil, &roles); err != nil {
+		return false
+	}
+	return slices.ContainsFunc(roles.Value, func(x struct {
+		RoleDefinitionID string `json:"roleDefinitionId"`
+	}) bool {
+		return x.RoleDefinitionID == globalAdministrator || x.RoleDefinitionID == privilegedRoleAdministrator
+	})
+}
+
+// patchRule is the form that changes a group's activation policy: the
+// maximum duration, what activation needs, and the approvers (user
+// names or group names).
+func (c *Console) patchRule(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	policy := f.Get("policy")
+	if policy == "" || strings.ContainsAny(policy, "/?#") {
+		c.refused(w, r, "settings", "No such policy.")
+		return
+	}
+	hours := f.Get("hours")
+	if !slices.Contains([]string{"1", "2", "4", "8", "12", "24"}, hours) {
+		c.refused(w, r, "settings", "Choose a maximum duration from the list.")
+		return
+	}
+	a := c.apiFor(r)
+	var users, groups []string
+	for _, ref := range strings.Split(f.Get("approvers"), ",") {
+		ref = strings.TrimSpace(ref)
+		if ref == "" {
+			continue
+		}
+		id, isGroup, err := a.principalByName(ref)
+		if err != nil {
+			c.refused(w, r, "settings", "No user or group is called "+ref+".")
+			return
+		}
+		if isGroup {
+			groups = append(groups, id)
+		} else {
+			users = append(users, id)
+		}
+	}
+	approval := f.Get("approval") == "on"
+	if approval && len(users)+len(groups) == 0 {
+		c.refused(w, r, "settings", "Approval needs at least one approver.")
+		return
+	}
+	enabled := []string{}
+	for field, rule := range map[string]string{"justification": "Justification", "mfa": "MultiFactorAuthentication", "ticket": "Ticketing"} {
+		if f.Get(field) == "on" {
+			enabled = append(enabled, rule)
+		}
+	}
+	slices.Sort(enabled)
+	approvers := []map[string]any{}
+	for _, u := range users {
+		approvers = append(approvers, map[string]any{"@odata.type": "#microsoft.graph.singleUser", "userId": u})
+	}
+	for _, g := range groups {
+		approvers = append(approvers, map[string]any{"@odata.type": "#microsoft.graph.groupMembers", "groupId": g})
+	}
+	stages := []map[string]any{}
+	if approval {
+		stages = append(stages, map[string]any{"approvalStageTimeOutInDays": 1, "isApproverJustificationRequired": true,
+			"escalationTimeInMinutes": 0, "isEscalationEnabled": false, "primaryApprovers": approvers, "escalationApprovers": []any{}})
+	}
+	base := "/v1.0/policies/roleManagementPolicies/" + url.PathEscape(policy) + "/rules/"
+	for _, rule := range []map[string]any{
+		{"@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyExpirationRule", "id": "Expiration_EndUser_Assignment",
+			"isExpirationRequired": true, "maximumDuration": "PT" + hours + "H"},
+		{"@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyEnablementRule", "id": "Enablement_EndUser_Assignment",
+			"enabledRules": enabled},
+		{"@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyApprovalRule", "id": "Approval_EndUser_Assignment",
+			"setting": map[string]any{"isApprovalRequired": approval, "isApprovalRequiredForExtension": false, "isRequestorJustificationRequired": true,
+				"approvalMode": map[bool]string{true: "SingleStage", false: "NoApproval"}[approval], "approvalStages": stages}},
+	} {
+		if err := a.graph("PATCH", base+rule["id"].(string), rule, nil); err != nil {
+			c.apiRefused(w, r, "settings", "Policy not changed", err)
+			return
+		}
+	}
+	c.done(w, r, "settings", "The policy is changed.")
+}
+
+// principalByName finds a user by name (UPN) or a group by display name.
+func (a *api) principalByName(name string) (id string, isGroup bool, err error) {
+	var u struct {
+		ID string `json:"id"`
+	}
+	if strings.Contains(name, "@") {
+		if err := a.graph("GET", "/v1.0/users/"+url.PathEscape(name), nil, &u); err == nil && u.ID != "" {
+			return u.ID, false, nil
+		}
+	}
+	var gs graphList[struct {
+		ID string `json:"id"`
+	}]
+	filter := url.QueryEscape("displayName eq '" + strings.ReplaceAll(name, "'", "''") + "'")
+	if err := a.graph("GET", "/v1.0/groups?$filter="+filter, nil, &gs); err != nil {
+		return "", false, err
+	}
+	if len(gs.Value) != 1 {
+		return "", false, fmt.Errorf("no single group is called %s", name)
+	}
+	return gs.Value[0].ID, true, nil
 }
