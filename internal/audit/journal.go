@@ -44,6 +44,9 @@ type Journal struct {
 	clock   uint64 // counts uses, for the least recently used file
 	failed  error  // the last write error; Ready reports it
 
+	// searches holds a slot per search running (Search).
+	searches chan struct{}
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -115,7 +118,8 @@ func OpenJournal(dir string, maxBytes int64, log *slog.Logger) (*Journal, error)
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	j := &Journal{dir: dir, maxBytes: maxBytes, maxOpen: MaxOpenFiles, probeEvery: ProbeEvery, log: log,
-		openFile: osOpenFile, streams: map[string]*stream{}, stop: make(chan struct{}), done: make(chan struct{})}
+		openFile: osOpenFile, streams: map[string]*stream{}, searches: make(chan struct{}, MaxSearches),
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go j.syncLoop()
 	return j, nil
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -21,10 +22,31 @@ type Query struct {
 	From, To  time.Time // To zero: now
 	Operation string
 	Caller    string // UPN, app id or object id
-	Result    string // "" or an Outcome
+	Result    string // "", an Outcome, or several, with commas between
 	Key       string // the key the request named
-	Skip, Top int    // Top zero: 50
+	Skip, Top int    // Top zero: 50; Skip at most MaxSkip
 }
+
+// MaxSkip bounds how deep a search pages: the search keeps the newest
+// Skip+Top matches, never all of them.
+const MaxSkip = 10000
+
+// StreamQuery names a stream to search and which of its records belong
+// to the searcher: those of one resource (a stream is named after an HSM,
+// and a later HSM of the same name is another resource), written since a
+// time (a diagnostic setting delivers what is written after it).
+type StreamQuery struct {
+	Stream     string
+	ResourceID string    // "" for any; compared without regard to case
+	Since      time.Time // zero for all
+}
+
+// ErrSearchBusy refuses a search while MaxSearches run.
+var ErrSearchBusy = errors.New("audit: too many searches at once")
+
+// MaxSearches bounds the searches a journal runs at once: each reads up
+// to MaxSearchBytes.
+const MaxSearches = 2
 
 // Outcome is how a request ended, as the console's chart splits them.
 type Outcome string
@@ -76,29 +98,45 @@ type SearchResult struct {
 	Chains  []ChainStatus
 }
 
-// MaxSearchBytes bounds what one search reads of a stream: its newest
-// files, up to this size. Older records are in the blob archive.
+// MaxSearchBytes bounds what one search reads, shared among its streams:
+// each stream's newest files, up to its share. Older records are in the
+// blob archive.
 const MaxSearchBytes = 64 << 20
 
-// Search runs q over streams of j. The hourly counts cover every record
-// of the time range, whatever the other criteria.
-func (j *Journal) Search(streams []string, q Query) (*SearchResult, error) {
+// Search runs q over streams of j. The hourly counts cover the records
+// that meet every criterion but the result, split by outcome. At most MaxSearches run at once; another gets ErrSearchBusy.
+func (j *Journal) Search(streams []StreamQuery, q Query) (*SearchResult, error) {
+	select {
+	case j.searches <- struct{}{}:
+		defer func() { <-j.searches }()
+	default:
+		return nil, ErrSearchBusy
+	}
 	if q.To.IsZero() {
 		q.To = time.Now()
 	}
 	if q.Top <= 0 || q.Top > 500 {
 		q.Top = 50
 	}
+	q.Skip = max(0, min(q.Skip, MaxSkip))
 	res := &SearchResult{}
 	hours := map[int64]*HourCount{}
-	var matched []Event
-	for _, name := range streams {
-		if !ValidStream(name) {
+	newest := &eventHeap{} // the newest Skip+Top matches, oldest on top
+	keep := q.Skip + q.Top
+	budget := int64(MaxSearchBytes) / int64(max(1, len(streams)))
+	for _, sq := range streams {
+		if !ValidStream(sq.Stream) {
 			continue
 		}
-		status, err := j.searchStream(name, func(e *Event) {
+		status, err := j.searchStream(sq.Stream, budget, func(e *Event) {
+			if sq.ResourceID != "" && !strings.EqualFold(e.ResourceID, sq.ResourceID) {
+				return
+			}
 			t, err := time.Parse(time.RFC3339Nano, e.Time)
-			if err != nil || t.Before(q.From) || t.After(q.To) {
+			if err != nil || t.Before(q.From) || t.After(q.To) || t.Before(sq.Since) {
+				return
+			}
+			if !q.matchesButResult(e) {
 				return
 			}
 			h := t.Truncate(time.Hour).Unix()
@@ -107,7 +145,8 @@ func (j *Journal) Search(streams []string, q Query) (*SearchResult, error) {
 				hc = &HourCount{Hour: time.Unix(h, 0).UTC()}
 				hours[h] = hc
 			}
-			switch OutcomeOf(e) {
+			outcome := OutcomeOf(e)
+			switch outcome {
 			case Allowed:
 				hc.Allowed++
 			case Refused:
@@ -115,8 +154,14 @@ func (j *Journal) Search(streams []string, q Query) (*SearchResult, error) {
 			case Errored:
 				hc.Errors++
 			}
-			if q.matches(e) {
-				matched = append(matched, *e)
+			if q.Result == "" || slices.Contains(strings.Split(q.Result, ","), string(outcome)) {
+				res.Matched++
+				if newest.Len() < keep {
+					heap.Push(newest, *e)
+				} else if e.Time > (*newest)[0].Time {
+					(*newest)[0] = *e
+					heap.Fix(newest, 0)
+				}
 			}
 		})
 		if err != nil {
@@ -124,11 +169,11 @@ func (j *Journal) Search(streams []string, q Query) (*SearchResult, error) {
 		}
 		res.Chains = append(res.Chains, status)
 	}
-	// Newest first; within a stream the order is the chain's.
+	// Newest first.
+	matched := []Event(*newest)
 	slices.SortStableFunc(matched, func(a, b Event) int { return strings.Compare(b.Time, a.Time) })
-	res.Matched = len(matched)
 	if q.Skip < len(matched) {
-		res.Events = matched[q.Skip:min(len(matched), q.Skip+q.Top)]
+		res.Events = slices.Clone(matched[q.Skip:min(len(matched), q.Skip+q.Top)])
 	}
 	for _, hc := range hours {
 		res.Hours = append(res.Hours, *hc)
@@ -137,7 +182,7 @@ func (j *Journal) Search(streams []string, q Query) (*SearchResult, error) {
 	return res, nil
 }
 
-func (q *Query) matches(e *Event) bool {
+func (q *Query) matchesButResult(e *Event) bool {
 	has := func(field, want string) bool {
 		return want == "" || strings.Contains(strings.ToLower(field), strings.ToLower(want))
 	}
@@ -146,14 +191,27 @@ func (q *Query) matches(e *Event) bool {
 		c := e.Identity.Claim
 		caller = c.UPN + " " + c.AppID + " " + c.ObjectID
 	}
-	return has(e.OperationName, q.Operation) && has(caller, q.Caller) && has(e.Properties.Key, q.Key) &&
-		(q.Result == "" || Outcome(q.Result) == OutcomeOf(e))
+	return has(e.OperationName, q.Operation) && has(caller, q.Caller) && has(e.Properties.Key, q.Key)
 }
 
-// searchStream walks the newest files of stream (up to MaxSearchBytes),
+// eventHeap is a min-heap of records by time: the oldest kept is on top.
+type eventHeap []Event
+
+func (h eventHeap) Len() int           { return len(h) }
+func (h eventHeap) Less(i, k int) bool { return h[i].Time < h[k].Time }
+func (h eventHeap) Swap(i, k int)      { h[i], h[k] = h[k], h[i] }
+func (h *eventHeap) Push(x any)        { *h = append(*h, x.(Event)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// searchStream walks the newest files of stream (up to budget bytes),
 // checking the chain within and across them, and calls each with every
 // record read. A record still being written (no newline yet) is left out.
-func (j *Journal) searchStream(stream string, each func(*Event)) (ChainStatus, error) {
+func (j *Journal) searchStream(stream string, budget int64, each func(*Event)) (ChainStatus, error) {
 	st := ChainStatus{Stream: stream, Holds: true}
 	files, err := j.Files(stream)
 	if err != nil {
@@ -165,7 +223,7 @@ func (j *Journal) searchStream(stream string, each func(*Event)) (ChainStatus, e
 		if err != nil {
 			return st, fmt.Errorf("audit: reading stream %s: %w", stream, err)
 		}
-		if total+fi.Size() > MaxSearchBytes && first < len(files) {
+		if total+fi.Size() > budget && first < len(files) {
 			st.Partial = true
 			break
 		}
@@ -174,7 +232,7 @@ func (j *Journal) searchStream(stream string, each func(*Event)) (ChainStatus, e
 	}
 	var last *Event
 	for _, path := range files[first:] {
-		b, err := readWhole(path, MaxSearchBytes)
+		b, err := readWhole(path, budget)
 		if err != nil {
 			return st, fmt.Errorf("audit: reading stream %s: %w", stream, err)
 		}

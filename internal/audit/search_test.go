@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -22,7 +23,7 @@ func TestSearch(t *testing.T) {
 	base := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	add := func(at time.Time, op string, status int, upn, key string, challenge bool) {
 		t.Helper()
-		e := &Event{Time: at.Format(TimeLayout), OperationName: op, HTTPStatusCode: status, Category: Category,
+		e := &Event{Time: at.Format(TimeLayout), ResourceID: "/SUBSCRIPTIONS/S/HSM1", OperationName: op, HTTPStatusCode: status, Category: Category,
 			Properties: Properties{Key: key, Challenge: challenge}}
 		if upn != "" {
 			e.Identity = &Identity{Claim: Claims{UPN: upn}}
@@ -42,7 +43,7 @@ func TestSearch(t *testing.T) {
 		t.Fatalf("the journal did not rotate: %v", files)
 	}
 	all := Query{From: base.Add(-time.Hour), To: base.Add(3 * time.Hour)}
-	res, err := j.Search([]string{"hsm1"}, all)
+	res, err := j.Search([]StreamQuery{{Stream: "hsm1"}}, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestSearch(t *testing.T) {
 		if q.From.IsZero() {
 			q.From, q.To = all.From, all.To
 		}
-		res, err := j.Search([]string{"hsm1"}, q)
+		res, err := j.Search([]StreamQuery{{Stream: "hsm1"}}, q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,31 +91,66 @@ func TestSearch(t *testing.T) {
 		}
 	}
 
+	// Only the resource's records, and only since a time.
+	for name, tc := range map[string]struct {
+		sq   StreamQuery
+		want int
+	}{
+		"this resource":    {StreamQuery{Stream: "hsm1", ResourceID: "/SUBSCRIPTIONS/S/HSM1"}, 63},
+		"another resource": {StreamQuery{Stream: "hsm1", ResourceID: "/subscriptions/s/other"}, 0},
+		"since":            {StreamQuery{Stream: "hsm1", Since: base.Add(100 * time.Minute)}, 10},
+	} {
+		res, err := j.Search([]StreamQuery{tc.sq}, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hours int
+		for _, h := range res.Hours {
+			hours += h.Allowed + h.Refused + h.Errors
+		}
+		if res.Matched != tc.want || hours > tc.want {
+			t.Errorf("%s: %d matched, %d in the chart, want %d", name, res.Matched, hours, tc.want)
+		}
+	}
+	// Deep pages are bounded, and so are searches at once.
+	if res, _ := j.Search([]StreamQuery{{Stream: "hsm1"}}, Query{From: all.From, To: all.To, Skip: 1 << 30}); len(res.Events) != 0 {
+		t.Errorf("a skip past MaxSkip: %d records", len(res.Events))
+	}
+	for range MaxSearches {
+		j.searches <- struct{}{}
+	}
+	if _, err := j.Search([]StreamQuery{{Stream: "hsm1"}}, all); !errors.Is(err, ErrSearchBusy) {
+		t.Errorf("a search beyond MaxSearches: %v", err)
+	}
+	for range MaxSearches {
+		<-j.searches
+	}
+
 	// A record half written is left out, and the chain still holds.
 	cur := j.Path("hsm1")
 	f, _ := os.OpenFile(cur, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"time":"2026-12-01T09:00:00.0000000Z","operationName":"Ke`)
 	f.Close()
-	if res, _ := j.Search([]string{"hsm1"}, all); !res.Chains[0].Holds || res.Matched != 63 {
+	if res, _ := j.Search([]StreamQuery{{Stream: "hsm1"}}, all); !res.Chains[0].Holds || res.Matched != 63 {
 		t.Fatalf("with a half-written record: %+v, %d", res.Chains, res.Matched)
 	}
 
 	// An edited record breaks the chain, and the search says where.
 	b, _ := os.ReadFile(files[0])
 	os.WriteFile(files[0], bytes.Replace(b, []byte(`"httpStatusCode":200`), []byte(`"httpStatusCode":201`), 1), 0o600)
-	if res, _ := j.Search([]string{"hsm1"}, all); res.Chains[0].Holds || res.Chains[0].Problem == "" {
+	if res, _ := j.Search([]StreamQuery{{Stream: "hsm1"}}, all); res.Chains[0].Holds || res.Chains[0].Problem == "" {
 		t.Fatalf("an edited record: %+v", res.Chains)
 	}
 	// A rotated file deleted in the middle breaks it between files.
 	os.WriteFile(files[0], b, 0o600)
 	if len(files) >= 3 {
 		os.Remove(files[1])
-		if res, _ := j.Search([]string{"hsm1"}, all); res.Chains[0].Holds {
+		if res, _ := j.Search([]StreamQuery{{Stream: "hsm1"}}, all); res.Chains[0].Holds {
 			t.Fatalf("a deleted file: %+v", res.Chains)
 		}
 	}
 	// A stream name that is no stream's reads nothing.
-	if res, err := j.Search([]string{"../etc"}, all); err != nil || len(res.Chains) != 0 {
+	if res, err := j.Search([]StreamQuery{{Stream: "../etc"}}, all); err != nil || len(res.Chains) != 0 {
 		t.Fatalf("a bad stream name: %+v %v", res, err)
 	}
 }

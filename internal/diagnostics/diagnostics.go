@@ -47,6 +47,15 @@ type Account struct {
 type Setting struct {
 	HSM, Name, StorageAccount string
 	Enabled                   bool
+	// Since is when the setting was put: it delivers the records written
+	// after (set by the store; ignored on a put).
+	Since time.Time
+}
+
+// sameDelivery tells whether s and o deliver the same records to the same
+// place (Since aside: a shipper started by a put does not know it).
+func (s Setting) sameDelivery(o Setting) bool {
+	return s.HSM == o.HSM && s.Name == o.Name && s.StorageAccount == o.StorageAccount && s.Enabled == o.Enabled
 }
 
 // Service manages accounts and settings and runs the shippers.
@@ -337,7 +346,7 @@ func (s *Service) GetSetting(ctx context.Context, hsm, name string) (Setting, er
 	if err != nil {
 		return Setting{}, err
 	}
-	return Setting{HSM: r.HSM, Name: r.Name, StorageAccount: r.StorageAccount, Enabled: r.Enabled}, nil
+	return Setting{HSM: r.HSM, Name: r.Name, StorageAccount: r.StorageAccount, Enabled: r.Enabled, Since: r.Created}, nil
 }
 
 // ListSettings lists an HSM's settings.
@@ -346,7 +355,7 @@ func (s *Service) ListSettings(ctx context.Context, hsm string) ([]Setting, erro
 	err := s.store.View(ctx, func(tx store.Tx) (err error) { rs, err = tx.ListDiagnosticSettings(ctx, hsm); return err })
 	out := []Setting{}
 	for _, r := range rs {
-		out = append(out, Setting{HSM: r.HSM, Name: r.Name, StorageAccount: r.StorageAccount, Enabled: r.Enabled})
+		out = append(out, Setting{HSM: r.HSM, Name: r.Name, StorageAccount: r.StorageAccount, Enabled: r.Enabled, Since: r.Created})
 	}
 	return out, err
 }
@@ -456,7 +465,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 	s.mu.Lock()
 	var gone []string
 	for k, r := range s.shippers {
-		if d, ok := want[k]; !ok || d != r.setting {
+		if d, ok := want[k]; !ok || !d.sameDelivery(r.setting) {
 			gone = append(gone, k)
 		}
 	}

@@ -45,12 +45,13 @@ func (s *Server) reachableHSMs(ctx context.Context, c *identity.Caller) ([]strin
 		return nil, err
 	}
 	var out []string
-	for i, h := range hsms {
-		if i == maxReachableHSMs {
-			break
-		}
+	asked := 0
+	for _, h := range hsms {
 		if !h.Deleted.IsZero() {
 			continue
+		}
+		if asked++; asked > maxReachableHSMs {
+			break
 		}
 		for _, q := range []rbac.Request{{HSM: h, Caller: c, Action: rbac.KeysRead, Scope: "/keys"},
 			{HSM: h, Caller: c, Action: rbac.RoleAssignmentsRead, Scope: "/"}} {

@@ -187,7 +187,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	bob := s.newPerson(t, browser, "bob")
 	bob.signIn()
 	h = bob.open("approvals")
-	if !strings.Contains(h, "alice@keyward.test") || !strings.Contains(h, "Rotate the payments key (CHG-1042)") || !strings.Contains(h, "PT1H") {
+	if !strings.Contains(h, "alice@keyward.test") || !strings.Contains(h, "Rotate the payments key (CHG-1042)") || !strings.Contains(h, "1 hour") {
 		t.Fatalf("bob's approvals: %s", h)
 	}
 	bob.shot("approvals")
@@ -197,7 +197,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("after bob's approval: %s", h)
 	}
 	h = bob.open("settings")
-	if !strings.Contains(h, "HSM Admins") || !strings.Contains(h, "PT4H") || !strings.Contains(h, "bob@keyward.test") || !strings.Contains(h, `name="save"`) {
+	if !strings.Contains(h, "HSM Admins") || !strings.Contains(h, "4 hours") || !strings.Contains(h, "bob@keyward.test") || !strings.Contains(h, `name="save"`) {
 		t.Fatalf("bob's PIM settings: %s", h)
 	}
 	// bob, a Privileged Role Administrator, shortens the maximum duration
@@ -205,7 +205,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	bob.do("changing the policy", chromedp.SetValue(chromedp.CSS("form.policy select[name=hours]"), "2"),
 		chromedp.Click(chromedp.CSS("form.policy input[name=ticket]")), chromedp.Click(chromedp.CSS("form.policy button[name=save]")),
 		chromedp.WaitVisible(chromedp.CSS(".flash")))
-	if h := bob.html(); !strings.Contains(h, "The policy is changed.") || !strings.Contains(h, "PT2H") || strings.Count(h, "required") != 4 {
+	if h := bob.html(); !strings.Contains(h, "The policy is changed.") || !strings.Contains(h, "2 hours") || strings.Count(h, ">required<") != 4 {
 		t.Fatalf("after bob's change: %s", h)
 	}
 	bob.shot("settings")

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/keyward/keyward/internal/rbac"
+	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
 	"github.com/keyward/keyward/internal/testenv"
 )
@@ -332,7 +334,7 @@ func TestConsoleSecurity(t *testing.T) {
 			t.Errorf("erin's %s page offers buttons: %s", page, body)
 		}
 	}
-	if _, body := s.get(t, erin, "settings"); !strings.Contains(body, "403") {
+	if _, body := s.get(t, erin, "settings"); !strings.Contains(body, "You may not read") || strings.Contains(body, `name="save"`) {
 		t.Errorf("erin reads PIM settings: %s", body)
 	}
 
@@ -378,6 +380,47 @@ func TestConsoleSecurity(t *testing.T) {
 			t.Errorf("a search with %s: %d %s", bad, r.Status, r.Body)
 		}
 	}
+	// A link cannot put words in the console's mouth.
+	if _, body := s.get(t, erin, "access?done="+url.QueryEscape("Your password expires today: reset it at https://evil.example")); strings.Contains(body, "evil.example") {
+		t.Error("the flash line shows a link's own text")
+	}
+	if code, body := s.get(t, erin, "no/such/page"); code != 404 || !strings.Contains(body, "no page at this address") {
+		t.Errorf("an unknown console page: %d %s", code, body)
+	}
+	// erin, eligible too but with no authenticator, is told in words that
+	// activation needs a sign-in with a code, and offered one.
+	if r := s.Graph("POST", pimGroup+"eligibilityScheduleRequests", map[string]any{"accessId": "member", "groupId": s.group, "principalId": s.erin,
+		"action": "adminAssign", "justification": "audit", "scheduleInfo": map[string]any{"expiration": map[string]any{"type": "afterDuration", "duration": "P1D"}}}); r.Status != 201 {
+		t.Fatalf("erin's eligibility: %d %s", r.Status, r.Body)
+	}
+	_, erinAccess := s.get(t, erin, "access")
+	if !strings.Contains(erinAccess, "a sign-in with your code (MFA)") || !strings.Contains(erinAccess, `name="justification" maxlength="500" required`) ||
+		strings.Contains(erinAccess, `<option value="8"`) {
+		t.Errorf("the activation form does not follow the policy: %s", erinAccess)
+	}
+	erinCSRF := csrfField.FindStringSubmatch(erinAccess)[1]
+	r, body = post(t, erin, s.consoleURL()+"access/activate", url.Values{"csrf": {erinCSRF}, "kind": {"group"}, "target": {s.group}, "hours": {"1"},
+		"justification": {"quarterly audit"}})
+	if r.StatusCode != 400 || !strings.Contains(body, "authenticator") || !strings.Contains(body, `name="again-signin"`) {
+		t.Errorf("an activation without MFA: %d %s", r.StatusCode, body)
+	}
+
+	// The audit view pages: the second page is the next 50 records.
+	erinHSM := s.tokens["erin"](server.ManagedHSMResource)
+	for range 60 {
+		s.Do("GET", "/keys?api-version=7.4", erinHSM, nil)
+	}
+	waitForRecord(t, s.Env, "dev", func(m map[string]any) bool { return m["operationName"] == "KeyList" })
+	_, first := s.get(t, erin, "audit?operation=KeyList&caller=erin")
+	older := regexp.MustCompile(`href="([^"]+)" id="older"`).FindStringSubmatch(first)
+	if older == nil || !strings.Contains(first, "0–50 shown") {
+		t.Fatalf("the audit view's first page: %s", first)
+	}
+	resp, second := getPage(t, erin, html.UnescapeString(older[1]))
+	if resp.StatusCode != 200 || !strings.Contains(second, "50–") || !strings.Contains(second, "Newer") {
+		t.Fatalf("the audit view's second page: %d %s", resp.StatusCode, second)
+	}
+
 	// The page's calls are audited with the user as caller.
 	waitForRecord(t, s.Env, "dev", func(m map[string]any) bool {
 		id, _ := m["identity"].(map[string]any)

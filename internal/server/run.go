@@ -36,6 +36,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if b.HSMURI != "" {
 		fmt.Fprintf(out, "  dev HSM:       %s\n", b.HSMURI)
 	}
+	fmt.Fprintf(out, "  web console:   %sconsole/ (for users: create one first, keyward ad user create)\n", s.AuthorityURL())
 	// The secret goes on standard input: on a command line any local user
 	// could read it from the process table.
 	fmt.Fprintf(out, "Sign in with:\n  jq -r .clientSecret %s | keyward login --server %s --service-principal -u %s --tenant %s --ca-file %s\n",

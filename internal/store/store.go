@@ -515,7 +515,9 @@ type DiagnosticSetting struct {
 	Name           string
 	StorageAccount string
 	Enabled        bool
-	Created        time.Time
+	// Created is when the setting was last put: a setting delivers the
+	// records written after it (a put replaces its delivery).
+	Created time.Time
 }
 
 // Diagnostics is the logging-configuration part of a transaction.

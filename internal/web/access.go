@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,6 +92,10 @@ type accessRow struct {
 	Activated bool // an activation (not a standing assignment)
 	Pending   bool
 	CanAct    bool
+	// Policy is what activating it needs, and Hours the durations it
+	// allows (hours, as the form's values).
+	Policy policyView
+	Hours  []string
 }
 
 type accessData struct {
@@ -100,16 +105,14 @@ type accessData struct {
 }
 
 type requestRow struct {
-	ID, Kind, Target, Action, Status, Justification, Ticket, Duration string
-	Created                                                           time.Time
+	ID, Kind, Target, Scope, Action, Status, Justification, Ticket, Duration string
+	Created                                                                  time.Time
 }
 
 func (c *Console) access(w http.ResponseWriter, r *http.Request) {
 	a := c.apiFor(r)
 	var d accessData
-	problem := func(what string, err error) {
-		d.Problems = append(d.Problems, what+": "+err.Error())
-	}
+	problem := func(what string, err error) { d.Problems = append(d.Problems, describe(what, err)) }
 	var elig, inForce graphList[schedule]
 	var reqs graphList[request]
 	if err := a.graph("GET", pimGroups+"eligibilitySchedules/filterByCurrentUser(on='principal')", nil, &elig); err != nil {
@@ -168,6 +171,20 @@ func (c *Console) access(w http.ResponseWriter, r *http.Request) {
 		d.Requests = append(d.Requests, row)
 	}
 	c.roleAccess(a, &d)
+	for i := range d.Eligible {
+		e := &d.Eligible[i]
+		var rules []rule
+		var err error
+		if e.Kind == "group" {
+			_, rules, err = a.groupPolicy(e.Target)
+		} else {
+			rules, err = a.rolePolicy(e.Scope, e.Target)
+		}
+		if err == nil {
+			e.Policy.apply(rules)
+		}
+		e.Hours = allowedHours(e.Policy.MaxDuration)
+	}
 	slices.SortFunc(d.Requests, func(x, y requestRow) int { return y.Created.Compare(x.Created) })
 	if len(d.Requests) > 20 {
 		d.Requests = d.Requests[:20]
@@ -180,12 +197,46 @@ func (c *Console) roleAccess(a *api, d *accessData) {
 	var elig, inForce graphList[armRole]
 	sub := "/subscriptions/" + c.cfg.Subscription
 	if err := a.arm("GET", sub+armAuthz+"roleEligibilityScheduleInstances?$filter=asTarget()&"+pimVersion, nil, &elig); err != nil {
-		d.Problems = append(d.Problems, "your eligible roles: "+err.Error())
+		d.Problems = append(d.Problems, describe("your eligible roles", err))
 		return
 	}
 	if err := a.arm("GET", sub+armAuthz+"roleAssignmentScheduleInstances?$filter=asTarget()&"+pimVersion, nil, &inForce); err != nil {
-		d.Problems = append(d.Problems, "your active roles: "+err.Error())
+		d.Problems = append(d.Problems, describe("your active roles", err))
 		return
+	}
+	var reqs graphList[struct {
+		Name       string `json:"name"`
+		Properties struct {
+			Scope            string `json:"scope"`
+			RoleDefinitionID string `json:"roleDefinitionId"`
+			RequestType      string `json:"requestType"`
+			Status           string `json:"status"`
+			Justification    string `json:"justification"`
+			CreatedOn        string `json:"createdOn"`
+			TicketInfo       struct {
+				TicketNumber string `json:"ticketNumber"`
+			} `json:"ticketInfo"`
+			ScheduleInfo struct {
+				Expiration struct {
+					Duration string `json:"duration"`
+				} `json:"expiration"`
+			} `json:"scheduleInfo"`
+			ExpandedProperties struct {
+				RoleDefinition struct {
+					DisplayName string `json:"displayName"`
+				} `json:"roleDefinition"`
+			} `json:"expandedProperties"`
+		} `json:"properties"`
+	}]
+	if err := a.arm("GET", armAuthz+"roleAssignmentScheduleRequests?$filter=asRequestor()&"+pimVersion, nil, &reqs); err != nil {
+		d.Problems = append(d.Problems, describe("your role requests", err))
+	}
+	for _, q := range reqs.Value {
+		p := q.Properties
+		d.Requests = append(d.Requests, requestRow{ID: q.Name, Kind: "role", Scope: p.Scope,
+			Target: roleName(p.ExpandedProperties.RoleDefinition.DisplayName, p.RoleDefinitionID) + " at " + p.Scope, Action: p.RequestType,
+			Status: p.Status, Justification: p.Justification, Ticket: p.TicketInfo.TicketNumber, Duration: p.ScheduleInfo.Expiration.Duration,
+			Created: parseTime(p.CreatedOn)})
 	}
 	active := map[string]bool{}
 	for _, x := range inForce.Value {
@@ -212,13 +263,37 @@ func roleName(display, id string) string {
 	return id[strings.LastIndex(id, "/")+1:]
 }
 
+// durationChoices are the Activate form's durations, in hours.
+var durationChoices = []string{"0.5", "1", "2", "4", "8"}
+
+// allowedHours lists the choices no longer than max (an ISO 8601
+// duration; none: all of them).
+func allowedHours(max string) []string {
+	m := isoDuration.FindStringSubmatch(max)
+	if m == nil || max == "" {
+		return durationChoices
+	}
+	n := func(i int) float64 { v, _ := strconv.Atoi(m[i]); return float64(v) }
+	limit := n(1)*365*24 + n(2)*30*24 + n(3)*7*24 + n(4)*24 + n(5) + n(6)/60 + n(7)/3600
+	var out []string
+	for _, h := range durationChoices {
+		if v, _ := strconv.ParseFloat(h, 64); v <= limit {
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 {
+		out = durationChoices[:1]
+	}
+	return out
+}
+
 // activate is the Activate form: a group membership (selfActivate) or an
 // Azure role (SelfActivate), for a duration, with a justification and a
 // ticket.
 func (c *Console) activate(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	hours := f.Get("hours")
-	if !slices.Contains([]string{"0.5", "1", "2", "4", "8"}, hours) {
+	if !slices.Contains(durationChoices, hours) {
 		c.refused(w, r, "access", "Choose a duration from the list.")
 		return
 	}
@@ -260,14 +335,31 @@ func (c *Console) activate(w http.ResponseWriter, r *http.Request) {
 		c.refused(w, r, "access", "Nothing to activate.")
 		return
 	}
-	c.apiRefused(w, r, "access", "Activation refused", err)
+	c.activationRefused(w, r, err)
+}
+
+// activationRefused says why the API refused an activation: the policy's
+// rules in words, and a new sign-in when MFA is what is missing.
+func (c *Console) activationRefused(w http.ResponseWriter, r *http.Request, err error) {
+	e, ok := err.(*apiError)
+	if !ok {
+		c.apiRefused(w, r, "access", "Activation refused", err)
+		return
+	}
+	lines, mfa := failedRules(e.Message)
+	if len(lines) == 0 {
+		c.apiRefused(w, r, "access", "Activation refused", err)
+		return
+	}
+	c.render(w, r, e.Status, "message", page{Title: "Not activated", Data: messageData{Lines: lines, Link: c.base + "access",
+		SignInAgain: mfa, Detail: e.Message}})
 }
 
 func activationOutcome(status string) string {
 	if status == "PendingApproval" {
-		return "Your request waits for approval."
+		return "pending"
 	}
-	return "Activated (" + status + ")."
+	return "activated"
 }
 
 // deactivate ends an activation now.
@@ -291,7 +383,33 @@ func (c *Console) deactivate(w http.ResponseWriter, r *http.Request) {
 		c.apiRefused(w, r, "access", "Deactivation refused", err)
 		return
 	}
-	c.done(w, r, "access", "Deactivated.")
+	c.done(w, r, "access", "deactivated")
+}
+
+// cancel withdraws a pending request of the user's.
+func (c *Console) cancel(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	id := f.Get("id")
+	if id == "" || strings.ContainsAny(id, "/?#") {
+		c.refused(w, r, "access", "No such request.")
+		return
+	}
+	a := c.apiFor(r)
+	var err error
+	switch f.Get("kind") {
+	case "group":
+		err = a.graph("POST", pimGroups+"assignmentScheduleRequests/"+url.PathEscape(id)+"/cancel", nil, nil)
+	case "role":
+		err = a.arm("POST", armScope(f.Get("scope"))+armAuthz+"roleAssignmentScheduleRequests/"+url.PathEscape(id)+"/cancel?"+pimVersion, nil, nil)
+	default:
+		c.refused(w, r, "access", "No such request.")
+		return
+	}
+	if err != nil {
+		c.apiRefused(w, r, "access", "Not cancelled", err)
+		return
+	}
+	c.done(w, r, "access", "cancelled")
 }
 
 // armScope makes a scope from a form safe to put in a path: an ARM scope

@@ -29,7 +29,7 @@ func (c *Console) approvals(w http.ResponseWriter, r *http.Request) {
 	var groups graphList[request]
 	if err := a.graph("GET", pimGroups+"assignmentScheduleRequests/filterByCurrentUser(on='approver')?$filter="+
 		url.QueryEscape("status eq 'PendingApproval'"), nil, &groups); err != nil {
-		problems = append(problems, "group requests: "+err.Error())
+		problems = append(problems, describe("group requests", err))
 	}
 	var roles graphList[struct {
 		Name       string `json:"name"`
@@ -57,7 +57,7 @@ func (c *Console) approvals(w http.ResponseWriter, r *http.Request) {
 		} `json:"properties"`
 	}]
 	if err := a.arm("GET", armAuthz+"roleAssignmentScheduleRequests?$filter=asApprover()&"+pimVersion, nil, &roles); err != nil {
-		problems = append(problems, "role requests: "+err.Error())
+		problems = append(problems, describe("role requests", err))
 	}
 	var ids []string
 	for _, q := range groups.Value {
@@ -170,5 +170,5 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request) {
 		c.apiRefused(w, r, "approvals", "Decision refused", err)
 		return
 	}
-	c.done(w, r, "approvals", result+"d.")
+	c.done(w, r, "approvals", map[string]string{"Approve": "approved", "Deny": "denied"}[result])
 }

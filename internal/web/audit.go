@@ -88,16 +88,16 @@ func (e auditEvent) When() string {
 }
 
 type auditSearch struct {
-	Account, From, To, Operation, Caller, Result, Key string
+	Account, HSM, From, To, Operation, Caller, Result, Key string
 }
 
 type auditData struct {
 	Accounts []string
 	Search   auditSearch
-	Events   []auditEvent
+	Events   []auditRow
 	Matched  int
 	Skip     int
-	Prev     string // query strings of the neighbouring pages
+	Prev     string // the neighbouring pages' URLs
 	Next     string
 	HSMs     []string
 	Chains   []struct {
@@ -111,7 +111,17 @@ type auditData struct {
 	Problems []string
 }
 
+// auditRow is a record as the table shows it.
+type auditRow struct {
+	auditEvent
+	Who string // the caller, named
+}
+
 const formTime = "2006-01-02T15:04"
+
+// resultChoices are the result filter's options; "" hides challenges.
+var resultChoices = map[string]string{"": "allowed,refused,error", "all": "", "allowed": "allowed", "refused": "refused",
+	"error": "error", "challenge": "challenge"}
 
 func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
 	a := c.apiFor(r)
@@ -122,42 +132,56 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
 		Name string `json:"name"`
 	}]
 	if err := a.arm("GET", "/subscriptions/"+c.cfg.Subscription+"/providers/Microsoft.Storage/storageAccounts?"+storageVersion, nil, &accts); err != nil {
-		d.Problems = append(d.Problems, "storage accounts: "+err.Error())
+		d.Problems = append(d.Problems, describe("the storage accounts", err))
 	}
 	ids := map[string]string{}
 	for _, x := range accts.Value {
 		d.Accounts = append(d.Accounts, x.Name)
 		ids[x.Name] = x.ID
 	}
-	s := auditSearch{Account: q.Get("account"), From: q.Get("from"), To: q.Get("to"), Operation: q.Get("operation"),
+	s := auditSearch{Account: q.Get("account"), HSM: q.Get("hsm"), From: q.Get("from"), To: q.Get("to"), Operation: q.Get("operation"),
 		Caller: q.Get("caller"), Result: q.Get("result"), Key: q.Get("key")}
+	results, ok := resultChoices[s.Result]
+	if !ok {
+		s.Result, results = "", resultChoices[""]
+	}
 	if s.Account == "" && len(d.Accounts) > 0 {
 		s.Account = d.Accounts[0]
 	}
+	// The search runs to now, or to the end of the minute asked for; the
+	// pages after the first keep the first's end (until), so that records
+	// arriving meanwhile do not shift them.
 	now := time.Now().UTC()
 	from, to := now.Add(-24*time.Hour), now
+	if t, err := time.Parse(formTime, s.To); err == nil {
+		to = t.Add(time.Minute - time.Nanosecond)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, q.Get("until")); err == nil && t.Before(to) {
+		to = t
+	}
 	if t, err := time.Parse(formTime, s.From); err == nil {
 		from = t
 	}
-	if t, err := time.Parse(formTime, s.To); err == nil {
-		to = t
+	s.From = from.Format(formTime)
+	if s.To != "" {
+		s.To = to.Format(formTime)
 	}
-	s.From, s.To = from.Format(formTime), to.Format(formTime)
 	d.Search = s
 	d.Skip, _ = strconv.Atoi(q.Get("skip"))
-	d.Skip = max(0, min(d.Skip, 1<<20))
+	d.Skip = max(0, min(d.Skip, 10000))
 	id := ids[s.Account]
 	if id == "" {
 		if len(d.Accounts) == 0 {
-			d.Problems = append(d.Problems, "You may read no storage account, so no audit logs.")
+			d.Problems = append(d.Problems, "You may read no storage account that receives audit logs, so there are no logs to show. "+
+				"(The story's auditors are Reader on the account their HSM's diagnostic setting sends logs to.)")
 		}
-		c.render(w, r, http.StatusOK, "audit", page{Title: "Audit", Nav: "audit", Data: d})
+		c.render(w, r, http.StatusOK, "audit", pageOf("Audit", "audit", d))
 		return
 	}
 	const perPage = 50
-	v := url.Values{"api-version": {"2026-12-01"}, "from": {from.Format(time.RFC3339)}, "to": {to.Format(time.RFC3339)},
+	v := url.Values{"api-version": {"2026-12-01"}, "from": {from.Format(time.RFC3339Nano)}, "to": {to.Format(time.RFC3339Nano)},
 		"$top": {strconv.Itoa(perPage)}, "$skip": {strconv.Itoa(d.Skip)}}
-	for k, val := range map[string]string{"operation": s.Operation, "caller": s.Caller, "result": s.Result, "key": s.Key} {
+	for k, val := range map[string]string{"hsm": s.HSM, "operation": s.Operation, "caller": s.Caller, "result": results, "key": s.Key} {
 		if val != "" {
 			v.Set(k, val)
 		}
@@ -176,20 +200,34 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
 		} `json:"chains"`
 	}
 	if err := a.arm("GET", armScope(id)+"/providers/Keyward.Insights/auditEvents?"+v.Encode(), nil, &res); err != nil {
-		d.Problems = append(d.Problems, "audit events: "+err.Error())
+		d.Problems = append(d.Problems, describe("the audit records", err))
 	}
-	d.Events, d.Matched, d.HSMs, d.Chains = res.Value, res.Matched, res.HSMs, res.Chains
+	var oids []string
+	for _, e := range res.Value {
+		if e.Identity != nil && e.Identity.Claim.UPN == "" && e.Identity.Claim.OID != "" {
+			oids = append(oids, e.Identity.Claim.OID)
+		}
+	}
+	names := a.names(oids)
+	for _, e := range res.Value {
+		who := e.Caller()
+		if e.Identity != nil && e.Identity.Claim.UPN == "" && e.Identity.Claim.OID != "" {
+			who = names.of(e.Identity.Claim.OID)
+		}
+		d.Events = append(d.Events, auditRow{auditEvent: e, Who: who})
+	}
+	d.Matched, d.HSMs, d.Chains = res.Matched, res.HSMs, res.Chains
 	d.Chart = hourChart(res.Hours, from, to)
-	pageQuery := func(skip int) string {
-		pv := url.Values{"account": {s.Account}, "from": {s.From}, "to": {s.To}, "operation": {s.Operation}, "caller": {s.Caller},
-			"result": {s.Result}, "key": {s.Key}, "skip": {strconv.Itoa(skip)}}
-		return pv.Encode()
+	pageURL := func(skip int) string {
+		pv := url.Values{"account": {s.Account}, "hsm": {s.HSM}, "from": {s.From}, "to": {s.To}, "until": {to.Format(time.RFC3339Nano)},
+			"operation": {s.Operation}, "caller": {s.Caller}, "result": {s.Result}, "key": {s.Key}, "skip": {strconv.Itoa(skip)}}
+		return c.base + "audit?" + pv.Encode()
 	}
 	if d.Skip > 0 {
-		d.Prev = pageQuery(max(0, d.Skip-perPage))
+		d.Prev = pageURL(max(0, d.Skip-perPage))
 	}
 	if d.Skip+len(d.Events) < d.Matched {
-		d.Next = pageQuery(d.Skip + len(d.Events))
+		d.Next = pageURL(d.Skip + len(d.Events))
 	}
 	c.render(w, r, http.StatusOK, "audit", pageOf("Audit", "audit", d))
 }

@@ -17,6 +17,7 @@ type hourCount struct {
 
 type chart struct {
 	Width, Height int
+	Base          int // the axis's y
 	Bars          []bar
 	Labels        []label
 	Max           int
@@ -31,8 +32,9 @@ type bar struct {
 }
 
 type label struct {
-	X    int
-	Text string
+	X      int
+	Text   string
+	Anchor string // SVG text-anchor: the last label ends at the edge
 }
 
 const (
@@ -48,7 +50,7 @@ func hourChart(hours []hourCount, from, to time.Time) chart {
 	n := int(to.Sub(start)/time.Hour) + 1
 	n = max(1, min(n, 744))
 	byHour := map[int64]hourCount{}
-	c := chart{Width: chartW, Height: chartH}
+	c := chart{Width: chartW, Height: chartH, Base: chartH - chartBottom}
 	for _, h := range hours {
 		t, err := time.Parse(time.RFC3339, h.Hour)
 		if err != nil {
@@ -80,9 +82,11 @@ func hourChart(hours []hourCount, from, to time.Time) chart {
 			c.Bars = append(c.Bars, bar{X: x, Y: y, W: max(1, colW-1), H: ht, Fill: seg.fill,
 				Title: t.Format("2006-01-02 15:00") + ": " + strconv.Itoa(seg.v) + " " + seg.what})
 		}
-		if every := max(1, n/8); i%every == 0 {
-			c.Labels = append(c.Labels, label{X: x, Text: t.Format("Jan 2 15h")})
+		if every := max(1, n/8); i%every == 0 && x < chartW-60 {
+			c.Labels = append(c.Labels, label{X: x, Text: t.Format("Jan 2 15h"), Anchor: "start"})
 		}
 	}
+	last := start.Add(time.Duration(n-1) * time.Hour)
+	c.Labels = append(c.Labels, label{X: chartW, Text: last.Format("Jan 2 15h"), Anchor: "end"})
 	return c
 }

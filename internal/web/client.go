@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,6 +35,22 @@ func (e *apiError) Error() string {
 		return fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
 	}
 	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+}
+
+// describe says in plain words what a failed read means for a page: a
+// refusal is "you may not read …" (the page shows what the user may), not
+// the API's message with its ids.
+func describe(what string, err error) string {
+	var e *apiError
+	if errors.As(err, &e) {
+		switch e.Status {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return "You may not read " + what + " (" + e.Code + ")."
+		case http.StatusNotFound:
+			return "There are no " + what + " to show (" + e.Code + ")."
+		}
+	}
+	return "The console could not read " + what + ": " + err.Error()
 }
 
 // forbidden tells whether err is the API's refusal (401 or 403).

@@ -80,7 +80,8 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{cfg: cfg, base: cfg.Authority + "console/", origin: u.Scheme + "://" + u.Host, host: u.Host, pages: map[string]*template.Template{}}
 	cfg.Directory.RegisterPublicClient(identity.PublicClient{ID: ClientID, Name: "Keyward console", RedirectURIs: []string{c.redirectURI()}})
 	funcs := template.FuncMap{"when": when, "date": date, "pct": pct,
-		"hoursList": func() []string { return []string{"1", "2", "4", "8", "12", "24"} }}
+		"hoursList": func() []string { return []string{"1", "2", "4", "8", "12", "24"} },
+		"add":       func(a, b int) int { return a + b }, "duration": humanDuration, "words": words}
 	for _, name := range []string{"access", "approvals", "settings", "hsms", "hsm", "audit", "message"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
@@ -96,6 +97,7 @@ func New(cfg Config) (*Console, error) {
 	m.HandleFunc("GET /console/access", c.user(c.access))
 	m.HandleFunc("POST /console/access/activate", c.user(c.activate))
 	m.HandleFunc("POST /console/access/deactivate", c.user(c.deactivate))
+	m.HandleFunc("POST /console/access/cancel", c.user(c.cancel))
 	m.HandleFunc("GET /console/approvals", c.user(c.approvals))
 	m.HandleFunc("POST /console/approvals/decide", c.user(c.decide))
 	m.HandleFunc("GET /console/settings", c.user(c.settings))
@@ -127,6 +129,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.Path = "/console/"
 		r = r.Clone(r.Context())
 		r.URL = &u
+	}
+	if _, pattern := c.mux.Handler(r); pattern == "" {
+		c.message(w, r, http.StatusNotFound, "Not found", "The console has no page at this address.", c.base)
+		return
 	}
 	c.mux.ServeHTTP(w, r)
 }
@@ -191,10 +197,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 		p.CSRF = c.csrfToken(s)
 	}
 	if p.Flash == "" {
-		p.Flash = r.URL.Query().Get("done")
-		if len(p.Flash) > 200 {
-			p.Flash = ""
-		}
+		p.Flash = flashes[r.URL.Query().Get("done")]
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
@@ -203,15 +206,23 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 }
 
+// messageData is what a message page says.
+type messageData struct {
+	Lines       []string
+	Link        string
+	SignInAgain bool   // offer a new sign-in (for MFA)
+	Detail      string // the API's own words, folded away
+}
+
 // message renders a page that only says something.
 func (c *Console) message(w http.ResponseWriter, r *http.Request, status int, title, text, link string) {
-	c.render(w, r, status, "message", page{Title: title, Data: struct{ Text, Link string }{text, link}})
+	c.render(w, r, status, "message", page{Title: title, Data: messageData{Lines: []string{text}, Link: link}})
 }
 
 // done sends the browser back to a page after a change (POST, redirect,
-// GET), with a line saying what happened.
-func (c *Console) done(w http.ResponseWriter, r *http.Request, path, what string) {
-	http.Redirect(w, r, c.base+path+"?done="+url.QueryEscape(what), http.StatusSeeOther)
+// GET), with a line saying what happened: one of flashes.
+func (c *Console) done(w http.ResponseWriter, r *http.Request, path, flash string) {
+	http.Redirect(w, r, c.base+path+"?done="+url.QueryEscape(flash), http.StatusSeeOther)
 }
 
 func when(t time.Time) string {

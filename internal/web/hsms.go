@@ -18,8 +18,9 @@ import (
 const (
 	armVersion  = "api-version=2023-07-01"
 	dataVersion = "api-version=7.4"
-	// maxKeys bounds the keys one page shows: each costs three calls.
-	maxKeys = 100
+	// keysPerPage bounds the keys one page shows: each costs three calls
+	// (and three audit records).
+	keysPerPage = 25
 )
 
 type hsmRow struct {
@@ -54,7 +55,7 @@ func (c *Console) hsmList(a *api, r *http.Request) ([]hsmRow, []string) {
 	var problems []string
 	var list graphList[armHSM]
 	if err := a.arm("GET", "/subscriptions/"+c.cfg.Subscription+"/providers/Microsoft.KeyVault/managedHSMs?"+armVersion, nil, &list); err != nil {
-		problems = append(problems, "the resource manager's list: "+err.Error())
+		problems = append(problems, describe("the resource manager's list", err))
 	}
 	var rows []hsmRow
 	seen := map[string]bool{}
@@ -68,7 +69,7 @@ func (c *Console) hsmList(a *api, r *http.Request) ([]hsmRow, []string) {
 		names, err := c.cfg.ReachableHSMs(r.Context(), &identity.Caller{ObjectID: s.User.ID, TenantID: c.cfg.Directory.TenantID(),
 			Kind: s.User.Kind, UPN: s.User.UPN, AMR: s.AMR, AuthTime: s.AuthTime})
 		if err != nil {
-			problems = append(problems, "the HSMs where you hold a role: "+err.Error())
+			problems = append(problems, describe("the HSMs where you hold a role", err))
 		}
 		for _, n := range names {
 			if !seen[strings.ToLower(n)] {
@@ -108,7 +109,7 @@ type hsmData struct {
 	Name, Activation, State string
 	InARM                   bool
 	Keys                    []keyRow
-	KeysMore                bool
+	MoreKeys                string // the next keys' page, if any
 	Assignments             []assignmentRow
 	Problems                []string
 	Now                     time.Time
@@ -138,7 +139,7 @@ func (c *Console) hsm(w http.ResponseWriter, r *http.Request) {
 	}
 	a := c.apiFor(r)
 	d := hsmData{Name: name, Now: time.Now()}
-	problem := func(what string, err error) { d.Problems = append(d.Problems, what+": "+err.Error()) }
+	problem := func(what string, err error) { d.Problems = append(d.Problems, describe(what, err)) }
 	rows, _ := c.hsmList(a, r)
 	known := slices.ContainsFunc(rows, func(h hsmRow) bool { return strings.EqualFold(h.Name, name) })
 	if !known {
@@ -151,26 +152,27 @@ func (c *Console) hsm(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	// Keys.
-	var keys []keyItem
-	next := "/keys?maxresults=25&" + dataVersion
-	for next != "" && len(keys) < maxKeys {
-		var pg struct {
-			Value    []keyItem `json:"value"`
-			NextLink string    `json:"nextLink"`
-		}
-		if err := a.hsm(name, "GET", next, nil, &pg); err != nil {
-			problem("keys", err)
-			break
-		}
-		keys = append(keys, pg.Value...)
-		next = ""
-		if u, err := url.Parse(pg.NextLink); err == nil && pg.NextLink != "" && u.Path == "/keys" {
-			next = u.RequestURI()
+	// Keys, a page at a time: the data plane's nextLink, kept in the
+	// console's link (only its query: the path is always /keys).
+	keysPath := "/keys?maxresults=" + strconv.Itoa(keysPerPage) + "&" + dataVersion
+	if next := r.URL.Query().Get("keys"); next != "" {
+		if q, err := url.ParseQuery(next); err == nil && q.Get("$skiptoken") != "" && len(next) < 2000 {
+			keysPath = "/keys?" + url.Values{"maxresults": {strconv.Itoa(keysPerPage)}, "$skiptoken": {q.Get("$skiptoken")}, "api-version": {"7.4"}}.Encode()
 		}
 	}
-	if len(keys) > maxKeys {
-		keys, d.KeysMore = keys[:maxKeys], true
+	var pg struct {
+		Value    []keyItem `json:"value"`
+		NextLink string    `json:"nextLink"`
+	}
+	if err := a.hsm(name, "GET", keysPath, nil, &pg); err != nil {
+		problem("the keys", err)
+	}
+	keys := pg.Value
+	if len(keys) > keysPerPage {
+		keys = keys[:keysPerPage]
+	}
+	if u, err := url.Parse(pg.NextLink); err == nil && pg.NextLink != "" && u.Query().Get("$skiptoken") != "" {
+		d.MoreKeys = c.base + "hsms/" + name + "?" + url.Values{"keys": {u.RawQuery}}.Encode()
 	}
 	for _, k := range keys {
 		kname := k.Kid[strings.LastIndex(k.Kid, "/")+1:]
@@ -258,6 +260,7 @@ func (c *Console) hsm(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, x.Properties.PrincipalID)
 		}
 		names := a.names(ids)
+		members := map[string][]memberRow{} // a group's, asked once a page
 		for _, x := range assigns.Value {
 			p := x.Properties
 			role := roles[strings.ToLower(p.RoleDefinitionID)]
@@ -266,7 +269,12 @@ func (c *Console) hsm(w http.ResponseWriter, r *http.Request) {
 			}
 			row := assignmentRow{Who: names.of(p.PrincipalID), Role: role, Scope: p.Scope, Standing: "standing"}
 			if names.isGroup(p.PrincipalID) {
-				row.Members = a.groupMembers(p.PrincipalID)
+				m, ok := members[p.PrincipalID]
+				if !ok {
+					m = a.groupMembers(p.PrincipalID)
+					members[p.PrincipalID] = m
+				}
+				row.Members = m
 			}
 			d.Assignments = append(d.Assignments, row)
 		}

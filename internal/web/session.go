@@ -108,8 +108,13 @@ type signInFlow struct {
 // with a PKCE challenge, and keeps the flow in a cookie.
 func (c *Console) startSignIn(w http.ResponseWriter, r *http.Request) {
 	f := signInFlow{State: random(24), Verifier: random(48), Next: "access"}
+	// Back to the page asked for, with its query (an audit search's
+	// filters), after the sign-in.
 	if p := strings.TrimPrefix(r.URL.Path, "/console/"); p != r.URL.Path && p != "" && !strings.Contains(p, "//") && r.Method == http.MethodGet {
 		f.Next = p
+		if q := r.URL.Query(); len(q) > 0 && len(r.URL.RawQuery) < 1000 {
+			f.Next += "?" + q.Encode()
+		}
 	}
 	sealed, err := c.cfg.Directory.SealFlow(f)
 	if err != nil {
@@ -174,6 +179,10 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dropCookie(w, sessionCookie)
+	if r.PostForm.Get("again") == "access" { // a new sign-in, for a second factor
+		c.startSignIn(w, r)
+		return
+	}
 	ctx := context.WithValue(r.Context(), sessionKey{}, (*identity.Session)(nil))
 	c.message(w, r.WithContext(ctx), http.StatusOK, "Signed out", "You are signed out of the Keyward console.", c.base)
 }

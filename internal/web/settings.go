@@ -71,7 +71,7 @@ type settingsData struct {
 func (c *Console) settings(w http.ResponseWriter, r *http.Request) {
 	a := c.apiFor(r)
 	var d settingsData
-	problem := func(what string, err error) { d.Problems = append(d.Problems, what+": "+err.Error()) }
+	problem := func(what string, err error) { d.Problems = append(d.Problems, describe(what, err)) }
 
 	// Groups: those with eligible members.
 	var elig graphList[schedule]
@@ -102,16 +102,11 @@ func (c *Console) settings(w http.ResponseWriter, r *http.Request) {
 	slices.Sort(groups)
 	for _, g := range groups {
 		v := policyView{Name: names.of(g), Scope: "group membership"}
-		var pols graphList[struct {
-			ID    string `json:"id"`
-			Rules []rule `json:"rules"`
-		}]
-		filter := "scopeId eq '" + g + "' and scopeType eq 'Group' and roleDefinitionId eq 'member'"
-		if err := a.graph("GET", "/v1.0/policies/roleManagementPolicies?$expand=rules&$filter="+url.QueryEscape(filter), nil, &pols); err != nil {
+		if id, rules, err := a.groupPolicy(g); err != nil {
 			problem("the policy of "+v.Name, err)
-		} else if len(pols.Value) > 0 {
-			v.PolicyID = pols.Value[0].ID
-			v.apply(pols.Value[0].Rules)
+		} else {
+			v.PolicyID = id
+			v.apply(rules)
 		}
 		for _, s := range byGroup[g] {
 			e := eligibleView{Who: names.of(s.PrincipalID)}
@@ -137,37 +132,10 @@ func (c *Console) settings(w http.ResponseWriter, r *http.Request) {
 	for _, k := range keys {
 		first := byRole[k][0].Properties
 		v := policyView{Name: roleName(first.ExpandedProperties.RoleDefinition.DisplayName, k.role), Scope: k.scope}
-		var pols graphList[struct {
-			Properties struct {
-				Rules []rule `json:"rules"`
-			} `json:"properties"`
-		}]
-		roleID := k.role[strings.LastIndex(k.role, "/")+1:]
-		filter := "roleDefinitionId eq '" + roleID + "'"
-		var pas graphList[struct {
-			Properties struct {
-				PolicyID string `json:"policyId"`
-			} `json:"properties"`
-		}]
-		err := a.arm("GET", armScope(k.scope)+armAuthz+"roleManagementPolicyAssignments?$filter="+url.QueryEscape(filter)+"&"+pimVersion, nil, &pas)
-		if err == nil && len(pas.Value) > 0 {
-			var pol struct {
-				Properties struct {
-					Rules []rule `json:"rules"`
-				} `json:"properties"`
-			}
-			if err = a.arm("GET", armScope(pas.Value[0].Properties.PolicyID)+"?"+pimVersion, nil, &pol); err == nil {
-				pols.Value = append(pols.Value, struct {
-					Properties struct {
-						Rules []rule `json:"rules"`
-					} `json:"properties"`
-				}{pol.Properties})
-			}
-		}
-		if err != nil {
+		if rules, err := a.rolePolicy(k.scope, k.role); err != nil {
 			problem("the policy of "+v.Name, err)
-		} else if len(pols.Value) > 0 {
-			v.apply(pols.Value[0].Properties.Rules)
+		} else {
+			v.apply(rules)
 		}
 		for _, x := range byRole[k] {
 			v.Eligible = append(v.Eligible, eligibleView{Who: names.of(x.Properties.PrincipalID), Until: parseTime(x.Properties.EndDateTime)})
@@ -239,19 +207,33 @@ func (v *policyView) apply(rules []rule) {
 }
 
 // incidentLine says what an alert's incident is about, from the fields
-// its kind has.
+// its kind has: who, which role, when, how often.
 func incidentLine(in map[string]any) string {
+	str := func(k string) string { return strings.TrimSpace(strings.ReplaceAll(stringOf(in[k]), "\n", " ")) }
 	var parts []string
-	for _, k := range []string{"assigneeDisplayName", "assigneeUserPrincipalName", "roleDisplayName", "assignmentCreatedDateTime",
-		"activationCount", "creationDateTime"} {
-		if v, ok := in[k]; ok && v != nil && v != "" {
-			parts = append(parts, k+": "+strings.TrimSpace(strings.ReplaceAll(stringOf(v), "\n", " ")))
+	who := str("assigneeDisplayName")
+	if upn := str("assigneeUserPrincipalName"); upn != "" {
+		who = strings.TrimSpace(who + " (" + upn + ")")
+	}
+	if who != "" {
+		parts = append(parts, who)
+	}
+	if role := str("roleDisplayName"); role != "" {
+		parts = append(parts, role)
+	}
+	for _, k := range []string{"assignmentCreatedDateTime", "creationDateTime"} {
+		if t := parseTime(str(k)); !t.IsZero() {
+			parts = append(parts, when(t))
+			break
 		}
+	}
+	if n := str("activationCount"); n != "" {
+		parts = append(parts, n+" activations")
 	}
 	if len(parts) == 0 {
 		return "an incident"
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, " — ")
 }
 
 func stringOf(v any) string {
@@ -359,7 +341,7 @@ func (c *Console) patchRule(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c.done(w, r, "settings", "The policy is changed.")
+	c.done(w, r, "settings", "policy")
 }
 
 // principalByName finds a user by name (UPN) or a group by display name.
@@ -383,4 +365,46 @@ func (a *api) principalByName(name string) (id string, isGroup bool, err error) 
 		return "", false, fmt.Errorf("no single group is called %s", name)
 	}
 	return gs.Value[0].ID, true, nil
+}
+
+// groupPolicy returns the id and rules of group g's member policy.
+func (a *api) groupPolicy(g string) (string, []rule, error) {
+	var pols graphList[struct {
+		ID    string `json:"id"`
+		Rules []rule `json:"rules"`
+	}]
+	filter := "scopeId eq '" + g + "' and scopeType eq 'Group' and roleDefinitionId eq 'member'"
+	if err := a.graph("GET", "/v1.0/policies/roleManagementPolicies?$expand=rules&$filter="+url.QueryEscape(filter), nil, &pols); err != nil {
+		return "", nil, err
+	}
+	if len(pols.Value) == 0 {
+		return "", nil, nil
+	}
+	return pols.Value[0].ID, pols.Value[0].Rules, nil
+}
+
+// rolePolicy returns the rules of the policy of role (a definition id) at
+// scope.
+func (a *api) rolePolicy(scope, role string) ([]rule, error) {
+	filter := "roleDefinitionId eq '" + role[strings.LastIndex(role, "/")+1:] + "'"
+	var pas graphList[struct {
+		Properties struct {
+			PolicyID string `json:"policyId"`
+		} `json:"properties"`
+	}]
+	if err := a.arm("GET", armScope(scope)+armAuthz+"roleManagementPolicyAssignments?$filter="+url.QueryEscape(filter)+"&"+pimVersion, nil, &pas); err != nil {
+		return nil, err
+	}
+	if len(pas.Value) == 0 {
+		return nil, nil
+	}
+	var pol struct {
+		Properties struct {
+			Rules []rule `json:"rules"`
+		} `json:"properties"`
+	}
+	if err := a.arm("GET", armScope(pas.Value[0].Properties.PolicyID)+"?"+pimVersion, nil, &pol); err != nil {
+		return nil, err
+	}
+	return pol.Properties.Rules, nil
 }

@@ -1,8 +1,10 @@
 package arm
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,16 +16,18 @@ import (
 
 // AuditSearcher reads audit records back: the node's journal.
 type AuditSearcher interface {
-	Search(streams []string, q audit.Query) (*audit.SearchResult, error)
+	Search(streams []audit.StreamQuery, q audit.Query) (*audit.SearchResult, error)
 }
 
 // The AuditEvent records a storage account receives, searched: a Keyward
 // extension (Azure's are read from the account's blobs, or from Log
 // Analytics), under the account because reading the account is the right
 // the story gives auditors ("Auditors need read access to the Storage
-// account where the managed HSM logs are stored"). It answers with the
-// records of every HSM whose enabled diagnostic setting sends its logs to
-// the account, as this node's journal holds them.
+// account where the managed HSM logs are stored"). It answers with what
+// the account receives, as this node's journal holds it: the records of
+// every HSM whose enabled diagnostic setting sends its logs there, written
+// since the setting was put, of that HSM resource only (not of an earlier
+// HSM of the same name).
 const auditEventsPath = "/providers/Keyward.Insights/auditEvents"
 
 // accountScope is the storage account an audit search reads.
@@ -74,18 +78,45 @@ func (a *API) auditEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	only := strings.ToLower(r.URL.Query().Get("hsm"))
 	page := auditEventsPage{Value: []audit.Event{}, HSMs: []string{}, Hours: []auditHour{}, Chains: []auditChain{}}
-	var streams []string
+	// An HSM may send its logs to the account under several settings: it
+	// is searched once, since the earliest of them.
+	since := map[string]time.Time{}
 	for _, s := range settings {
 		hsm := strings.ToLower(s.HSM)
-		if !s.Enabled || !strings.EqualFold(s.StorageAccount, acct.Name) || strings.Contains(strings.Join(page.HSMs, "\n"), hsm) {
+		if !s.Enabled || !strings.EqualFold(s.StorageAccount, acct.Name) {
 			continue
+		}
+		if t, seen := since[hsm]; !seen || s.Since.Before(t) {
+			since[hsm] = s.Since
+		}
+	}
+	var streams []audit.StreamQuery
+	for hsm, t := range since {
+		// A soft-deleted HSM's name is still its own; a purged one's is
+		// free for another HSM, whose setting is its own.
+		h, err := a.cp.HSMs.Get(r.Context(), hsm)
+		if fault.KindOf(err) == fault.NotFound {
+			continue
+		}
+		if err != nil {
+			return err
 		}
 		page.HSMs = append(page.HSMs, hsm)
 		if only == "" || only == hsm {
-			streams = append(streams, audit.StreamOf(hsm))
+			id := *h
+			if id.ResourceGroup == "" { // the dev HSM's, as its records name it
+				id.ResourceGroup = "keyward"
+			}
+			streams = append(streams, audit.StreamQuery{Stream: audit.StreamOf(hsm), ResourceID: a.hsmID(&id), Since: t})
 		}
 	}
+	slices.Sort(page.HSMs)
+	slices.SortFunc(streams, func(x, y audit.StreamQuery) int { return strings.Compare(x.Stream, y.Stream) })
 	res, err := a.audit.Search(streams, q)
+	if errors.Is(err, audit.ErrSearchBusy) {
+		w.Header().Set("Retry-After", "2")
+		return fault.Errorf(fault.Unavailable, "ServerBusy", "Other audit searches are running: retry in a moment.")
+	}
 	if err != nil {
 		return err
 	}
@@ -130,16 +161,20 @@ func auditQuery(v url.Values) (audit.Query, error) {
 	if q.To.Sub(q.From) > 31*24*time.Hour || q.To.Before(q.From) {
 		return q, fault.Invalidf("from and to must span at most 31 days, from first")
 	}
-	switch audit.Outcome(q.Result) {
-	case "", audit.Allowed, audit.Refused, audit.Errored, audit.Challenged:
-	default:
-		return q, fault.Invalidf("result must be allowed, refused, error or challenge")
+	if q.Result != "" {
+		for _, o := range strings.Split(q.Result, ",") {
+			switch audit.Outcome(o) {
+			case audit.Allowed, audit.Refused, audit.Errored, audit.Challenged:
+			default:
+				return q, fault.Invalidf("result must be allowed, refused, error or challenge, or several with commas between")
+			}
+		}
 	}
 	for _, n := range []struct {
 		name string
 		into *int
 		max  int
-	}{{"$top", &q.Top, 500}, {"$skip", &q.Skip, 1 << 20}} {
+	}{{"$top", &q.Top, 500}, {"$skip", &q.Skip, audit.MaxSkip}} {
 		if s := v.Get(n.name); s != "" {
 			if *n.into, err = strconv.Atoi(s); err != nil || *n.into < 0 || *n.into > n.max {
 				return q, fault.Invalidf("%s must be a whole number from 0 to %d", n.name, n.max)

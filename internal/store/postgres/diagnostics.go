@@ -62,7 +62,7 @@ func (t *txn) DeleteStorageAccount(ctx context.Context, name string) error {
 func (t *txn) PutDiagnosticSetting(ctx context.Context, d *store.DiagnosticSetting) error {
 	t.note(store.ChangeDiagnosticSetting, d.HSM, d.Name)
 	_, err := t.exec(ctx, `INSERT INTO diagnostic_settings(hsm, name, storage_account, enabled, created) VALUES($1, $2, $3, $4, $5)
-		ON CONFLICT (hsm, name_nocase) DO UPDATE SET storage_account = excluded.storage_account, enabled = excluded.enabled`,
+		ON CONFLICT (hsm, name_nocase) DO UPDATE SET storage_account = excluded.storage_account, enabled = excluded.enabled, created = excluded.created`,
 		d.HSM, d.Name, d.StorageAccount, d.Enabled, unix(d.Created))
 	return err
 }
