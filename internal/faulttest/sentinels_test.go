@@ -78,6 +78,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/identity.ErrSecretNotFound":       identity.ErrSecretNotFound,
 	"internal/identity.ErrFlow":                 identity.ErrFlow,
 	"internal/identity.ErrNoSession":            identity.ErrNoSession,
+	"internal/identity.ErrBadRedirectURI":       identity.ErrBadRedirectURI,
 	"internal/identity.ErrTooManyAuthCodes":     identity.ErrTooManyAuthCodes,
 	"internal/identity.ErrAuthorizationPending": identity.ErrAuthorizationPending,
 	"internal/identity.ErrTooManyDeviceCodes":   identity.ErrTooManyDeviceCodes,
