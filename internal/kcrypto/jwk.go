@@ -22,8 +22,12 @@ func ParseKeyType(kty string) (KeyType, error) {
 		return EC, nil
 	case "oct", "AES":
 		return Oct, nil
+	case "ML-DSA":
+		return MLDSA, nil
+	case "ML-KEM":
+		return MLKEM, nil
 	}
-	return "", fault.Invalidf("unknown key type %q: use RSA-HSM, EC-HSM or oct-HSM", kty)
+	return "", fault.Invalidf("unknown key type %q: use RSA-HSM, EC-HSM or oct-HSM (or Keyward's ML-DSA and ML-KEM)", kty)
 }
 
 // Import builds a Key from a JWK that carries its private members.
@@ -38,6 +42,8 @@ func Import(j JSONWebKey) (Key, error) {
 			return nil, fault.Invalidf("an oct key to import needs k")
 		}
 		return newOct(append([]byte(nil), j.K...))
+	case MLDSA, MLKEM:
+		return importPQ(j)
 	}
 	return nil, fault.Invalidf("unknown key type %q", j.Kty)
 }
@@ -52,6 +58,7 @@ const (
 
 type sealedForm struct {
 	Form  string `json:"form"`
+	Set   string `json:"set,omitempty"` // post-quantum keys' parameter set
 	Bytes []byte `json:"bytes"`
 }
 
@@ -75,6 +82,10 @@ func ParsePrivate(b []byte) (Key, error) {
 	switch f.Form {
 	case formAES:
 		return newOct(f.Bytes)
+	case formMLDSA:
+		return mldsaFromSeed(Curve(f.Set), f.Bytes)
+	case formMLKEM:
+		return mlkemFromSeed(Curve(f.Set), f.Bytes)
 	case formSecp256k1:
 		return k1FromBytes(f.Bytes)
 	case formPKCS8:

@@ -38,9 +38,11 @@ type JSONWebKey struct {
 	Crv  Curve
 	N, E []byte // RSA public
 	X, Y []byte // EC public
+	Pub  []byte // ML-DSA and ML-KEM public key (FIPS 204 / FIPS 203 encoding)
 	// Private members, accepted on import and never produced.
 	D, P, Q, DP, DQ, QI []byte
 	K                   []byte // symmetric
+	Seed                []byte // ML-DSA ξ (32 bytes) or ML-KEM d‖z (64 bytes)
 }
 
 // Sealed is the input or output of a symmetric or asymmetric cipher.

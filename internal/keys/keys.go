@@ -56,6 +56,9 @@ var defaultOps = map[kcrypto.KeyType][]string{
 	kcrypto.RSA: {OpEncrypt, OpDecrypt, OpSign, OpVerify, OpWrapKey, OpUnwrapKey},
 	kcrypto.EC:  {OpSign, OpVerify},
 	kcrypto.Oct: {OpEncrypt, OpDecrypt, OpWrapKey, OpUnwrapKey},
+	// Keyward's post-quantum keys.
+	kcrypto.MLDSA: {OpSign, OpVerify},
+	kcrypto.MLKEM: {OpWrapKey, OpUnwrapKey},
 }
 
 // Attributes are the settable attributes of a version. Nil fields are

@@ -73,6 +73,21 @@ func (s *Service) Create(ctx context.Context, h *domain.HSM, name string, p Crea
 			p.Size = 256
 		}
 		k, err = kcrypto.GenerateOct(s.rand, p.Size)
+	case kcrypto.MLDSA, kcrypto.MLKEM: // Keyward's post-quantum keys: the parameter set is crv
+		if p.Size != 0 {
+			return nil, fault.Invalidf("key_size does not apply to %s keys: the parameter set is crv", p.Type)
+		}
+		if p.Type == kcrypto.MLDSA {
+			if p.Curve == "" {
+				p.Curve = kcrypto.MLDSA65
+			}
+			k, err = kcrypto.GenerateMLDSA(s.rand, p.Curve)
+		} else {
+			if p.Curve == "" {
+				p.Curve = kcrypto.MLKEM768
+			}
+			k, err = kcrypto.GenerateMLKEM(s.rand, p.Curve)
+		}
 	default:
 		return nil, fault.Invalidf("unknown key type %q", p.Type)
 	}

@@ -30,6 +30,10 @@ type jsonWebKey struct {
 	Crv    string    `json:"crv,omitempty"`
 	X      httpx.B64 `json:"x,omitempty"`
 	Y      httpx.B64 `json:"y,omitempty"`
+	// Pub and Seed are ML-DSA's and ML-KEM's public key and private seed,
+	// as the JOSE drafts for them name them (Keyward extensions).
+	Pub  httpx.B64 `json:"pub,omitempty"`
+	Seed httpx.B64 `json:"seed,omitempty"`
 }
 
 type keyAttributes struct {
@@ -157,7 +161,14 @@ type policyAttrs struct {
 }
 
 // hsmKty is the key type as Managed HSM reports it: always "-HSM".
-func hsmKty(t kcrypto.KeyType) string { return string(t) + "-HSM" }
+// hsmKty is a key type as Managed HSM names it ("EC-HSM"); Keyward's
+// post-quantum types have no -HSM form.
+func hsmKty(t kcrypto.KeyType) string {
+	if t == kcrypto.MLDSA || t == kcrypto.MLKEM {
+		return string(t)
+	}
+	return string(t) + "-HSM"
+}
 
 func unixPtr(t time.Time) *int64 {
 	if t.IsZero() {
@@ -196,7 +207,7 @@ func publicOut(kid string, v *keys.Version) jsonWebKey {
 	if ops == nil {
 		ops = []string{}
 	}
-	return jsonWebKey{Kid: kid, Kty: hsmKty(v.Type), KeyOps: ops, N: p.N, E: p.E, Crv: string(p.Crv), X: p.X, Y: p.Y}
+	return jsonWebKey{Kid: kid, Kty: hsmKty(v.Type), KeyOps: ops, N: p.N, E: p.E, Crv: string(p.Crv), X: p.X, Y: p.Y, Pub: p.Pub}
 }
 
 func jwkIn(j *jsonWebKey) (kcrypto.JSONWebKey, error) {
@@ -205,5 +216,5 @@ func jwkIn(j *jsonWebKey) (kcrypto.JSONWebKey, error) {
 		return kcrypto.JSONWebKey{}, err
 	}
 	return kcrypto.JSONWebKey{Kty: kty, Crv: kcrypto.Curve(j.Crv), N: j.N, E: j.E, X: j.X, Y: j.Y,
-		D: j.D, P: j.P, Q: j.Q, DP: j.DP, DQ: j.DQ, QI: j.QI, K: j.K}, nil
+		D: j.D, P: j.P, Q: j.Q, DP: j.DP, DQ: j.DQ, QI: j.QI, K: j.K, Pub: j.Pub, Seed: j.Seed}, nil
 }
