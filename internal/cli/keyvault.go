@@ -103,10 +103,10 @@ func keyCreate(e *env) *cobra.Command {
 		func(cmd *cobra.Command) {
 			t.register(cmd, false)
 			f := cmd.Flags()
-			f.StringVar(&kty, "kty", "RSA-HSM", "key type: RSA-HSM, EC-HSM, oct-HSM (RSA, EC, oct accepted); EC-HSM with --curve")
+			f.StringVar(&kty, "kty", "RSA-HSM", "key type: RSA-HSM, EC-HSM, oct-HSM (RSA, EC, oct accepted); EC-HSM with --curve; Keyward's ML-DSA and ML-KEM with --curve as the parameter set")
 			ktyFlag = f.Lookup("kty")
 			f.IntVar(&size, "size", 0, "key size in bits: RSA 2048/3072/4096, oct 128/192/256")
-			f.StringVar(&curve, "curve", "", "EC curve: P-256, P-384, P-521, P-256K")
+			f.StringVar(&curve, "curve", "", "EC curve: P-256, P-384, P-521, P-256K; ML-DSA-44/65/87 or ML-KEM-768/1024 for those types")
 			f.StringArrayVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey")
 			f.StringArrayVar(&tags, "tags", nil, "space-separated tags: key[=value]")
 			f.BoolVar(&disabled, "disabled", false, "create the key disabled")
