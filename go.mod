@@ -26,6 +26,7 @@ require (
 	github.com/sigstore/sigstore v1.10.4
 	github.com/sigstore/sigstore/pkg/signature/kms/azure v1.10.11
 	github.com/spf13/cobra v1.10.2
+	github.com/tink-crypto/tink-go/v2 v2.9.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.59.0
 	golang.org/x/term v0.48.0

@@ -202,7 +202,7 @@ func newRoot(e *env) *cobra.Command {
 	e.global.register(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return emptyScope(cmd) }
 	root.AddCommand(newServeCmd(e), newLoginCmd(e), newADCmd(e), newKeyvaultCmd(e), newPIMCmd(e), newStorageCmd(e), newMonitorCmd(e), newAuditCmd(e),
-		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e), newLogoutCmd(e), newKMSPluginCmd(e))
+		newGroupCmd(e), newARMRoleCmd(e), newIdentityCmd(e), newAccountCmd(e), newLogoutCmd(e), newKMSPluginCmd(e), newBYOKCmd(e))
 	return root
 }
 

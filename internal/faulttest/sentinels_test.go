@@ -90,8 +90,11 @@ var sentinels = map[string]*fault.Error{
 
 	"internal/kcrypto.ErrUnsupportedAlgorithm": kcrypto.ErrUnsupportedAlgorithm,
 	"internal/kcrypto.ErrDecryption":           kcrypto.ErrDecryption,
+	"internal/kcrypto.ErrTransferBlob":         kcrypto.ErrTransferBlob,
 
 	"internal/keys.ErrBadBackup":          keys.ErrBadBackup,
+	"internal/keys.ErrKEKOps":             keys.ErrKEKOps,
+	"internal/keys.ErrNoKEK":              keys.ErrNoKEK,
 	"internal/keys.ErrKeyNotFound":        keys.ErrKeyNotFound,
 	"internal/keys.ErrConflict":           keys.ErrConflict,
 	"internal/keys.ErrOperationForbidden": keys.ErrOperationForbidden,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,6 +98,55 @@ func (s *Service) Create(ctx context.Context, h *domain.HSM, name string, p Crea
 	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags)
 }
 
+// ErrKEKOps refuses key operations a key-exchange key cannot have.
+var ErrKEKOps = fault.New(fault.Invalid, "BadParameter",
+	"A key-exchange key (KEK) is an RSA-HSM key whose only operation is import.")
+
+// checkKEKOps refuses import beside other operations, or on a key that is
+// not RSA: a key-exchange key does nothing but open transfer blobs.
+func checkKEKOps(kty kcrypto.KeyType, ops []string) error {
+	if slices.Contains(ops, OpImport) && (kty != kcrypto.RSA || len(ops) != 1) {
+		return ErrKEKOps
+	}
+	return nil
+}
+
+// TransferParams import a key sent under a key-exchange key (BYOK).
+type TransferParams struct {
+	KEKName, KEKVersion string
+	Ciphertext          []byte // CKM_RSA_AES_KEY_WRAP
+	Type                kcrypto.KeyType
+	Curve               kcrypto.Curve
+	Ops                 []string
+	Attributes          Attributes
+	Tags                map[string]string
+}
+
+// ErrNoKEK is a transfer blob whose key-exchange key is not a usable key
+// of this HSM.
+var ErrNoKEK = fault.New(fault.Invalid, "BadParameter", "The key transfer blob's key-exchange key (header.kid) is not a key of this HSM.")
+
+// ImportTransfer adds a key sent from another HSM under one of h's
+// key-exchange keys (BYOK) as a new version of name. The KEK must be
+// usable for import now; its private part never leaves.
+func (s *Service) ImportTransfer(ctx context.Context, h *domain.HSM, name string, p TransferParams) (*Version, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	kek, err := s.usable(ctx, h, p.KEKName, p.KEKVersion, OpImport)
+	if fault.KindOf(err) == fault.NotFound {
+		return nil, ErrNoKEK
+	}
+	if err != nil {
+		return nil, err
+	}
+	k, err := kcrypto.OpenTransferBlob(kek.key, p.Ciphertext, p.Type, p.Curve)
+	if err != nil {
+		return nil, err
+	}
+	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags)
+}
+
 // Import adds imported key material as a new version of name.
 func (s *Service) Import(ctx context.Context, h *domain.HSM, name string, p ImportParams) (*Version, error) {
 	if err := checkName(name); err != nil {
@@ -115,6 +165,9 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 	}
 	ops, err := checkOps(ops)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkKEKOps(k.Type(), ops); err != nil {
 		return nil, err
 	}
 	if err := checkTags(tags); err != nil {
@@ -406,6 +459,13 @@ func (s *Service) Update(ctx context.Context, h *domain.HSM, name, version strin
 			return err
 		}
 		if p.Ops != nil {
+			// A key-exchange key stays one, and no other key becomes one.
+			if slices.Contains(v.Ops, OpImport) != slices.Contains(p.Ops, OpImport) {
+				return ErrKEKOps.With("A key's import operation (a key-exchange key's) cannot be added or taken away: create a new key.")
+			}
+			if err := checkKEKOps(kcrypto.KeyType(v.Kty), p.Ops); err != nil {
+				return err
+			}
 			v.Ops = p.Ops
 		}
 		if p.Tags != nil {

@@ -1,9 +1,12 @@
 package dataplane
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 
+	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/keys"
@@ -141,7 +144,7 @@ func (a *API) importKey(c *call) error {
 		return fault.Invalidf("key is required")
 	}
 	if len(req.Key.T) > 0 {
-		return fault.Invalidf("BYOK key transfer blobs (key_hsm) are not supported; import the JWK")
+		return a.importTransfer(c, &req)
 	}
 	j, err := jwkIn(req.Key)
 	if err != nil {
@@ -153,6 +156,88 @@ func (a *API) importKey(c *call) error {
 		return err
 	}
 	return c.ok(c.bundle(v))
+}
+
+// importTransfer imports a key sent from another HSM under a
+// key-exchange key of this one (BYOK): key_hsm holds the transfer blob,
+// the .byok file az reads with --byok-file.
+func (a *API) importTransfer(c *call, req *importRequest) error {
+	kty, err := kcrypto.ParseKeyType(req.Key.Kty)
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(req.Key.Kty, "-HSM") {
+		return fault.Invalidf("a key transfer blob (key_hsm) imports an HSM key: kty must be RSA-HSM, EC-HSM or oct-HSM")
+	}
+	blob, err := parseTransferBlob(req.Key.T)
+	if err != nil {
+		return err
+	}
+	kek, version, ok := a.localKeyID(c, blob.Header.Kid)
+	if !ok {
+		return keys.ErrNoKEK
+	}
+	v, err := a.keys.ImportTransfer(c.ctx, c.hsm, c.name, keys.TransferParams{KEKName: kek, KEKVersion: version, Ciphertext: blob.Ciphertext,
+		Type: kty, Curve: kcrypto.Curve(req.Key.Crv), Ops: req.Key.KeyOps, Attributes: attributesIn(req.Attributes), Tags: req.Tags})
+	if err != nil {
+		return err
+	}
+	return c.ok(c.bundle(v))
+}
+
+// transferBlob is a .byok file: the key-exchange key's id and the
+// CKM_RSA_AES_KEY_WRAP ciphertext, in a JWE-like envelope.
+type transferBlob struct {
+	SchemaVersion string `json:"schema_version"`
+	Header        struct {
+		Kid string `json:"kid"`
+		Alg string `json:"alg"`
+		Enc string `json:"enc"`
+	} `json:"header"`
+	Ciphertext httpx.B64 `json:"ciphertext"`
+	Generator  string    `json:"generator"`
+}
+
+func parseTransferBlob(b []byte) (*transferBlob, error) {
+	var t transferBlob
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fault.Invalidf("key_hsm is not a key transfer blob (the JSON of a .byok file)")
+	}
+	switch {
+	case t.Header.Kid == "":
+		return nil, fault.Invalidf("the key transfer blob names no key-exchange key (header.kid)")
+	case t.Header.Alg != "dir" || t.Header.Enc != "CKM_RSA_AES_KEY_WRAP":
+		return nil, fault.Invalidf("the key transfer blob must be alg dir and enc CKM_RSA_AES_KEY_WRAP, not %q and %q", t.Header.Alg, t.Header.Enc)
+	case len(t.Ciphertext) == 0:
+		return nil, fault.Invalidf("the key transfer blob has no ciphertext")
+	}
+	return &t, nil
+}
+
+// localKeyID splits a key id of this HSM ({base}/keys/{name}[/{version}])
+// into its name and version.
+func (a *API) localKeyID(c *call, kid string) (name, version string, ok bool) {
+	u, err := url.Parse(kid)
+	if err != nil || !strings.EqualFold(u.Host, hostOf(c.base)) {
+		return "", "", false
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) < 2 || len(parts) > 3 || !strings.EqualFold(parts[0], "keys") || parts[1] == "" {
+		return "", "", false
+	}
+	if len(parts) == 3 {
+		version = parts[2]
+	}
+	return parts[1], version, true
+}
+
+// hostOf is the host[:port] of a base URL.
+func hostOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func (a *API) get(c *call) error {
