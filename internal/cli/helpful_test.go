@@ -28,7 +28,7 @@ func TestErrorsThatHelp(t *testing.T) {
 			t.Errorf("%s: exit %d\n%s\nwant exit %d\n%s", what, code, errs, wantCode, want)
 		}
 	}
-	msg := `unknown key type "RSA\"x": use RSA-HSM, EC-HSM or oct-HSM`
+	msg := `unknown key type "RSA\"x": use RSA-HSM, EC-HSM or oct-HSM (or Keyward's ML-DSA and ML-KEM)`
 	golden("a message with quotes", []string{"keyvault", "key", "create", "--hsm-name", "dev", "--name", "k", "--kty", `RSA"x`}, exitFailure,
 		"ERROR: (BadParameter) "+msg+"\nCode: BadParameter\nMessage: "+msg+"\n")
 	msg = `the managed HSM "devv" does not exist`

@@ -91,7 +91,10 @@ func GenerateMLDSA(rand io.Reader, set Curve) (Key, error) {
 
 func mldsaFromSeed(set Curve, seed []byte) (Key, error) {
 	scheme, signTo, ok := mldsaScheme(set)
-	if !ok || len(seed) != scheme.SeedSize() {
+	if !ok {
+		return nil, fmt.Errorf("kcrypto: unknown ML-DSA parameter set %q", set)
+	}
+	if len(seed) != scheme.SeedSize() {
 		return nil, fmt.Errorf("kcrypto: an %s seed must be %d bytes", set, scheme.SeedSize())
 	}
 	pk, sk := scheme.DeriveKey(seed)

@@ -140,6 +140,12 @@ func (s *Service) ImportTransfer(ctx context.Context, h *domain.HSM, name string
 	if err != nil {
 		return nil, err
 	}
+	if len(kek.meta.Ops) != 1 { // a key that also decrypts opens the blob for anyone
+		return nil, ErrKEKOps
+	}
+	if slices.Contains(p.Ops, OpImport) {
+		return nil, ErrKEKOps.With("A key-exchange key is generated in the HSM: imported material cannot be one.")
+	}
 	k, err := kcrypto.OpenTransferBlob(kek.key, p.Ciphertext, p.Type, p.Curve)
 	if err != nil {
 		return nil, err
@@ -151,6 +157,9 @@ func (s *Service) ImportTransfer(ctx context.Context, h *domain.HSM, name string
 func (s *Service) Import(ctx context.Context, h *domain.HSM, name string, p ImportParams) (*Version, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
+	}
+	if slices.Contains(p.Ops, OpImport) {
+		return nil, ErrKEKOps.With("A key-exchange key is generated in the HSM: imported material cannot be one.")
 	}
 	k, err := kcrypto.Import(p.Key)
 	if err != nil {
@@ -200,6 +209,11 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 			latest, err := tx.LatestKeyVersion(ctx, h.Name, name)
 			if err != nil {
 				return err
+			}
+			// A name is a key-exchange key's for good, or never: a new
+			// version cannot turn a KEK's name into a key that decrypts.
+			if slices.Contains(latest.Ops, OpImport) != slices.Contains(v.Ops, OpImport) {
+				return ErrKEKOps.With("A new version keeps the key's import operation as it is (a key-exchange key's name stays one).")
 			}
 			v.Seq = latest.Seq
 		}
