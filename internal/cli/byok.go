@@ -116,18 +116,9 @@ func transferTarget(keyFile, octHex string) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	block, _ := pem.Decode(data)
-	var key any
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(block.Bytes)
-	default:
-		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	}
+	key, err := parsePrivatePEM(data)
 	if err != nil {
-		return nil, "", usagef("--key: %v", err)
+		return nil, "", err
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {

@@ -343,8 +343,9 @@ func keyImport(e *env) *cobra.Command {
 	return spaceSeparated(cmd, "ops", "tags") // az takes space-separated lists
 }
 
-// privateJWK reads a PEM private key into an HSM JSON web key.
-func privateJWK(data []byte) (*azkeys.JSONWebKey, error) {
+// parsePrivatePEM reads an unencrypted PEM private key (PKCS#8, PKCS#1
+// or SEC 1).
+func parsePrivatePEM(data []byte) (any, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
 		return nil, usagef("no PEM block: give a PEM private key")
@@ -364,6 +365,15 @@ func privateJWK(data []byte) (*azkeys.JSONWebKey, error) {
 	}
 	if err != nil {
 		return nil, usagef("reading the private key: %v", err)
+	}
+	return key, nil
+}
+
+// privateJWK reads a PEM private key into an HSM JSON web key.
+func privateJWK(data []byte) (*azkeys.JSONWebKey, error) {
+	key, err := parsePrivatePEM(data)
+	if err != nil {
+		return nil, err
 	}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:

@@ -73,10 +73,18 @@ func refreshID(tok string) (string, bool) {
 // lookupRefresh finds the stored refresh token tok, checking its hash in
 // constant time; nil if there is none that matches.
 func (d *Directory) lookupRefresh(tx store.Tx, ctx context.Context, tok string) (*store.RefreshToken, error) {
-	id, ok := refreshID(tok)
+	return d.lookupStoredToken(ctx, tx, refreshPrefix, tok)
+}
+
+// lookupStoredToken finds a stored token of the form prefix + id + "." +
+// secret by its id and checks its hash in constant time: the MAC is
+// computed whether or not the id exists, so time tells nothing.
+func (d *Directory) lookupStoredToken(ctx context.Context, tx store.Tx, prefix, tok string) (*store.RefreshToken, error) {
+	rest, ok := strings.CutPrefix(tok, prefix)
+	id, _, _ := strings.Cut(rest, ".")
 	encoded := macPrefix
 	var rt *store.RefreshToken
-	if ok {
+	if ok && id != "" && len(tok) < 200 {
 		var err error
 		rt, err = tx.GetRefreshToken(ctx, id)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {

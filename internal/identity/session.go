@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/keyward/keyward/internal/fault"
@@ -123,24 +122,8 @@ func (d *Directory) CheckSessionMAC(purpose, id, v string) bool {
 }
 
 // lookupSession finds the stored session tok, checking its hash in
-// constant time; nil if there is none that matches.
+// constant time; nil if there is none that matches. Sessions are kept as
+// refresh tokens are, under their own prefix.
 func (d *Directory) lookupSession(ctx context.Context, tx store.Tx, tok string) (*store.RefreshToken, error) {
-	rest, ok := strings.CutPrefix(tok, sessionPrefix)
-	id, _, _ := strings.Cut(rest, ".")
-	encoded := macPrefix
-	var rt *store.RefreshToken
-	if ok && id != "" && len(tok) < 200 {
-		var err error
-		rt, err = tx.GetRefreshToken(ctx, id)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		if rt != nil {
-			encoded = rt.Hash
-		}
-	}
-	if !d.checkMAC(encoded, tok) || rt == nil {
-		return nil, nil
-	}
-	return rt, nil
+	return d.lookupStoredToken(ctx, tx, sessionPrefix, tok)
 }
