@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/keyward/keyward/internal/backup/format"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -72,12 +74,36 @@ func openBackup(h *domain.HSM, blob []byte) (*format.KeyBackup, error) {
 		if b.Versions[i].Name != b.Key.Name {
 			return nil, ErrBadBackup
 		}
+		ops, err := restoredOps(kcrypto.KeyType(b.Versions[i].Kty), b.Versions[i].Ops)
+		if err != nil {
+			return nil, ErrBadBackup
+		}
+		b.Versions[i].Ops = ops
 		v := b.Versions[i].Store()
 		if _, err := unseal(h, &v); err != nil {
 			return nil, ErrBadBackup
 		}
 	}
 	return &b, nil
+}
+
+// restoredOps applies today's rules on key operations to a version from a
+// backup, which may predate them. A version that carries import beside
+// other operations (or on a key that is not RSA) loses import: it keeps
+// working for everything else, and opens no transfer blob, which a key
+// that also decrypts or was never generated here must not.
+func restoredOps(kty kcrypto.KeyType, ops []string) ([]string, error) {
+	if ops == nil {
+		return nil, nil
+	}
+	ops, err := checkOps(ops)
+	if err != nil {
+		return nil, err
+	}
+	if checkKEKOps(kty, ops) != nil {
+		ops = slices.DeleteFunc(ops, func(op string) bool { return op == OpImport })
+	}
+	return ops, nil
 }
 
 // Restore recreates a key from a backup blob, with its name, versions and

@@ -10,12 +10,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/internal/backup/format"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/kcrypto"
+	"github.com/keyward/keyward/internal/store"
 	"github.com/keyward/keyward/internal/store/sqlite"
 )
 
@@ -124,5 +126,45 @@ func TestKeyBackupGoldenV1(t *testing.T) {
 	}
 	if !bytes.Equal(again, plain) {
 		t.Fatalf("re-encoded golden backup differs:\n%s\n%s", again, plain)
+	}
+}
+
+// TestRestoreAppliesKeyOpRules replays a backup taken before a key-exchange
+// key had to be an RSA key whose only operation is import: the restored
+// key keeps its other operations and loses import, so it cannot open a
+// transfer blob while it also decrypts.
+func TestRestoreAppliesKeyOpRules(t *testing.T) {
+	ctx := context.Background()
+	s, h := goldenService(t), goldenHSM(t, "legacy")
+	if _, err := s.Create(ctx, h, "old-kek", CreateParams{Type: kcrypto.RSA, Ops: []string{OpDecrypt}}); err != nil {
+		t.Fatal(err)
+	}
+	// What an earlier Keyward allowed, written as it would have stored it.
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		v, err := tx.LatestKeyVersion(ctx, h.Name, "old-kek")
+		if err != nil {
+			return err
+		}
+		v.Ops = []string{OpImport, OpDecrypt, OpDecrypt}
+		return tx.UpdateKeyVersion(ctx, v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := s.Backup(ctx, h, "old-kek")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := goldenHSM(t, "restored")
+	other.DomainID = h.DomainID
+	restored, err := s.Restore(ctx, other, blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(restored.Ops, []string{OpDecrypt}) {
+		t.Fatalf("restored ops = %v, want [decrypt]", restored.Ops)
+	}
+	if _, err := s.ImportTransfer(ctx, other, "smuggled", TransferParams{KEKName: "old-kek", KEKVersion: restored.Version, Ciphertext: make([]byte, 512), Type: kcrypto.EC}); err == nil {
+		t.Fatal("a restored decrypting key opened a transfer blob")
 	}
 }
