@@ -16,6 +16,7 @@ package backup
 
 import (
 	"context"
+	"crypto/fips140"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -200,6 +201,12 @@ func (s *Service) container(t Target) (*container.Client, error) {
 
 // ErrInterrupted is the failure of a job that was running when the
 // server stopped.
+// ErrFIPS refuses full backups and restores in FIPS 140-3 mode: a backup is
+// an age file, whose payload is ChaCha20-Poly1305, outside Go's FIPS 140-3
+// module. A key's own backup (AES-256-GCM under the domain key) works.
+var ErrFIPS = fault.New(fault.Invalid, "BadParameter",
+	"Full HSM backup and restore are not available in FIPS 140-3 mode: a backup is an age file (ChaCha20-Poly1305), outside Go's FIPS 140-3 module. Back keys up one by one (az keyvault key backup), which FIPS mode allows.")
+
 var ErrInterrupted = fault.New(fault.Unavailable, "JobInterrupted", "the server stopped while this job was running: start it again")
 
 // begin registers a job, refusing a second one for the same HSM; the
@@ -349,6 +356,9 @@ func (s *Service) Wait(ctx context.Context, hsm, id string) (Job, error) {
 
 // StartBackup begins a full backup of h into t and returns its job.
 func (s *Service) StartBackup(ctx context.Context, h *domain.HSM, t Target) (Job, error) {
+	if fips140.Enforced() {
+		return Job{}, ErrFIPS
+	}
 	c, err := s.container(t)
 	if err != nil {
 		return Job{}, err
@@ -640,6 +650,9 @@ func (s *Service) StartSelectiveRestore(ctx context.Context, h *domain.HSM, t Ta
 }
 
 func (s *Service) startRestore(ctx context.Context, kind string, h *domain.HSM, t Target, folder, key string) (Job, error) {
+	if fips140.Enforced() {
+		return Job{}, ErrFIPS
+	}
 	c, err := s.container(t)
 	if err != nil {
 		return Job{}, err

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"crypto/fips140"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +20,7 @@ func newServeCmd(e *env) *cobra.Command {
 	var cfg server.Config
 	var jsonLogs bool
 	var pinFile string
+	var fips bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Keyward server",
@@ -38,6 +42,9 @@ database is unreachable, requests answer 503; nodes serve again by themselves
 when it returns. See examples/cluster/haproxy.cfg and the README.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fips && !fips140.Enforced() {
+				return reexecInFIPSMode()
+			}
 			var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
 			if jsonLogs {
 				h = slog.NewJSONHandler(e.stderr, nil)
@@ -61,6 +68,9 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 					return err
 				}
 				cfg.PKCS11.PIN = pin
+			}
+			if fips140.Enforced() {
+				fmt.Fprintf(e.stdout, "FIPS 140-3 mode: Go Cryptographic Module %s, enforced (GODEBUG=fips140=only)\n", fips140.Version())
 			}
 			return server.Run(cmd.Context(), cfg, e.stdout)
 		},
@@ -89,6 +99,8 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on (GET /metrics), e.g. 127.0.0.1:9464")
 	f.IntVar(&cfg.KeyCacheSize, "key-cache", keys.DefaultCacheSize, "how many unsealed key versions to keep in memory (a few KiB each; 0: none)")
 	f.BoolVar(&cfg.Profiling, "pprof", false, "also serve Go's runtime profiles at /debug/pprof/ on the metrics listener (for measuring; keep it on loopback)")
+	f.BoolVar(&fips, "fips", false,
+		"run in FIPS 140-3 mode: Go's FIPS 140-3 module only, strictly enforced (GODEBUG=fips140=only); what it does not cover is refused (see the README)")
 	f.BoolVar(&cfg.AllowPrivateEndpoints, "allow-private-endpoints", false,
 		"let storage endpoints and federated issuers that callers name use http and loopback or private addresses (default: on with --dev, for Azurite)")
 	return cmd
@@ -108,4 +120,30 @@ func readPIN(file string) (string, error) {
 		return pin, nil
 	}
 	return "", usagef("--seal pkcs11 needs the token PIN: --pkcs11-pin-file or $KEYWARD_PKCS11_PIN")
+}
+
+// reexecInFIPSMode runs this same command again with Go's FIPS 140-3
+// module enforced. Go reads GODEBUG's fips140 setting once, when the
+// process starts, so the mode cannot be switched on in a running process.
+func reexecInFIPSMode() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--fips: finding this program to run it again: %w", err)
+	}
+	env := os.Environ()
+	godebug := "fips140=only"
+	for i, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			if v != "" {
+				godebug = v + "," + godebug // the last setting wins
+			}
+			env = slices.Delete(env, i, i+1)
+			break
+		}
+	}
+	env = append(env, "GODEBUG="+godebug)
+	if err := syscall.Exec(exe, os.Args, env); err != nil {
+		return fmt.Errorf("--fips: running again in FIPS 140-3 mode: %w", err)
+	}
+	return nil // not reached
 }

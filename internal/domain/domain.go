@@ -33,13 +33,14 @@ var ErrOpen = errors.New("domain: sealed data does not authenticate")
 // sealVersion prefixes every blob, so the format can change later.
 const sealVersion = 1
 
-// aeadBox seals with AES-256-GCM and random nonces: version || nonce || ct.
+// aeadBox seals with AES-256-GCM and random 96-bit nonces drawn by the
+// cipher itself: version || nonce || ct. A nonce the module draws is the
+// only GCM FIPS 140-3 approves, and its output is the same layout.
 type aeadBox struct {
 	aead cipher.AEAD
-	rand io.Reader
 }
 
-func newBox(key []byte, rand io.Reader) (aeadBox, error) {
+func newBox(key []byte) (aeadBox, error) {
 	if len(key) != 32 {
 		return aeadBox{}, fmt.Errorf("domain: key must be 32 bytes, got %d", len(key))
 	}
@@ -47,28 +48,24 @@ func newBox(key []byte, rand io.Reader) (aeadBox, error) {
 	if err != nil {
 		return aeadBox{}, fmt.Errorf("domain: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := cipher.NewGCMWithRandomNonce(block)
 	if err != nil {
 		return aeadBox{}, fmt.Errorf("domain: %w", err)
 	}
-	return aeadBox{aead: aead, rand: rand}, nil
+	return aeadBox{aead: aead}, nil
 }
 
 func (b aeadBox) seal(plaintext, aad []byte) ([]byte, error) {
-	out := make([]byte, 1+b.aead.NonceSize(), 1+b.aead.NonceSize()+len(plaintext)+b.aead.Overhead())
+	out := make([]byte, 1, 1+len(plaintext)+b.aead.Overhead())
 	out[0] = sealVersion
-	if _, err := io.ReadFull(b.rand, out[1:]); err != nil {
-		return nil, fmt.Errorf("domain: reading nonce: %w", err)
-	}
-	return b.aead.Seal(out, out[1:], plaintext, aad), nil
+	return b.aead.Seal(out, nil, plaintext, aad), nil
 }
 
 func (b aeadBox) open(sealed, aad []byte) ([]byte, error) {
-	n := 1 + b.aead.NonceSize()
-	if len(sealed) < n+b.aead.Overhead() || sealed[0] != sealVersion {
+	if len(sealed) < 1+b.aead.Overhead() || sealed[0] != sealVersion {
 		return nil, ErrOpen
 	}
-	pt, err := b.aead.Open(nil, sealed[1:n], sealed[n:], aad)
+	pt, err := b.aead.Open(nil, nil, sealed[1:], aad)
 	if err != nil {
 		return nil, ErrOpen
 	}
@@ -88,11 +85,11 @@ func GenerateKey(rand io.Reader) (*Key, error) {
 	if _, err := io.ReadFull(rand, raw); err != nil {
 		return nil, fmt.Errorf("domain: generating domain key: %w", err)
 	}
-	return newKey(raw, rand)
+	return newKey(raw)
 }
 
-func newKey(raw []byte, rand io.Reader) (*Key, error) {
-	box, err := newBox(raw, rand)
+func newKey(raw []byte) (*Key, error) {
+	box, err := newBox(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -114,10 +111,10 @@ func SealKey(ctx context.Context, s Seal, k *Key, domainID string) ([]byte, erro
 }
 
 // OpenKey opens a domain key sealed by SealKey.
-func OpenKey(ctx context.Context, s Seal, sealed []byte, domainID string, rand io.Reader) (*Key, error) {
+func OpenKey(ctx context.Context, s Seal, sealed []byte, domainID string) (*Key, error) {
 	raw, err := s.Open(ctx, sealed, domainKeyAAD(domainID))
 	if err != nil {
 		return nil, fmt.Errorf("domain: opening the domain key of %s: %w", domainID, err)
 	}
-	return newKey(raw, rand)
+	return newKey(raw)
 }

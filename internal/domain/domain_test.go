@@ -32,7 +32,7 @@ func TestDomainKeySealedByFileSeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := OpenKey(ctx, s2, sealed, "d1", rand.Reader)
+	k2, err := OpenKey(ctx, s2, sealed, "d1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestDomainKeySealedByFileSeal(t *testing.T) {
 	if _, err := k2.Decrypt(ct, []byte("other")); !errors.Is(err, ErrOpen) {
 		t.Fatalf("wrong aad: %v", err)
 	}
-	if _, err := OpenKey(ctx, s2, sealed, "d2", rand.Reader); !errors.Is(err, ErrOpen) {
+	if _, err := OpenKey(ctx, s2, sealed, "d2"); !errors.Is(err, ErrOpen) {
 		t.Fatalf("wrong domain id: %v", err)
 	}
 	ct[len(ct)-1] ^= 1

@@ -37,7 +37,7 @@ func OpenFileSeal(path string, rand io.Reader) (*FileSeal, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("domain: reading seal key: %w", err)
 	}
-	box, err := newBox(raw, rand)
+	box, err := newBox(raw)
 	if err != nil {
 		return nil, fmt.Errorf("domain: seal key %s: %w", path, err)
 	}

@@ -188,7 +188,7 @@ func (r *Registry) open(ctx context.Context, rec *store.HSM) (*HSM, error) {
 	if len(rec.DomainKey) == 0 {
 		return h, nil
 	}
-	key, err := OpenKey(ctx, r.seal, rec.DomainKey, rec.DomainID, r.rand)
+	key, err := OpenKey(ctx, r.seal, rec.DomainKey, rec.DomainID)
 	if err != nil {
 		return nil, err
 	}

@@ -22,14 +22,14 @@ func TestPKCS11SealRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := domain.OpenKey(ctx, s, sealed, "d1", rand.Reader); err != nil {
+	if _, err := domain.OpenKey(ctx, s, sealed, "d1"); err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	if _, err := domain.OpenKey(ctx, s, sealed, "d2", rand.Reader); !errors.Is(err, domain.ErrOpen) {
+	if _, err := domain.OpenKey(ctx, s, sealed, "d2"); !errors.Is(err, domain.ErrOpen) {
 		t.Fatalf("wrong domain id: %v", err)
 	}
 	sealed[len(sealed)-1] ^= 1
-	if _, err := domain.OpenKey(ctx, s, sealed, "d1", rand.Reader); !errors.Is(err, domain.ErrOpen) {
+	if _, err := domain.OpenKey(ctx, s, sealed, "d1"); !errors.Is(err, domain.ErrOpen) {
 		t.Fatalf("tampered: %v", err)
 	}
 }

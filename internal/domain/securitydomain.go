@@ -152,7 +152,7 @@ func (r *Registry) UploadSecurityDomain(ctx context.Context, name string, blob *
 			return securitydomain.ErrCorrupt.With("the security domain does not carry a Keyward domain key")
 		}
 		defer clear(p.DomainKey)
-		key, err := newKey(p.DomainKey, r.rand)
+		key, err := newKey(p.DomainKey)
 		if err != nil {
 			return securitydomain.ErrCorrupt.With("the security domain's key is malformed")
 		}

@@ -51,6 +51,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/backup.ErrBadBackup":   backup.ErrBadBackup,
 	"internal/backup.ErrInterrupted": backup.ErrInterrupted,
 	"internal/backup.ErrHSMReplaced": backup.ErrHSMReplaced,
+	"internal/backup.ErrFIPS":        backup.ErrFIPS,
 
 	"internal/controlplane.ErrGroupNotFound":    controlplane.ErrGroupNotFound,
 	"internal/controlplane.ErrIdentityNotFound": controlplane.ErrIdentityNotFound,
@@ -91,6 +92,7 @@ var sentinels = map[string]*fault.Error{
 	"internal/kcrypto.ErrUnsupportedAlgorithm": kcrypto.ErrUnsupportedAlgorithm,
 	"internal/kcrypto.ErrDecryption":           kcrypto.ErrDecryption,
 	"internal/kcrypto.ErrTransferBlob":         kcrypto.ErrTransferBlob,
+	"internal/kcrypto.ErrFIPS":                 kcrypto.ErrFIPS,
 
 	"internal/keys.ErrBadBackup":          keys.ErrBadBackup,
 	"internal/keys.ErrKEKOps":             keys.ErrKEKOps,

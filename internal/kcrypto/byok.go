@@ -41,6 +41,9 @@ func OpenTransferBlob(kek Key, ciphertext []byte, kty KeyType, crv Curve) (Key, 
 	if !ok {
 		return nil, fault.Invalidf("a key-exchange key must be an RSA key")
 	}
+	if err := fipsTransfer(); err != nil {
+		return nil, err
+	}
 	n := rk.priv.Size()
 	if len(ciphertext) < n+24 {
 		return nil, ErrTransferBlob
@@ -107,6 +110,9 @@ func IsTransferBlobError(err error) bool { return errors.Is(err, ErrTransferBlob
 // AES key's bytes) for a KEK's public key: what an HSM vendor's BYOK tool
 // does, for `keyward byok`. aesKey is the ephemeral wrapping key (32 bytes).
 func SealTransferBlob(rand io.Reader, kek *rsa.PublicKey, aesKey, target []byte) ([]byte, error) {
+	if err := fipsTransfer(); err != nil {
+		return nil, err
+	}
 	enc, err := rsa.EncryptOAEP(sha1.New(), rand, kek, aesKey, nil)
 	if err != nil {
 		return nil, fmt.Errorf("kcrypto: encrypting the wrapping key to the KEK: %w", err)

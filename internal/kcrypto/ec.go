@@ -37,6 +37,9 @@ var curveAlgorithm = map[Curve]Algorithm{P256: "ES256", P384: "ES384", P521: "ES
 // GenerateEC creates an elliptic-curve key on P-256, P-384, P-521 or P-256K.
 func GenerateEC(rand io.Reader, crv Curve) (Key, error) {
 	if crv == P256K {
+		if err := fipsSecp256k1(); err != nil {
+			return nil, err
+		}
 		return generateK1(rand)
 	}
 	c, ok := nistCurve(crv)
@@ -55,6 +58,9 @@ func importEC(j JSONWebKey) (Key, error) {
 		return nil, fault.Invalidf("an EC key to import needs d")
 	}
 	if j.Crv == P256K {
+		if err := fipsSecp256k1(); err != nil {
+			return nil, err
+		}
 		return importK1(j)
 	}
 	c, ok := nistCurve(j.Crv)

@@ -61,6 +61,9 @@ func (k *k1Key) checkAlg(alg Algorithm, digest []byte) error {
 	if alg != "ES256K" {
 		return ErrUnsupportedAlgorithm.With("algorithm %q is not valid for a P-256K key; use ES256K", alg)
 	}
+	if err := fipsSecp256k1(); err != nil {
+		return err
+	}
 	h, _ := signatureHash(alg)
 	return checkDigest(alg, h, digest)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"slices"
 
 	jose "github.com/go-jose/go-jose/v4/cipher"
 
@@ -13,7 +14,9 @@ import (
 )
 
 // octKey is an AES key. The block cipher and its GCM mode are built once:
-// building them per call costs more than the operation itself.
+// building them per call costs more than the operation itself. GCM draws
+// its own nonces (NewGCMWithRandomNonce): the only GCM FIPS 140-3 mode
+// approves, and a caller-chosen nonce is refused anyway.
 type octKey struct {
 	raw   []byte
 	block cipher.Block
@@ -22,7 +25,10 @@ type octKey struct {
 
 var _ Key = (*octKey)(nil)
 
-const gcmNonceSize = 12
+const (
+	gcmNonceSize = 12
+	gcmTagSize   = 16
+)
 
 // GenerateOct creates an AES key of 128, 192 or 256 bits.
 func GenerateOct(rand io.Reader, bits int) (Key, error) {
@@ -46,7 +52,7 @@ func newOct(raw []byte) (*octKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kcrypto: %w", err)
 	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := cipher.NewGCMWithRandomNonce(block)
 	if err != nil {
 		return nil, fmt.Errorf("kcrypto: %w", err)
 	}
@@ -107,13 +113,9 @@ func (k *octKey) Encrypt(rand io.Reader, alg Algorithm, in Sealed) (Sealed, erro
 		if len(in.IV) != 0 {
 			return Sealed{}, fault.Invalidf("%s generates its own IV; do not send one", alg)
 		}
-		nonce := make([]byte, gcmNonceSize)
-		if _, err := io.ReadFull(rand, nonce); err != nil {
-			return Sealed{}, fmt.Errorf("kcrypto: reading nonce: %w", err)
-		}
-		out := k.gcm.Seal(nil, nonce, in.Value, in.AAD)
-		cut := len(out) - k.gcm.Overhead()
-		return Sealed{Value: out[:cut], Tag: out[cut:], IV: nonce, AAD: in.AAD}, nil
+		out := k.gcm.Seal(nil, nil, in.Value, in.AAD) // nonce || ct || tag
+		cut := len(out) - gcmTagSize
+		return Sealed{Value: out[gcmNonceSize:cut], Tag: out[cut:], IV: out[:gcmNonceSize], AAD: in.AAD}, nil
 	}
 	iv := in.IV
 	if len(iv) == 0 {
@@ -145,11 +147,11 @@ func (k *octKey) Decrypt(alg Algorithm, in Sealed) ([]byte, error) {
 		if len(in.IV) != gcmNonceSize {
 			return nil, fault.Invalidf("the IV for %s must be %d bytes", alg, gcmNonceSize)
 		}
-		if len(in.Tag) != k.gcm.Overhead() {
-			return nil, fault.Invalidf("the authentication tag for %s must be %d bytes", alg, k.gcm.Overhead())
+		if len(in.Tag) != gcmTagSize {
+			return nil, fault.Invalidf("the authentication tag for %s must be %d bytes", alg, gcmTagSize)
 		}
-		ct := append(append(make([]byte, 0, len(in.Value)+len(in.Tag)), in.Value...), in.Tag...)
-		pt, err := k.gcm.Open(nil, in.IV, ct, in.AAD)
+		sealed := slices.Concat(in.IV, in.Value, in.Tag)
+		pt, err := k.gcm.Open(nil, nil, sealed, in.AAD)
 		if err != nil {
 			return nil, ErrDecryption
 		}
@@ -173,6 +175,9 @@ func (k *octKey) WrapKey(_ io.Reader, alg Algorithm, key []byte) ([]byte, error)
 	if _, err := k.checkMode(alg, "KW"); err != nil {
 		return nil, err
 	}
+	if err := fipsAESKeyWrap(string(alg)); err != nil {
+		return nil, err
+	}
 	if len(key) < 16 || len(key)%8 != 0 {
 		return nil, fault.Invalidf("AES key wrap needs a key of at least 16 bytes in multiples of 8, got %d", len(key))
 	}
@@ -181,6 +186,9 @@ func (k *octKey) WrapKey(_ io.Reader, alg Algorithm, key []byte) ([]byte, error)
 
 func (k *octKey) UnwrapKey(alg Algorithm, wrapped []byte) ([]byte, error) {
 	if _, err := k.checkMode(alg, "KW"); err != nil {
+		return nil, err
+	}
+	if err := fipsAESKeyWrap(string(alg)); err != nil {
 		return nil, err
 	}
 	if len(wrapped) < 24 || len(wrapped)%8 != 0 {

@@ -82,6 +82,9 @@ func GenerateMLDSA(rand io.Reader, set Curve) (Key, error) {
 	if !ok {
 		return nil, fault.Invalidf("unknown ML-DSA parameter set %q: use ML-DSA-44, ML-DSA-65 or ML-DSA-87", set)
 	}
+	if err := fipsMLDSA(); err != nil {
+		return nil, err
+	}
 	seed := make([]byte, scheme.SeedSize())
 	if _, err := io.ReadFull(rand, seed); err != nil {
 		return nil, fmt.Errorf("kcrypto: generating %s key: %w", set, err)
@@ -118,6 +121,9 @@ func (k *mldsaKey) Sign(_ io.Reader, alg Algorithm, msg []byte) ([]byte, error) 
 	if alg != Algorithm(k.set) {
 		return nil, unsupported(alg, MLDSA)
 	}
+	if err := fipsMLDSA(); err != nil {
+		return nil, err
+	}
 	if len(msg) > maxMessage {
 		return nil, fault.Invalidf("an %s key signs at most %d bytes", k.set, maxMessage)
 	}
@@ -131,6 +137,9 @@ func (k *mldsaKey) Sign(_ io.Reader, alg Algorithm, msg []byte) ([]byte, error) 
 func (k *mldsaKey) Verify(alg Algorithm, msg, sig []byte) (bool, error) {
 	if alg != Algorithm(k.set) {
 		return false, unsupported(alg, MLDSA)
+	}
+	if err := fipsMLDSA(); err != nil {
+		return false, err
 	}
 	return VerifyMLDSA(k.set, k.pub, msg, sig)
 }
@@ -243,6 +252,9 @@ func (k *mlkemKey) WrapKey(_ io.Reader, alg Algorithm, key []byte) ([]byte, erro
 	if alg != Algorithm(k.set) {
 		return nil, unsupported(alg, MLKEM)
 	}
+	if err := fipsAESKeyWrap("Wrapping with " + string(k.set)); err != nil {
+		return nil, err
+	}
 	if len(key) < 16 || len(key)%8 != 0 || len(key) > 4096 {
 		return nil, fault.Invalidf("%s wraps a key of 16 to 4096 bytes in multiples of 8, got %d", k.set, len(key))
 	}
@@ -257,6 +269,9 @@ func (k *mlkemKey) WrapKey(_ io.Reader, alg Algorithm, key []byte) ([]byte, erro
 func (k *mlkemKey) UnwrapKey(alg Algorithm, wrapped []byte) ([]byte, error) {
 	if alg != Algorithm(k.set) {
 		return nil, unsupported(alg, MLKEM)
+	}
+	if err := fipsAESKeyWrap("Unwrapping with " + string(k.set)); err != nil {
+		return nil, err
 	}
 	if len(wrapped) < k.ctSize+24 || (len(wrapped)-k.ctSize)%8 != 0 {
 		return nil, ErrDecryption
@@ -309,6 +324,9 @@ func importPQ(j JSONWebKey) (Key, error) {
 	case j.Kty == MLDSA:
 		if _, _, ok := mldsaScheme(j.Crv); !ok {
 			return nil, fault.Invalidf("unknown ML-DSA parameter set %q: use ML-DSA-44, ML-DSA-65 or ML-DSA-87", j.Crv)
+		}
+		if err := fipsMLDSA(); err != nil {
+			return nil, err
 		}
 		k, err = mldsaFromSeed(j.Crv, j.Seed)
 	case j.Crv == MLKEM768 || j.Crv == MLKEM1024:

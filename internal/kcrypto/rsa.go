@@ -110,6 +110,9 @@ func rsaSignatureHash(alg Algorithm) (h crypto.Hash, pss bool, err error) {
 
 // rsaOAEPHash returns the OAEP hash of alg, or nil for RSA1_5.
 func rsaOAEPHash(alg Algorithm) (func() hash.Hash, error) {
+	if err := fipsRSAEncryption(alg); err != nil {
+		return nil, err
+	}
 	switch alg {
 	case "RSA-OAEP":
 		return sha1.New, nil

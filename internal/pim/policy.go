@@ -1,6 +1,7 @@
 package pim
 
 import (
+	"crypto/fips140"
 	"crypto/sha1"
 	"encoding/json"
 	"fmt"
@@ -118,7 +119,12 @@ var policySpace = uuid.MustParse("1d3b8f5e-8a0f-4c3e-9a55-6f1c2b7d0e11")
 
 // PolicyGUID is the stable GUID of a target's policy.
 func PolicyGUID(t Target) string {
-	return uuid.NewHash(sha1.New(), policySpace, []byte(t.Key()), 5).String()
+	// A name-based UUID (RFC 9562 version 5) is SHA-1 by definition; it
+	// names, it protects nothing, so FIPS mode's refusal of SHA-1 is lifted
+	// for it.
+	var id string
+	fips140.WithoutEnforcement(func() { id = uuid.NewHash(sha1.New(), policySpace, []byte(t.Key()), 5).String() })
+	return id
 }
 
 // PolicyID is a target's policy id: Group_{groupId}_{guid} for groups (as

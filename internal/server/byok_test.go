@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/fips140"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -92,6 +93,16 @@ func TestBYOK(t *testing.T) {
 	importBlob := func(name string, blob []byte) (azkeys.ImportKeyResponse, error) {
 		return kc.ImportKey(ctx, name, azkeys.ImportKeyParameters{HSM: to.Ptr(true),
 			Key: &azkeys.JSONWebKey{Kty: to.Ptr(azkeys.KeyTypeECHSM), Crv: to.Ptr(azkeys.CurveNameP256), T: blob}}, nil)
+	}
+	if fips140.Enforced() {
+		// The vendor's side is outside Keyward: it may use SHA-1.
+		var blob []byte
+		fips140.WithoutEnforcement(func() { blob = byokBlob(t, string(*kek.Key.KID), rsaPublic(kek.Key), der) })
+		_, err := importBlob("from-onprem", blob)
+		if !refusedInFIPS(t, "CKM_RSA_AES_KEY_WRAP", err) {
+			t.Fatal("not in FIPS mode")
+		}
+		return
 	}
 	// A blob made for kek, but naming kek-2; an altered blob; a blob for a
 	// key that is no KEK; a blob naming a key of another host.

@@ -18,6 +18,7 @@ import (
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/identity"
+	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -539,6 +540,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	m.Authentication.Tenant = s.dir.TenantID()
 	m.ResourceManager, m.Graph, m.MicrosoftGraphResourceID = s.urls.management, s.urls.graph, GraphResource
 	m.Suffixes = map[string]string{"mhsmDns": strings.TrimPrefix(s.HSMURI(""), "https://")}
+	m.FIPS.Enabled, m.FIPS.Module = kcrypto.FIPSMode(), kcrypto.FIPSModuleVersion()
 	if s.cfg.Dev {
 		m.DevHSMURI = strings.TrimSuffix(s.base, "/")
 		if s.cfg.AzureNames {
@@ -560,6 +562,12 @@ type metadataDoc struct {
 	Graph                    string            `json:"graph"`
 	Suffixes                 map[string]string `json:"suffixes"`
 	DevHSMURI                string            `json:"keywardDevHsmUri,omitempty"`
+	// FIPS says whether the server runs in FIPS 140-3 mode (serve --fips)
+	// and which Go Cryptographic Module it is built with.
+	FIPS struct {
+		Enabled bool   `json:"enabled"`
+		Module  string `json:"goCryptographicModule"`
+	} `json:"keywardFips140"`
 }
 
 // statusWriter remembers the status a handler answered, for the record.
