@@ -5,18 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/internal/fault"
+	"github.com/keyward/keyward/internal/oidc"
 	"github.com/keyward/keyward/internal/store"
 )
 
@@ -89,44 +86,14 @@ func (d *Directory) DeleteFederatedCredential(ctx context.Context, principalID, 
 
 // Federation verifies client assertions from trusted external issuers.
 type Federation struct {
-	dir    *Directory
-	client *http.Client
-	now    func() time.Time
-
-	mu   sync.Mutex
-	jwks map[string]cachedKeys
+	dir  *Directory
+	keys *oidc.Keys
+	now  func() time.Time
 }
-
-type cachedKeys struct {
-	keys    jose.JSONWebKeySet
-	err     error // a failed fetch, remembered for failureTTL
-	fetched time.Time
-}
-
-// How long an issuer's keys, or the failure to fetch them, are remembered.
-// Failures are remembered too, so that assertions naming an unreachable
-// issuer do not make the server fetch on every request.
-const (
-	keysTTL      = 5 * time.Minute
-	failureTTL   = 30 * time.Second
-	fetchTimeout = 10 * time.Second
-)
 
 // NewFederation returns a verifier that fetches issuers' keys with client.
 func NewFederation(dir *Directory, client *http.Client, now func() time.Time) *Federation {
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
-	}
-	// A copy, so that redirects too stay on https.
-	c := *client
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if req.URL.Scheme != "https" || len(via) >= 5 {
-			return fmt.Errorf("refusing a redirect to %s", req.URL.Redacted())
-		}
-		return nil
-	}
-	client = &c
-	return &Federation{dir: dir, client: client, now: now, jwks: map[string]cachedKeys{}}
+	return &Federation{dir: dir, keys: oidc.NewKeys(client, now, false), now: now}
 }
 
 // ErrAssertion is the refusal of a client assertion; the reason is logged.
@@ -185,7 +152,7 @@ func (f *Federation) Authenticate(ctx context.Context, clientID, assertion strin
 }
 
 func (f *Federation) verify(ctx context.Context, fc FederatedCredential, assertion string) error {
-	keys, err := f.keys(ctx, fc.Issuer)
+	keys, err := f.keys.For(ctx, fc.Issuer)
 	if err != nil {
 		return err
 	}
@@ -209,71 +176,4 @@ func (f *Federation) verify(ctx context.Context, fc FederatedCredential, asserti
 		}
 	}
 	return fmt.Errorf("audience %v is not %v", claims.Audience, fc.Audiences)
-}
-
-// keys returns an issuer's signing keys, from its discovery document,
-// cached for keysTTL; a failure is cached for failureTTL. Only https
-// issuers and key URLs are fetched.
-func (f *Federation) keys(ctx context.Context, issuer string) (jose.JSONWebKeySet, error) {
-	f.mu.Lock()
-	c, ok := f.jwks[issuer]
-	f.mu.Unlock()
-	if ok {
-		age := f.now().Sub(c.fetched)
-		if c.err == nil && age < keysTTL {
-			return c.keys, nil
-		}
-		if c.err != nil && age < failureTTL {
-			return jose.JSONWebKeySet{}, c.err
-		}
-	}
-	// The result is cached for everyone, so a caller that gives up must not
-	// cut the fetch short and leave a failure behind.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-	defer cancel()
-	set, err := f.fetchKeys(fctx, issuer)
-	f.mu.Lock()
-	f.jwks[issuer] = cachedKeys{keys: set, err: err, fetched: f.now()}
-	f.mu.Unlock()
-	return set, err
-}
-
-func (f *Federation) fetchKeys(ctx context.Context, issuer string) (jose.JSONWebKeySet, error) {
-	if u, err := url.Parse(issuer); err != nil || u.Scheme != "https" || u.Host == "" {
-		return jose.JSONWebKeySet{}, fmt.Errorf("the issuer %q is not an https URL", issuer)
-	}
-	var disco struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
-	if err := f.getJSON(ctx, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration", &disco); err != nil {
-		return jose.JSONWebKeySet{}, err
-	}
-	if u, err := url.Parse(disco.JWKSURI); disco.Issuer != issuer || err != nil || u.Scheme != "https" || u.Host == "" {
-		return jose.JSONWebKeySet{}, fmt.Errorf("the issuer's discovery document does not match it")
-	}
-	var set jose.JSONWebKeySet
-	if err := f.getJSON(ctx, disco.JWKSURI, &set); err != nil {
-		return jose.JSONWebKeySet{}, err
-	}
-	return set, nil
-}
-
-func (f *Federation) getJSON(ctx context.Context, u string, v any) error {
-	if !strings.HasPrefix(u, "https://") {
-		return fmt.Errorf("refusing to fetch %s: not https", u)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("fetching %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching %s: %s", u, resp.Status)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }
