@@ -174,10 +174,11 @@ func parseCondition(data json.RawMessage, budget *int, depth int) (Condition, er
 	}
 	delete(fields, "claim")
 	if cond, ok := fields["condition"]; ok { // version 1.0: {"claim", "condition", "value"}
-		if err := decode(cond, &c.Operator); err != nil {
-			return Condition{}, ErrInvalid.With("Key Release Policy: 'condition' names an operator.")
+		var op string
+		if err := decode(cond, &op); err != nil || len(fields) != 2 {
+			return Condition{}, ErrInvalid.With("Key Release Policy: 'condition' names an operator, with its 'value'.")
 		}
-		fields = map[string]json.RawMessage{strings.ToLower(c.Operator): fields["value"]}
+		fields = map[string]json.RawMessage{strings.ToLower(op): fields["value"]}
 	}
 	if len(fields) != 1 {
 		return Condition{}, ErrInvalid.With("Key Release Policy: the condition on %s has one operator: %s.", c.Claim, strings.Join(operators, ", "))
