@@ -378,8 +378,11 @@ type KeyVersion struct {
 	Updated    time.Time
 	Tags       map[string]string
 	Exportable bool
-	Public     []byte
-	Sealed     []byte
+	// ReleasePolicy is the version's secure key release policy, owned by
+	// the keys package; empty for none.
+	ReleasePolicy []byte
+	Public        []byte
+	Sealed        []byte
 }
 
 // KeyListItem is a key with its latest version.
@@ -408,7 +411,8 @@ type Keys interface {
 	// InsertKeyVersion adds a version; ErrConflict for a taken version id
 	// or sequence number, or a key row that does not exist.
 	InsertKeyVersion(ctx context.Context, v *KeyVersion) error
-	// UpdateKeyVersion changes a version's ops, enabled, nbf, exp, updated
+	// UpdateKeyVersion changes a version's ops, enabled, nbf, exp, updated,
+	// release policy
 	// and tags; ErrNotFound if none.
 	UpdateKeyVersion(ctx context.Context, v *KeyVersion) error
 	// GetKeyVersion finds a version by its exact id; ErrNotFound if none.

@@ -106,8 +106,11 @@ type KeyVersion struct {
 	Updated    time.Time         `json:"Updated"`
 	Tags       map[string]string `json:"Tags"`
 	Exportable bool              `json:"Exportable"`
-	Public     []byte            `json:"Public"`
-	Sealed     []byte            `json:"Sealed"`
+	// ReleasePolicy is absent from backups of versions without one (and
+	// from every backup made before key release).
+	ReleasePolicy []byte `json:"ReleasePolicy,omitempty"`
+	Public        []byte `json:"Public"`
+	Sealed        []byte `json:"Sealed"`
 }
 
 // Permission is one permission block of a role definition.
@@ -160,14 +163,14 @@ func (k *Key) Store() store.Key {
 func FromKeyVersion(v *store.KeyVersion) KeyVersion {
 	return KeyVersion{HSM: v.HSM, Name: v.Name, Version: v.Version, Seq: v.Seq, Kty: v.Kty, Ops: slices.Clone(v.Ops),
 		Enabled: v.Enabled, NotBefore: v.NotBefore, Expires: v.Expires, Created: v.Created, Updated: v.Updated,
-		Tags: maps.Clone(v.Tags), Exportable: v.Exportable, Public: slices.Clone(v.Public), Sealed: slices.Clone(v.Sealed)}
+		Tags: maps.Clone(v.Tags), Exportable: v.Exportable, ReleasePolicy: slices.Clone(v.ReleasePolicy), Public: slices.Clone(v.Public), Sealed: slices.Clone(v.Sealed)}
 }
 
 // Store returns the store's form of v.
 func (v *KeyVersion) Store() store.KeyVersion {
 	return store.KeyVersion{HSM: v.HSM, Name: v.Name, Version: v.Version, Seq: v.Seq, Kty: v.Kty, Ops: slices.Clone(v.Ops),
 		Enabled: v.Enabled, NotBefore: v.NotBefore, Expires: v.Expires, Created: v.Created, Updated: v.Updated,
-		Tags: maps.Clone(v.Tags), Exportable: v.Exportable, Public: slices.Clone(v.Public), Sealed: slices.Clone(v.Sealed)}
+		Tags: maps.Clone(v.Tags), Exportable: v.Exportable, ReleasePolicy: slices.Clone(v.ReleasePolicy), Public: slices.Clone(v.Public), Sealed: slices.Clone(v.Sealed)}
 }
 
 // FromKeyVersions returns the records of vs.

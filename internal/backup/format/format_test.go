@@ -117,7 +117,7 @@ func TestNamesFrozen(t *testing.T) {
 		"Full":           {Full{}, []string{"format", "domainId", "keys", "versions", "roles", "assignments"}},
 		"KeyBackup":      {KeyBackup{}, []string{"format", "domainId", "key", "versions"}},
 		"Key":            {Key{}, []string{"HSM", "Name", "Created", "Deleted", "ScheduledPurge", "RotationPolicy"}},
-		"KeyVersion":     {KeyVersion{}, []string{"HSM", "Name", "Version", "Seq", "Kty", "Ops", "Enabled", "NotBefore", "Expires", "Created", "Updated", "Tags", "Exportable", "Public", "Sealed"}},
+		"KeyVersion":     {KeyVersion{ReleasePolicy: []byte("{}")}, []string{"HSM", "Name", "Version", "Seq", "Kty", "Ops", "Enabled", "NotBefore", "Expires", "Created", "Updated", "Tags", "Exportable", "ReleasePolicy", "Public", "Sealed"}},
 		"RoleDefinition": {RoleDefinition{}, []string{"HSM", "ID", "Name", "Description", "Permissions", "AssignableScopes", "Created", "Updated"}},
 		"Permission":     {Permission{}, []string{"actions", "notActions", "dataActions", "notDataActions"}},
 		"RoleAssignment": {RoleAssignment{}, []string{"HSM", "ID", "Scope", "RoleDefinitionID", "PrincipalID", "Created", "Start", "End", "Source", "CreatedBy"}},

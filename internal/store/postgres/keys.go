@@ -136,13 +136,13 @@ func (t *txn) PurgeKey(ctx context.Context, hsm, name string) error {
 	return mustAffect(t.exec(ctx, `DELETE FROM keys WHERE hsm = $1 AND name_nocase = $2`, hsm, fold(name)))
 }
 
-const versionCols = `v.hsm, v.name, v.version, v.seq, v.kty, v.ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, v.exportable, v.public, v.sealed`
+const versionCols = `v.hsm, v.name, v.version, v.seq, v.kty, v.ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, v.exportable, v.release_policy, v.public, v.sealed`
 
 func scanVersion(row pgx.Row, prefix ...any) (*store.KeyVersion, error) {
 	var v store.KeyVersion
 	var ops, tags string
 	var nbf, exp, created, updated int64
-	dest := append(prefix, &v.HSM, &v.Name, &v.Version, &v.Seq, &v.Kty, &ops, &v.Enabled, &nbf, &exp, &created, &updated, &tags, &v.Exportable, &v.Public, &v.Sealed)
+	dest := append(prefix, &v.HSM, &v.Name, &v.Version, &v.Seq, &v.Kty, &ops, &v.Enabled, &nbf, &exp, &created, &updated, &tags, &v.Exportable, &v.ReleasePolicy, &v.Public, &v.Sealed)
 	if err := row.Scan(dest...); err != nil {
 		return nil, notFound(err)
 	}
@@ -158,19 +158,20 @@ func scanVersion(row pgx.Row, prefix ...any) (*store.KeyVersion, error) {
 // foreign key a version of no key; writers are serialised besides.
 func (t *txn) InsertKeyVersion(ctx context.Context, v *store.KeyVersion) error {
 	t.note(store.ChangeKey, v.HSM, v.Name)
-	_, err := t.exec(ctx, `INSERT INTO key_versions(hsm, name, version, seq, kty, ops, enabled, nbf, exp, created, updated, tags, exportable, public, sealed)
-		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+	_, err := t.exec(ctx, `INSERT INTO key_versions(hsm, name, version, seq, kty, ops, enabled, nbf, exp, created, updated, tags, exportable, release_policy, public, sealed)
+		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		v.HSM, v.Name, v.Version, v.Seq, v.Kty, toJSON(v.Ops), v.Enabled, unix(v.NotBefore), unix(v.Expires),
-		unix(v.Created), unix(v.Updated), toJSON(v.Tags), v.Exportable, nonNilBytes(v.Public), nonNilBytes(v.Sealed))
+		unix(v.Created), unix(v.Updated), toJSON(v.Tags), v.Exportable, nonNilBytes(v.ReleasePolicy), nonNilBytes(v.Public), nonNilBytes(v.Sealed))
 	return err
 }
 
 // UpdateKeyVersion implements store.Keys: the mutable fields only.
 func (t *txn) UpdateKeyVersion(ctx context.Context, v *store.KeyVersion) error {
 	t.note(store.ChangeKey, v.HSM, v.Name)
-	return mustAffect(t.exec(ctx, `UPDATE key_versions SET ops = $1, enabled = $2, nbf = $3, exp = $4, updated = $5, tags = $6
-		WHERE hsm = $7 AND name_nocase = $8 AND version = $9`,
-		toJSON(v.Ops), v.Enabled, unix(v.NotBefore), unix(v.Expires), unix(v.Updated), toJSON(v.Tags), v.HSM, fold(v.Name), v.Version))
+	return mustAffect(t.exec(ctx, `UPDATE key_versions SET ops = $1, enabled = $2, nbf = $3, exp = $4, updated = $5, tags = $6, release_policy = $7
+		WHERE hsm = $8 AND name_nocase = $9 AND version = $10`,
+		toJSON(v.Ops), v.Enabled, unix(v.NotBefore), unix(v.Expires), unix(v.Updated), toJSON(v.Tags), nonNilBytes(v.ReleasePolicy),
+		v.HSM, fold(v.Name), v.Version))
 }
 
 // GetKeyVersion implements store.Keys.

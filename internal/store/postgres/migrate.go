@@ -201,6 +201,8 @@ var migrations = []string{
 	// 3: assignments by scope, without regard to case, for the checks of
 	// a new one among many.
 	`CREATE INDEX role_assignments_scope ON role_assignments(hsm, lower(scope));`,
+	// 4: a version's secure key release policy (empty: none).
+	`ALTER TABLE key_versions ADD COLUMN release_policy BYTEA NOT NULL DEFAULT ''::bytea;`,
 }
 
 // migrateLock is the advisory lock that keeps nodes starting together

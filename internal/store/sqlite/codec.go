@@ -50,3 +50,11 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// nonNil stores a nil slice as an empty blob: the column is NOT NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

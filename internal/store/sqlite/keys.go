@@ -131,14 +131,14 @@ func (t *txn) PurgeKey(ctx context.Context, hsm, name string) error {
 	return mustAffect(t.exec(ctx, `DELETE FROM keys WHERE hsm = ? AND name = ?`, hsm, name))
 }
 
-const versionCols = `v.hsm, v.name, v.version, v.seq, v.kty, v.ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, v.exportable, v.public, v.sealed`
+const versionCols = `v.hsm, v.name, v.version, v.seq, v.kty, v.ops, v.enabled, v.nbf, v.exp, v.created, v.updated, v.tags, v.exportable, v.release_policy, v.public, v.sealed`
 
 func scanVersion(row scanner, prefix ...any) (*store.KeyVersion, error) {
 	var v store.KeyVersion
 	var ops, tags string
 	var enabled, exportable int
 	var nbf, exp, created, updated int64
-	dest := append(prefix, &v.HSM, &v.Name, &v.Version, &v.Seq, &v.Kty, &ops, &enabled, &nbf, &exp, &created, &updated, &tags, &exportable, &v.Public, &v.Sealed)
+	dest := append(prefix, &v.HSM, &v.Name, &v.Version, &v.Seq, &v.Kty, &ops, &enabled, &nbf, &exp, &created, &updated, &tags, &exportable, &v.ReleasePolicy, &v.Public, &v.Sealed)
 	if err := row.Scan(dest...); err != nil {
 		return nil, notFound(err)
 	}
@@ -152,19 +152,20 @@ func scanVersion(row scanner, prefix ...any) (*store.KeyVersion, error) {
 
 func (t *txn) InsertKeyVersion(ctx context.Context, v *store.KeyVersion) error {
 	t.note(store.ChangeKey, v.HSM, v.Name)
-	_, err := t.exec(ctx, `INSERT INTO key_versions(hsm, name, version, seq, kty, ops, enabled, nbf, exp, created, updated, tags, exportable, public, sealed)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(ctx, `INSERT INTO key_versions(hsm, name, version, seq, kty, ops, enabled, nbf, exp, created, updated, tags, exportable, release_policy, public, sealed)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		v.HSM, v.Name, v.Version, v.Seq, v.Kty, toJSON(v.Ops), boolInt(v.Enabled), unix(v.NotBefore), unix(v.Expires),
-		unix(v.Created), unix(v.Updated), toJSON(v.Tags), boolInt(v.Exportable), v.Public, v.Sealed)
+		unix(v.Created), unix(v.Updated), toJSON(v.Tags), boolInt(v.Exportable), nonNil(v.ReleasePolicy), v.Public, v.Sealed)
 	return err
 }
 
 // UpdateKeyVersion changes the mutable fields of a version only.
 func (t *txn) UpdateKeyVersion(ctx context.Context, v *store.KeyVersion) error {
 	t.note(store.ChangeKey, v.HSM, v.Name)
-	return mustAffect(t.exec(ctx, `UPDATE key_versions SET ops = ?, enabled = ?, nbf = ?, exp = ?, updated = ?, tags = ?
+	return mustAffect(t.exec(ctx, `UPDATE key_versions SET ops = ?, enabled = ?, nbf = ?, exp = ?, updated = ?, tags = ?, release_policy = ?
 		WHERE hsm = ? AND name = ? AND version = ?`,
-		toJSON(v.Ops), boolInt(v.Enabled), unix(v.NotBefore), unix(v.Expires), unix(v.Updated), toJSON(v.Tags), v.HSM, v.Name, v.Version))
+		toJSON(v.Ops), boolInt(v.Enabled), unix(v.NotBefore), unix(v.Expires), unix(v.Updated), toJSON(v.Tags), nonNil(v.ReleasePolicy),
+		v.HSM, v.Name, v.Version))
 }
 
 func (t *txn) GetKeyVersion(ctx context.Context, hsm, name, version string) (*store.KeyVersion, error) {

@@ -226,6 +226,8 @@ var migrations = []string{
 	// 14: assignments by scope (scope is NOCASE), for the checks of a new
 	// one among many.
 	`CREATE INDEX role_assignments_scope ON role_assignments(hsm, scope);`,
+	// 15: a version's secure key release policy (empty: none).
+	`ALTER TABLE key_versions ADD COLUMN release_policy BLOB NOT NULL DEFAULT x'';`,
 }
 
 // conversions run after the migration of the same number, in its

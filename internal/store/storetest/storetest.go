@@ -494,11 +494,12 @@ func testKeyVersions(t *testing.T, s store.Store) {
 	}
 
 	v.Enabled, v.Ops, v.Tags, v.Updated, v.Expires = false, []string{"verify"}, map[string]string{"x": "y"}, t0.Add(time.Minute), time.Time{}
+	v.ReleasePolicy = []byte(`{"data":"policy"}`)
 	v.Kty, v.Public = "RSA", []byte("changed") // not mutable: kept
 	mustUpdate(t, s, func(tx store.Tx) error { return tx.UpdateKeyVersion(ctx, v) })
 	got, err := view(t, s, func(tx store.Tx) (*store.KeyVersion, error) { return tx.GetKeyVersion(ctx, "h", "Key", "c") })
 	if err != nil || got.Enabled || !slices.Equal(got.Ops, []string{"verify"}) || got.Tags["x"] != "y" || !got.Expires.IsZero() ||
-		!got.Updated.Equal(t0.Add(time.Minute)) || got.Kty != "EC-HSM" || string(got.Public) != "{}" {
+		!got.Updated.Equal(t0.Add(time.Minute)) || got.Kty != "EC-HSM" || string(got.Public) != "{}" || string(got.ReleasePolicy) != `{"data":"policy"}` {
 		t.Fatalf("after UpdateKeyVersion: %+v, %v", got, err)
 	}
 	wantErr(t, "UpdateKeyVersion of nothing", update(t, s, func(tx store.Tx) error { return tx.UpdateKeyVersion(ctx, version("h", "Key", "nope", 1)) }), store.ErrNotFound)
