@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyward/keyward/internal/api/graph"
 	"github.com/keyward/keyward/internal/armrbac"
+	"github.com/keyward/keyward/internal/attestation"
 	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/controlplane"
 	"github.com/keyward/keyward/internal/diagnostics"
@@ -27,6 +28,7 @@ import (
 	"github.com/keyward/keyward/internal/keys"
 	"github.com/keyward/keyward/internal/pim"
 	"github.com/keyward/keyward/internal/rbac"
+	"github.com/keyward/keyward/internal/releasepolicy"
 	"github.com/keyward/keyward/internal/securitydomain"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/store"
@@ -94,12 +96,20 @@ var sentinels = map[string]*fault.Error{
 	"internal/kcrypto.ErrTransferBlob":         kcrypto.ErrTransferBlob,
 	"internal/kcrypto.ErrFIPS":                 kcrypto.ErrFIPS,
 
-	"internal/keys.ErrBadBackup":          keys.ErrBadBackup,
-	"internal/keys.ErrKEKOps":             keys.ErrKEKOps,
-	"internal/keys.ErrNoKEK":              keys.ErrNoKEK,
-	"internal/keys.ErrKeyNotFound":        keys.ErrKeyNotFound,
-	"internal/keys.ErrConflict":           keys.ErrConflict,
-	"internal/keys.ErrOperationForbidden": keys.ErrOperationForbidden,
+	"internal/keys.ErrBadBackup":             keys.ErrBadBackup,
+	"internal/keys.ErrKEKOps":                keys.ErrKEKOps,
+	"internal/keys.ErrNoKEK":                 keys.ErrNoKEK,
+	"internal/keys.ErrKeyNotFound":           keys.ErrKeyNotFound,
+	"internal/keys.ErrConflict":              keys.ErrConflict,
+	"internal/keys.ErrOperationForbidden":    keys.ErrOperationForbidden,
+	"internal/keys.ErrExportableNeedsPolicy": keys.ErrExportableNeedsPolicy,
+	"internal/keys.ErrPolicyNeedsExportable": keys.ErrPolicyNeedsExportable,
+	"internal/keys.ErrImmutablePolicy":       keys.ErrImmutablePolicy,
+	"internal/keys.ErrNotExportable":         keys.ErrNotExportable,
+	"internal/keys.ErrPolicyNotSatisfied":    keys.ErrPolicyNotSatisfied,
+	"internal/releasepolicy.ErrInvalid":      releasepolicy.ErrInvalid,
+	"internal/attestation.ErrToken":          attestation.ErrToken,
+	"internal/attestation.ErrNoRuntimeKey":   attestation.ErrNoRuntimeKey,
 
 	"internal/pim.ErrPolicyValidation":       pim.ErrPolicyValidation,
 	"internal/pim.ErrAcrsValidation":         pim.ErrAcrsValidation,

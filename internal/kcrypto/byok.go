@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/tink-crypto/tink-go/v2/kwp/subtle"
@@ -113,17 +112,5 @@ func SealTransferBlob(rand io.Reader, kek *rsa.PublicKey, aesKey, target []byte)
 	if err := fipsTransfer(); err != nil {
 		return nil, err
 	}
-	enc, err := rsa.EncryptOAEP(sha1.New(), rand, kek, aesKey, nil)
-	if err != nil {
-		return nil, fmt.Errorf("kcrypto: encrypting the wrapping key to the KEK: %w", err)
-	}
-	kwp, err := subtle.NewKWP(aesKey)
-	if err != nil {
-		return nil, fmt.Errorf("kcrypto: %w", err)
-	}
-	wrapped, err := kwp.Wrap(target)
-	if err != nil {
-		return nil, fmt.Errorf("kcrypto: wrapping the target key: %w", err)
-	}
-	return append(enc, wrapped...), nil
+	return rsaAESKeyWrap(sha1.New, rand, kek, aesKey, target)
 }

@@ -33,7 +33,7 @@ func (s *Service) usable(ctx context.Context, h *domain.HSM, name, version, op s
 		return nil, ErrOperationForbidden.With("Operation %s is not allowed before the key's activation date.", op)
 	case !m.Expires.IsZero() && !now.Before(m.Expires):
 		return nil, ErrOperationForbidden.With("Operation %s is not allowed on an expired key.", op)
-	case !slices.Contains(m.Ops, op):
+	case op != opRelease && !slices.Contains(m.Ops, op):
 		return nil, ErrOperationForbidden.With("Operation %s is not permitted by this key's key_ops %v.", op, m.Ops)
 	}
 	return e, nil

@@ -84,6 +84,8 @@ type Version struct {
 	Updated    time.Time
 	Tags       map[string]string
 	Exportable bool
+	// ReleasePolicy is an exportable version's release policy.
+	ReleasePolicy *ReleasePolicy
 
 	RecoverableDays int
 	RecoveryLevel   string

@@ -27,14 +27,16 @@ type CreateParams struct {
 	Ops            []string      // nil: the type's defaults
 	Attributes     Attributes
 	Tags           map[string]string
+	ReleasePolicy  *ReleasePolicy // an exportable key's, and only its
 }
 
 // ImportParams describe key material to import.
 type ImportParams struct {
-	Key        kcrypto.JSONWebKey
-	Ops        []string
-	Attributes Attributes
-	Tags       map[string]string
+	Key           kcrypto.JSONWebKey
+	Ops           []string
+	Attributes    Attributes
+	Tags          map[string]string
+	ReleasePolicy *ReleasePolicy
 }
 
 // UpdateParams change a version. Nil fields are left unchanged; Tags, when
@@ -43,6 +45,9 @@ type UpdateParams struct {
 	Ops        []string
 	Attributes Attributes
 	Tags       map[string]string
+	// ReleasePolicy, when not nil, replaces the version's policy, unless
+	// that one is immutable.
+	ReleasePolicy *ReleasePolicy
 }
 
 // Create generates a new key, or a new version of an existing one.
@@ -95,7 +100,7 @@ func (s *Service) Create(ctx context.Context, h *domain.HSM, name string, p Crea
 	if err != nil {
 		return nil, err
 	}
-	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags)
+	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags, p.ReleasePolicy)
 }
 
 // ErrKEKOps refuses key operations a key-exchange key cannot have.
@@ -120,6 +125,7 @@ type TransferParams struct {
 	Ops                 []string
 	Attributes          Attributes
 	Tags                map[string]string
+	ReleasePolicy       *ReleasePolicy
 }
 
 // ErrNoKEK is a transfer blob whose key-exchange key is not a usable key
@@ -150,7 +156,7 @@ func (s *Service) ImportTransfer(ctx context.Context, h *domain.HSM, name string
 	if err != nil {
 		return nil, err
 	}
-	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags)
+	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags, p.ReleasePolicy)
 }
 
 // Import adds imported key material as a new version of name.
@@ -165,10 +171,10 @@ func (s *Service) Import(ctx context.Context, h *domain.HSM, name string, p Impo
 	if err != nil {
 		return nil, err
 	}
-	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags)
+	return s.addVersion(ctx, h, name, k, p.Ops, p.Attributes, p.Tags, p.ReleasePolicy)
 }
 
-func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k kcrypto.Key, ops []string, a Attributes, tags map[string]string) (*Version, error) {
+func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k kcrypto.Key, ops []string, a Attributes, tags map[string]string, policy *ReleasePolicy) (*Version, error) {
 	if ops == nil {
 		ops = defaultOps[k.Type()]
 	}
@@ -188,6 +194,10 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 	if err := applyAttributes(&v, a); err != nil {
 		return nil, err
 	}
+	if v.ReleasePolicy, err = releaseFields(k, a.Exportable, policy); err != nil {
+		return nil, err
+	}
+	v.Exportable = len(v.ReleasePolicy) > 0
 	pub, err := json.Marshal(k.Public())
 	if err != nil {
 		return nil, fmt.Errorf("keys: encoding public key: %w", err)
@@ -254,9 +264,6 @@ func applyAttributes(v *store.KeyVersion, a Attributes) error {
 	if a.Expires != nil {
 		v.Expires = a.Expires.UTC()
 	}
-	if a.Exportable != nil && *a.Exportable {
-		return fault.Invalidf("exportable keys need a release policy, which this service does not offer")
-	}
 	if !v.NotBefore.IsZero() && !v.Expires.IsZero() && !v.NotBefore.Before(v.Expires) {
 		return fault.Invalidf("nbf must be before exp")
 	}
@@ -290,7 +297,7 @@ func unseal(h *domain.HSM, v *store.KeyVersion) (kcrypto.Key, error) {
 func (s *Service) view(h *domain.HSM, v *store.KeyVersion, key *store.Key) *Version {
 	out := &Version{Name: v.Name, Version: v.Version, Type: kcrypto.KeyType(v.Kty), Ops: v.Ops, Enabled: v.Enabled,
 		NotBefore: v.NotBefore, Expires: v.Expires, Created: v.Created, Updated: v.Updated, Tags: v.Tags,
-		Exportable: v.Exportable, RecoverableDays: h.RetentionDays, RecoveryLevel: recoveryLevel(h)}
+		Exportable: v.Exportable, ReleasePolicy: decodePolicy(v.ReleasePolicy), RecoverableDays: h.RetentionDays, RecoveryLevel: recoveryLevel(h)}
 	_ = json.Unmarshal(v.Public, &out.Public) // written by this package; cannot fail
 	if key != nil {
 		out.Deleted, out.ScheduledPurge = key.Deleted, key.ScheduledPurge
@@ -470,6 +477,9 @@ func (s *Service) Update(ctx context.Context, h *domain.HSM, name, version strin
 			return err
 		}
 		if err := applyAttributes(v, p.Attributes); err != nil {
+			return err
+		}
+		if err := updateRelease(v, p.Attributes.Exportable, p.ReleasePolicy); err != nil {
 			return err
 		}
 		if p.Ops != nil {

@@ -187,7 +187,11 @@ func (s *Service) Rotate(ctx context.Context, h *domain.HSM, name string) (*Vers
 	if err != nil {
 		return nil, err
 	}
-	p := CreateParams{Type: cur.Type(), Size: cur.Size(), Curve: cur.Curve(), Ops: latest.Ops, Tags: latest.Tags}
+	// A new version keeps what the latest may do: its operations, and an
+	// exportable key's release policy, immutable or not.
+	p := CreateParams{Type: cur.Type(), Size: cur.Size(), Curve: cur.Curve(), Ops: latest.Ops, Tags: latest.Tags,
+		ReleasePolicy: decodePolicy(latest.ReleasePolicy)}
+	p.Attributes.Exportable = &latest.Exportable
 	if p.Type == kcrypto.EC {
 		p.Size = 0
 	}

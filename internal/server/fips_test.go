@@ -27,6 +27,7 @@ var keyOperationSuite = []string{
 	"TestRandomBytes",
 	"TestPostQuantumKeysThroughAzkeys",
 	"TestBYOK",
+	"TestKeyRelease",
 	"TestFIPSModeIsAnnounced",
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/keyward/keyward/internal/api/identityapi"
 	"github.com/keyward/keyward/internal/api/route"
 	"github.com/keyward/keyward/internal/armrbac"
+	"github.com/keyward/keyward/internal/attestation"
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/controlplane"
@@ -119,8 +120,10 @@ type Config struct {
 	RotationInterval time.Duration
 	// EventWebhooks receive key events (CloudEvents JSON).
 	EventWebhooks []string
-	// FederationClient fetches trusted OIDC issuers' keys (default: an
-	// HTTPS client with the system roots, under the egress policy).
+	// FederationClient fetches OpenID issuers' keys: federated
+	// credentials' issuers and key release's attestation authorities
+	// (default: an HTTPS client with the system roots, under the egress
+	// policy).
 	FederationClient *http.Client
 	// MetricsListen is where Prometheus metrics are served (GET /metrics),
 	// apart from the service's address; "" serves none.
@@ -446,7 +449,18 @@ func (s *Server) build(ctx context.Context) error {
 	if err := backups.FailInterrupted(ctx); err != nil {
 		return err
 	}
-	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups, s.log)
+	// Federated credentials' issuers and attestation authorities are
+	// fetched alike: OpenID metadata, under the egress policy.
+	fedClient := s.cfg.FederationClient
+	if fedClient == nil {
+		fedClient = egressPolicy.Client(10 * time.Second)
+	}
+	releaseSigner, err := dataplane.NewReleaseSigner(s.tls.Certificates[0])
+	if err != nil {
+		return err
+	}
+	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups,
+		dataplane.Release{Verifier: attestation.NewVerifier(fedClient, realTime), Signer: releaseSigner}, s.log)
 	subscription, err := s.nodeID(ctx, func(n *store.NodeSettings) *string { return &n.SubscriptionID })
 	if err != nil {
 		return err
@@ -476,10 +490,6 @@ func (s *Server) build(ctx context.Context) error {
 	cp := &controlplane.Service{HSMs: s.registry, RBAC: s.rbac, Keys: keySvc, Store: s.store, Dir: s.dir}
 	s.cp = cp
 
-	fedClient := s.cfg.FederationClient
-	if fedClient == nil {
-		fedClient = egressPolicy.Client(10 * time.Second)
-	}
 	idAPI := identityapi.New(s.dir, identity.NewFederation(s.dir, fedClient, realTime), s.tokens,
 		identity.NewThrottle(identity.ThrottleConfig{Now: clock}), s.urls.authority, s.log)
 	s.open = route.NewTable(append(idAPI.Operations(),

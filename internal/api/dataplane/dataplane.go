@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyward/keyward/internal/api/httpx"
 	"github.com/keyward/keyward/internal/api/route"
+	"github.com/keyward/keyward/internal/attestation"
 	"github.com/keyward/keyward/internal/backup"
 	"github.com/keyward/keyward/internal/domain"
 	"github.com/keyward/keyward/internal/fault"
@@ -45,15 +46,23 @@ type API struct {
 	rbac    *rbac.Service
 	hsms    *domain.Registry
 	backups *backup.Service
+	release Release
 	log     *slog.Logger
 	ops     []operation
 }
 
+// Release is what secure key release needs beside the keys: a verifier of
+// attestation tokens, and the signer of what is released.
+type Release struct {
+	Verifier *attestation.Verifier
+	Signer   *ReleaseSigner
+}
+
 // New returns the data-plane API; r both decides requests and serves the
 // role management operations, hsms serves the security domain, b the full
-// backups.
-func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, b *backup.Service, log *slog.Logger) *API {
-	return &API{keys: k, rbac: r, hsms: hsms, backups: b, log: log, ops: allOperations()}
+// backups, rel key release.
+func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, b *backup.Service, rel Release, log *slog.Logger) *API {
+	return &API{keys: k, rbac: r, hsms: hsms, backups: b, release: rel, log: log, ops: allOperations()}
 }
 
 // call is one matched request.
@@ -226,7 +235,7 @@ func (c *call) status(st int, v any) error {
 }
 
 func (c *call) bundle(v *keys.Version) keyBundle {
-	b := keyBundle{Key: publicOut(c.kid(v.Name, v.Version), v), Attributes: attributesOut(v), Tags: v.Tags}
+	b := keyBundle{Key: publicOut(c.kid(v.Name, v.Version), v), Attributes: attributesOut(v), Tags: v.Tags, ReleasePolicy: policyOut(v.ReleasePolicy)}
 	if !v.Deleted.IsZero() {
 		b.deletedFields = c.deleted(v)
 	}

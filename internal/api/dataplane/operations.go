@@ -102,6 +102,7 @@ func operations() []operation {
 	ops = append(ops, cryptoOp("KeyDecrypt", "decrypt", rbac.KeysDecrypt, (*API).decrypt)...)
 	ops = append(ops, cryptoOp("KeyWrap", "wrapkey", rbac.KeysWrap, (*API).wrap)...)
 	ops = append(ops, cryptoOp("KeyUnwrap", "unwrapkey", rbac.KeysUnwrap, (*API).unwrap)...)
+	ops = append(ops, cryptoOp("KeyRelease", "release", rbac.KeysRelease, (*API).releaseKey)...)
 	return ops
 }
 
@@ -117,11 +118,12 @@ func (a *API) create(c *call) error {
 	if err != nil {
 		return err
 	}
-	if len(req.ReleasePolicy) > 0 && string(req.ReleasePolicy) != "null" {
-		return fault.Invalidf("key release policies are not supported")
+	policy, err := policyIn(req.ReleasePolicy)
+	if err != nil {
+		return err
 	}
 	p := keys.CreateParams{Type: kty, Curve: kcrypto.Curve(req.Crv), Ops: req.KeyOps,
-		Attributes: attributesIn(req.Attributes), Tags: req.Tags}
+		Attributes: attributesIn(req.Attributes), Tags: req.Tags, ReleasePolicy: policy}
 	if req.KeySize != nil {
 		p.Size = *req.KeySize
 	}
@@ -143,15 +145,19 @@ func (a *API) importKey(c *call) error {
 	if req.Key == nil {
 		return fault.Invalidf("key is required")
 	}
+	policy, err := policyIn(req.ReleasePolicy)
+	if err != nil {
+		return err
+	}
 	if len(req.Key.T) > 0 {
-		return a.importTransfer(c, &req)
+		return a.importTransfer(c, &req, policy)
 	}
 	j, err := jwkIn(req.Key)
 	if err != nil {
 		return err
 	}
 	v, err := a.keys.Import(c.ctx, c.hsm, c.name, keys.ImportParams{Key: j, Ops: req.Key.KeyOps,
-		Attributes: attributesIn(req.Attributes), Tags: req.Tags})
+		Attributes: attributesIn(req.Attributes), Tags: req.Tags, ReleasePolicy: policy})
 	if err != nil {
 		return err
 	}
@@ -161,7 +167,7 @@ func (a *API) importKey(c *call) error {
 // importTransfer imports a key sent from another HSM under a
 // key-exchange key of this one (BYOK): key_hsm holds the transfer blob,
 // the .byok file az reads with --byok-file.
-func (a *API) importTransfer(c *call, req *importRequest) error {
+func (a *API) importTransfer(c *call, req *importRequest, policy *keys.ReleasePolicy) error {
 	kty, err := kcrypto.ParseKeyType(req.Key.Kty)
 	if err != nil {
 		return err
@@ -178,7 +184,8 @@ func (a *API) importTransfer(c *call, req *importRequest) error {
 		return keys.ErrNoKEK
 	}
 	v, err := a.keys.ImportTransfer(c.ctx, c.hsm, c.name, keys.TransferParams{KEKName: kek, KEKVersion: version, Ciphertext: blob.Ciphertext,
-		Type: kty, Curve: kcrypto.Curve(req.Key.Crv), Ops: req.Key.KeyOps, Attributes: attributesIn(req.Attributes), Tags: req.Tags})
+		Type: kty, Curve: kcrypto.Curve(req.Key.Crv), Ops: req.Key.KeyOps, Attributes: attributesIn(req.Attributes), Tags: req.Tags,
+		ReleasePolicy: policy})
 	if err != nil {
 		return err
 	}
@@ -253,8 +260,12 @@ func (a *API) update(c *call) error {
 	if err := c.readJSON(&req); err != nil {
 		return err
 	}
+	policy, err := policyIn(req.ReleasePolicy)
+	if err != nil {
+		return err
+	}
 	v, err := a.keys.Update(c.ctx, c.hsm, c.name, c.version, keys.UpdateParams{Ops: req.KeyOps,
-		Attributes: attributesIn(req.Attributes), Tags: req.Tags})
+		Attributes: attributesIn(req.Attributes), Tags: req.Tags, ReleasePolicy: policy})
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,10 @@
 package dataplane
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/keyward/keyward/internal/api/httpx"
+	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/kcrypto"
 	"github.com/keyward/keyward/internal/keys"
 )
@@ -48,10 +48,18 @@ type keyAttributes struct {
 }
 
 type keyBundle struct {
-	Key        jsonWebKey        `json:"key"`
-	Attributes keyAttributes     `json:"attributes"`
-	Tags       map[string]string `json:"tags,omitempty"`
+	Key           jsonWebKey        `json:"key"`
+	Attributes    keyAttributes     `json:"attributes"`
+	Tags          map[string]string `json:"tags,omitempty"`
+	ReleasePolicy *releasePolicy    `json:"release_policy,omitempty"`
 	deletedFields
+}
+
+// releasePolicy is KeyReleasePolicy: data is the policy's JSON.
+type releasePolicy struct {
+	ContentType string    `json:"contentType,omitempty"`
+	Immutable   *bool     `json:"immutable,omitempty"`
+	Data        httpx.B64 `json:"data"`
 }
 
 type keyItem struct {
@@ -80,7 +88,7 @@ type createRequest struct {
 	Attributes     *keyAttributes    `json:"attributes"`
 	Tags           map[string]string `json:"tags"`
 	Crv            string            `json:"crv"`
-	ReleasePolicy  json.RawMessage   `json:"release_policy"`
+	ReleasePolicy  *releasePolicy    `json:"release_policy"`
 }
 
 type importRequest struct {
@@ -88,14 +96,14 @@ type importRequest struct {
 	HSM           *bool             `json:"Hsm"`
 	Attributes    *keyAttributes    `json:"attributes"`
 	Tags          map[string]string `json:"tags"`
-	ReleasePolicy json.RawMessage   `json:"release_policy"`
+	ReleasePolicy *releasePolicy    `json:"release_policy"`
 }
 
 type updateRequest struct {
 	KeyOps        []string          `json:"key_ops"`
 	Attributes    *keyAttributes    `json:"attributes"`
 	Tags          map[string]string `json:"tags"`
-	ReleasePolicy json.RawMessage   `json:"release_policy"`
+	ReleasePolicy *releasePolicy    `json:"release_policy"`
 }
 
 type operationRequest struct {
@@ -188,10 +196,29 @@ func fromUnixPtr(p *int64) *time.Time {
 
 func attributesOut(v *keys.Version) keyAttributes {
 	days := v.RecoverableDays
-	f := false
+	exportable := v.Exportable
 	return keyAttributes{Enabled: &v.Enabled, NotBefore: unixPtr(v.NotBefore), Expires: unixPtr(v.Expires),
 		Created: unixPtr(v.Created), Updated: unixPtr(v.Updated), RecoverableDays: &days, RecoveryLevel: v.RecoveryLevel,
-		Exportable: &f}
+		Exportable: &exportable}
+}
+
+// policyIn reads a request's release policy; nil when none is given.
+func policyIn(p *releasePolicy) (*keys.ReleasePolicy, error) {
+	if p == nil {
+		return nil, nil
+	}
+	if len(p.Data) == 0 {
+		return nil, fault.Invalidf("release_policy.data is required: the policy's JSON, base64url")
+	}
+	return &keys.ReleasePolicy{ContentType: p.ContentType, Immutable: p.Immutable != nil && *p.Immutable, Data: p.Data}, nil
+}
+
+func policyOut(p *keys.ReleasePolicy) *releasePolicy {
+	if p == nil {
+		return nil
+	}
+	immutable := p.Immutable
+	return &releasePolicy{ContentType: p.ContentType, Immutable: &immutable, Data: p.Data}
 }
 
 func attributesIn(a *keyAttributes) keys.Attributes {
