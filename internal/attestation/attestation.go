@@ -13,12 +13,14 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/internal/fault"
 	"github.com/keyward/keyward/internal/oidc"
+	"github.com/keyward/keyward/internal/releasepolicy"
 )
 
 // MaxTokenSize bounds a token: MAA's are a few KiB, with the runtime keys
@@ -64,8 +66,10 @@ const leeway = time.Minute
 var methods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 
 // Verify checks token's signature with its issuer's keys, its times, and
-// that it carries a key to release to.
-func (v *Verifier) Verify(ctx context.Context, token string) (*Token, error) {
+// that it carries a key to release to. Its issuer must be one of
+// authorities (a key's release policy names them): no other issuer's
+// metadata is ever fetched, whatever a token claims.
+func (v *Verifier) Verify(ctx context.Context, token string, authorities []string) (*Token, error) {
 	if len(token) == 0 || len(token) > MaxTokenSize {
 		return nil, ErrToken.With("target must be an attestation token (a JWT) of at most %d bytes.", MaxTokenSize)
 	}
@@ -76,6 +80,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Token, error) {
 	issuer, _ := unverified["iss"].(string)
 	if u, err := url.Parse(issuer); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fault.Wrap(ErrToken, fmt.Errorf("the token's issuer %q is not an https URL", issuer))
+	}
+	if !slices.ContainsFunc(authorities, func(a string) bool { return releasepolicy.SameAuthority(a, issuer) }) {
+		return nil, fault.Wrap(ErrToken, fmt.Errorf("the key's release policy names no authority %s", issuer))
 	}
 	set, err := v.keys.For(ctx, issuer)
 	if err != nil {

@@ -156,22 +156,47 @@ type Released struct {
 	Ciphertext []byte
 }
 
+// ReleaseAuthorities returns the attestation authorities the release
+// policy of a version of name ("" for the latest) names, after checking
+// that the version can be released at all: its caller verifies the token
+// of one of them, and of no other.
+func (s *Service) ReleaseAuthorities(ctx context.Context, h *domain.HSM, name, version string) ([]string, error) {
+	_, parsed, err := s.releasable(ctx, h, name, version)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(parsed.Authorities))
+	for i, a := range parsed.Authorities {
+		out[i] = a.URL
+	}
+	return out, nil
+}
+
+// releasable returns a usable, exportable version with its parsed policy.
+func (s *Service) releasable(ctx context.Context, h *domain.HSM, name, version string) (*entry, *releasepolicy.Policy, error) {
+	e, err := s.usable(ctx, h, name, version, opRelease)
+	if err != nil {
+		return nil, nil, err
+	}
+	policy := decodePolicy(e.meta.ReleasePolicy)
+	if !e.meta.Exportable || policy == nil {
+		return nil, nil, ErrNotExportable
+	}
+	parsed, err := releasepolicy.Parse(policy.Data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("keys: the stored release policy of %s/%s: %w", e.meta.Name, e.meta.Version, err)
+	}
+	return e, parsed, nil
+}
+
 // Release wraps a version of name ("" for the latest) for the workload
 // p describes, when the version is exportable, usable, and its policy
 // accepts the token's issuer and claims. The caller has verified the
 // token and that the caller may release keys.
 func (s *Service) Release(ctx context.Context, h *domain.HSM, name, version string, p ReleaseParams) (*Released, error) {
-	e, err := s.usable(ctx, h, name, version, opRelease)
+	e, parsed, err := s.releasable(ctx, h, name, version)
 	if err != nil {
 		return nil, err
-	}
-	policy := decodePolicy(e.meta.ReleasePolicy)
-	if !e.meta.Exportable || policy == nil {
-		return nil, ErrNotExportable
-	}
-	parsed, err := releasepolicy.Parse(policy.Data)
-	if err != nil {
-		return nil, fmt.Errorf("keys: the stored release policy of %s/%s: %w", e.meta.Name, e.meta.Version, err)
 	}
 	if ok, why := parsed.Evaluate(p.Issuer, p.Claims); !ok {
 		return nil, fault.Wrap(ErrPolicyNotSatisfied, fmt.Errorf("%s/%s: %s", e.meta.Name, e.meta.Version, why))

@@ -63,6 +63,9 @@ func (s *ReleaseSigner) sign(payload []byte) (string, error) {
 	return obj.CompactSerialize()
 }
 
+// maxNonce bounds the nonce a release echoes in what the HSM signs.
+const maxNonce = 256
+
 type releaseRequest struct {
 	Target string `json:"target"`
 	Nonce  string `json:"nonce"`
@@ -130,7 +133,16 @@ func (a *API) releaseKey(c *call) error {
 	if a.release.Verifier == nil || a.release.Signer == nil {
 		return fault.Errorf(fault.Unavailable, "ServiceUnavailable", "key release is not available on this server")
 	}
-	tok, err := a.release.Verifier.Verify(c.ctx, req.Target)
+	if len(req.Nonce) > maxNonce {
+		return fault.Invalidf("nonce has at most %d characters", maxNonce)
+	}
+	// The key first: whether it can be released at all, and which
+	// authorities its policy trusts, whose keys alone are fetched.
+	authorities, err := a.keys.ReleaseAuthorities(c.ctx, c.hsm, c.name, c.version)
+	if err != nil {
+		return err
+	}
+	tok, err := a.release.Verifier.Verify(c.ctx, req.Target, authorities)
 	if err != nil {
 		return err
 	}
