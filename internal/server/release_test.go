@@ -15,9 +15,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -26,69 +23,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/tink-crypto/tink-go/v2/kwp/subtle"
 
+	"github.com/keyward/keyward/internal/attestation/attestationtest"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/servertest"
 )
-
-// testAuthority is an attestation authority for tests: it publishes
-// OpenID metadata and its signing key over TLS, as Microsoft Azure
-// Attestation does, and signs the tokens a test asks for.
-type testAuthority struct {
-	srv *httptest.Server
-	key *rsa.PrivateKey
-}
-
-func newTestAuthority(t *testing.T) *testAuthority {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &testAuthority{key: k}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"issuer": a.srv.URL, "jwks_uri": a.srv.URL + "/certs"})
-	})
-	mux.HandleFunc("/certs", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "maa-1", Algorithm: "RS256", Use: "sig"}}})
-	})
-	a.srv = httptest.NewTLSServer(mux)
-	t.Cleanup(a.srv.Close)
-	return a
-}
-
-// token signs claims as the authority would for a workload whose
-// encryption key is runtime (x-ms-runtime.keys), valid for life.
-func (a *testAuthority) token(t *testing.T, tee map[string]any, runtime *rsa.PublicKey, life time.Duration) string {
-	t.Helper()
-	now := time.Now()
-	claims := jwt.MapClaims{"iss": a.srv.URL, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(life).Unix(),
-		"x-ms-isolation-tee": tee,
-		"x-ms-runtime": map[string]any{"keys": []any{
-			map[string]any{"kid": "HCLAkPub", "kty": "RSA", "key_ops": []string{"sign"}, "e": b64url(big.NewInt(int64(runtime.E)).Bytes()), "n": b64url(runtime.N.Bytes())},
-			map[string]any{"kid": "TpmEphemeralEncryptionKey", "kty": "RSA", "key_ops": []string{"encrypt"}, "e": b64url(big.NewInt(int64(runtime.E)).Bytes()), "n": b64url(runtime.N.Bytes())},
-		}}}
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
-	tok.Header["kid"] = "maa-1"
-	s, err := tok.SignedString(a.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-var sevSNP = map[string]any{"x-ms-attestation-type": "sevsnpvm", "x-ms-compliance-status": "azure-compliant-cvm"}
-
-func cvmPolicy(authority string) []byte {
-	return []byte(`{"version":"1.0.0","anyOf":[{"authority":"` + authority + `","allOf":[
-		{"claim":"x-ms-isolation-tee.x-ms-attestation-type","equals":"sevsnpvm"},
-		{"claim":"x-ms-isolation-tee.x-ms-compliance-status","equals":"azure-compliant-cvm"}]}]}`)
-}
 
 // openRelease checks a release result as a workload does, apart from the
 // server's code: the JWS verifies with the key of x5c's first
@@ -159,9 +99,9 @@ func openRelease(t *testing.T, env *servertest.Env, jws string, workload *rsa.Pr
 func TestKeyRelease(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	maa, other := newTestAuthority(t), newTestAuthority(t)
+	maa, other := attestationtest.New(t), attestationtest.New(t)
 	// httptest's servers share one certificate: this client trusts both.
-	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.FederationClient = maa.srv.Client() })
+	env := servertest.StartWith(t, t.TempDir(), func(c *server.Config) { c.FederationClient = maa.Client() })
 	kc := env.Keys
 	workload, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -170,7 +110,7 @@ func TestKeyRelease(t *testing.T) {
 
 	// Azure's rules on creation: exportable needs a policy, and a policy
 	// needs exportable.
-	policy := &azkeys.KeyReleasePolicy{EncodedPolicy: cvmPolicy(maa.srv.URL)}
+	policy := &azkeys.KeyReleasePolicy{EncodedPolicy: attestationtest.CVMPolicy(maa.URL)}
 	_, err = kc.CreateKey(ctx, "half", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM), KeyAttributes: &azkeys.KeyAttributes{Exportable: to.Ptr(true)}}, nil)
 	expectStatus(t, err, 400, "BadParameter")
 	_, err = kc.CreateKey(ctx, "half", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM), ReleasePolicy: policy}, nil)
@@ -185,10 +125,10 @@ func TestKeyRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !*created.Attributes.Exportable || created.ReleasePolicy == nil || *created.ReleasePolicy.Immutable ||
-		!strings.HasPrefix(string(created.ReleasePolicy.EncodedPolicy), `{"version":"1.0.0","anyOf":[{"authority":"`+maa.srv.URL+`","allOf":[`) {
+		!strings.HasPrefix(string(created.ReleasePolicy.EncodedPolicy), `{"version":"1.0.0","anyOf":[{"authority":"`+maa.URL+`","allOf":[`) {
 		t.Fatalf("the created key: exportable %v, policy %+v", created.Attributes.Exportable, created.ReleasePolicy)
 	}
-	good := maa.token(t, sevSNP, &workload.PublicKey, 10*time.Minute)
+	good := maa.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, 10*time.Minute)
 
 	// Only a caller who may release keys: the Release User may; a caller
 	// who may wrap and unwrap with the key may not.
@@ -236,12 +176,12 @@ func TestKeyRelease(t *testing.T) {
 		_, err := rc.Release(ctx, "cvm-disk", "", azkeys.ReleaseParameters{TargetAttestationToken: &token}, nil)
 		expectStatus(t, err, 403, "Forbidden")
 	}
-	refuse("a TDX VM", maa.token(t, map[string]any{"x-ms-attestation-type": "tdxvm", "x-ms-compliance-status": "azure-compliant-cvm"}, &workload.PublicKey, time.Minute))
-	refuse("not compliant", maa.token(t, map[string]any{"x-ms-attestation-type": "sevsnpvm"}, &workload.PublicKey, time.Minute))
-	refuse("expired", maa.token(t, sevSNP, &workload.PublicKey, -10*time.Minute))
-	refuse("another authority", other.token(t, sevSNP, &workload.PublicKey, time.Minute))
-	forger := &testAuthority{srv: maa.srv, key: other.key}
-	refuse("forged", forger.token(t, sevSNP, &workload.PublicKey, time.Minute))
+	refuse("a TDX VM", maa.Token(t, map[string]any{"x-ms-attestation-type": "tdxvm", "x-ms-compliance-status": "azure-compliant-cvm"}, &workload.PublicKey, time.Minute))
+	refuse("not compliant", maa.Token(t, map[string]any{"x-ms-attestation-type": "sevsnpvm"}, &workload.PublicKey, time.Minute))
+	refuse("expired", maa.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, -10*time.Minute))
+	refuse("another authority", other.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, time.Minute))
+	forger := maa.Forged(other)
+	refuse("forged", forger.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, time.Minute))
 	_, err = rc.Release(ctx, "cvm-disk", "", azkeys.ReleaseParameters{TargetAttestationToken: to.Ptr("")}, nil)
 	expectStatus(t, err, 400, "BadParameter")
 
@@ -289,16 +229,16 @@ func TestKeyRelease(t *testing.T) {
 	expectStatus(t, err, 400, "BadParameter")
 
 	// A mutable policy is replaced; once immutable it stays.
-	other2 := &azkeys.KeyReleasePolicy{EncodedPolicy: cvmPolicy(other.srv.URL)}
+	other2 := &azkeys.KeyReleasePolicy{EncodedPolicy: attestationtest.CVMPolicy(other.URL)}
 	upd, err := kc.UpdateKey(ctx, "cvm-disk", "", azkeys.UpdateKeyParameters{ReleasePolicy: other2}, nil)
-	if err != nil || !strings.Contains(string(upd.ReleasePolicy.EncodedPolicy), other.srv.URL) {
+	if err != nil || !strings.Contains(string(upd.ReleasePolicy.EncodedPolicy), other.URL) {
 		t.Fatalf("replacing a mutable policy: %v", err)
 	}
-	refuse("the old authority, after the change", maa.token(t, sevSNP, &workload.PublicKey, time.Minute))
-	if _, err := rc.Release(ctx, "cvm-disk", "", azkeys.ReleaseParameters{TargetAttestationToken: to.Ptr(other.token(t, sevSNP, &workload.PublicKey, time.Minute))}, nil); err != nil {
+	refuse("the old authority, after the change", maa.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, time.Minute))
+	if _, err := rc.Release(ctx, "cvm-disk", "", azkeys.ReleaseParameters{TargetAttestationToken: to.Ptr(other.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, time.Minute))}, nil); err != nil {
 		t.Fatalf("the new authority: %v", err)
 	}
-	if _, err := kc.UpdateKey(ctx, "cvm-disk", "", azkeys.UpdateKeyParameters{ReleasePolicy: &azkeys.KeyReleasePolicy{EncodedPolicy: cvmPolicy(maa.srv.URL), Immutable: to.Ptr(true)}}, nil); err != nil {
+	if _, err := kc.UpdateKey(ctx, "cvm-disk", "", azkeys.UpdateKeyParameters{ReleasePolicy: &azkeys.KeyReleasePolicy{EncodedPolicy: attestationtest.CVMPolicy(maa.URL), Immutable: to.Ptr(true)}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = kc.UpdateKey(ctx, "cvm-disk", "", azkeys.UpdateKeyParameters{ReleasePolicy: other2}, nil)
