@@ -263,6 +263,7 @@ func keyImport(e *env) *cobra.Command {
 	var byokFile, byokString, kty, curve string
 	var ops, tags []string
 	var disabled bool
+	var release releaseFlags
 	cmd := command(e, "import", "Import a private key (PEM), or a key sent under a key-exchange key (BYOK), into the HSM",
 		func(cmd *cobra.Command) {
 			t.register(cmd, false)
@@ -280,6 +281,7 @@ func keyImport(e *env) *cobra.Command {
 			f.StringVar(&byokString, "byok-string", "", "a BYOK key transfer blob, as text")
 			f.StringVar(&kty, "kty", "RSA", "with --byok-file: the transferred key's type: RSA, EC or oct")
 			f.StringVar(&curve, "curve", "", "with --byok-file and --kty EC: its curve")
+			release.register(cmd, true)
 			cmd.MarkFlagsOneRequired("pem-file", "pem-string", "byok-file", "byok-string")
 			cmd.MarkFlagsMutuallyExclusive("pem-file", "pem-string", "byok-file", "byok-string")
 		},
@@ -330,11 +332,16 @@ func keyImport(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
+			policy, err := release.apply(a)
+			if err != nil {
+				return nil, err
+			}
 			kc, name, _, err := t.open(c, true)
 			if err != nil {
 				return nil, err
 			}
-			resp, err := kc.ImportKey(ctx, name, azkeys.ImportKeyParameters{Key: jwk, HSM: to.Ptr(true), KeyAttributes: a, Tags: parseTags(tags)}, nil)
+			resp, err := kc.ImportKey(ctx, name, azkeys.ImportKeyParameters{Key: jwk, HSM: to.Ptr(true), KeyAttributes: a, Tags: parseTags(tags),
+				ReleasePolicy: policy}, nil)
 			if err != nil {
 				return nil, explain(err)
 			}

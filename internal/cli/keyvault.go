@@ -28,7 +28,7 @@ func newKeyvaultCmd(e *env) *cobra.Command {
 		keyByName(e, "recover", "Recover a deleted key"),
 		keyByName(e, "purge", "Purge a deleted key for good"),
 		keyByName(e, "rotate", "Rotate a key: create a new version"),
-		keyBackup(e), keyRestore(e), keySign(e), keyVerify(e), newRotationPolicyCmd(e), tableColumns(keyListExpiring(e), "name", "kid"))
+		keyBackup(e), keyRestore(e), keySign(e), keyVerify(e), keyRelease(e), newRotationPolicyCmd(e), tableColumns(keyListExpiring(e), "name", "kid"))
 	kv.AddCommand(key, newRoleCmd(e), newSecurityDomainCmd(e), newSettingCmd(e), newBackupCmd(e), newRestoreCmd(e), hsmCreate(e), hsmShow(e, "show"), hsmShow(e, "delete"), hsmPurge(e), hsmShowDeleted(e), hsmListDeleted(e), hsmRecover(e),
 		hsmList(e))
 	return kv
@@ -98,6 +98,7 @@ func keyCreate(e *env) *cobra.Command {
 	var size int
 	var ops, tags []string
 	var disabled bool
+	var release releaseFlags
 	var ktyFlag *pflag.Flag
 	cmd := command(e, "create", "Create a key, or a new version of it",
 		func(cmd *cobra.Command) {
@@ -112,6 +113,7 @@ func keyCreate(e *env) *cobra.Command {
 			f.BoolVar(&disabled, "disabled", false, "create the key disabled")
 			f.StringVar(&expires, "expires", "", "expiry, UTC, e.g. 2030-01-01T00:00:00Z")
 			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
+			release.register(cmd, true)
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			kc, name, _, err := t.open(c, true)
@@ -132,6 +134,9 @@ func keyCreate(e *env) *cobra.Command {
 				p.KeyOps = append(p.KeyOps, to.Ptr(azkeys.KeyOperation(op)))
 			}
 			if p.KeyAttributes, err = attributes(disabled, expires, notBefore); err != nil {
+				return nil, err
+			}
+			if p.ReleasePolicy, err = release.apply(p.KeyAttributes); err != nil {
 				return nil, err
 			}
 			resp, err := kc.CreateKey(ctx, name, p, nil)
@@ -264,7 +269,8 @@ func keySetAttributes(e *env) *cobra.Command {
 	var t keyTarget
 	var enabled, expires, notBefore string
 	var ops, tags []string
-	cmd := command(e, "set-attributes", "Change a key's attributes: enabled, expires, not-before, tags, ops",
+	var release releaseFlags
+	cmd := command(e, "set-attributes", "Change a key's attributes: enabled, expires, not-before, tags, ops, release policy",
 		func(cmd *cobra.Command) {
 			t.register(cmd, true)
 			f := cmd.Flags()
@@ -273,6 +279,7 @@ func keySetAttributes(e *env) *cobra.Command {
 			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
 			f.StringArrayVar(&tags, "tags", nil, "space-separated tags: key[=value] (replace the key's tags)")
 			f.StringArrayVar(&ops, "ops", nil, "permitted operations (replace the key's)")
+			release.register(cmd, false)
 		},
 		func(ctx context.Context, c *client) (any, error) {
 			kc, name, version, err := t.open(c, true)
@@ -284,17 +291,13 @@ func keySetAttributes(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			a.Enabled = nil
-			switch strings.ToLower(enabled) {
-			case "":
-			case "true":
-				a.Enabled = to.Ptr(true)
-			case "false":
-				a.Enabled = to.Ptr(false)
-			default:
-				return nil, usagef("--enabled %q: use true or false", enabled)
+			if a.Enabled, err = parseThreeState("enabled", enabled); err != nil {
+				return nil, err
 			}
 			p.KeyAttributes = a
+			if p.ReleasePolicy, err = release.apply(a); err != nil {
+				return nil, err
+			}
 			if len(tags) > 0 {
 				p.Tags = parseTags(tags)
 			}
@@ -491,7 +494,7 @@ func keyOut(b azkeys.KeyBundle) map[string]any {
 			"q": nil, "qi": nil, "t": nil}
 	}
 	return map[string]any{"key": k, "attributes": attrsOut(b.Attributes), "tags": tagsOut(b.Tags), "managed": b.Managed,
-		"releasePolicy": nil}
+		"releasePolicy": releasePolicyOut(b.ReleasePolicy)}
 }
 
 func itemOut(kid *azkeys.ID, a *azkeys.KeyAttributes, tags map[string]*string) map[string]any {
