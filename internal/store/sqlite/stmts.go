@@ -22,6 +22,10 @@ type stmtCache struct {
 	stmts    map[string]*sql.Stmt
 	pending  map[string]bool // being prepared
 	stopping bool
+	// preparing counts the background preparations, which close waits
+	// for: one still taking a connection after the pool closed would
+	// open the database's files again, under a directory being removed.
+	preparing sync.WaitGroup
 }
 
 // maxCachedStmts bounds the cache: the store's statements are a fixed set
@@ -46,11 +50,14 @@ func (c *stmtCache) prepareLater(queries []string) {
 			todo = append(todo, q)
 		}
 	}
-	c.mu.Unlock()
 	if len(todo) == 0 {
+		c.mu.Unlock()
 		return
 	}
+	c.preparing.Add(1) // under mu, so that close, once stopping, waits for it
+	c.mu.Unlock()
 	go func() {
+		defer c.preparing.Done()
 		c.prepare(context.Background(), todo)
 		c.mu.Lock()
 		for _, q := range todo {
@@ -73,7 +80,11 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 		c.mu.RLock()
 		_, have := c.stmts[q]
 		full := len(c.stmts) >= maxCachedStmts
+		stopping := c.stopping
 		c.mu.RUnlock()
+		if stopping {
+			return
+		}
 		if have || full {
 			continue
 		}
@@ -94,8 +105,11 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 
 func (c *stmtCache) close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.stopping = true
+	c.mu.Unlock()
+	c.preparing.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var errs []error
 	for _, st := range c.stmts {
 		errs = append(errs, st.Close())
