@@ -40,7 +40,7 @@ func OpenTransferBlob(kek Key, ciphertext []byte, kty KeyType, crv Curve) (Key, 
 	if !ok {
 		return nil, fault.Invalidf("a key-exchange key must be an RSA key")
 	}
-	if err := fipsTransfer(); err != nil {
+	if err := TransferAvailable(); err != nil {
 		return nil, err
 	}
 	n := rk.priv.Size()
@@ -109,7 +109,7 @@ func IsTransferBlobError(err error) bool { return errors.Is(err, ErrTransferBlob
 // AES key's bytes) for a KEK's public key: what an HSM vendor's BYOK tool
 // does, for `keyward byok`. aesKey is the ephemeral wrapping key (32 bytes).
 func SealTransferBlob(rand io.Reader, kek *rsa.PublicKey, aesKey, target []byte) ([]byte, error) {
-	if err := fipsTransfer(); err != nil {
+	if err := TransferAvailable(); err != nil {
 		return nil, err
 	}
 	return rsaAESKeyWrap(sha1.New, rand, kek, aesKey, target)

@@ -43,9 +43,26 @@ func fipsAESKeyWrap(what string) error {
 	return refuseInFIPS(what, "AES key wrap (RFC 3394, RFC 5649) is not part of Go's FIPS 140-3 module; use A256GCM, or RSA-OAEP-256 with an RSA key")
 }
 
-func fipsTransfer() error {
+// TransferAvailable refuses, in FIPS mode, a BYOK transfer blob
+// (CKM_RSA_AES_KEY_WRAP): it is opened outside the module.
+func TransferAvailable() error {
 	return refuseInFIPS("CKM_RSA_AES_KEY_WRAP (BYOK)", "it uses RSA-OAEP with SHA-1 and AES key wrap with padding, neither in Go's FIPS 140-3 module")
 }
+
+func fipsRelease(what string) error {
+	return refuseInFIPS(what, "the released key is wrapped with AES key wrap with padding (CKM_RSA_AES_KEY_WRAP), which is not part of Go's FIPS 140-3 module")
+}
+
+// KeyExchangeKeysAvailable refuses, in FIPS mode, a key-exchange key (a
+// key whose operation is import): what it opens, BYOK's transfer blobs,
+// is outside the module, so the key could never be used.
+func KeyExchangeKeysAvailable() error {
+	return refuseInFIPS("A key-exchange key (import)", "BYOK's CKM_RSA_AES_KEY_WRAP uses RSA-OAEP with SHA-1 and AES key wrap with padding, neither in Go's FIPS 140-3 module")
+}
+
+// ReleaseAvailable refuses, in FIPS mode, an exportable key: it could
+// never be released (see WrapForRelease).
+func ReleaseAvailable() error { return fipsRelease("An exportable key (secure key release)") }
 
 func fipsRSAEncryption(alg Algorithm) error {
 	switch alg {

@@ -139,6 +139,9 @@ func (s *Service) ImportTransfer(ctx context.Context, h *domain.HSM, name string
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
+	if err := kcrypto.TransferAvailable(); err != nil {
+		return nil, err
+	}
 	kek, err := s.usable(ctx, h, p.KEKName, p.KEKVersion, OpImport)
 	if fault.KindOf(err) == fault.NotFound {
 		return nil, ErrNoKEK
@@ -184,6 +187,11 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 	}
 	if err := checkKEKOps(k.Type(), ops); err != nil {
 		return nil, err
+	}
+	if slices.Contains(ops, OpImport) {
+		if err := kcrypto.KeyExchangeKeysAvailable(); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkTags(tags); err != nil {
 		return nil, err

@@ -101,7 +101,10 @@ func releaseFields(k kcrypto.Key, exportable *bool, policy *ReleasePolicy) ([]by
 		return nil, nil
 	}
 	if !kcrypto.Releasable(k.Type(), k.Curve()) {
-		return nil, fault.Invalidf("only RSA, EC (P-256, P-384, P-521) and oct keys can be exportable, not %s %s", k.Type(), k.Curve())
+		return nil, fault.Invalidf("only RSA, EC (P-256, P-384, P-521) and oct keys can be exportable, not %s", keyKind(k))
+	}
+	if err := kcrypto.ReleaseAvailable(); err != nil {
+		return nil, err
 	}
 	p, err := normalizePolicy(policy)
 	if err != nil {
@@ -209,4 +212,17 @@ func (s *Service) Release(ctx context.Context, h *domain.HSM, name, version stri
 		return nil, err
 	}
 	return &Released{Version: s.view(h, &e.meta, nil), Ciphertext: ct}, nil
+}
+
+// keyKind names a key's type and, where it has one, its curve or
+// parameter set: "RSA", "EC P-256", "ML-DSA-65".
+func keyKind(k kcrypto.Key) string {
+	switch c := string(k.Curve()); {
+	case c == "":
+		return string(k.Type())
+	case strings.HasPrefix(c, string(k.Type())):
+		return c
+	default:
+		return string(k.Type()) + " " + c
+	}
 }

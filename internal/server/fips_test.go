@@ -44,6 +44,8 @@ var fipsRefuses = map[string]bool{
 	"ML-DSA":               true, // cloudflare/circl, outside the module
 	"ML-KEM-768 wrap":      true, // ends in AES key wrap
 	"CKM_RSA_AES_KEY_WRAP": true, // RSA-OAEP SHA-1 and AES-KWP (BYOK, key release)
+	"import":               true, // a key-exchange key opens only CKM_RSA_AES_KEY_WRAP
+	"exportable":           true, // a released key is wrapped with CKM_RSA_AES_KEY_WRAP
 }
 
 // refusedInFIPS reports whether the process is in FIPS mode and what is

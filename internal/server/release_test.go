@@ -121,6 +121,9 @@ func TestKeyRelease(t *testing.T) {
 
 	created, err := kc.CreateKey(ctx, "cvm-disk", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM), KeySize: to.Ptr[int32](2048),
 		KeyAttributes: &azkeys.KeyAttributes{Exportable: to.Ptr(true)}, ReleasePolicy: policy}, nil)
+	if refusedInFIPS(t, "exportable", err) {
+		return // the released key would be wrapped outside the module
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +143,6 @@ func TestKeyRelease(t *testing.T) {
 
 	rc := env.KeysClient(releaser.Cred)
 	res, err := rc.Release(ctx, "cvm-disk", "", azkeys.ReleaseParameters{TargetAttestationToken: &good, Nonce: to.Ptr("ADE0101")}, nil)
-	if refusedInFIPS(t, "CKM_RSA_AES_KEY_WRAP", err) {
-		return // the token and the policy passed; the wrapping is outside the module
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
