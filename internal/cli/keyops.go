@@ -6,6 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
@@ -28,8 +30,8 @@ func keySign(e *env) *cobra.Command {
 	return command(e, "sign", "Sign a digest with a key",
 		func(cmd *cobra.Command) {
 			t.register(cmd, true)
-			cmd.Flags().StringVarP(&alg, "algorithm", "a", "", "signature algorithm, e.g. RS256, PS256, ES256")
-			cmd.Flags().StringVar(&digest, "digest", "", "the digest to sign, base64")
+			cmd.Flags().StringVarP(&alg, "algorithm", "a", "", "signature algorithm: RS256/384/512, PS256/384/512, ES256/384/512, ES256K; ML-DSA-44/65/87 for ML-DSA keys")
+			cmd.Flags().StringVar(&digest, "digest", "", "the digest to sign, base64 (for ML-DSA, the message itself, at most 64 KiB: ML-DSA signs the bytes, not a digest)")
 			required(cmd, "algorithm", "digest")
 		},
 		func(ctx context.Context, c *client) (any, error) {
@@ -58,8 +60,8 @@ func keyVerify(e *env) *cobra.Command {
 	return command(e, "verify", "Verify a signature with a key",
 		func(cmd *cobra.Command) {
 			t.register(cmd, true)
-			cmd.Flags().StringVarP(&alg, "algorithm", "a", "", "signature algorithm")
-			cmd.Flags().StringVar(&digest, "digest", "", "the signed digest, base64")
+			cmd.Flags().StringVarP(&alg, "algorithm", "a", "", "signature algorithm, as it was signed with (see key sign)")
+			cmd.Flags().StringVar(&digest, "digest", "", "the signed digest, base64 (for ML-DSA, the signed message)")
 			cmd.Flags().StringVar(&signature, "signature", "", "the signature, base64")
 			required(cmd, "algorithm", "digest", "signature")
 		},
@@ -190,23 +192,62 @@ func keyDownload(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			resp, err := kc.GetKey(ctx, name, version, nil)
+			var raw keyResponse
+			resp, err := kc.GetKey(raw.capture(ctx), name, version, nil)
 			if err != nil {
 				return nil, explain(err)
 			}
-			pub, err := publicKeyOf(resp.Key)
+			der, err := publicKeyDER(resp.Key, raw.pub())
 			if err != nil {
 				return nil, err
-			}
-			der, err := x509.MarshalPKIXPublicKey(pub)
-			if err != nil {
-				return nil, fmt.Errorf("encoding the public key: %w", err)
 			}
 			if encoding == "PEM" {
 				der = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 			}
 			return nil, writeNewFile(file, der)
 		})
+}
+
+// publicKeyDER is a key's public key as a DER SubjectPublicKeyInfo: RSA
+// and EC keys from their JWK, post-quantum keys from their pub.
+func publicKeyDER(k *azkeys.JSONWebKey, pqPub []byte) ([]byte, error) {
+	if k != nil && k.Kty != nil && k.Crv != nil && pqPub != nil {
+		if oid, ok := pqKeyOIDs[string(*k.Crv)]; ok {
+			return pqPublicKeyInfo(oid, pqPub)
+		}
+	}
+	pub, err := publicKeyOf(k)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the public key: %w", err)
+	}
+	return der, nil
+}
+
+// pqKeyOIDs are NIST's algorithm identifiers for ML-DSA (RFC 9881) and
+// ML-KEM (RFC 9935) public keys, whose parameters are absent.
+var pqKeyOIDs = map[string]asn1.ObjectIdentifier{
+	"ML-DSA-44":   {2, 16, 840, 1, 101, 3, 4, 3, 17},
+	"ML-DSA-65":   {2, 16, 840, 1, 101, 3, 4, 3, 18},
+	"ML-DSA-87":   {2, 16, 840, 1, 101, 3, 4, 3, 19},
+	"ML-KEM-768":  {2, 16, 840, 1, 101, 3, 4, 4, 2},
+	"ML-KEM-1024": {2, 16, 840, 1, 101, 3, 4, 4, 3},
+}
+
+// pqPublicKeyInfo is a post-quantum public key as a SubjectPublicKeyInfo:
+// the algorithm's identifier and the key's FIPS 203/204 encoding.
+func pqPublicKeyInfo(oid asn1.ObjectIdentifier, pub []byte) ([]byte, error) {
+	der, err := asn1.Marshal(struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}{pkix.AlgorithmIdentifier{Algorithm: oid}, asn1.BitString{Bytes: pub, BitLength: 8 * len(pub)}})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the public key: %w", err)
+	}
+	return der, nil
 }
 
 // publicKeyOf is a JSON web key's public key (RSA or EC).
@@ -272,15 +313,15 @@ func keyImport(e *env) *cobra.Command {
 			f.StringVar(&pemString, "pem-string", "", "the private key's PEM, as text")
 			f.StringVar(&pemPassword, "pem-password", "", "not supported: decrypt the PEM first")
 			f.StringVar(&protection, "protection", "hsm", "hsm (a Managed HSM keeps every key in its HSM)")
-			f.StringArrayVar(&ops, "ops", nil, "permitted operations")
+			f.StringArrayVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey")
 			f.StringArrayVar(&tags, "tags", nil, "space-separated tags: key[=value]")
 			f.BoolVar(&disabled, "disabled", false, "import the key disabled")
 			f.StringVar(&expires, "expires", "", "expiry, UTC")
 			f.StringVar(&notBefore, "not-before", "", "activation time, UTC")
 			f.StringVar(&byokFile, "byok-file", "", "a BYOK key transfer file (.byok), made for one of the HSM's key-exchange keys")
 			f.StringVar(&byokString, "byok-string", "", "a BYOK key transfer blob, as text")
-			f.StringVar(&kty, "kty", "RSA", "with --byok-file: the transferred key's type: RSA, EC or oct")
-			f.StringVar(&curve, "curve", "", "with --byok-file and --kty EC: its curve")
+			f.StringVar(&kty, "kty", "RSA", "with --byok-file: the transferred key's type: RSA, EC or oct (RSA-HSM, EC-HSM, oct-HSM accepted); an EC key needs --kty EC")
+			f.StringVar(&curve, "curve", "", "with --byok-file and --kty EC: the key's curve, P-256, P-384 or P-521")
 			release.register(cmd, true)
 			cmd.MarkFlagsOneRequired("pem-file", "pem-string", "byok-file", "byok-string")
 			cmd.MarkFlagsMutuallyExclusive("pem-file", "pem-string", "byok-file", "byok-string")
@@ -303,12 +344,13 @@ func keyImport(e *env) *cobra.Command {
 						return nil, err
 					}
 				}
-				switch kty {
+				base := strings.TrimSuffix(kty, "-HSM")
+				switch base {
 				case "RSA", "EC", "oct":
 				default:
-					return nil, usagef("--kty %q: RSA, EC or oct", kty)
+					return nil, usagef("--kty %q: the transferred key's type must be RSA, EC or oct (RSA-HSM, EC-HSM, oct-HSM also accepted)", kty)
 				}
-				jwk = &azkeys.JSONWebKey{Kty: to.Ptr(azkeys.KeyType(kty + "-HSM")), T: blob}
+				jwk = &azkeys.JSONWebKey{Kty: to.Ptr(azkeys.KeyType(base + "-HSM")), T: blob}
 				if curve != "" {
 					jwk.Crv = to.Ptr(azkeys.CurveName(curve))
 				}
@@ -340,12 +382,13 @@ func keyImport(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			resp, err := kc.ImportKey(ctx, name, azkeys.ImportKeyParameters{Key: jwk, HSM: to.Ptr(true), KeyAttributes: a, Tags: parseTags(tags),
+			var raw keyResponse
+			resp, err := kc.ImportKey(raw.capture(ctx), name, azkeys.ImportKeyParameters{Key: jwk, HSM: to.Ptr(true), KeyAttributes: a, Tags: parseTags(tags),
 				ReleasePolicy: policy}, nil)
 			if err != nil {
 				return nil, explain(err)
 			}
-			return keyOut(resp.KeyBundle), nil
+			return keyOut(resp.KeyBundle, raw.pub()), nil
 		})
 	return spaceSeparated(cmd, "ops", "tags") // az takes space-separated lists
 }

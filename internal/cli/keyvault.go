@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -107,8 +109,8 @@ func keyCreate(e *env) *cobra.Command {
 			f.StringVar(&kty, "kty", "RSA-HSM", "key type: RSA-HSM, EC-HSM, oct-HSM (RSA, EC, oct accepted); EC-HSM with --curve; Keyward's ML-DSA and ML-KEM with --curve as the parameter set")
 			ktyFlag = f.Lookup("kty")
 			f.IntVar(&size, "size", 0, "key size in bits: RSA 2048/3072/4096, oct 128/192/256")
-			f.StringVar(&curve, "curve", "", "EC curve: P-256, P-384, P-521, P-256K; ML-DSA-44/65/87 or ML-KEM-768/1024 for those types")
-			f.StringArrayVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey")
+			f.StringVar(&curve, "curve", "", "the curve of an EC key (P-256, P-384, P-521, P-256K), or the parameter set of an ML-DSA key (ML-DSA-44, ML-DSA-65, ML-DSA-87) or ML-KEM key (ML-KEM-768, ML-KEM-1024)")
+			f.StringArrayVar(&ops, "ops", nil, "permitted operations: encrypt decrypt sign verify wrapKey unwrapKey; import alone makes an RSA key a key-exchange key (BYOK)")
 			f.StringArrayVar(&tags, "tags", nil, "space-separated tags: key[=value]")
 			f.BoolVar(&disabled, "disabled", false, "create the key disabled")
 			f.StringVar(&expires, "expires", "", "expiry, UTC, e.g. 2030-01-01T00:00:00Z")
@@ -139,11 +141,12 @@ func keyCreate(e *env) *cobra.Command {
 			if p.ReleasePolicy, err = release.apply(p.KeyAttributes); err != nil {
 				return nil, err
 			}
-			resp, err := kc.CreateKey(ctx, name, p, nil)
+			var raw keyResponse
+			resp, err := kc.CreateKey(raw.capture(ctx), name, p, nil)
 			if err != nil {
 				return nil, explain(err)
 			}
-			return keyOut(resp.KeyBundle), nil
+			return keyOut(resp.KeyBundle, raw.pub()), nil
 		})
 	return spaceSeparated(cmd, "ops", "tags")
 }
@@ -204,11 +207,12 @@ func keyShow(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			resp, err := kc.GetKey(ctx, name, version, nil)
+			var raw keyResponse
+			resp, err := kc.GetKey(raw.capture(ctx), name, version, nil)
 			if err != nil {
 				return nil, explain(err)
 			}
-			return keyOut(resp.KeyBundle), nil
+			return keyOut(resp.KeyBundle, raw.pub()), nil
 		})
 }
 
@@ -223,12 +227,13 @@ func keyShowDeleted(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			resp, err := kc.GetDeletedKey(ctx, name, nil)
+			var raw keyResponse
+			resp, err := kc.GetDeletedKey(raw.capture(ctx), name, nil)
 			if err != nil {
 				return nil, explain(err)
 			}
 			d := resp.DeletedKey
-			out := keyOut(azkeys.KeyBundle{Attributes: d.Attributes, Key: d.Key, ReleasePolicy: d.ReleasePolicy, Tags: d.Tags, Managed: d.Managed})
+			out := keyOut(azkeys.KeyBundle{Attributes: d.Attributes, Key: d.Key, ReleasePolicy: d.ReleasePolicy, Tags: d.Tags, Managed: d.Managed}, raw.pub())
 			out["recoveryId"], out["deletedDate"], out["scheduledPurgeDate"] = d.RecoveryID, timeOut(d.DeletedDate), timeOut(d.ScheduledPurgeDate)
 			return out, nil
 		})
@@ -304,11 +309,12 @@ func keySetAttributes(e *env) *cobra.Command {
 			for _, op := range ops {
 				p.KeyOps = append(p.KeyOps, to.Ptr(azkeys.KeyOperation(op)))
 			}
-			resp, err := kc.UpdateKey(ctx, name, version, p, nil)
+			var raw keyResponse
+			resp, err := kc.UpdateKey(raw.capture(ctx), name, version, p, nil)
 			if err != nil {
 				return nil, explain(err)
 			}
-			return keyOut(resp.KeyBundle), nil
+			return keyOut(resp.KeyBundle, raw.pub()), nil
 		})
 	cmd.Flags().Lookup("enabled").NoOptDefVal = "true" // az's three-state flag: --enabled alone is true
 	return spaceSeparated(cmd, "ops", "tags")
@@ -381,13 +387,15 @@ func keyByName(e *env, verb, short string) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
+			var raw keyResponse
+			ctx = raw.capture(ctx)
 			switch verb {
 			case "delete":
 				resp, err := kc.DeleteKey(ctx, name, nil)
 				if err != nil {
 					return nil, explain(err)
 				}
-				m := keyOut(azkeys.KeyBundle{Key: resp.Key, Attributes: resp.Attributes, Tags: resp.Tags})
+				m := keyOut(azkeys.KeyBundle{Key: resp.Key, Attributes: resp.Attributes, Tags: resp.Tags}, raw.pub())
 				m["recoveryId"], m["deletedDate"], m["scheduledPurgeDate"] = resp.RecoveryID, timeOut(resp.DeletedDate), timeOut(resp.ScheduledPurgeDate)
 				return m, nil
 			case "recover":
@@ -395,7 +403,7 @@ func keyByName(e *env, verb, short string) *cobra.Command {
 				if err != nil {
 					return nil, explain(err)
 				}
-				return keyOut(resp.KeyBundle), nil
+				return keyOut(resp.KeyBundle, raw.pub()), nil
 			case "purge":
 				_, err := kc.PurgeDeletedKey(ctx, name, nil)
 				return nil, explain(err)
@@ -404,7 +412,7 @@ func keyByName(e *env, verb, short string) *cobra.Command {
 			if err != nil {
 				return nil, explain(err)
 			}
-			return keyOut(resp.KeyBundle), nil
+			return keyOut(resp.KeyBundle, raw.pub()), nil
 		})
 }
 
@@ -451,11 +459,12 @@ func keyRestore(e *env) *cobra.Command {
 			if err != nil {
 				return nil, fmt.Errorf("reading backup: %w", err)
 			}
-			resp, err := kc.RestoreKey(ctx, azkeys.RestoreKeyParameters{KeyBackup: blob}, nil)
+			var raw keyResponse
+			resp, err := kc.RestoreKey(raw.capture(ctx), azkeys.RestoreKeyParameters{KeyBackup: blob}, nil)
 			if err != nil {
 				return nil, explain(err)
 			}
-			return keyOut(resp.KeyBundle), nil
+			return keyOut(resp.KeyBundle, raw.pub()), nil
 		})
 }
 
@@ -475,8 +484,41 @@ func explain(err error) error {
 	return &apiError{Status: re.StatusCode, Code: re.ErrorCode, Message: fmt.Sprintf("the server answered %d", re.StatusCode)}
 }
 
-// keyOut renders a key bundle as az prints it.
-func keyOut(b azkeys.KeyBundle) map[string]any {
+// keyResponse captures a key response's JSON for what azkeys drops: a
+// post-quantum key's public key, the JWK's pub.
+type keyResponse struct{ raw *http.Response }
+
+func (r *keyResponse) capture(ctx context.Context) context.Context {
+	return runtime.WithCaptureResponse(ctx, &r.raw)
+}
+
+// pub is the response's key.pub, or nil when it has none.
+func (r *keyResponse) pub() []byte {
+	if r.raw == nil {
+		return nil
+	}
+	body, err := runtime.Payload(r.raw)
+	if err != nil {
+		return nil
+	}
+	var v struct {
+		Key struct {
+			Pub string `json:"pub"`
+		} `json:"key"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return nil
+	}
+	pub, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v.Key.Pub, "="))
+	if err != nil || len(pub) == 0 {
+		return nil
+	}
+	return pub
+}
+
+// keyOut renders a key bundle as az prints it, with a post-quantum key's
+// pub (a Keyward extension) beside the members az knows.
+func keyOut(b azkeys.KeyBundle, pub []byte) map[string]any {
 	k := map[string]any{}
 	if b.Key != nil {
 		enc := func(v []byte) any {
@@ -492,6 +534,9 @@ func keyOut(b azkeys.KeyBundle) map[string]any {
 		k = map[string]any{"kid": str(b.Key.KID), "kty": str(b.Key.Kty), "keyOps": ops, "n": enc(b.Key.N), "e": enc(b.Key.E),
 			"crv": str(b.Key.Crv), "x": enc(b.Key.X), "y": enc(b.Key.Y), "d": nil, "dp": nil, "dq": nil, "k": nil, "p": nil,
 			"q": nil, "qi": nil, "t": nil}
+		if pub != nil {
+			k["pub"] = enc(pub)
+		}
 	}
 	return map[string]any{"key": k, "attributes": attrsOut(b.Attributes), "tags": tagsOut(b.Tags), "managed": b.Managed,
 		"releasePolicy": releasePolicyOut(b.ReleasePolicy)}

@@ -102,7 +102,7 @@ func keyRelease(e *env) *cobra.Command {
 			f := cmd.Flags()
 			f.StringVar(&target, "target", "", "the workload's attestation token (a JWT), or @file")
 			f.StringVarP(&algorithm, "algorithm", "a", "", "how the key is wrapped: CKM_RSA_AES_KEY_WRAP (default), RSA_AES_KEY_WRAP_256, RSA_AES_KEY_WRAP_384")
-			f.StringVar(&nonce, "nonce", "", "a nonce the HSM signs with the key, for the workload to check")
+			f.StringVar(&nonce, "nonce", "", "a nonce the HSM echoes in the signed answer (signed with the HSM's TLS key, not the released key), for the workload to check")
 			required(cmd, "target")
 		},
 		func(ctx context.Context, c *client) (any, error) {

@@ -3,8 +3,12 @@ package cli
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,6 +103,31 @@ func TestKeyReleaseCLI(t *testing.T) {
 		t.Fatalf("release payload: %+v", payload)
 	}
 
+	// The workload opens the key with the README's commands (OpenSSL),
+	// and finds the HSM's key.
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "workload.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: mustPKCS8(t, workload)})))
+	writeFile(t, tokenFile, maa.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, time.Minute))
+	writeFile(t, filepath.Join(dir, "released.jws"), releaser.ok("keyvault", "key", "release", "--hsm-name", "dev", "--name", "cvm-disk",
+		"--target", "@"+tokenFile, "--query", "value", "-o", "tsv"))
+	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", readmeBlock(t, "TestKeyReleaseCLI runs this block"))
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Private-Key: (2048 bit") {
+		t.Fatalf("the README's commands did not open the released key: %v\n%s", err, out)
+	}
+	der, err := os.ReadFile(filepath.Join(dir, "released.der"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	released, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := strings.TrimSpace(admin.ok("keyvault", "key", "show", "--hsm-name", "dev", "--name", "cvm-disk", "--query", "key.n", "-o", "tsv"))
+	if rk, ok := released.(*rsa.PrivateKey); !ok || base64.StdEncoding.EncodeToString(rk.N.Bytes()) != n {
+		t.Fatal("the key the README's commands opened is not the HSM's key")
+	}
+
 	// A token that has expired is refused, with Azure's message; so is
 	// the release for the admin's key that is not exportable.
 	writeFile(t, tokenFile, maa.Token(t, attestationtest.SEVSNP(), &workload.PublicKey, -10*time.Minute))
@@ -117,4 +146,35 @@ func TestKeyReleaseCLI(t *testing.T) {
 	if errs := admin.fails(exitFailure, "keyvault", "key", "set-attributes", "--hsm-name", "dev", "--name", "cvm-disk", "--policy", policyFile); !strings.Contains(errs, "AKV.SKR.1020") {
 		t.Fatalf("changing an immutable policy: %q", errs)
 	}
+}
+
+func mustPKCS8(t *testing.T, key any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// readmeBlock is the shell block of the README that follows the
+// readme-test marker containing marker, as written.
+func readmeBlock(t *testing.T, marker string) string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), marker)
+	if !ok {
+		t.Fatalf("the README has no block marked %q", marker)
+	}
+	_, block, ok := strings.Cut(after, "```sh\n")
+	if ok {
+		block, _, ok = strings.Cut(block, "```")
+	}
+	if !ok {
+		t.Fatalf("the README's block marked %q is not a shell block", marker)
+	}
+	return block
 }

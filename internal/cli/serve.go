@@ -102,7 +102,7 @@ when it returns. See examples/cluster/haproxy.cfg and the README.`,
 	f.BoolVar(&fips, "fips", false,
 		"run in FIPS 140-3 mode: Go's FIPS 140-3 module only, strictly enforced (GODEBUG=fips140=only); what it does not cover is refused (see the README)")
 	f.BoolVar(&cfg.AllowPrivateEndpoints, "allow-private-endpoints", false,
-		"let storage endpoints and federated issuers that callers name use http and loopback or private addresses (default: on with --dev, for Azurite)")
+		"let storage endpoints and federated issuers that callers name use http and loopback or private addresses (default: on with --dev, for Azurite); attestation authorities may then be private too, but stay https")
 	return cmd
 }
 

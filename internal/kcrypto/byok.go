@@ -72,7 +72,7 @@ func OpenTransferBlob(kek Key, ciphertext []byte, kty KeyType, crv Curve) (Key, 
 		switch p := parsed.(type) {
 		case *rsa.PrivateKey:
 			if kty != RSA {
-				return nil, fault.Invalidf("the transferred key is an RSA key, not %s", kty)
+				return nil, fault.Invalidf("the transferred key is an RSA key, not %s: import it as RSA-HSM (az: --kty RSA)", kty)
 			}
 			if !rsaSizes[p.N.BitLen()] {
 				return nil, fault.Invalidf("RSA key size must be 2048, 3072 or 4096, got %d", p.N.BitLen())
@@ -81,7 +81,7 @@ func OpenTransferBlob(kek Key, ciphertext []byte, kty KeyType, crv Curve) (Key, 
 			k = &rsaKey{p}
 		case *ecdsa.PrivateKey:
 			if kty != EC {
-				return nil, fault.Invalidf("the transferred key is an EC key, not %s", kty)
+				return nil, fault.Invalidf("the transferred key is an EC key, not %s: import it as EC-HSM (az: --kty EC)", kty)
 			}
 			for c := range curveAlgorithm {
 				if ec, ok := nistCurve(c); ok && ec == p.Curve {
