@@ -82,9 +82,10 @@ func (v *Verifier) Verify(ctx context.Context, token string, authorities []strin
 		return nil, fault.Wrap(ErrToken, fmt.Errorf("the token's issuer %q is not an https URL", issuer))
 	}
 	if !slices.ContainsFunc(authorities, func(a string) bool { return releasepolicy.SameAuthority(a, issuer) }) {
-		return nil, fault.Wrap(ErrToken, fmt.Errorf("the key's release policy names no authority %s", issuer))
+		return nil, fault.Wrap(ErrToken, fmt.Errorf("the key's release policy names no authority %.200q", issuer))
 	}
-	set, err := v.keys.For(ctx, issuer)
+	// The keys of the authority's one spelling, whatever the token's.
+	set, err := v.keys.For(ctx, releasepolicy.CanonicalAuthority(issuer))
 	if err != nil {
 		return nil, fault.Wrap(ErrToken, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -140,4 +141,41 @@ func jwtNone(t *testing.T, claims jwt.MapClaims) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestIssuerSpellingsFetchOnce replays an attack: tokens signed by
+// anyone, whose issuer is a policy's authority spelt a new way each time
+// (a query, a fragment, a trailing slash), made the server fetch the
+// authority's metadata and keep a cache entry per spelling. The spellings
+// with a query or fragment are refused before any fetch; the others share
+// the authority's one fetch.
+func TestIssuerSpellingsFetchOnce(t *testing.T) {
+	ctx := context.Background()
+	a := newAuthority(t, true)
+	v := NewVerifier(a.srv.Client(), time.Now)
+	forger, _ := rsa.GenerateKey(rand.Reader, 2048)
+	forge := func(iss string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": iss, "exp": time.Now().Add(time.Minute).Unix()})
+		tok.Header["kid"] = "k"
+		s, err := tok.SignedString(forger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for i := range 20 {
+		for _, iss := range []string{
+			fmt.Sprintf("%s/?n=%d", a.srv.URL, i),
+			fmt.Sprintf("%s#%d", a.srv.URL, i),
+			a.srv.URL + strings.Repeat("/", i%2),
+			strings.Replace(a.srv.URL, "https://", "HTTPS://", 1),
+		} {
+			if _, err := v.Verify(ctx, forge(iss), []string{a.srv.URL}); !errors.Is(err, ErrToken) {
+				t.Fatalf("a forged token from %q: %v", iss, err)
+			}
+		}
+	}
+	if n := a.fetches.Load(); n != 1 {
+		t.Fatalf("the authority's metadata was fetched %d times, want once", n)
+	}
 }

@@ -202,7 +202,7 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 	if err := applyAttributes(&v, a); err != nil {
 		return nil, err
 	}
-	if v.ReleasePolicy, err = releaseFields(k, a.Exportable, policy); err != nil {
+	if v.ReleasePolicy, err = releaseFields(k, ops, a.Exportable, policy); err != nil {
 		return nil, err
 	}
 	v.Exportable = len(v.ReleasePolicy) > 0

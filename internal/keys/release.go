@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 
 	"github.com/keyward/keyward/internal/domain"
@@ -41,6 +42,9 @@ var (
 	ErrImmutablePolicy = fault.New(fault.Invalid, "BadParameter", "AKV.SKR.1020: Immutable Key Release Policy cannot be modified.")
 	// ErrNotExportable refuses to release a version that is not exportable.
 	ErrNotExportable = fault.New(fault.Invalid, "BadParameter", "The key is not exportable: only a key created or imported with exportable true and a release policy can be released.")
+	// ErrExportableKEK refuses a key-exchange key that would be exportable:
+	// released, it would open every BYOK blob ever sent to it.
+	ErrExportableKEK = ErrKEKOps.With("A key-exchange key (import) cannot be exportable: its private part never leaves the HSM.")
 	// ErrPolicyNotSatisfied refuses a token whose authority or claims the
 	// policy does not accept; the failing condition is kept for the log.
 	ErrPolicyNotSatisfied = fault.New(fault.Forbidden, "Forbidden", "The attestation token does not satisfy the key's release policy.")
@@ -90,7 +94,7 @@ func decodePolicy(b []byte) *ReleasePolicy {
 
 // releaseFields checks a new version's exportable attribute and policy
 // together, and returns the policy to store (nil for a key that stays in).
-func releaseFields(k kcrypto.Key, exportable *bool, policy *ReleasePolicy) ([]byte, error) {
+func releaseFields(k kcrypto.Key, ops []string, exportable *bool, policy *ReleasePolicy) ([]byte, error) {
 	export := exportable != nil && *exportable
 	switch {
 	case export && policy == nil:
@@ -102,6 +106,9 @@ func releaseFields(k kcrypto.Key, exportable *bool, policy *ReleasePolicy) ([]by
 	}
 	if !kcrypto.Releasable(k.Type(), k.Curve()) {
 		return nil, fault.Invalidf("only RSA, EC (P-256, P-384, P-521) and oct keys can be exportable, not %s", keyKind(k))
+	}
+	if slices.Contains(ops, OpImport) {
+		return nil, ErrExportableKEK
 	}
 	if err := kcrypto.ReleaseAvailable(); err != nil {
 		return nil, err
@@ -184,6 +191,9 @@ func (s *Service) releasable(ctx context.Context, h *domain.HSM, name, version s
 	policy := decodePolicy(e.meta.ReleasePolicy)
 	if !e.meta.Exportable || policy == nil {
 		return nil, nil, ErrNotExportable
+	}
+	if slices.Contains(e.meta.Ops, OpImport) { // made before KEKs were refused exportable
+		return nil, nil, ErrExportableKEK
 	}
 	parsed, err := releasepolicy.Parse(policy.Data)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/sync/singleflight"
 )
 
 // How long an issuer's keys, or the failure to fetch them, are remembered.
@@ -26,6 +27,9 @@ const (
 	FailureTTL   = 30 * time.Second
 	fetchTimeout = 10 * time.Second
 	maxDocument  = 1 << 20
+	// MaxIssuers bounds the cache: past it, expired entries go, then the
+	// oldest.
+	MaxIssuers = 256
 )
 
 // Keys fetches and caches issuers' signing keys. Only https URLs are
@@ -37,6 +41,9 @@ type Keys struct {
 	// Azure SDKs' attestation mock has none); one that names another
 	// issuer is refused either way.
 	issuerOptional bool
+
+	// fetching has one fetch per issuer in flight, whoever asks.
+	fetching singleflight.Group
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -81,14 +88,42 @@ func (k *Keys) For(ctx context.Context, issuer string) (jose.JSONWebKeySet, erro
 		}
 	}
 	// The result is cached for everyone, so a caller that gives up must not
-	// cut the fetch short and leave a failure behind.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-	defer cancel()
-	set, err := k.fetch(fctx, issuer)
+	// cut the fetch short and leave a failure behind; callers who ask while
+	// it runs wait for it rather than fetch again.
+	ch := k.fetching.DoChan(issuer, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		set, err := k.fetch(fctx, issuer)
+		k.store(issuer, cached{keys: set, err: err, fetched: k.now()})
+		return set, err
+	})
+	select {
+	case r := <-ch:
+		set, _ := r.Val.(jose.JSONWebKeySet)
+		return set, r.Err
+	case <-ctx.Done():
+		return jose.JSONWebKeySet{}, ctx.Err()
+	}
+}
+
+// store caches c for issuer, making room first when the cache is full.
+func (k *Keys) store(issuer string, c cached) {
 	k.mu.Lock()
-	k.cache[issuer] = cached{keys: set, err: err, fetched: k.now()}
-	k.mu.Unlock()
-	return set, err
+	defer k.mu.Unlock()
+	if _, ok := k.cache[issuer]; !ok && len(k.cache) >= MaxIssuers {
+		oldest, at := "", c.fetched
+		for name, e := range k.cache {
+			if c.fetched.Sub(e.fetched) >= KeysTTL {
+				delete(k.cache, name)
+			} else if !e.fetched.After(at) {
+				oldest, at = name, e.fetched
+			}
+		}
+		if len(k.cache) >= MaxIssuers {
+			delete(k.cache, oldest)
+		}
+	}
+	k.cache[issuer] = c
 }
 
 func (k *Keys) fetch(ctx context.Context, issuer string) (jose.JSONWebKeySet, error) {

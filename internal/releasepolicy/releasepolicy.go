@@ -74,7 +74,10 @@ func Parse(data []byte) (*Policy, error) {
 	if err := decode(data, &top); err != nil {
 		return nil, ErrInvalid.With("The key release policy is not a JSON object.")
 	}
-	fields := folded(top)
+	fields, err := folded(top)
+	if err != nil {
+		return nil, err
+	}
 	var version string
 	if err := decode(fields["version"], &version); err != nil || (version != "1.0.0" && version != "1.0") {
 		return nil, ErrInvalid.With("Key Release Policy: the 'version' property must be \"1.0.0\".")
@@ -100,7 +103,10 @@ func parseAuthority(data json.RawMessage, budget *int) (Authority, error) {
 	if err := decode(data, &obj); err != nil {
 		return Authority{}, ErrInvalid.With("Key Release Policy: each entry of 'anyOf' is an object with an authority.")
 	}
-	fields := folded(obj)
+	fields, err := folded(obj)
+	if err != nil {
+		return Authority{}, err
+	}
 	var a Authority
 	if err := decode(fields["authority"], &a.URL); err != nil || !isHTTPS(a.URL) {
 		return Authority{}, ErrInvalid.With("Key Release Policy: each authority is an https URL.")
@@ -157,7 +163,10 @@ func parseCondition(data json.RawMessage, budget *int, depth int) (Condition, er
 	if err := decode(data, &obj); err != nil {
 		return Condition{}, ErrInvalid.With("Key Release Policy: a condition is a JSON object.")
 	}
-	fields := folded(obj)
+	fields, err := folded(obj)
+	if err != nil {
+		return Condition{}, err
+	}
 	g, err := parseGroup(fields, budget, depth+1)
 	if err != nil {
 		return Condition{}, err
@@ -235,30 +244,42 @@ func decode(data []byte, v any) error {
 }
 
 // folded keys an object's fields by their lowercase names: Azure's
-// grammar writes anyof, its services write anyOf.
-func folded(m map[string]json.RawMessage) map[string]json.RawMessage {
+// grammar writes anyof, its services write anyOf. Two fields of one name
+// in two spellings are refused: which one won would be chance.
+func folded(m map[string]json.RawMessage) (map[string]json.RawMessage, error) {
 	out := make(map[string]json.RawMessage, len(m))
 	for k, v := range m {
-		out[strings.ToLower(k)] = v
+		lk := strings.ToLower(k)
+		if _, dup := out[lk]; dup {
+			return nil, ErrInvalid.With("Key Release Policy: the property %.64q is given twice, in two spellings.", lk)
+		}
+		out[lk] = v
 	}
-	return out
+	return out, nil
 }
 
-func isHTTPS(s string) bool {
+func isHTTPS(s string) bool { return CanonicalAuthority(s) != "" }
+
+// CanonicalAuthority is an authority's one spelling, under which its
+// keys are fetched and cached: https, the host in lower case, the path
+// without a trailing slash. It is "" for anything else, user info, a
+// query or a fragment included, so that a token cannot name an authority
+// in endless spellings.
+func CanonicalAuthority(s string) string {
 	u, err := url.Parse(s)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil
+	if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery ||
+		u.Fragment != "" || u.Opaque != "" {
+		return ""
+	}
+	return "https://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.EscapedPath(), "/")
 }
 
-// SameAuthority compares an authority with a token's issuer: scheme and
-// host without regard to case, and one trailing slash either way.
+// SameAuthority compares an authority with a token's issuer: both plain
+// https URLs, with the same canonical spelling (scheme and host without
+// regard to case, one trailing slash either way).
 func SameAuthority(a, b string) bool {
-	ua, err1 := url.Parse(a)
-	ub, err2 := url.Parse(b)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) &&
-		strings.TrimSuffix(ua.Path, "/") == strings.TrimSuffix(ub.Path, "/")
+	ca := CanonicalAuthority(a)
+	return ca != "" && ca == CanonicalAuthority(b)
 }
 
 // Marshal writes p in version 1.0.0's form, with Azure's field order.

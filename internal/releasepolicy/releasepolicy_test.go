@@ -153,3 +153,23 @@ func FuzzParse(f *testing.F) {
 		p.Evaluate(p.Authorities[0].URL, m)
 	})
 }
+
+// TestCaseCollidingFieldsAreRefused replays an attack: a policy with
+// anyOf and anyof (or claim and Claim) was stored as either of its two
+// readings, by the chance of map order, so the policy a reviewer approved
+// need not be the one kept. Such a policy is refused at every level.
+func TestCaseCollidingFieldsAreRefused(t *testing.T) {
+	strict := `{"authority":"https://strict.example","allOf":[{"claim":"a","equals":"1"}]}`
+	loose := `{"authority":"https://evil.example","allOf":[{"claim":"a","equals":"1"}]}`
+	for name, policy := range map[string]string{
+		"top":       `{"version":"1.0.0","anyOf":[` + strict + `],"anyof":[` + loose + `]}`,
+		"authority": `{"version":"1.0.0","anyOf":[{"authority":"https://strict.example","Authority":"https://evil.example","allOf":[{"claim":"a","equals":"1"}]}]}`,
+		"condition": `{"version":"1.0.0","anyOf":[{"authority":"https://strict.example","allOf":[{"claim":"a","Claim":"b","equals":"1"}]}]}`,
+	} {
+		for range 20 {
+			if _, err := Parse([]byte(policy)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "two spellings") {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+	}
+}

@@ -119,6 +119,12 @@ func TestKeyRelease(t *testing.T) {
 		ReleasePolicy: &azkeys.KeyReleasePolicy{EncodedPolicy: []byte(`{"version":"1.0.0","anyOf":[]}`)}}, nil)
 	expectStatus(t, err, 400, "BadParameter")
 
+	// A key-exchange key never leaves: released, it would open every BYOK
+	// blob sent to it.
+	_, err = kc.CreateKey(ctx, "kek", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM), KeyOps: []*azkeys.KeyOperation{to.Ptr(azkeys.KeyOperationImport)},
+		KeyAttributes: &azkeys.KeyAttributes{Exportable: to.Ptr(true)}, ReleasePolicy: policy}, nil)
+	expectStatus(t, err, 400, "BadParameter")
+
 	created, err := kc.CreateKey(ctx, "cvm-disk", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSAHSM), KeySize: to.Ptr[int32](2048),
 		KeyAttributes: &azkeys.KeyAttributes{Exportable: to.Ptr(true)}, ReleasePolicy: policy}, nil)
 	if refusedInFIPS(t, "exportable", err) {
