@@ -525,7 +525,7 @@ func (d *Directory) AuthenticateClient(ctx context.Context, appID, secret string
 			break
 		}
 	}
-	encoded := dummyHash
+	encoded := dummyArgon2id // legacy secrets are Argon2id hashes, FIPS mode or not
 	if match != nil {
 		encoded = match.Hash
 	}
@@ -540,7 +540,7 @@ func (d *Directory) AuthenticateClient(ctx context.Context, appID, secret string
 }
 
 // AuthenticateUser checks a user's password. An unknown user costs one
-// Argon2id hash as a known one does. Hashes run in a bounded number of
+// slow hash as a known one does. Hashes run in a bounded number of
 // slots; when none frees up in time it returns ErrBusy.
 func (d *Directory) AuthenticateUser(ctx context.Context, upn, password string) (*Principal, error) {
 	var p *Principal
@@ -551,7 +551,8 @@ func (d *Directory) AuthenticateUser(ctx context.Context, upn, password string) 
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	encoded := dummyHash
+	dummy := dummyHash()
+	encoded := dummy
 	if p != nil && p.PasswordHash != "" {
 		encoded = p.PasswordHash
 	}
@@ -559,7 +560,7 @@ func (d *Directory) AuthenticateUser(ctx context.Context, upn, password string) 
 	if err != nil {
 		return nil, err
 	}
-	if !ok || encoded == dummyHash {
+	if !ok || encoded == dummy {
 		return nil, ErrInvalidPassword
 	}
 	return p, nil

@@ -2,8 +2,11 @@ package identity
 
 import (
 	"context"
+	"crypto/fips140"
 	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
@@ -31,7 +34,10 @@ import (
 //
 // A password is chosen by a person and may be weak, so it is stored as
 // salted Argon2id. Each check costs 19 MiB and tens of milliseconds;
-// Directory runs at most a few at once (see ErrBusy).
+// Directory runs at most a few at once (see ErrBusy). In FIPS 140-3 mode
+// Argon2id is outside Go's module, so new passwords are stored as
+// PBKDF2-HMAC-SHA-512 (NIST SP 800-132), which is in it; hashes made
+// before still check until the password changes.
 
 // Argon2id parameters: OWASP's minimum recommendation (19 MiB, 2 passes).
 // They are written into each hash, so raising them later keeps old hashes
@@ -43,23 +49,42 @@ const (
 	argonKeyLen  = 32
 )
 
+// PBKDF2 parameters for FIPS mode: OWASP's figure for HMAC-SHA-512.
+const (
+	pbkdf2Iterations = 210_000
+	pbkdf2KeyLen     = 32
+	// maxPBKDF2Iterations bounds a stored hash's work when it is checked.
+	maxPBKDF2Iterations = 10_000_000
+)
+
 var b64 = base64.RawStdEncoding
 
-// hashSecret returns a PHC-style Argon2id hash of secret with a fresh salt.
+// hashSecret returns a PHC-style hash of secret with a fresh salt:
+// Argon2id, or PBKDF2-HMAC-SHA-512 in FIPS 140-3 mode.
 func hashSecret(rand io.Reader, secret string) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := io.ReadFull(rand, salt); err != nil {
 		return "", fmt.Errorf("identity: reading salt: %w", err)
+	}
+	if fips140.Enforced() {
+		sum, err := pbkdf2.Key(sha512.New, secret, salt, pbkdf2Iterations, pbkdf2KeyLen)
+		if err != nil {
+			return "", fmt.Errorf("identity: hashing a password: %w", err)
+		}
+		return fmt.Sprintf("$pbkdf2-sha512$i=%d$%s$%s", pbkdf2Iterations, b64.EncodeToString(salt), b64.EncodeToString(sum)), nil
 	}
 	sum := argon2.IDKey([]byte(secret), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
 		b64.EncodeToString(salt), b64.EncodeToString(sum)), nil
 }
 
-// checkSecret reports whether secret matches the Argon2id hash encoded, in
-// constant time with respect to the secret.
+// checkSecret reports whether secret matches the Argon2id or PBKDF2 hash
+// encoded, in constant time with respect to the secret.
 func checkSecret(encoded, secret string) bool {
 	parts := strings.Split(encoded, "$")
+	if len(parts) == 5 && parts[1] == "pbkdf2-sha512" {
+		return checkPBKDF2(parts[2:], secret)
+	}
 	if len(parts) != 6 || parts[1] != "argon2id" {
 		return false
 	}
@@ -77,9 +102,35 @@ func checkSecret(encoded, secret string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
+// checkPBKDF2 checks secret against a PBKDF2 hash's "i=N", salt and sum.
+func checkPBKDF2(parts []string, secret string) bool {
+	var iter int
+	if _, err := fmt.Sscanf(parts[0], "i=%d", &iter); err != nil || iter < 1 || iter > maxPBKDF2Iterations {
+		return false
+	}
+	salt, err1 := b64.DecodeString(parts[1])
+	want, err2 := b64.DecodeString(parts[2])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got, err := pbkdf2.Key(sha512.New, secret, salt, iter, len(want))
+	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
+}
+
 // dummyHash is checked against when there is no password to check, so that
-// a wrong user name costs as long as a wrong password.
-const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0YmhU7ZsoRfJ3UqV3f3Zx8mLqf7kK1X3cT2VXn0Qm5o"
+// a wrong user name costs as long as a wrong password: a hash of the kind
+// hashSecret makes now.
+func dummyHash() string {
+	if fips140.Enforced() {
+		return dummyPBKDF2
+	}
+	return dummyArgon2id
+}
+
+const (
+	dummyArgon2id = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0YmhU7ZsoRfJ3UqV3f3Zx8mLqf7kK1X3cT2VXn0Qm5o"
+	dummyPBKDF2   = "$pbkdf2-sha512$i=210000$c2FsdHNhbHRzYWx0c2FsdA$5mOe4WcV0o1cY3bQ0m1rGm2mW7fX4m3mV1Xl0f2g8kM"
+)
 
 // ErrBusy is returned when a password cannot be checked now because as many
 // Argon2id hashes as the node allows are already running and none finished

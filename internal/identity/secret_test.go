@@ -156,7 +156,7 @@ func TestLegacySecrets(t *testing.T) {
 	for i, hint := range []string{"xyz", "abc", "abc"} {
 		hash := h
 		if i != 1 {
-			hash = dummyHash
+			hash = dummyArgon2id
 		}
 		cred := &store.Credential{ID: uuid.NewString(), PrincipalID: p.ID, Hash: hash, Hint: hint, Created: c.now(), Expires: c.now().Add(time.Hour)}
 		if err := db.Update(ctx, func(tx store.Tx) error { return tx.InsertCredential(ctx, cred) }); err != nil {
