@@ -113,13 +113,19 @@ func (k *mldsaKey) Size() int          { return 0 }
 func (k *mldsaKey) Curve() Curve       { return k.set }
 func (k *mldsaKey) Public() JSONWebKey { return JSONWebKey{Kty: MLDSA, Crv: k.set, Pub: k.pub} }
 
+// wrongParameterSet refuses an algorithm other than a post-quantum key's
+// one, its parameter set.
+func wrongParameterSet(alg Algorithm, set Curve) error {
+	return ErrUnsupportedAlgorithm.With("algorithm %q is not valid for this %s key: its algorithm is %s", alg, set, set)
+}
+
 // maxMessage bounds what an ML-DSA key signs in one request.
 const maxMessage = 64 << 10
 
 // Sign signs msg itself (not a digest), with the parameter set as alg.
 func (k *mldsaKey) Sign(_ io.Reader, alg Algorithm, msg []byte) ([]byte, error) {
 	if alg != Algorithm(k.set) {
-		return nil, unsupported(alg, MLDSA)
+		return nil, wrongParameterSet(alg, k.set)
 	}
 	if err := fipsMLDSA(); err != nil {
 		return nil, err
@@ -136,7 +142,7 @@ func (k *mldsaKey) Sign(_ io.Reader, alg Algorithm, msg []byte) ([]byte, error) 
 
 func (k *mldsaKey) Verify(alg Algorithm, msg, sig []byte) (bool, error) {
 	if alg != Algorithm(k.set) {
-		return false, unsupported(alg, MLDSA)
+		return false, wrongParameterSet(alg, k.set)
 	}
 	if err := fipsMLDSA(); err != nil {
 		return false, err
@@ -250,7 +256,7 @@ func (k *mlkemKey) Decrypt(alg Algorithm, _ Sealed) ([]byte, error) {
 // draws its own randomness.)
 func (k *mlkemKey) WrapKey(_ io.Reader, alg Algorithm, key []byte) ([]byte, error) {
 	if alg != Algorithm(k.set) {
-		return nil, unsupported(alg, MLKEM)
+		return nil, wrongParameterSet(alg, k.set)
 	}
 	if err := fipsAESKeyWrap("Wrapping with " + string(k.set)); err != nil {
 		return nil, err
@@ -268,7 +274,7 @@ func (k *mlkemKey) WrapKey(_ io.Reader, alg Algorithm, key []byte) ([]byte, erro
 
 func (k *mlkemKey) UnwrapKey(alg Algorithm, wrapped []byte) ([]byte, error) {
 	if alg != Algorithm(k.set) {
-		return nil, unsupported(alg, MLKEM)
+		return nil, wrongParameterSet(alg, k.set)
 	}
 	if err := fipsAESKeyWrap("Unwrapping with " + string(k.set)); err != nil {
 		return nil, err

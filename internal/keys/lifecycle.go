@@ -116,6 +116,27 @@ func checkKEKOps(kty kcrypto.KeyType, ops []string) error {
 	return nil
 }
 
+// onlyOps are the operations of the key types that cannot do every one
+// of Azure's: a post-quantum key does one thing.
+var onlyOps = map[kcrypto.KeyType][]string{
+	kcrypto.MLDSA: {OpSign, OpVerify},
+	kcrypto.MLKEM: {OpWrapKey, OpUnwrapKey},
+}
+
+// checkTypeOps refuses an operation the key's type can never do.
+func checkTypeOps(kty kcrypto.KeyType, ops []string) error {
+	allowed, ok := onlyOps[kty]
+	if !ok {
+		return nil
+	}
+	for _, op := range ops {
+		if !slices.Contains(allowed, op) {
+			return fault.Invalidf("an %s key can only %s, not %s", kty, strings.Join(allowed, " and "), op)
+		}
+	}
+	return nil
+}
+
 // TransferParams import a key sent under a key-exchange key (BYOK).
 type TransferParams struct {
 	KEKName, KEKVersion string
@@ -186,6 +207,9 @@ func (s *Service) addVersion(ctx context.Context, h *domain.HSM, name string, k 
 		return nil, err
 	}
 	if err := checkKEKOps(k.Type(), ops); err != nil {
+		return nil, err
+	}
+	if err := checkTypeOps(k.Type(), ops); err != nil {
 		return nil, err
 	}
 	if slices.Contains(ops, OpImport) {
@@ -496,6 +520,9 @@ func (s *Service) Update(ctx context.Context, h *domain.HSM, name, version strin
 				return ErrKEKOps.With("A key's import operation (a key-exchange key's) cannot be added or taken away: create a new key.")
 			}
 			if err := checkKEKOps(kcrypto.KeyType(v.Kty), p.Ops); err != nil {
+				return err
+			}
+			if err := checkTypeOps(kcrypto.KeyType(v.Kty), p.Ops); err != nil {
 				return err
 			}
 			v.Ops = p.Ops

@@ -13,6 +13,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
+	"net"
+	"net/url"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -124,6 +126,16 @@ func TestBYOK(t *testing.T) {
 	expectStatus(t, err, 400, "BadParameter")
 	if _, err := kc.GetKey(ctx, "from-onprem", "", nil); err == nil {
 		t.Fatal("a refused import left a key")
+	}
+
+	// The KEK named at another of the HSM's addresses is the KEK: the
+	// bare address's key id, read with the SDK, and the CLI's
+	// {name}.mhsm.localhost one.
+	u, _ := url.Parse(string(*kek.Key.KID))
+	_, port, _ := net.SplitHostPort(u.Host)
+	u.Host = net.JoinHostPort("dev.mhsm.localhost", port)
+	if _, err := importBlob("via-other-address", byokBlob(t, u.String(), rsaPublic(kek.Key), der)); err != nil {
+		t.Fatalf("a blob naming the KEK at %s: %v", u.Host, err)
 	}
 
 	// The good blob: the key signs, and the signature verifies with the

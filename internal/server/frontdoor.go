@@ -190,6 +190,13 @@ func (s *Server) route(hostport, path string) destination {
 	return destination{}
 }
 
+// hostHSM names the HSM whose data plane hostport serves, as the routing
+// table reads it: a key id may name its HSM by any of its addresses.
+func (s *Server) hostHSM(hostport string) (string, bool) {
+	d := s.route(hostport, "/keys")
+	return d.hsm, d.surface == surfaceDataPlane && d.hsm != ""
+}
+
 // isTenantPIMPath tells whether path is a tenant-wide collection of the
 // resource manager's PIM: role eligibility and assignment schedules and
 // their requests and instances, policies, and approvals.

@@ -460,7 +460,7 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.data = dataplane.New(keySvc, s.rbac, s.registry, backups,
-		dataplane.Release{Verifier: attestation.NewVerifier(fedClient, realTime), Signer: releaseSigner}, s.log)
+		dataplane.Release{Verifier: attestation.NewVerifier(fedClient, realTime), Signer: releaseSigner}, s.hostHSM, s.log)
 	subscription, err := s.nodeID(ctx, func(n *store.NodeSettings) *string { return &n.SubscriptionID })
 	if err != nil {
 		return err

@@ -47,9 +47,15 @@ type API struct {
 	hsms    *domain.Registry
 	backups *backup.Service
 	release Release
+	hostHSM HostHSM
 	log     *slog.Logger
 	ops     []operation
 }
+
+// HostHSM names the HSM whose data plane a host (with its port) serves,
+// by whichever of its addresses: its own name under the DNS suffix, the
+// bare listen address of the dev HSM, Azure's name in drop-in use.
+type HostHSM func(hostport string) (hsm string, ok bool)
 
 // Release is what secure key release needs beside the keys: a verifier of
 // attestation tokens, and the signer of what is released.
@@ -60,9 +66,9 @@ type Release struct {
 
 // New returns the data-plane API; r both decides requests and serves the
 // role management operations, hsms serves the security domain, b the full
-// backups, rel key release.
-func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, b *backup.Service, rel Release, log *slog.Logger) *API {
-	return &API{keys: k, rbac: r, hsms: hsms, backups: b, release: rel, log: log, ops: allOperations()}
+// backups, rel key release; hostHSM reads the HSM a key id names.
+func New(k *keys.Service, r *rbac.Service, hsms *domain.Registry, b *backup.Service, rel Release, hostHSM HostHSM, log *slog.Logger) *API {
+	return &API{keys: k, rbac: r, hsms: hsms, backups: b, release: rel, hostHSM: hostHSM, log: log, ops: allOperations()}
 }
 
 // call is one matched request.

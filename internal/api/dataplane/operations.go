@@ -221,12 +221,18 @@ func parseTransferBlob(b []byte) (*transferBlob, error) {
 	return &t, nil
 }
 
-// localKeyID splits a key id of this HSM ({base}/keys/{name}[/{version}])
-// into its name and version.
+// localKeyID splits a key id of this HSM ({base}/keys/{name}[/{version}],
+// at any of the HSM's addresses) into its name and version.
 func (a *API) localKeyID(c *call, kid string) (name, version string, ok bool) {
 	u, err := url.Parse(kid)
-	if err != nil || !strings.EqualFold(u.Host, hostOf(c.base)) {
+	if err != nil || u.Scheme != "https" {
 		return "", "", false
+	}
+	if !strings.EqualFold(u.Host, hostOf(c.base)) {
+		hsm, ok := a.hostHSM(u.Host)
+		if !ok || !strings.EqualFold(hsm, c.hsm.Name) {
+			return "", "", false
+		}
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 	if len(parts) < 2 || len(parts) > 3 || !strings.EqualFold(parts[0], "keys") || parts[1] == "" {
