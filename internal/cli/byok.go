@@ -32,7 +32,7 @@ func newBYOKCmd(e *env) *cobra.Command {
 			f.StringVar(&octHex, "oct-hex", "", "or an AES key to transfer, in hex (16, 24 or 32 bytes)")
 			f.StringVar(&kekFile, "kek-file", "", "the KEK's public key, PEM (keyvault key download --encoding PEM)")
 			f.StringVar(&kekKid, "kek-kid", "", "the KEK's key id (keyvault key show --query key.kid)")
-			f.StringVar(&outFile, "file", "", "the .byok file to write")
+			f.StringVar(&outFile, "file", "", "the .byok file to write (it must not exist)")
 			cmd.MarkFlagsOneRequired("key", "oct-hex")
 			cmd.MarkFlagsMutuallyExclusive("key", "oct-hex")
 			required(cmd, "kek-file", "kek-kid", "file")
@@ -63,7 +63,7 @@ func newBYOKCmd(e *env) *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			if err := os.WriteFile(outFile, b, 0o600); err != nil {
+			if err := writeNewFile(outFile, b); err != nil {
 				return nil, err
 			}
 			return map[string]string{"file": outFile, "kty": kty, "kek": kekKid}, nil

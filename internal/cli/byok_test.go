@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,6 +47,26 @@ func TestBYOKWalkthrough(t *testing.T) {
 	if !ecdsa.Verify(&target.PublicKey, digest[:], new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])) {
 		t.Fatal("the signature does not verify with the on-premises key's public key")
 	}
+
+	// What a newcomer gets wrong is said in words: a file that exists is
+	// not overwritten, an Ed25519 key is not a key a Managed HSM holds,
+	// and an EC key's file is not an AES key's.
+	if errs := admin.fails(exitUsage, "byok", "--key", filepath.Join(dir, "onprem.pem"), "--kek-file", filepath.Join(dir, "kek.pem"), "--kek-kid", kid,
+		"--file", filepath.Join(dir, "onprem.byok")); !strings.Contains(errs, "already exists") {
+		t.Fatalf("byok over an existing file: %q", errs)
+	}
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	edDER, _ := x509.MarshalPKCS8PrivateKey(edKey)
+	os.WriteFile(filepath.Join(dir, "ed.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: edDER}), 0o600)
+	if errs := admin.fails(exitUsage, "byok", "--key", filepath.Join(dir, "ed.pem"), "--kek-file", filepath.Join(dir, "kek.pem"), "--kek-kid", kid,
+		"--file", filepath.Join(dir, "ed.byok")); !strings.Contains(errs, "an Ed25519 key is not a key a Managed HSM holds") {
+		t.Fatalf("byok of an Ed25519 key: %q", errs)
+	}
+	if errs := admin.fails(exitFailure, "keyvault", "key", "import", "--hsm-name", "dev", "--name", "as-oct", "--byok-file", filepath.Join(dir, "onprem.byok"),
+		"--kty", "oct-HSM"); !strings.Contains(errs, "not an AES key") {
+		t.Fatalf("an EC key's file imported as oct: %q", errs)
+	}
+	admin.ok("keyvault", "key", "download", "--hsm-name", "dev", "--name", "onprem", "--file", filepath.Join(dir, "onprem.der"), "-e", "der")
 
 	// A key that is no KEK (no import operation) opens no transfer file.
 	admin.ok("keyvault", "key", "create", "--hsm-name", "dev", "--name", "not-a-kek", "--kty", "RSA-HSM", "-o", "none")

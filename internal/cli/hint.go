@@ -28,6 +28,13 @@ func hintFor(err error) string {
 	return ""
 }
 
+// apiHints name the flags for refusals whose wording is Azure's own, which
+// the server keeps and which names no flag.
+var apiHints = map[string]string{
+	"Exportable keys must have release policy.":         "An exportable key needs its release policy: give --policy (JSON, @file or a file) with --exportable.\n",
+	"Non-exportable keys must not have release policy.": "A release policy is for an exportable key: give --exportable true with --policy.\n",
+}
+
 // signInFailure is a failed client sign-in as one line, the token
 // service's error and description, instead of the SDK's fifteen lines of
 // request and response (which --debug prints).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -185,6 +186,7 @@ func keyDownload(e *env) *cobra.Command {
 			required(cmd, "file")
 		},
 		func(ctx context.Context, c *client) (any, error) {
+			encoding = strings.ToUpper(encoding)
 			if encoding != "PEM" && encoding != "DER" {
 				return nil, usagef("--encoding %q: use PEM or DER", encoding)
 			}
@@ -321,7 +323,7 @@ func keyImport(e *env) *cobra.Command {
 			f.StringVar(&byokFile, "byok-file", "", "a BYOK key transfer file (.byok), made for one of the HSM's key-exchange keys")
 			f.StringVar(&byokString, "byok-string", "", "a BYOK key transfer blob, as text")
 			f.StringVar(&kty, "kty", "RSA", "with --byok-file: the transferred key's type: RSA, EC or oct (RSA-HSM, EC-HSM, oct-HSM accepted); an EC key needs --kty EC")
-			f.StringVar(&curve, "curve", "", "with --byok-file and --kty EC: the key's curve, P-256, P-384 or P-521")
+			f.StringVar(&curve, "curve", "", "with --byok-file and --kty EC: the key's curve, P-256, P-384 or P-521 (optional: the file's key says it; given, it must match)")
 			release.register(cmd, true)
 			cmd.MarkFlagsOneRequired("pem-file", "pem-string", "byok-file", "byok-string")
 			cmd.MarkFlagsMutuallyExclusive("pem-file", "pem-string", "byok-file", "byok-string")
@@ -413,6 +415,9 @@ func parsePrivatePEM(data []byte) (any, error) {
 	default:
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	}
+	if err != nil && strings.Contains(err.Error(), "unknown elliptic curve") {
+		return nil, usagef("the key is on a curve a Managed HSM does not import from a file (secp256k1 keys cannot be imported or transferred yet): give an RSA key, or an EC key on P-256, P-384 or P-521")
+	}
 	if err != nil {
 		return nil, usagef("reading the private key: %v", err)
 	}
@@ -447,5 +452,16 @@ func privateJWK(data []byte) (*azkeys.JSONWebKey, error) {
 		point := pub.Bytes()[1:]
 		return &azkeys.JSONWebKey{Kty: to.Ptr(azkeys.KeyTypeECHSM), Crv: to.Ptr(crv), X: point[:len(point)/2], Y: point[len(point)/2:], D: raw}, nil
 	}
-	return nil, usagef("a %T cannot be imported: give an RSA or EC private key", key)
+	return nil, usagef("%s is not a key a Managed HSM holds: give an RSA private key, or an EC one on P-256, P-384 or P-521", keyKindOf(key))
+}
+
+// keyKindOf names a parsed private key's kind for a message.
+func keyKindOf(key any) string {
+	switch key.(type) {
+	case ed25519.PrivateKey:
+		return "an Ed25519 key"
+	case *ecdh.PrivateKey:
+		return "an X25519 key"
+	}
+	return "this kind of key"
 }

@@ -38,7 +38,7 @@ func TestKeyReleaseCLI(t *testing.T) {
 	writeFile(t, policyFile, string(attestationtest.CVMPolicy(maa.URL)))
 
 	// Azure's rules, with its messages: exportable needs a policy.
-	if errs := admin.fails(exitFailure, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "cvm-disk", "--exportable"); !strings.Contains(errs, "release policy") {
+	if errs := admin.fails(exitFailure, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "cvm-disk", "--exportable"); !strings.Contains(errs, "release policy") || !strings.Contains(errs, "give --policy") {
 		t.Fatalf("exportable without a policy: %q", errs)
 	}
 	if errs := admin.fails(exitUsage, "keyvault", "key", "create", "--hsm-name", "dev", "--name", "cvm-disk", "--immutable"); !strings.Contains(errs, "--policy") {

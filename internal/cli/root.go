@@ -132,7 +132,7 @@ func describeError(err error, debug bool) string {
 	var re *azcore.ResponseError
 	switch {
 	case errors.As(err, &ae) && ae.Code != "":
-		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message)
+		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message) + apiHints[ae.Message]
 	case errors.As(err, &re):
 		ae := explain(re).(*apiError)
 		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message)

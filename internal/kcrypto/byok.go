@@ -62,6 +62,9 @@ func OpenTransferBlob(kek Key, ciphertext []byte, kty KeyType, crv Curve) (Key, 
 	defer clear(plain)
 	switch kty {
 	case Oct:
+		if _, err := x509.ParsePKCS8PrivateKey(plain); err == nil {
+			return nil, fault.Invalidf("the transferred key is a PKCS#8 private key (RSA or EC), not an AES key: import it as RSA-HSM or EC-HSM (az: --kty RSA or EC)")
+		}
 		return newOct(append([]byte(nil), plain...))
 	case RSA, EC:
 		parsed, err := x509.ParsePKCS8PrivateKey(plain)

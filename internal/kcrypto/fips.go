@@ -57,12 +57,14 @@ func fipsRelease(what string) error {
 // key whose operation is import): what it opens, BYOK's transfer blobs,
 // is outside the module, so the key could never be used.
 func KeyExchangeKeysAvailable() error {
-	return refuseInFIPS("A key-exchange key (import)", "BYOK's CKM_RSA_AES_KEY_WRAP uses RSA-OAEP with SHA-1 and AES key wrap with padding, neither in Go's FIPS 140-3 module")
+	return refuseInFIPS("A key-exchange key (import)", "BYOK's CKM_RSA_AES_KEY_WRAP uses RSA-OAEP with SHA-1 and AES key wrap with padding, neither in Go's FIPS 140-3 module; import the key's JWK over TLS instead (key import --pem-file)")
 }
 
 // ReleaseAvailable refuses, in FIPS mode, an exportable key: it could
 // never be released (see WrapForRelease).
-func ReleaseAvailable() error { return fipsRelease("An exportable key (secure key release)") }
+func ReleaseAvailable() error {
+	return refuseInFIPS("An exportable key (secure key release)", "a released key is wrapped with AES key wrap with padding (CKM_RSA_AES_KEY_WRAP), which is not part of Go's FIPS 140-3 module; keep the key in the HSM and wrap data keys with it (RSA-OAEP-256, A256GCM) instead")
+}
 
 func fipsRSAEncryption(alg Algorithm) error {
 	switch alg {
