@@ -416,7 +416,7 @@ func parsePrivatePEM(data []byte) (any, error) {
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	}
 	if err != nil && strings.Contains(err.Error(), "unknown elliptic curve") {
-		return nil, usagef("the key is on a curve a Managed HSM does not import from a file (secp256k1 keys cannot be imported or transferred yet): give an RSA key, or an EC key on P-256, P-384 or P-521")
+		return nil, usagef("the key is on a curve this command cannot read (a secp256k1 key cannot come from a PEM file or be transferred yet; the SDK imports one as a P-256K JWK): give an RSA key, or an EC key on P-256, P-384 or P-521")
 	}
 	if err != nil {
 		return nil, usagef("reading the private key: %v", err)
