@@ -132,10 +132,13 @@ func describeError(err error, debug bool) string {
 	var re *azcore.ResponseError
 	switch {
 	case errors.As(err, &ae) && ae.Code != "":
-		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message) + apiHints[ae.Message]
 	case errors.As(err, &re):
-		ae := explain(re).(*apiError)
-		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message)
+		ae = explain(re).(*apiError)
+	default:
+		ae = nil
+	}
+	if ae != nil {
+		return fmt.Sprintf("ERROR: (%s) %s\nCode: %s\nMessage: %s\n", ae.Code, ae.Message, ae.Code, ae.Message) + apiHints[ae.Message]
 	}
 	var ue *usageError
 	if errors.As(err, &ue) {

@@ -122,15 +122,12 @@ func checkPBKDF2(parts []string, secret string) bool {
 // hashSecret makes now.
 func dummyHash() string {
 	if fips140.Enforced() {
-		return dummyPBKDF2
+		return fmt.Sprintf("$pbkdf2-sha512$i=%d$c2FsdHNhbHRzYWx0c2FsdA$5mOe4WcV0o1cY3bQ0m1rGm2mW7fX4m3mV1Xl0f2g8kM", pbkdf2Iterations)
 	}
 	return dummyArgon2id
 }
 
-const (
-	dummyArgon2id = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0YmhU7ZsoRfJ3UqV3f3Zx8mLqf7kK1X3cT2VXn0Qm5o"
-	dummyPBKDF2   = "$pbkdf2-sha512$i=210000$c2FsdHNhbHRzYWx0c2FsdA$5mOe4WcV0o1cY3bQ0m1rGm2mW7fX4m3mV1Xl0f2g8kM"
-)
+const dummyArgon2id = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$0YmhU7ZsoRfJ3UqV3f3Zx8mLqf7kK1X3cT2VXn0Qm5o"
 
 // ErrBusy is returned when a password cannot be checked now because as many
 // Argon2id hashes as the node allows are already running and none finished

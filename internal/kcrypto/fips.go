@@ -43,27 +43,27 @@ func fipsAESKeyWrap(what string) error {
 	return refuseInFIPS(what, "AES key wrap (RFC 3394, RFC 5649) is not part of Go's FIPS 140-3 module; use A256GCM, or RSA-OAEP-256 with an RSA key")
 }
 
+// Why BYOK and key release are outside the module, and what to use instead.
+const (
+	transferOutside = "BYOK's CKM_RSA_AES_KEY_WRAP uses RSA-OAEP with SHA-1 and AES key wrap with padding, neither in Go's FIPS 140-3 module; import the key's JWK over TLS instead (key import --pem-file)"
+	releaseOutside  = "a released key is wrapped with AES key wrap with padding (CKM_RSA_AES_KEY_WRAP), which is not part of Go's FIPS 140-3 module; keep the key in the HSM and wrap data keys with it (RSA-OAEP-256, A256GCM) instead"
+)
+
 // TransferAvailable refuses, in FIPS mode, a BYOK transfer blob
 // (CKM_RSA_AES_KEY_WRAP): it is opened outside the module.
-func TransferAvailable() error {
-	return refuseInFIPS("CKM_RSA_AES_KEY_WRAP (BYOK)", "it uses RSA-OAEP with SHA-1 and AES key wrap with padding, neither in Go's FIPS 140-3 module")
-}
-
-func fipsRelease(what string) error {
-	return refuseInFIPS(what, "the released key is wrapped with AES key wrap with padding (CKM_RSA_AES_KEY_WRAP), which is not part of Go's FIPS 140-3 module")
-}
+func TransferAvailable() error { return refuseInFIPS("CKM_RSA_AES_KEY_WRAP (BYOK)", transferOutside) }
 
 // KeyExchangeKeysAvailable refuses, in FIPS mode, a key-exchange key (a
 // key whose operation is import): what it opens, BYOK's transfer blobs,
 // is outside the module, so the key could never be used.
 func KeyExchangeKeysAvailable() error {
-	return refuseInFIPS("A key-exchange key (import)", "BYOK's CKM_RSA_AES_KEY_WRAP uses RSA-OAEP with SHA-1 and AES key wrap with padding, neither in Go's FIPS 140-3 module; import the key's JWK over TLS instead (key import --pem-file)")
+	return refuseInFIPS("A key-exchange key (import)", transferOutside)
 }
 
 // ReleaseAvailable refuses, in FIPS mode, an exportable key: it could
 // never be released (see WrapForRelease).
 func ReleaseAvailable() error {
-	return refuseInFIPS("An exportable key (secure key release)", "a released key is wrapped with AES key wrap with padding (CKM_RSA_AES_KEY_WRAP), which is not part of Go's FIPS 140-3 module; keep the key in the HSM and wrap data keys with it (RSA-OAEP-256, A256GCM) instead")
+	return refuseInFIPS("An exportable key (secure key release)", releaseOutside)
 }
 
 func fipsRSAEncryption(alg Algorithm) error {

@@ -50,7 +50,7 @@ func WrapForRelease(rand io.Reader, k Key, target *rsa.PublicKey, enc string) ([
 	if !ok {
 		return nil, fault.Invalidf("enc must be CKM_RSA_AES_KEY_WRAP, RSA_AES_KEY_WRAP_256 or RSA_AES_KEY_WRAP_384, not %q", enc)
 	}
-	if err := fipsRelease("Key release (" + enc + ")"); err != nil {
+	if err := refuseInFIPS("Key release ("+enc+")", releaseOutside); err != nil {
 		return nil, err
 	}
 	f, err := k.marshalPrivate()

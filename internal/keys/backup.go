@@ -103,7 +103,7 @@ func restoredOps(kty kcrypto.KeyType, ops []string) ([]string, error) {
 	if checkKEKOps(kty, ops) != nil {
 		ops = slices.DeleteFunc(ops, func(op string) bool { return op == OpImport })
 	}
-	if allowed, ok := onlyOps[kty]; ok {
+	if allowed, ok := onlyOps(kty); ok {
 		ops = slices.DeleteFunc(ops, func(op string) bool { return !slices.Contains(allowed, op) })
 	}
 	return ops, nil

@@ -116,16 +116,19 @@ func checkKEKOps(kty kcrypto.KeyType, ops []string) error {
 	return nil
 }
 
-// onlyOps are the operations of the key types that cannot do every one
-// of Azure's: a post-quantum key does one thing.
-var onlyOps = map[kcrypto.KeyType][]string{
-	kcrypto.MLDSA: {OpSign, OpVerify},
-	kcrypto.MLKEM: {OpWrapKey, OpUnwrapKey},
+// onlyOps are the operations of a key type that cannot do every one of
+// Azure's, and false for the others: a post-quantum key does one thing,
+// its default operations.
+func onlyOps(kty kcrypto.KeyType) ([]string, bool) {
+	if kty != kcrypto.MLDSA && kty != kcrypto.MLKEM {
+		return nil, false
+	}
+	return defaultOps[kty], true
 }
 
 // checkTypeOps refuses an operation the key's type can never do.
 func checkTypeOps(kty kcrypto.KeyType, ops []string) error {
-	allowed, ok := onlyOps[kty]
+	allowed, ok := onlyOps(kty)
 	if !ok {
 		return nil
 	}

@@ -228,11 +228,8 @@ func (a *API) localKeyID(c *call, kid string) (name, version string, ok bool) {
 	if err != nil || u.Scheme != "https" {
 		return "", "", false
 	}
-	if !strings.EqualFold(u.Host, hostOf(c.base)) {
-		hsm, ok := a.hostHSM(u.Host)
-		if !ok || !strings.EqualFold(hsm, c.hsm.Name) {
-			return "", "", false
-		}
+	if hsm, ok := a.hostHSM(u.Host); !ok || !strings.EqualFold(hsm, c.hsm.Name) {
+		return "", "", false
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 	if len(parts) < 2 || len(parts) > 3 || !strings.EqualFold(parts[0], "keys") || parts[1] == "" {
@@ -242,15 +239,6 @@ func (a *API) localKeyID(c *call, kid string) (name, version string, ok bool) {
 		version = parts[2]
 	}
 	return parts[1], version, true
-}
-
-// hostOf is the host[:port] of a base URL.
-func hostOf(base string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		return ""
-	}
-	return u.Host
 }
 
 func (a *API) get(c *call) error {
